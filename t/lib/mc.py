@@ -1,0 +1,207 @@
+"""Test harness: start a memcached-compatible server, talk to it over raw sockets.
+
+Standard library only. Every server binds 127.0.0.1 on a port the OS picks (-p -1, as stock memcached allows), learns the
+port through MEMCACHED_PORT_FILENAME (the same mechanism stock memcached offers), runs in a
+temporary directory, and is stopped by its PID.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DEFAULT_BIN = os.path.join(TOP, "memcached-debug")
+
+
+def server_binary():
+    """The binary under test: $MC_TEST_BIN, else ./memcached-debug at the top of the tree."""
+    return os.environ.get("MC_TEST_BIN", DEFAULT_BIN)
+
+
+def wait_for(cond, timeout=5.0, interval=0.01, what="condition"):
+    """Poll cond() until it returns a truthy value or the deadline passes (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def root_args():
+    """memcached refuses to run as root without -u."""
+    return ["-u", "root"] if os.geteuid() == 0 else []
+
+
+class Server:
+    """One server process. args are extra command-line flags (e.g. ["-m", "1"])."""
+
+    def __init__(self, tmpdir, args=(), binary=None, tcp=True, env=None,
+                 start_timeout=10.0):
+        self.binary = binary or server_binary()
+        self.tmpdir = str(tmpdir)
+        self.args = list(args)
+        self.port = None
+        self.udp_port = None
+        self.log_path = os.path.join(self.tmpdir, "server.log")
+        self.port_file = os.path.join(self.tmpdir, "ports")
+        cmd = [self.binary] + root_args()
+        if tcp:
+            cmd += ["-l", "127.0.0.1", "-p", "-1"]
+        cmd += self.args
+        self.cmd = cmd
+        e = dict(os.environ)
+        e["MEMCACHED_PORT_FILENAME"] = self.port_file
+        if env:
+            e.update(env)
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, cwd=self.tmpdir, env=e, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        if tcp:
+            wait_for(self._read_ports, timeout=start_timeout, what=f"port file of {cmd}")
+
+    def _read_ports(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {self.proc.returncode}: {self.read_log()}")
+        try:
+            with open(self.port_file) as f:
+                for line in f:
+                    parts = line.split()
+                    # "TCP INET: 12345" / "UDP INET: 12345"
+                    if len(parts) == 3 and parts[1] == "INET:":
+                        if parts[0] == "TCP":
+                            self.port = int(parts[2])
+                        elif parts[0] == "UDP":
+                            self.udp_port = int(parts[2])
+        except FileNotFoundError:
+            return False
+        return self.port is not None
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def connect(self, timeout=5.0):
+        return Conn(("127.0.0.1", self.port), timeout=timeout)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=10.0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        self.log.close()
+        return self.proc.returncode
+
+
+class Conn:
+    """A raw protocol connection with exact-byte helpers."""
+
+    def __init__(self, addr, timeout=5.0, family=socket.AF_INET):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(addr)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed by server")
+        self.buf += chunk
+
+    def readline(self):
+        """One line including its \\r\\n."""
+        while b"\r\n" not in self.buf:
+            self._fill()
+        i = self.buf.index(b"\r\n") + 2
+        line, self.buf = self.buf[:i], self.buf[i:]
+        return line
+
+    def readexact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_until(self, terminator=b"END\r\n"):
+        """Everything up to and including a line equal to terminator."""
+        out = b""
+        while True:
+            line = self.readline()
+            out += line
+            if line == terminator:
+                return out
+
+    def cmd(self, line):
+        """Send one command line (\\r\\n appended) and return one reply line."""
+        self.send(line + "\r\n" if isinstance(line, str) else line + b"\r\n")
+        return self.readline()
+
+    def get_value(self, key):
+        """get key -> (flags, value) or None, parsing the VALUE framing."""
+        self.send(b"get " + (key.encode() if isinstance(key, str) else key) + b"\r\n")
+        line = self.readline()
+        if line == b"END\r\n":
+            return None
+        parts = line.split()
+        assert parts[0] == b"VALUE", line
+        n = int(parts[3])
+        data = self.readexact(n + 2)
+        assert data[-2:] == b"\r\n"
+        assert self.readline() == b"END\r\n"
+        return int(parts[2]), data[:-2]
+
+    def stats(self, arg=""):
+        """stats [arg] -> dict of str -> str."""
+        self.send(("stats " + arg).strip() + "\r\n")
+        out = {}
+        while True:
+            line = self.readline()
+            if line == b"END\r\n":
+                return out
+            parts = line.decode().rstrip("\r\n").split(" ", 2)
+            assert parts[0] == "STAT", line
+            out[parts[1]] = parts[2] if len(parts) > 2 else ""
+
+    def expect_closed(self, timeout=5.0):
+        """True if the server closes the connection (EOF or reset) before the timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+
+def is_ours(server):
+    """True when the binary under test is this project's debug build (has the debug command)."""
+    c = server.connect()
+    try:
+        return c.cmd("debug time +0") == b"OK\r\n"
+    finally:
+        c.close()
