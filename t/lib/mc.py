@@ -62,7 +62,11 @@ class Server:
         self.proc = subprocess.Popen(cmd, cwd=self.tmpdir, env=e, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         if tcp:
-            wait_for(self._read_ports, timeout=start_timeout, what=f"port file of {cmd}")
+            try:
+                wait_for(self._read_ports, timeout=start_timeout, what=f"port file of {cmd}")
+            except Exception:
+                self.stop()
+                raise
 
     def _read_ports(self):
         if self.proc.poll() is not None:

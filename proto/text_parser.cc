@@ -1,0 +1,272 @@
+// memcached's text command grammar, reproduced rule for rule: tokens are separated by single
+// spaces only (tabs belong to tokens), at most 24 tokens are split off a line, the token count
+// decides between "ERROR" and a command, and numbers follow proto/numbers.h. Keep the order of
+// checks: it decides which error a malformed line gets, and whether noreply silences it.
+#include "proto/text_parser.h"
+
+#include <cstring>
+
+#include "proto/numbers.h"
+
+namespace mcm::proto {
+namespace {
+
+constexpr size_t kMaxTokens = 24;
+
+// Tokens of one line, as memcached's tokenizer yields them. ntokens counts the terminal token
+// (empty, or holding the unsplit rest of a long line), like memcached's ntokens.
+struct Tokens {
+    std::string_view tok[kMaxTokens];
+    size_t ntokens = 0;
+    std::string_view rest;  // the unsplit remainder if the line had more than 23 tokens
+};
+
+void tokenize(std::string_view line, Tokens* t) noexcept {
+    size_t n = 0;
+    size_t s = 0;
+    size_t i = 0;
+    for (; i < line.size(); ++i) {
+        if (line[i] == ' ') {
+            if (s != i) {
+                t->tok[n++] = line.substr(s, i - s);
+                if (n == kMaxTokens - 1) {
+                    ++i;
+                    s = i;
+                    break;
+                }
+            }
+            s = i + 1;
+        }
+    }
+    if (n < kMaxTokens - 1 && s < line.size()) {
+        t->tok[n++] = line.substr(s);
+        s = line.size();
+    }
+    t->rest = s < line.size() ? line.substr(s) : std::string_view{};
+    t->tok[n++] = t->rest;  // terminal token
+    t->ntokens = n;
+}
+
+// memcached's set_noreply_maybe: the token before the terminal one is "noreply".
+bool noreply_maybe(const Tokens& t) noexcept {
+    return t.ntokens >= 2 && t.tok[t.ntokens - 2] == "noreply";
+}
+
+void fail(Request* req, Err e) noexcept {
+    req->cmd = Cmd::Error;
+    req->error = e;
+}
+
+void parse_store(const Tokens& t, Cmd cmd, Request* req) noexcept {
+    bool is_cas = cmd == Cmd::Cas;
+    size_t want = is_cas ? 7 : 6;
+    if (t.ntokens != want && t.ntokens != want + 1) return fail(req, Err::Error);
+    req->noreply = noreply_maybe(t);
+    if (t.tok[1].size() > kKeyMaxLength) return fail(req, Err::BadFormat);
+    req->key = t.tok[1];
+    if (!(parse_u32(t.tok[2], &req->flags) && parse_i32(t.tok[3], &req->exptime) &&
+          parse_i32(t.tok[4], &req->value_len))) {
+        return fail(req, Err::BadFormat);
+    }
+    if (is_cas && !parse_u64(t.tok[5], &req->cas_unique)) return fail(req, Err::BadFormat);
+    if (req->value_len < 0 || req->value_len > INT32_MAX - 2) return fail(req, Err::BadFormat);
+    req->cmd = cmd;
+}
+
+void parse_get(const Tokens& t, Cmd cmd, std::string_view line, Request* req) noexcept {
+    if (t.ntokens < 3) return fail(req, Err::Error);
+    size_t first_key = 1;
+    if (cmd == Cmd::Gat || cmd == Cmd::Gats) {
+        if (!parse_i32(t.tok[1], &req->exptime)) return fail(req, Err::InvalidExptime);
+        first_key = 2;
+    }
+    // Keys run from the first key token to the end of the line (memcached re-tokenizes long
+    // lines in batches; the key sequence is the same).
+    if (first_key < t.ntokens - 1) {
+        req->keys = line.substr(static_cast<size_t>(t.tok[first_key].data() - line.data()));
+    } else {
+        req->keys = {};
+    }
+    req->cmd = cmd;
+}
+
+void parse_arith(const Tokens& t, Cmd cmd, Request* req) noexcept {
+    if (t.ntokens != 4 && t.ntokens != 5) return fail(req, Err::Error);
+    req->noreply = noreply_maybe(t);
+    if (t.tok[1].size() > kKeyMaxLength) return fail(req, Err::BadFormat);
+    req->key = t.tok[1];
+    if (!parse_u64(t.tok[2], &req->delta)) return fail(req, Err::InvalidDelta);
+    req->cmd = cmd;
+}
+
+void parse_delete(const Tokens& t, Request* req) noexcept {
+    if (t.ntokens < 3 || t.ntokens > 5) return fail(req, Err::Error);
+    if (t.ntokens > 3) {
+        bool hold_is_zero = t.tok[2] == "0";
+        bool sets_noreply = noreply_maybe(t);
+        req->noreply = sets_noreply;
+        bool valid = (t.ntokens == 4 && (hold_is_zero || sets_noreply)) ||
+                     (t.ntokens == 5 && hold_is_zero && sets_noreply);
+        if (!valid) return fail(req, Err::BadDeleteFormat);
+    }
+    if (t.tok[1].size() > kKeyMaxLength) return fail(req, Err::BadFormat);
+    req->key = t.tok[1];
+    req->cmd = Cmd::Delete;
+}
+
+void parse_touch(const Tokens& t, Request* req) noexcept {
+    if (t.ntokens != 4 && t.ntokens != 5) return fail(req, Err::Error);
+    req->noreply = noreply_maybe(t);
+    if (t.tok[1].size() > kKeyMaxLength) return fail(req, Err::BadFormat);
+    req->key = t.tok[1];
+    if (!parse_i32(t.tok[2], &req->exptime)) return fail(req, Err::InvalidExptime);
+    req->cmd = Cmd::Touch;
+}
+
+void parse_flush_all(const Tokens& t, Request* req) noexcept {
+    if (t.ntokens < 2 || t.ntokens > 4) return fail(req, Err::Error);
+    req->noreply = noreply_maybe(t);
+    req->exptime = 0;
+    if (t.ntokens != (req->noreply ? 3u : 2u)) {
+        if (!parse_i32(t.tok[1], &req->exptime)) return fail(req, Err::InvalidExptime);
+    }
+    req->cmd = Cmd::FlushAll;
+}
+
+void parse_verbosity(const Tokens& t, Request* req) noexcept {
+    if (t.ntokens != 3 && t.ntokens != 4) return fail(req, Err::Error);
+    req->noreply = noreply_maybe(t);
+    if (!parse_u32(t.tok[1], &req->level)) return fail(req, Err::BadFormat);
+    req->cmd = Cmd::Verbosity;
+}
+
+void parse_memlimit(const Tokens& t, Request* req) noexcept {
+    if (t.ntokens != 3 && t.ntokens != 4) return fail(req, Err::Error);
+    req->noreply = noreply_maybe(t);
+    // memcached answers a non-number with a plain ERROR here.
+    if (!parse_u32(t.tok[1], &req->memlimit)) return fail(req, Err::Error);
+    req->cmd = Cmd::CacheMemlimit;
+}
+
+// Text after the command token, for stats/shutdown/debug (their own sub-grammars).
+std::string_view args_of(const Tokens& t, std::string_view line) noexcept {
+    if (t.ntokens <= 2) return {};
+    std::string_view a = line.substr(static_cast<size_t>(t.tok[1].data() - line.data()));
+    while (!a.empty() && a.back() == ' ') a.remove_suffix(1);
+    return a;
+}
+
+void parse_line(std::string_view line, Request* req) noexcept {
+    Tokens t;
+    tokenize(line, &t);
+    // Every command has at least two bytes and one token.
+    if (t.ntokens < 2 || t.tok[0].size() < 2) return fail(req, Err::Error);
+    std::string_view c = t.tok[0];
+    switch (c[0]) {
+        case 'g':
+            if (c == "get") return parse_get(t, Cmd::Get, line, req);
+            if (c == "gets") return parse_get(t, Cmd::Gets, line, req);
+            if (c == "gat") return parse_get(t, Cmd::Gat, line, req);
+            if (c == "gats") return parse_get(t, Cmd::Gats, line, req);
+            break;
+        case 's':
+            if (c == "set") return parse_store(t, Cmd::Set, req);
+            if (c == "stats") {
+                req->cmd = Cmd::Stats;
+                req->args = args_of(t, line);
+                return;
+            }
+            if (c == "shutdown") {
+                req->cmd = Cmd::Shutdown;
+                req->args = args_of(t, line);
+                return;
+            }
+            break;
+        case 'a':
+            if (c == "add") return parse_store(t, Cmd::Add, req);
+            if (c == "append") return parse_store(t, Cmd::Append, req);
+            break;
+        case 'c':
+            if (c == "cas") return parse_store(t, Cmd::Cas, req);
+            if (c == "cache_memlimit") return parse_memlimit(t, req);
+            break;
+        case 'i':
+            if (c == "incr") return parse_arith(t, Cmd::Incr, req);
+            break;
+        case 'd':
+            if (c == "delete") return parse_delete(t, req);
+            if (c == "decr") return parse_arith(t, Cmd::Decr, req);
+            if (c == "debug") {
+                req->cmd = Cmd::Debug;
+                req->args = args_of(t, line);
+                return;
+            }
+            break;
+        case 't':
+            if (c == "touch") return parse_touch(t, req);
+            break;
+        case 'r':
+            if (c == "replace") return parse_store(t, Cmd::Replace, req);
+            break;
+        case 'p':
+            if (c == "prepend") return parse_store(t, Cmd::Prepend, req);
+            break;
+        case 'b':
+            // "bget": an ancient alias of get that memcached still answers.
+            if (c == "bget") return parse_get(t, Cmd::Get, line, req);
+            break;
+        case 'f':
+            if (c == "flush_all") return parse_flush_all(t, req);
+            break;
+        case 'v':
+            if (c == "version") {
+                req->cmd = Cmd::Version;
+                return;
+            }
+            if (c == "verbosity") return parse_verbosity(t, req);
+            break;
+        case 'q':
+            if (c == "quit") {
+                req->cmd = Cmd::Quit;
+                return;
+            }
+            break;
+        default:
+            break;
+    }
+    fail(req, Err::Error);
+    // An unknown command ending in "HTTP/...": memcached hangs up instead of answering.
+    if (t.tok[t.ntokens - 2].starts_with("HTTP/")) req->close = true;
+}
+
+bool starts_with_get(std::string_view in) noexcept {
+    size_t i = 0;
+    while (i < in.size() && in[i] == ' ') ++i;
+    if (i > 100) return false;
+    std::string_view s = in.substr(i);
+    return s.starts_with("get ") || s.starts_with("gets ");
+}
+
+}  // namespace
+
+ParseStatus parse_command(std::string_view in, Request* req, size_t* consumed) noexcept {
+    const void* nl = std::memchr(in.data(), '\n', in.size());
+    if (nl == nullptr) {
+        if (in.size() > kMaxLineWithoutNewline && !starts_with_get(in)) return ParseStatus::Close;
+        return ParseStatus::NeedMore;
+    }
+    size_t el = static_cast<size_t>(static_cast<const char*>(nl) - in.data());
+    *consumed = el + 1;
+    size_t end = el;
+    if (el > 1 && in[el - 1] == '\r') --end;
+    std::string_view line = in.substr(0, end);
+    // memcached works on a C string: a NUL byte ends the command line early.
+    if (const void* z = std::memchr(line.data(), '\0', line.size())) {
+        line = line.substr(0, static_cast<size_t>(static_cast<const char*>(z) - line.data()));
+    }
+    *req = Request{};
+    parse_line(line, req);
+    return req->close ? ParseStatus::Close : ParseStatus::Ok;
+}
+
+}  // namespace mcm::proto

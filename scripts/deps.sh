@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs the Debian 12 packages this project needs to build, run and test.
+set -e
+pkgs="build-essential autoconf automake autoconf-archive pkg-config libevent-dev \
+libjemalloc-dev libssl-dev liburing-dev zlib1g-dev libxxhash-dev libfmt-dev \
+googletest libgtest-dev python3 python3-pytest python3-pytest-timeout python3-pymemcache \
+memcached"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo=sudo
+echo "installing:$missing"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $missing
+# Debian starts its own memcached on 11211 when the package is installed; the tests only use
+# the binary, so stop the service to leave the port to ours.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet memcached 2>/dev/null; then
+    $sudo systemctl stop memcached || true
+fi

@@ -1,0 +1,11 @@
+#!/bin/sh
+# One command for a fresh Debian 12 machine: install what is missing, build, and run every
+# test: GoogleTest units and the pytest protocol suites (against ./memcached-debug and against
+# Debian's memcached), then both again on an AddressSanitizer+UBSan build.
+set -e
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+scripts/build.sh
+make -j"$(nproc)" check || { cat t/unit/unit_tests.log t/run-pytest.log 2>/dev/null | tail -200; exit 1; }
+cat t/run-pytest.log | grep -E "passed|failed|error" || true
+make -j"$(nproc)" sanitize-check

@@ -1,0 +1,317 @@
+// Connection I/O and the per-connection command loop.
+#include "server/conn.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "proto/text_parser.h"
+#include "server/log.h"
+#include "server/worker.h"
+
+namespace mcm::server {
+
+namespace {
+
+// Stop parsing new commands while this many reply bytes wait for the socket.
+constexpr size_t kMaxPendingOutput = 4 * 1024 * 1024;
+
+std::string peer_name(int fd, bool is_unix) {
+    if (is_unix) return "unix:";
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "tcp:?";
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (ss.ss_family == AF_INET) {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        port = ntohs(a->sin_port);
+        return std::string("tcp:") + host + ":" + std::to_string(port);
+    }
+    if (ss.ss_family == AF_INET6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        port = ntohs(a->sin6_port);
+        return std::string("tcp6:[") + host + "]:" + std::to_string(port);
+    }
+    return "tcp:?";
+}
+
+}  // namespace
+
+Conn::Conn(Worker* worker, int fd, bool is_unix, const std::string& listen_addr)
+    : worker_(worker),
+      dispatcher_(worker->dispatcher()),
+      ctx_(worker->ctx()),
+      fd_(fd),
+      out_(&worker->ctx().store) {
+    info_.addr = peer_name(fd, is_unix);
+    info_.listen_addr = listen_addr;
+    info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
+    ctx_.conns.add(fd_, &info_);
+}
+
+Conn::~Conn() {
+    if (ev_ != nullptr) event_free(ev_);
+    if (rbuf_ != nullptr) {
+        if (rcap_ == Worker::kReadBufSize) {
+            worker_->release_rbuf(rbuf_);
+        } else {
+            std::free(rbuf_);
+        }
+    }
+}
+
+bool Conn::start() {
+    ev_ = event_new(worker_->base(), fd_, EV_READ | EV_PERSIST, &Conn::on_event, this);
+    if (ev_ == nullptr) return false;
+    ev_flags_ = EV_READ | EV_PERSIST;
+    return event_add(ev_, nullptr) == 0;
+}
+
+void Conn::set_events(short what) {
+    if (what == ev_flags_) return;
+    event_del(ev_);
+    event_assign(ev_, worker_->base(), fd_, what, &Conn::on_event, this);
+    ev_flags_ = what;
+    event_add(ev_, nullptr);
+}
+
+void Conn::on_event(evutil_socket_t, short what, void* arg) {
+    static_cast<Conn*>(arg)->handle(what);
+}
+
+void Conn::ensure_rbuf() {
+    if (rbuf_ == nullptr) {
+        rbuf_ = worker_->borrow_rbuf();
+        rcap_ = Worker::kReadBufSize;
+        rstart_ = rend_ = 0;
+    }
+}
+
+// Idle connections hold no read buffer (memcached does the same since 1.6).
+void Conn::maybe_release_rbuf() {
+    if (rbuf_ != nullptr && rstart_ == rend_ && state_ == ConnState::Parse) {
+        if (rcap_ == Worker::kReadBufSize) {
+            worker_->release_rbuf(rbuf_);
+        } else {
+            std::free(rbuf_);
+        }
+        rbuf_ = nullptr;
+        rcap_ = rstart_ = rend_ = 0;
+    }
+}
+
+ssize_t Conn::read_some(bool* drained) {
+    // A value being read goes straight into the item once the buffer holds none of it.
+    if (state_ == ConnState::ReadValue && rstart_ == rend_) {
+        store::Item* it = pending_.item.get();
+        size_t need = it->nbytes - value_filled_;
+        ssize_t n = ::read(fd_, it->value() + value_filled_, need);
+        if (n > 0) {
+            value_filled_ += static_cast<size_t>(n);
+            worker_->stats().bytes_read.add(static_cast<uint64_t>(n));
+            *drained = static_cast<size_t>(n) < need;
+            return n;
+        }
+        if (n == 0) return -1;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+        return -1;
+    }
+    ensure_rbuf();
+    if (rstart_ == rend_) rstart_ = rend_ = 0;
+    if (rend_ == rcap_) {
+        if (rstart_ > 0) {
+            std::memmove(rbuf_, rbuf_ + rstart_, rend_ - rstart_);
+            rend_ -= rstart_;
+            rstart_ = 0;
+        } else {
+            // A line longer than the buffer (only a multi-get gets this far): grow.
+            size_t ncap = rcap_ * 2;
+            char* nb = static_cast<char*>(std::malloc(ncap));
+            if (nb == nullptr) return -1;
+            std::memcpy(nb, rbuf_, rend_);
+            if (rcap_ == Worker::kReadBufSize) {
+                worker_->release_rbuf(rbuf_);
+            } else {
+                std::free(rbuf_);
+            }
+            rbuf_ = nb;
+            rcap_ = ncap;
+        }
+    }
+    size_t room = rcap_ - rend_;
+    ssize_t n = ::read(fd_, rbuf_ + rend_, room);
+    if (n > 0) {
+        rend_ += static_cast<size_t>(n);
+        worker_->stats().bytes_read.add(static_cast<uint64_t>(n));
+        *drained = static_cast<size_t>(n) < room;
+        return n;
+    }
+    if (n == 0) return -1;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+    return -1;
+}
+
+Conn::Step Conn::process() {
+    for (;;) {
+        switch (state_) {
+            case ConnState::Closing:
+                return Step::Close;
+            case ConnState::ReadValue: {
+                store::Item* it = pending_.item.get();
+                size_t need = it->nbytes - value_filled_;
+                size_t have = rend_ - rstart_;
+                if (have == 0) return Step::NeedRead;
+                size_t n = need < have ? need : have;
+                std::memcpy(it->value() + value_filled_, rbuf_ + rstart_, n);
+                rstart_ += n;
+                value_filled_ += n;
+                if (value_filled_ < it->nbytes) return Step::NeedRead;
+                dispatcher_.finish_store(&pending_, out_);
+                state_ = ConnState::Parse;
+                break;
+            }
+            case ConnState::Swallow: {
+                size_t have = rend_ - rstart_;
+                size_t n = swallow_left_ < have ? swallow_left_ : have;
+                rstart_ += n;
+                swallow_left_ -= n;
+                if (swallow_left_ > 0) return Step::NeedRead;
+                state_ = ConnState::Parse;
+                break;
+            }
+            case ConnState::Parse: {
+                if (rstart_ == rend_) return Step::NeedRead;
+                if (out_.pending_bytes() > kMaxPendingOutput) return Step::OutputFull;
+                if (budget_ <= 0) {
+                    worker_->stats().conn_yields.add();
+                    return Step::Yield;
+                }
+                proto::Request req;
+                size_t consumed = 0;
+                std::string_view in(rbuf_ + rstart_, rend_ - rstart_);
+                proto::ParseStatus ps = proto::parse_command(in, &req, &consumed);
+                if (ps == proto::ParseStatus::NeedMore) return Step::NeedRead;
+                if (ps == proto::ParseStatus::Close) {
+                    state_ = ConnState::Closing;
+                    return Step::Close;
+                }
+                --budget_;
+                info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
+                size_t swallow = 0;
+                Next next = dispatcher_.execute(req, out_, &pending_, &swallow);
+                rstart_ += consumed;  // the request's views are dead from here on
+                switch (next) {
+                    case Next::Continue:
+                        break;
+                    case Next::ReadValue:
+                        value_filled_ = 0;
+                        state_ = ConnState::ReadValue;
+                        break;
+                    case Next::Swallow:
+                        swallow_left_ = swallow;
+                        state_ = ConnState::Swallow;
+                        break;
+                    case Next::CloseAfterWrite:
+                        close_after_write_ = true;
+                        state_ = ConnState::Closing;
+                        return Step::Close;
+                    case Next::CloseNow:
+                        out_.clear();
+                        state_ = ConnState::Closing;
+                        return Step::Close;
+                }
+                break;
+            }
+        }
+    }
+}
+
+bool Conn::flush_output() {
+    if (out_.empty()) {
+        want_write_ = false;
+        return true;
+    }
+    size_t sent = 0;
+    IoStatus s = out_.flush(fd_, &sent);
+    worker_->stats().bytes_written.add(sent);
+    if (s == IoStatus::Fatal) return false;
+    want_write_ = (s == IoStatus::Retry);
+    return true;
+}
+
+void Conn::handle(short what) {
+    (void)what;
+    budget_ = ctx_.settings.reqs_per_event;
+    if (want_write_) {
+        if (!flush_output()) return close();
+        if (want_write_) return;  // still blocked: keep waiting for EV_WRITE
+        set_events(EV_READ | EV_PERSIST);
+    }
+    for (;;) {
+        switch (process()) {
+            case Step::Close:
+                if (close_after_write_) (void)flush_output();
+                return close();
+            case Step::Yield:
+                if (!flush_output()) return close();
+                if (want_write_) {
+                    set_events(EV_WRITE | EV_PERSIST);
+                } else {
+                    // Let the other connections of this worker run, then continue here.
+                    event_active(ev_, EV_READ, 0);
+                }
+                return;
+            case Step::OutputFull:
+                if (!flush_output()) return close();
+                if (want_write_) {
+                    set_events(EV_WRITE | EV_PERSIST);
+                    return;
+                }
+                continue;
+            case Step::NeedRead:
+                break;
+        }
+        // The last read returned less than it asked for: the socket is empty, so reply and
+        // wait for the next event instead of paying for a read that would say EAGAIN.
+        if (drained_) {
+            drained_ = false;
+            if (!flush_output()) return close();
+            if (want_write_) set_events(EV_WRITE | EV_PERSIST);
+            maybe_release_rbuf();
+            return;
+        }
+        ssize_t n = read_some(&drained_);
+        if (n < 0) return close();
+        if (n == 0) {
+            if (!flush_output()) return close();
+            if (want_write_) set_events(EV_WRITE | EV_PERSIST);
+            maybe_release_rbuf();
+            return;
+        }
+    }
+}
+
+void Conn::close() {
+    if (state_ == ConnState::Closing && ev_ == nullptr) return;
+    state_ = ConnState::Closing;
+    if (ev_ != nullptr) {
+        event_del(ev_);
+    }
+    out_.clear();
+    pending_.item.reset();
+    ctx_.conns.remove(fd_);
+    ::close(fd_);
+    ctx_.gstats.curr_conns.fetch_sub(1, std::memory_order_relaxed);
+    worker_->conn_closed(this);
+}
+
+}  // namespace mcm::server

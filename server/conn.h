@@ -1,0 +1,77 @@
+// One client connection, owned by its worker thread from accept to close. Reads into a pooled
+// buffer, parses and executes commands in order, reads storage values straight into items,
+// and sends replies with sendmsg. Reading pauses while replies cannot be written
+// (back-pressure) and yields to other connections after -R commands.
+#pragma once
+
+#include <event2/event.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "server/context.h"
+#include "server/dispatch.h"
+#include "server/outbuf.h"
+
+namespace mcm::server {
+
+class Worker;
+
+// Per-connection state machine:
+//
+//   Parse --storage cmd--> ReadValue --value complete--> Parse
+//   Parse --alloc failed--> Swallow --bytes dropped--> Parse
+//   any --EOF, error, quit, bad framing--> Closing
+enum class ConnState : uint8_t { Parse, ReadValue, Swallow, Closing };
+
+class Conn {
+public:
+    Conn(Worker* worker, int fd, bool is_unix, const std::string& listen_addr);
+    ~Conn();
+    Conn(const Conn&) = delete;
+    Conn& operator=(const Conn&) = delete;
+
+    bool start();  // register with the worker's loop; false if libevent refused
+    int fd() const noexcept { return fd_; }
+
+private:
+    enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close };
+    static void on_event(evutil_socket_t fd, short what, void* arg);
+    void handle(short what);
+    Step process();
+    // Read once into the buffer (or straight into the item being filled). >0 bytes read,
+    // 0 would block, -1 EOF or error.
+    ssize_t read_some(bool* drained);
+    bool flush_output();  // false on a fatal socket error; sets want_write_ when blocked
+    void set_events(short what);
+    void close();
+    void ensure_rbuf();
+    void maybe_release_rbuf();
+
+    Worker* worker_;
+    Dispatcher& dispatcher_;
+    ServerContext& ctx_;
+    int fd_;
+    ConnState state_ = ConnState::Parse;
+    event* ev_ = nullptr;
+    short ev_flags_ = 0;
+    bool want_write_ = false;     // replies are waiting for the socket to drain
+    bool close_after_write_ = false;
+    bool drained_ = false;        // the last read found the socket empty
+    int budget_ = 0;              // commands left in this event (-R)
+
+    // Read buffer: bytes [rstart_, rend_) are unprocessed.
+    char* rbuf_ = nullptr;
+    size_t rcap_ = 0;
+    size_t rstart_ = 0;
+    size_t rend_ = 0;
+
+    PendingStore pending_;        // the storage command whose value is being read
+    size_t value_filled_ = 0;
+    size_t swallow_left_ = 0;
+
+    OutBuf out_;
+    ConnInfo info_;
+};
+
+}  // namespace mcm::server

@@ -1,0 +1,54 @@
+// Request -> store calls -> reply bytes. No socket code: replies go into an OutBuf, and what
+// the connection must do next (read a value, swallow bytes, close) comes back as a value.
+// One Dispatcher per worker thread; it uses that worker's counters.
+#pragma once
+
+#include <cstdint>
+
+#include "proto/request.h"
+#include "server/context.h"
+#include "server/outbuf.h"
+#include "server/stats.h"
+#include "server/store/store.h"
+
+namespace mcm::server {
+
+enum class Next : uint8_t {
+    Continue,    // parse the next command
+    ReadValue,   // a storage command: read the value into *item (value_len + 2 bytes)
+    Swallow,     // discard *swallow bytes of value (the item could not be allocated)
+    CloseAfterWrite,  // quit: send what is queued, then close
+    CloseNow,    // shutdown: close without replying
+};
+
+// A storage command between its command line and its value.
+struct PendingStore {
+    proto::Cmd cmd = proto::Cmd::Set;
+    bool noreply = false;
+    uint64_t cas_unique = 0;
+    store::ItemRef item;
+};
+
+class Dispatcher {
+public:
+    Dispatcher(ServerContext& ctx, ThreadStats& stats) noexcept : ctx_(ctx), stats_(stats) {}
+
+    // Execute a parsed command. For a storage command fills *pending and returns ReadValue,
+    // or returns Swallow with *swallow set when the item could not be allocated.
+    Next execute(const proto::Request& req, OutBuf& out, PendingStore* pending, size_t* swallow);
+
+    // The value of a storage command has arrived in pending->item (with its 2 trailing bytes).
+    void finish_store(PendingStore* pending, OutBuf& out);
+
+private:
+    void get(const proto::Request& req, OutBuf& out);
+    void arith(const proto::Request& req, OutBuf& out);
+    void stats(const proto::Request& req, OutBuf& out);
+    void debug(const proto::Request& req, OutBuf& out);
+    void reply(const proto::Request& req, OutBuf& out, std::string_view line);
+
+    ServerContext& ctx_;
+    ThreadStats& stats_;
+};
+
+}  // namespace mcm::server

@@ -1,0 +1,268 @@
+// Listening sockets and accept(). Runs on the main thread only.
+#include "server/listener.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "proto/errors.h"
+#include "server/log.h"
+#include "server/worker.h"
+
+namespace mcm::server {
+
+namespace {
+
+bool set_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL, 0);
+    return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
+}
+
+}  // namespace
+
+Listener::~Listener() {
+    for (auto& s : socks_) {
+        if (s->ev != nullptr) event_free(s->ev);
+        ctx_.conns.remove(s->fd);
+        ::close(s->fd);
+    }
+}
+
+bool Listener::add_socket(int fd, bool is_unix, std::string name) {
+    auto s = std::make_unique<Sock>();
+    s->owner = this;
+    s->fd = fd;
+    s->is_unix = is_unix;
+    s->name = std::move(name);
+    s->info.addr = (is_unix ? "unix:" : "tcp:") + s->name;
+    s->info.is_listener = true;
+    s->info.state.store("conn_listening");
+    s->ev = event_new(base_, fd, EV_READ | EV_PERSIST, &Listener::on_accept, s.get());
+    if (s->ev == nullptr || event_add(s->ev, nullptr) != 0) return false;
+    ctx_.conns.add(fd, &s->info);
+    ctx_.gstats.curr_conns.fetch_add(1);  // memcached counts listeners as connections
+    socks_.push_back(std::move(s));
+    return true;
+}
+
+bool Listener::listen_tcp(const char* host, int port, FILE* portfile) {
+    addrinfo hints{};
+    hints.ai_flags = AI_PASSIVE;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    char portbuf[16];
+    snprintf(portbuf, sizeof(portbuf), "%d", port < 0 ? 0 : port);
+    addrinfo* ai = nullptr;
+    int err = getaddrinfo(host, portbuf, &hints, &ai);
+    if (err != 0) {
+        if (err != EAI_SYSTEM) {
+            fprintf(stderr, "getaddrinfo(): %s\n", gai_strerror(err));
+        } else {
+            perror("getaddrinfo()");
+        }
+        return false;
+    }
+    bool ok = false;
+    for (addrinfo* a = ai; a != nullptr; a = a->ai_next) {
+        int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (!set_nonblock(fd) || bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            if (errno != EADDRINUSE) {
+                ::close(fd);
+                continue;  // e.g. IPv6 unavailable: memcached skips such addresses too
+            }
+            perror("bind()");
+            ::close(fd);
+            freeaddrinfo(ai);
+            return false;
+        }
+        if (listen(fd, ctx_.settings.backlog) != 0) {
+            perror("listen()");
+            ::close(fd);
+            freeaddrinfo(ai);
+            return false;
+        }
+        sockaddr_storage ss{};
+        socklen_t len = sizeof(ss);
+        getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+        char hostbuf[INET6_ADDRSTRLEN] = "";
+        int bound_port = 0;
+        if (ss.ss_family == AF_INET) {
+            auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+            inet_ntop(AF_INET, &sin->sin_addr, hostbuf, sizeof(hostbuf));
+            bound_port = ntohs(sin->sin_port);
+        } else {
+            auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+            inet_ntop(AF_INET6, &sin6->sin6_addr, hostbuf, sizeof(hostbuf));
+            bound_port = ntohs(sin6->sin6_port);
+        }
+        if (portfile != nullptr) {
+            fprintf(portfile, "TCP INET%s: %d\n", ss.ss_family == AF_INET6 ? "6" : "",
+                    bound_port);
+        }
+        ports_.push_back(bound_port);
+        if (!add_socket(fd, false, std::string(hostbuf) + ":" + std::to_string(bound_port))) {
+            ::close(fd);
+            freeaddrinfo(ai);
+            return false;
+        }
+        ok = true;
+    }
+    freeaddrinfo(ai);
+    return ok;
+}
+
+bool Listener::listen_unix(const std::string& path, int mask) {
+    sockaddr_un addr{};
+    if (path.size() >= sizeof(addr.sun_path)) {
+        fprintf(stderr, "socket path too long: %s\n", path.c_str());
+        return false;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        perror("socket()");
+        return false;
+    }
+    // A stale socket file from an earlier run is removed, as memcached does.
+    struct stat st {};
+    if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    mode_t old = umask(static_cast<mode_t>(~mask & 0777));
+    int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    umask(old);
+    if (rc != 0) {
+        perror("bind()");
+        ::close(fd);
+        return false;
+    }
+    if (!set_nonblock(fd) || listen(fd, ctx_.settings.backlog) != 0) {
+        perror("listen()");
+        ::close(fd);
+        return false;
+    }
+    return add_socket(fd, true, path);
+}
+
+bool Listener::setup() {
+    const Settings& s = ctx_.settings;
+    if (!s.socket_path.empty()) {
+        if (!listen_unix(s.socket_path, s.access_mask)) {
+            fprintf(stderr, "failed to listen on UNIX socket: %s\n", s.socket_path.c_str());
+            return false;
+        }
+        return true;
+    }
+    if (s.port == 0) return true;  // -p 0: no TCP, as memcached
+    const char* pf_name = getenv("MEMCACHED_PORT_FILENAME");
+    std::string tmp_name;
+    FILE* pf = nullptr;
+    if (pf_name != nullptr) {
+        tmp_name = std::string(pf_name) + ".lck";
+        pf = fopen(tmp_name.c_str(), "a");
+        if (pf == nullptr) {
+            fprintf(stderr, "Failed to open \"%s\": %s\n", tmp_name.c_str(), strerror(errno));
+            return false;
+        }
+    }
+    bool ok = true;
+    if (s.listen.empty()) {
+        ok = listen_tcp(nullptr, s.port, pf);
+    } else {
+        for (const std::string& l : s.listen) {
+            // "host", "host:port", "[v6]:port"
+            std::string host = l;
+            int port = s.port;
+            if (!host.empty() && host[0] == '[') {
+                size_t rb = host.find(']');
+                if (rb != std::string::npos) {
+                    if (rb + 1 < host.size() && host[rb + 1] == ':') {
+                        port = atoi(host.c_str() + rb + 2);
+                    }
+                    host = host.substr(1, rb - 1);
+                }
+            } else {
+                size_t colon = host.find(':');
+                if (colon != std::string::npos && host.find(':', colon + 1) == std::string::npos) {
+                    port = atoi(host.c_str() + colon + 1);
+                    host = host.substr(0, colon);
+                }
+            }
+            if (!listen_tcp(host.c_str(), port, pf)) {
+                ok = false;
+                break;
+            }
+        }
+    }
+    if (!ok) {
+        fprintf(stderr, "failed to listen on TCP port %d: %s\n", s.port, strerror(errno));
+    }
+    if (pf != nullptr) {
+        fclose(pf);
+        if (rename(tmp_name.c_str(), pf_name) != 0) {
+            fprintf(stderr, "Failed to rename \"%s\" to \"%s\": %s\n", tmp_name.c_str(), pf_name,
+                    strerror(errno));
+            return false;
+        }
+    }
+    return ok;
+}
+
+void Listener::on_accept(evutil_socket_t, short, void* arg) {
+    auto* s = static_cast<Sock*>(arg);
+    s->owner->accept_one(s);
+}
+
+void Listener::accept_one(Sock* s) {
+    // Drain the accept queue; each accepted socket goes to the next worker.
+    for (int i = 0; i < 64; ++i) {
+        int fd = accept4(s->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+            if (errno == EMFILE || errno == ENFILE) {
+                LOG(LogLevel::Warn, "Too many open connections");
+                ctx_.gstats.listen_disabled_num.fetch_add(1);
+                return;
+            }
+            perror("accept()");
+            return;
+        }
+        ctx_.gstats.total_conns.fetch_add(1, std::memory_order_relaxed);
+        // memcached's maxconns_fast: over the limit, say so and hang up at once.
+        int64_t curr = ctx_.gstats.curr_conns.load(std::memory_order_relaxed);
+        if (curr + ctx_.reserved_fds.load() >= ctx_.settings.max_conns - 1) {
+            ssize_t w = ::write(fd, proto::kTooManyConns.data(), proto::kTooManyConns.size());
+            (void)w;
+            ::close(fd);
+            ctx_.gstats.rejected_conns.fetch_add(1, std::memory_order_relaxed);
+            continue;
+        }
+        if (!s->is_unix) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        ctx_.gstats.curr_conns.fetch_add(1, std::memory_order_relaxed);
+        ctx_.gstats.conn_structures.fetch_add(1, std::memory_order_relaxed);
+        Worker* w = ctx_.workers[next_worker_++ % ctx_.workers.size()];
+        w->hand_over(NewConn{fd, s->is_unix, s->info.addr});
+    }
+}
+
+}  // namespace mcm::server

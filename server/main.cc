@@ -1,0 +1,166 @@
+// The composition root: parse the command line, set the process up, create the store, the
+// workers and the listener, run the main loop (accept, clock, signals) until told to stop,
+// then tear everything down in reverse order.
+#include <event2/event.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <ctime>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "config.h"
+#include "server/context.h"
+#include "server/daemon.h"
+#include "server/listener.h"
+#include "server/log.h"
+#include "server/settings.h"
+#include "server/store/store.h"
+#include "server/worker.h"
+
+namespace mcm::server {
+namespace {
+
+// memcached starts its clock a little in the past so that relative time 1 is always over.
+constexpr int64_t kClockHeadStart = 62;
+
+// The background reclaimer (memcached's LRU crawler): walks the table slowly, unlinking
+// expired and flushed items and finishing table growth. Owns one thread.
+class Crawler {
+public:
+    explicit Crawler(store::Store& st) : store_(st), thread_([this] { run(); }) {}
+    ~Crawler() {
+        {
+            std::lock_guard<std::mutex> g(mu_);
+            stop_ = true;
+        }
+        cv_.notify_one();
+        thread_.join();
+    }
+
+private:
+    void run() {
+        std::unique_lock<std::mutex> lk(mu_);
+        while (!stop_) {
+            lk.unlock();
+            (void)store_.crawl(1024);
+            lk.lock();
+            cv_.wait_for(lk, std::chrono::milliseconds(100), [this] { return stop_; });
+        }
+    }
+    store::Store& store_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+    std::thread thread_;
+};
+
+void on_stop_signal(evutil_socket_t sig, short, void* arg) {
+    LOG(LogLevel::Info, "Signal handled: %s.", strsignal(static_cast<int>(sig)));
+    event_base_loopbreak(static_cast<event_base*>(arg));
+}
+
+struct ClockTick {
+    store::Clock* clock;
+    event* ev;
+};
+
+void on_clock(evutil_socket_t, short, void* arg) {
+    auto* t = static_cast<ClockTick*>(arg);
+    t->clock->tick(static_cast<int64_t>(time(nullptr)));
+}
+
+int run(int argc, char** argv) {
+    Settings settings;
+    switch (parse_command_line(argc, argv, &settings)) {
+        case ParseOutcome::ExitOk: return EXIT_SUCCESS;
+        case ParseOutcome::ExitError: return 64;  // EX_USAGE
+        case ParseOutcome::Run: break;
+    }
+#ifdef MC_DEBUG
+    settings.debug_commands = true;
+#endif
+    log_set_level(settings.verbose);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!raise_limits(settings)) return 71;  // EX_OSERR
+    if (!drop_privileges(settings)) return 64;  // EX_USAGE
+    if (!daemonize(settings)) return 71;
+
+    int64_t now = static_cast<int64_t>(time(nullptr));
+    store::Clock clock(now - kClockHeadStart);
+    clock.tick(now);
+
+    store::Config sc;
+    sc.max_bytes = settings.max_bytes;
+    sc.item_size_max = settings.item_size_max;
+    sc.evict = settings.evict_to_free;
+    sc.use_cas = settings.use_cas;
+    if (settings.hashpower_init != 0) sc.hash_power = settings.hashpower_init;
+    sc.slab_min = static_cast<size_t>(settings.chunk_size);
+    sc.slab_factor = settings.factor;
+    store::Store store(sc, clock);
+
+    ServerContext ctx(settings, store, clock);
+    ctx.started_unix = now;
+    ctx.verbose.store(settings.verbose);
+
+    std::vector<std::unique_ptr<Worker>> workers;
+    for (int i = 0; i < settings.num_threads; ++i) {
+        workers.push_back(std::make_unique<Worker>(ctx, i));
+        ctx.workers.push_back(workers.back().get());
+    }
+    for (auto& w : workers) w->start();
+
+    event_base* base = event_base_new();
+    int rc = EXIT_SUCCESS;
+    {
+        Listener listener(ctx, base);
+        if (!listener.setup()) {
+            rc = 71;  // EX_OSERR
+        } else {
+            (void)write_pid_file(settings);
+            std::unique_ptr<Crawler> crawler;
+            if (settings.lru_crawler) crawler = std::make_unique<Crawler>(store);
+
+            ClockTick tick{&clock, nullptr};
+            tick.ev = event_new(base, -1, EV_PERSIST, on_clock, &tick);
+            timeval one_sec{1, 0};
+            event_add(tick.ev, &one_sec);
+            event* sigs[3] = {evsignal_new(base, SIGINT, on_stop_signal, base),
+                              evsignal_new(base, SIGTERM, on_stop_signal, base),
+                              evsignal_new(base, SIGUSR1, on_stop_signal, base)};
+            for (event* e : sigs) event_add(e, nullptr);
+
+            event_base_dispatch(base);
+
+            for (event* e : sigs) event_free(e);
+            event_free(tick.ev);
+            crawler.reset();
+            remove_pid_file(settings);
+        }
+        for (auto& w : workers) w->stop();
+    }
+    workers.clear();
+    event_base_free(base);
+    return rc;
+}
+
+}  // namespace
+}  // namespace mcm::server
+
+int main(int argc, char** argv) {
+    try {
+        return mcm::server::run(argc, argv);
+    } catch (const std::exception& e) {
+        fprintf(stderr, "fatal: %s\n", e.what());
+        return 71;
+    }
+}

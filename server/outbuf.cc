@@ -1,0 +1,140 @@
+// Reply queue: text in one buffer addressed by offsets, values as iovecs into items.
+#include "server/outbuf.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace mcm::server {
+
+namespace {
+constexpr size_t kIovMax = IOV_MAX < 1024 ? IOV_MAX : 1024;
+constexpr size_t kInitialText = 2048;
+}  // namespace
+
+void OutBuf::grow(size_t need) {
+    size_t cap = wbuf_cap_ ? wbuf_cap_ : kInitialText;
+    while (cap < wbuf_len_ + need) cap *= 2;
+    char* p = static_cast<char*>(std::realloc(wbuf_, cap));
+    if (p == nullptr) throw std::bad_alloc();
+    wbuf_ = p;
+    wbuf_cap_ = cap;
+}
+
+char* OutBuf::reserve(size_t n) {
+    if (wbuf_len_ + n > wbuf_cap_) grow(n);
+    return wbuf_ + wbuf_len_;
+}
+
+void OutBuf::commit(size_t n) {
+    if (n == 0) return;
+    // Extend the last segment when it is text that ends where this text starts.
+    if (!segs_.empty() && segs_.size() > head_) {
+        Seg& last = segs_.back();
+        if (last.item == nullptr && last.off + last.len == wbuf_len_) {
+            last.len += n;
+            wbuf_len_ += n;
+            pending_ += n;
+            return;
+        }
+    }
+    segs_.push_back(Seg{nullptr, wbuf_len_, n, nullptr});
+    wbuf_len_ += n;
+    pending_ += n;
+}
+
+void OutBuf::append(std::string_view s) {
+    char* p = reserve(s.size());
+    std::memcpy(p, s.data(), s.size());
+    commit(s.size());
+}
+
+void OutBuf::add_item(store::Item* it, const char* p, size_t len) {
+    segs_.push_back(Seg{p, 0, len, it});
+    pending_ += len;
+}
+
+void OutBuf::rollback(Mark m) noexcept {
+    while (segs_.size() > m.nsegs) {
+        Seg& s = segs_.back();
+        pending_ -= s.len;
+        if (s.item != nullptr) store_->release(s.item);
+        segs_.pop_back();
+    }
+    // A text segment that was extended after the mark is cut back.
+    if (!segs_.empty() && segs_.back().item == nullptr) {
+        Seg& s = segs_.back();
+        if (s.off + s.len > m.wlen) {
+            size_t cut = s.off + s.len - m.wlen;
+            s.len -= cut;
+            pending_ -= cut;
+        }
+    }
+    wbuf_len_ = m.wlen;
+}
+
+void OutBuf::clear() noexcept {
+    for (size_t i = head_; i < segs_.size(); ++i) {
+        if (segs_[i].item != nullptr) store_->release(segs_[i].item);
+    }
+    segs_.clear();
+    head_ = head_off_ = 0;
+    wbuf_len_ = 0;
+    pending_ = 0;
+    if (wbuf_cap_ > 64 * 1024) {  // do not keep a huge buffer for an idle connection
+        std::free(wbuf_);
+        wbuf_ = nullptr;
+        wbuf_cap_ = 0;
+    }
+}
+
+IoStatus OutBuf::flush(int fd, size_t* sent) noexcept {
+    *sent = 0;
+    while (head_ < segs_.size()) {
+        struct iovec iov[kIovMax];
+        size_t n = 0;
+        for (size_t i = head_; i < segs_.size() && n < kIovMax; ++i, ++n) {
+            const Seg& s = segs_[i];
+            const char* base = s.item ? s.ptr : wbuf_ + s.off;
+            size_t skip = (i == head_) ? head_off_ : 0;
+            iov[n].iov_base = const_cast<char*>(base + skip);
+            iov[n].iov_len = s.len - skip;
+        }
+        struct msghdr msg {};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = n;
+        ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return IoStatus::Retry;
+            return IoStatus::Fatal;
+        }
+        size_t left = static_cast<size_t>(w);
+        *sent += left;
+        pending_ -= left;
+        while (left > 0) {
+            Seg& s = segs_[head_];
+            size_t rem = s.len - head_off_;
+            if (left >= rem) {
+                left -= rem;
+                if (s.item != nullptr) store_->release(s.item);
+                ++head_;
+                head_off_ = 0;
+            } else {
+                head_off_ += left;
+                left = 0;
+            }
+        }
+        if (head_ < segs_.size() && static_cast<size_t>(w) == 0) return IoStatus::Retry;
+    }
+    segs_.clear();
+    head_ = head_off_ = 0;
+    wbuf_len_ = 0;
+    return IoStatus::Done;
+}
+
+}  // namespace mcm::server

@@ -1,0 +1,72 @@
+// A connection's queue of reply bytes: short texts copied into one growable buffer, item values
+// referenced in place (the queue holds the item's reference until the bytes are on the wire).
+// Owned by one connection on its worker thread. No allocation once warmed up: the buffer and
+// the segment array keep their capacity between requests.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "server/store/store.h"
+
+namespace mcm::server {
+
+enum class IoStatus : uint8_t { Done, Retry, Fatal };  // proceed, wait for the socket, hang up
+
+class OutBuf {
+public:
+    explicit OutBuf(store::Store* store) noexcept : store_(store) {}
+    ~OutBuf() { clear(); }
+    OutBuf(const OutBuf&) = delete;
+    OutBuf& operator=(const OutBuf&) = delete;
+
+    // Copy s into the text buffer.
+    void append(std::string_view s);
+    // Room for n bytes of text; fill it, then call commit with the bytes written.
+    char* reserve(size_t n);
+    void commit(size_t n);
+    // Queue len bytes at p inside it (a value). Takes over one reference on it.
+    void add_item(store::Item* it, const char* p, size_t len);
+
+    // A point to roll back to, dropping what was queued after it (and its item references).
+    struct Mark {
+        size_t nsegs;
+        size_t wlen;
+    };
+    Mark mark() const noexcept { return {segs_.size(), wbuf_len_}; }
+    void rollback(Mark m) noexcept;
+
+    bool empty() const noexcept { return head_ == segs_.size(); }
+    size_t pending_bytes() const noexcept { return pending_; }
+
+    // Write as much as the socket takes with sendmsg (IOV_MAX iovecs at a time). Done when
+    // everything was sent; Retry on EAGAIN with bytes left; Fatal on a socket error.
+    // *sent receives the bytes written.
+    IoStatus flush(int fd, size_t* sent) noexcept;
+
+    void clear() noexcept;  // drop everything unsent (connection closing)
+
+private:
+    struct Seg {
+        const char* ptr;  // for item segments; null for text (offset into wbuf_)
+        size_t off;       // text offset into wbuf_
+        size_t len;
+        store::Item* item;
+    };
+    void grow(size_t need);
+
+    store::Store* store_;
+    std::vector<Seg> segs_;
+    size_t head_ = 0;       // first unsent segment
+    size_t head_off_ = 0;   // bytes of segs_[head_] already sent
+    char* wbuf_ = nullptr;  // text bytes; segments refer to it by offset, so it may move
+    size_t wbuf_len_ = 0;
+    size_t wbuf_cap_ = 0;
+    size_t pending_ = 0;    // bytes queued and not yet sent
+};
+
+}  // namespace mcm::server

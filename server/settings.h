@@ -1,0 +1,76 @@
+// Command-line settings: memcached 1.6's flags and -o suboptions, parsed once at startup on the
+// main thread, then shared read-only (workers get a const reference). Parsing may throw or
+// print; nothing here runs on the data path.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mcm::server {
+
+enum class Protocol : uint8_t { Auto, Ascii, Binary };
+
+struct Settings {
+    // Network
+    int port = 11211;                 // -p; 0 disables TCP; -1 binds an OS-picked port
+    int udp_port = 0;                 // -U; 0 = off (memcached 1.6 default)
+    std::string socket_path;          // -s: unix socket; when set TCP/UDP are off
+    int access_mask = 0700;           // -a: unix socket permissions (octal)
+    std::vector<std::string> listen;  // -l (comma separated, may repeat); empty = all (INADDR_ANY)
+    int backlog = 1024;               // -b
+    int max_conns = 1024;             // -c
+    // Memory
+    size_t max_bytes = 64ull << 20;   // -m (megabytes on the command line)
+    bool evict_to_free = true;        // false with -M
+    size_t item_size_max = 1 << 20;   // -I (accepts k/m suffix)
+    double factor = 1.25;             // -f
+    int chunk_size = 48;              // -n
+    bool lock_memory = false;         // -k
+    // Threads and fairness
+    int num_threads = 4;              // -t
+    int reqs_per_event = 20;          // -R
+    // Protocol
+    bool use_cas = true;              // false with -C
+    Protocol binding_protocol = Protocol::Auto;  // -B (auto|ascii|binary)
+    bool shutdown_enabled = false;    // -A
+    bool flush_enabled = true;        // -F disables flush_all
+    int verbose = 0;                  // -v -vv -vvv
+    // Process
+    bool daemonize = false;           // -d
+    std::string username;             // -u
+    std::string pid_file;             // -P
+    bool maxcore = false;             // -r: raise core file limit
+    bool large_memory_pages = false;  // -L
+    // -o suboptions
+    unsigned hashpower_init = 0;      // -o hashpower=N (0 = default)
+    bool lru_crawler = true;          // -o no_lru_crawler turns off
+    unsigned idle_timeout = 0;        // -o idle_timeout=N
+    size_t read_buf_mem_limit = 0;    // -o read_buf_mem_limit (MB)
+    unsigned tail_repair_time = 0;
+    bool hash_algorithm_default = true;  // -o hash_algorithm=... (accepted names only)
+    bool lru_maintainer = true;       // -o no_lru_maintainer
+    bool maxconns_fast = true;        // -o maxconns_fast / no_maxconns_fast
+    unsigned slab_chunk_max = 0;      // -o slab_chunk_max (accepted, stats only)
+    bool modern = true;
+
+    // Debug build only: enables the `debug` command (time travel, fault points).
+    bool debug_commands = false;
+};
+
+// What parse_command_line decided.
+enum class ParseOutcome : uint8_t {
+    Run,        // start the server with the settings
+    ExitOk,     // -h or -V printed what was asked; exit 0
+    ExitError,  // a message was printed to stderr; exit with a non-zero code
+};
+
+// Parse argv into *out as memcached 1.6 does. Prints usage/version/errors itself (stdout for
+// -h/-V, stderr for errors). Never exits the process.
+ParseOutcome parse_command_line(int argc, char** argv, Settings* out);
+
+// The -h text, memcached's format ("-p, --port=<num>      TCP port to listen on ...").
+std::string usage_text();
+
+}  // namespace mcm::server

@@ -1,0 +1,200 @@
+// The item store: a sharded hash table with per-shard LRU lists, memory accounting against -m,
+// eviction (or refusal with -M), memcached's expiry and flush_all rules, 64-bit CAS uniques.
+// Thread-safe: every public method may be called from any worker thread. No sockets, no
+// protocol text (replies are chosen by the caller from the returned status values).
+//
+// Locking: one mutex per shard guards that shard's hash table, LRU list and counters. A thread
+// never holds two shard locks at once (eviction in another shard takes that shard's lock after
+// releasing its own). Memory in use is one atomic counter. See doc/threads.md.
+//
+// Hash table growth: each shard's table doubles when its load passes 1.5 items per slot; the old
+// slots are moved a few at a time by the operations that follow (and by the background
+// crawler), so no request ever waits for a whole-table rehash.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "server/store/clock.h"
+#include "server/store/item.h"
+
+namespace mcm::store {
+
+struct Config {
+    size_t max_bytes = 64 * 1024 * 1024;  // -m, in item bytes (Item::total_size)
+    size_t item_size_max = 1024 * 1024;   // -I: largest Item::total_size accepted
+    bool evict = true;                     // false with -M: refuse instead of evicting
+    bool use_cas = true;                   // false with -C: cas uniques reported as 0
+    unsigned hash_power = 16;              // initial total table size 2^hash_power slots
+    size_t slab_min = 48;                  // -n: first size class's data part (stats only)
+    double slab_factor = 1.25;             // -f: growth factor of size classes (stats only)
+};
+
+enum class StoreOp : uint8_t { Set, Add, Replace, Append, Prepend, Cas };
+
+enum class StoreStatus : uint8_t {
+    Stored,     // STORED
+    NotStored,  // NOT_STORED (add: exists; replace/append/prepend: missing)
+    Exists,     // EXISTS (cas mismatch)
+    NotFound,   // NOT_FOUND (cas on a missing key)
+    TooLarge,   // SERVER_ERROR object too large for cache
+    NoMemory,   // SERVER_ERROR out of memory storing object
+};
+
+enum class AllocStatus : uint8_t { Ok, TooLarge, NoMemory };
+
+enum class DeltaStatus : uint8_t {
+    Ok,          // *value holds the new value
+    NotFound,    // NOT_FOUND
+    NonNumeric,  // CLIENT_ERROR cannot increment or decrement non-numeric value
+    NoMemory,    // SERVER_ERROR out of memory
+};
+
+enum class MissReason : uint8_t { None, Missing, Expired, Flushed };
+
+// Result of a lookup. item is empty on a miss; reason says why (for get_expired/get_flushed).
+struct Lookup {
+    ItemRef item;
+    MissReason reason = MissReason::None;
+};
+
+// Counters owned by the store, summed over shards when stats asks (memcached's names).
+struct StoreStats {
+    uint64_t curr_items = 0;
+    uint64_t total_items = 0;
+    uint64_t bytes = 0;              // total_size of linked items
+    uint64_t evictions = 0;
+    uint64_t reclaimed = 0;          // expired items whose memory was reused/freed on access
+    uint64_t expired_unfetched = 0;  // expired (or reclaimed) without ever being fetched
+    uint64_t evicted_unfetched = 0;
+    uint64_t evicted_active = 0;
+    uint64_t crawler_reclaimed = 0;  // expired items removed by the background crawler
+    uint64_t outofmemory = 0;        // allocations refused (-M or nothing evictable)
+    uint64_t hash_power_level = 0;   // log2 of the total slot count
+    uint64_t hash_bytes = 0;         // bytes used by the slot arrays
+    bool hash_is_expanding = false;
+    uint64_t malloc_bytes = 0;       // bytes allocated for items, linked or still referenced
+};
+
+// Per size class (memcached's slab classes: sizes from slab_min grow by slab_factor) for
+// `stats items` and `stats slabs`.
+struct ClassStats {
+    unsigned id = 0;          // 1-based, like memcached
+    size_t chunk_size = 0;    // upper bound of Item::total_size in this class
+    uint64_t number = 0;      // linked items
+    uint64_t mem_requested = 0;
+    uint64_t age = 0;         // seconds since the least recently used item here was used
+    uint64_t evicted = 0;
+    uint64_t evicted_nonzero = 0;   // evicted items that had an exptime
+    uint64_t evicted_time = 0;      // seconds since last access of the last evicted item
+    uint64_t outofmemory = 0;
+    uint64_t reclaimed = 0;
+    uint64_t expired_unfetched = 0;
+    uint64_t evicted_unfetched = 0;
+    uint64_t evicted_active = 0;
+    uint64_t crawler_reclaimed = 0;
+    uint64_t total_items = 0;       // items ever stored in this class (cmd_set-like)
+};
+
+class Store {
+public:
+    Store(const Config& config, Clock& clock);
+    ~Store();
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    // --- Storage commands: alloc, fill the value, then store. ---
+
+    // A new, unlinked item sized for key and a value of value_len bytes (+2 for "\r\n"),
+    // with its key copied in. The caller writes value_len bytes and "\r\n" into it->value().
+    // May evict to make room. exptime is already converted with Clock::realtime.
+    // TooLarge if the item would exceed item_size_max; NoMemory if nothing can be evicted
+    // (or -M). On failure *out is left empty.
+    [[nodiscard]] AllocStatus alloc(std::string_view key, uint32_t client_flags, RelTime exptime,
+                                    uint32_t value_len, ItemRef* out) noexcept;
+
+    // Link a filled item according to op. cas_in is the client's unique for StoreOp::Cas.
+    // For append/prepend a new combined item is allocated (flags and exptime of the old item
+    // kept, as memcached does) and may fail with TooLarge/NoMemory. On success *cas_out (if
+    // not null) receives the stored item's cas unique.
+    [[nodiscard]] StoreStatus store(ItemRef& item, StoreOp op, uint64_t cas_in = 0,
+                                    uint64_t* cas_out = nullptr) noexcept;
+
+    // --- Reads. ---
+
+    // get/gets: a live item or a miss with its reason. Marks the item fetched and bumps it in
+    // the LRU. Expired or flushed items found here are unlinked (lazy expiry).
+    [[nodiscard]] Lookup get(std::string_view key) noexcept;
+
+    // gat/gats: as get, and sets the item's exptime.
+    [[nodiscard]] Lookup get_and_touch(std::string_view key, RelTime exptime) noexcept;
+
+    // touch: true if the key was live and its exptime is now set.
+    [[nodiscard]] bool touch(std::string_view key, RelTime exptime) noexcept;
+
+    // --- Other writes. ---
+
+    // delete: true if a live item was removed.
+    [[nodiscard]] bool remove(std::string_view key) noexcept;
+
+    // incr/decr as memcached: the value must be a decimal number up to 2^64-1 (leading
+    // whitespace allowed, trailing whitespace ignored); incr wraps modulo 2^64, decr stops at
+    // 0. The new value is written in place (padded with spaces) when it is not longer than the
+    // old one and no one else holds a reference; otherwise a new item replaces it. The item's
+    // cas unique changes either way. *value receives the new number.
+    [[nodiscard]] DeltaStatus delta(std::string_view key, bool incr, uint64_t amount,
+                                    uint64_t* value, uint64_t* cas_out = nullptr) noexcept;
+
+    // flush_all [delay]: delay_exptime is the protocol argument (0 or absent = now), converted
+    // with memcached's rules. Items written before the flush point read as misses
+    // (MissReason::Flushed) and are reclaimed lazily.
+    void flush(int64_t delay_exptime) noexcept;
+
+    // --- Background work and introspection. ---
+
+    // Move up to `slots` hash slots from old tables during growth and unlink up to that many
+    // expired or flushed items (memcached's LRU crawler). Called from a background thread
+    // about every 100 ms. Returns the number of items reclaimed.
+    size_t crawl(size_t slots) noexcept;
+
+    // Change -m at run time (cache_memlimit). Evicts lazily on later allocations.
+    void set_max_bytes(size_t bytes) noexcept;
+    size_t max_bytes() const noexcept;
+
+    StoreStats stats() const noexcept;
+    // Classes that currently hold items or ever held any, in id order.
+    std::vector<ClassStats> class_stats() const;
+    // All class sizes (for `stats slabs` chunk_size and tests).
+    const std::vector<size_t>& class_sizes() const noexcept;
+    void reset_stats() noexcept;  // stats reset: zero the event counters, not the gauges
+
+    const Config& config() const noexcept { return config_; }
+    Clock& clock() noexcept { return clock_; }
+
+    // Drop one reference (the ItemRef destructor's work). Frees the item when it was the last.
+    void release(Item* it) noexcept;
+
+    struct Shard;  // defined in store.cc
+
+private:
+    Config config_;
+    Clock& clock_;
+    std::unique_ptr<Shard[]> shards_;
+    // implementation detail members live in Impl to keep this header stable
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+inline void ItemRef::reset() noexcept {
+    if (it_ != nullptr) {
+        store_->release(it_);
+        it_ = nullptr;
+    }
+}
+
+}  // namespace mcm::store

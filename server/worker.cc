@@ -1,0 +1,127 @@
+// Worker threads: a libevent loop each, fed new sockets by the listener.
+#include "server/worker.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <stdexcept>
+
+#include "server/conn.h"
+#include "server/log.h"
+
+namespace mcm::server {
+
+Worker::Worker(ServerContext& ctx, int id) : ctx_(ctx), id_(id), dispatcher_(ctx, stats_) {
+    event_config* cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    base_ = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (base_ == nullptr) throw std::runtime_error("event_base_new failed");
+    notify_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (notify_fd_ < 0) throw std::runtime_error("eventfd failed");
+    notify_ev_ = event_new(base_, notify_fd_, EV_READ | EV_PERSIST, &Worker::on_notify, this);
+    event_add(notify_ev_, nullptr);
+    // Closed connections are freed outside their own callbacks, on this zero-delay event.
+    reap_ev_ = event_new(
+        base_, -1, 0,
+        [](evutil_socket_t, short, void* arg) {
+            auto* w = static_cast<Worker*>(arg);
+            for (Conn* c : w->dead_) delete c;
+            w->dead_.clear();
+        },
+        this);
+}
+
+Worker::~Worker() {
+    for (Conn* c : dead_) delete c;
+    dead_.clear();
+    for (Conn* c : conns_) delete c;
+    conns_.clear();
+    for (char* b : rbuf_pool_) std::free(b);
+    if (reap_ev_ != nullptr) event_free(reap_ev_);
+    if (notify_ev_ != nullptr) event_free(notify_ev_);
+    if (notify_fd_ >= 0) ::close(notify_fd_);
+    if (base_ != nullptr) event_base_free(base_);
+}
+
+void Worker::start() {
+    thread_ = std::thread([this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
+}
+
+void Worker::stop() {
+    event_base_loopbreak(base_);
+    uint64_t one = 1;
+    (void)!::write(notify_fd_, &one, sizeof(one));  // wake the loop so it sees the break
+    if (thread_.joinable()) thread_.join();
+}
+
+void Worker::hand_over(NewConn nc) {
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        queue_.push_back(std::move(nc));
+    }
+    uint64_t one = 1;
+    (void)!::write(notify_fd_, &one, sizeof(one));
+}
+
+void Worker::on_notify(evutil_socket_t fd, short, void* arg) {
+    uint64_t v;
+    (void)!::read(fd, &v, sizeof(v));
+    static_cast<Worker*>(arg)->accept_queued();
+}
+
+void Worker::accept_queued() {
+    std::deque<NewConn> q;
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        q.swap(queue_);
+    }
+    for (NewConn& nc : q) {
+        auto* c = new Conn(this, nc.fd, nc.is_unix, nc.listen_addr);
+        if (!c->start()) {
+            LOG(LogLevel::Warn, "failed to register connection %d", nc.fd);
+            delete c;
+            ::close(nc.fd);
+            ctx_.gstats.curr_conns.fetch_sub(1, std::memory_order_relaxed);
+            continue;
+        }
+        conns_.push_back(c);
+        LOG(LogLevel::Debug, "<%d new client connection", nc.fd);
+    }
+}
+
+char* Worker::borrow_rbuf() {
+    if (!rbuf_pool_.empty()) {
+        char* b = rbuf_pool_.back();
+        rbuf_pool_.pop_back();
+        return b;
+    }
+    char* b = static_cast<char*>(std::malloc(kReadBufSize));
+    if (b == nullptr) throw std::bad_alloc();
+    return b;
+}
+
+void Worker::release_rbuf(char* buf) {
+    // Keep a bounded pool: enough for the busy connections, not one per idle connection.
+    if (rbuf_pool_.size() < 64) {
+        rbuf_pool_.push_back(buf);
+    } else {
+        std::free(buf);
+    }
+}
+
+void Worker::conn_closed(Conn* c) {
+    LOG(LogLevel::Debug, "<%d connection closed.", c->fd());
+    for (size_t i = 0; i < conns_.size(); ++i) {
+        if (conns_[i] == c) {
+            conns_[i] = conns_.back();
+            conns_.pop_back();
+            break;
+        }
+    }
+    dead_.push_back(c);
+    event_active(reap_ev_, 0, 0);
+}
+
+}  // namespace mcm::server

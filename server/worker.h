@@ -1,0 +1,73 @@
+// A worker thread: one libevent loop serving its own connections. The listener hands new
+// sockets over through a locked queue plus an eventfd wake-up; after that a connection lives
+// and dies on this thread only. Owns its counters, its pool of read buffers, its dispatcher.
+#pragma once
+
+#include <event2/event.h>
+
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/context.h"
+#include "server/dispatch.h"
+#include "server/stats.h"
+
+namespace mcm::server {
+
+class Conn;
+
+struct NewConn {
+    int fd;
+    bool is_unix;
+    std::string listen_addr;
+};
+
+class Worker {
+public:
+    Worker(ServerContext& ctx, int id);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    void start();                 // spawn the thread
+    void stop();                  // ask the loop to exit and join (main thread)
+    void hand_over(NewConn nc);   // any thread: queue a socket for this worker
+
+    ServerContext& ctx() noexcept { return ctx_; }
+    ThreadStats& stats() noexcept { return stats_; }
+    Dispatcher& dispatcher() noexcept { return dispatcher_; }
+    event_base* base() noexcept { return base_; }
+    int id() const noexcept { return id_; }
+
+    // Read buffers of kReadBufSize bytes, reused across connections (idle ones hold none).
+    static constexpr size_t kReadBufSize = 16 * 1024;
+    char* borrow_rbuf();
+    void release_rbuf(char* buf);
+
+    void conn_closed(Conn* c);    // a connection finished; free it after the callback returns
+
+private:
+    static void on_notify(evutil_socket_t fd, short what, void* arg);
+    void accept_queued();
+
+    ServerContext& ctx_;
+    int id_;
+    event_base* base_ = nullptr;
+    int notify_fd_ = -1;
+    event* notify_ev_ = nullptr;
+    std::thread thread_;
+    std::mutex mu_;
+    std::deque<NewConn> queue_;   // guarded by mu_
+    ThreadStats stats_;
+    Dispatcher dispatcher_;
+    std::vector<char*> rbuf_pool_;
+    std::vector<Conn*> conns_;    // every live connection of this worker (owned)
+    std::vector<Conn*> dead_;     // closed, freed at the next notify/loop turn
+    event* reap_ev_ = nullptr;
+};
+
+}  // namespace mcm::server
