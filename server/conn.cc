@@ -251,6 +251,7 @@ bool Conn::flush_output() {
 void Conn::handle(short what) {
     (void)what;
     budget_ = ctx_.settings.reqs_per_event;
+    info_.state.store("conn_parse_cmd", std::memory_order_relaxed);
     if (want_write_) {
         if (!flush_output()) return close();
         if (want_write_) return;  // still blocked: keep waiting for EV_WRITE
@@ -287,6 +288,7 @@ void Conn::handle(short what) {
             if (!flush_output()) return close();
             if (want_write_) set_events(EV_WRITE | EV_PERSIST);
             maybe_release_rbuf();
+            info_.state.store("conn_waiting", std::memory_order_relaxed);
             return;
         }
         ssize_t n = read_some(&drained_);

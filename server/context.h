@@ -26,7 +26,7 @@ class Worker;
 struct ConnInfo {
     std::string addr;         // "tcp:127.0.0.1:5555" or "unix:/path"
     std::string listen_addr;  // address of the listener it came through
-    std::atomic<const char*> state{"conn_new_cmd"};
+    std::atomic<const char*> state{"conn_waiting"};
     std::atomic<uint32_t> last_cmd_time{0};
     bool is_listener = false;
 };

@@ -47,6 +47,7 @@ bool Listener::add_socket(int fd, bool is_unix, std::string name) {
     s->info.addr = (is_unix ? "unix:" : "tcp:") + s->name;
     s->info.is_listener = true;
     s->info.state.store("conn_listening");
+    s->info.last_cmd_time.store(ctx_.clock.now());
     s->ev = event_new(base_, fd, EV_READ | EV_PERSIST, &Listener::on_accept, s.get());
     if (s->ev == nullptr || event_add(s->ev, nullptr) != 0) return false;
     ctx_.conns.add(fd, &s->info);
@@ -245,6 +246,7 @@ void Listener::accept_one(Sock* s) {
             return;
         }
         ctx_.gstats.total_conns.fetch_add(1, std::memory_order_relaxed);
+        s->info.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
         // memcached's maxconns_fast: over the limit, say so and hang up at once.
         int64_t curr = ctx_.gstats.curr_conns.load(std::memory_order_relaxed);
         if (curr + ctx_.reserved_fds.load() >= ctx_.settings.max_conns - 1) {

@@ -3,9 +3,12 @@
 // then tear everything down in reverse order.
 #include <event2/event.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -111,6 +114,11 @@ int run(int argc, char** argv) {
     ServerContext ctx(settings, store, clock);
     ctx.started_unix = now;
     ctx.verbose.store(settings.verbose);
+    ctx.prefix_stats.set_delimiter(settings.prefix_delimiter);
+    ctx.prefix_stats.set_enabled(settings.detail_enabled);
+    if (settings.lock_memory && mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
+        fprintf(stderr, "warning: -k invalid, mlockall() failed: %s\n", strerror(errno));
+    }
 
     std::vector<std::unique_ptr<Worker>> workers;
     for (int i = 0; i < settings.num_threads; ++i) {

@@ -7,7 +7,7 @@
 namespace mcm::server {
 
 PrefixStats::Counts* PrefixStats::find(std::string_view key) {
-    size_t d = key.find(kDelimiter);
+    size_t d = key.find(delimiter_);
     if (d == std::string_view::npos) return nullptr;
     return &prefixes_[std::string(key.substr(0, d))];
 }

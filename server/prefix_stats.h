@@ -23,7 +23,7 @@ public:
     // "PREFIX <p> get <n> hit <n> set <n> del <n>\r\n" lines, then "END\r\n".
     std::string dump();
 
-    static constexpr char kDelimiter = ':';
+    void set_delimiter(char d) noexcept { delimiter_ = d; }  // startup only
 
 private:
     struct Counts {
@@ -32,6 +32,7 @@ private:
     Counts* find(std::string_view key);  // null if the key has no delimiter; mu_ held
 
     std::atomic<bool> enabled_{false};
+    char delimiter_ = ':';
     std::mutex mu_;
     std::unordered_map<std::string, Counts> prefixes_;
 };

@@ -37,6 +37,8 @@ struct Settings {
     bool shutdown_enabled = false;    // -A
     bool flush_enabled = true;        // -F disables flush_all
     int verbose = 0;                  // -v -vv -vvv
+    char prefix_delimiter = ':';      // -D (stats detail prefixes)
+    bool detail_enabled = false;      // -D turns stats detail on
     // Process
     bool daemonize = false;           // -d
     std::string username;             // -u

@@ -167,8 +167,10 @@ void write_settings_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "item_size_max", s.item_size_max);
     stat(out, "maxconns_fast %s", yes_no(s.maxconns_fast));
     u64(out, "hashpower_init", s.hashpower_init);
-    stat(out, "flush_enabled %s", yes_no(s.flush_enabled));
     stat(out, "lru_crawler %s", yes_no(s.lru_crawler));
+    stat(out, "flush_enabled %s", yes_no(s.flush_enabled));
+    stat(out, "dump_enabled %s", "no");
+    stat(out, "hash_algorithm %s", "xxh3");
     u64(out, "idle_timeout", s.idle_timeout);
     out.append("END\r\n");
 }
@@ -222,7 +224,6 @@ void write_slabs_stats(ServerContext& ctx, OutBuf& out) {
         stat(out, "%u:chunk_size %zu", id, c.chunk_size);
         stat(out, "%u:chunks_per_page %zu", id, c.chunk_size ? (1024 * 1024) / c.chunk_size : 0);
         stat(out, "%u:used_chunks %" PRIu64, id, c.number);
-        stat(out, "%u:mem_requested %" PRIu64, id, c.mem_requested);
         stat(out, "%u:cmd_set %" PRIu64, id, c.total_items);
     }
     stat(out, "active_slabs %u", active);
@@ -237,10 +238,8 @@ void write_conns_stats(ServerContext& ctx, OutBuf& out) {
         stat(out, "%d:addr %s", fd, c.addr.c_str());
         if (!c.is_listener) stat(out, "%d:listen_addr %s", fd, c.listen_addr.c_str());
         stat(out, "%d:state %s", fd, c.state.load(std::memory_order_relaxed));
-        if (!c.is_listener) {
-            uint32_t last = c.last_cmd_time.load(std::memory_order_relaxed);
-            stat(out, "%d:secs_since_last_cmd %u", fd, now > last ? now - last : 0);
-        }
+        uint32_t last = c.last_cmd_time.load(std::memory_order_relaxed);
+        stat(out, "%d:secs_since_last_cmd %u", fd, now > last ? now - last : 0);
     });
     out.append("END\r\n");
 }

@@ -1,0 +1,793 @@
+// The item store: 64 shards, each a chained hash table with incremental growth, an LRU list and
+// its counters under one mutex. Memory in use is one atomic counter checked against -m.
+// No sockets, no protocol text; every method is safe to call from any thread.
+#include "server/store/store.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+
+#include "proto/numbers.h"
+
+namespace mcm::store {
+
+namespace {
+
+constexpr unsigned kShardBits = 6;
+constexpr size_t kShards = size_t{1} << kShardBits;
+constexpr size_t kMaxClasses = 64;
+constexpr size_t kSlabChunkMax = 512 * 1024;  // memcached's default slab_chunk_max
+constexpr RelTime kUpdateInterval = 60;       // memcached's ITEM_UPDATE_INTERVAL: LRU bump rate
+constexpr size_t kMigrateSlotsPerOp = 4;      // growth work done by each operation
+constexpr int kEvictTries = 5;                // LRU tail items looked at per shard
+constexpr size_t kMemcachedItemHeader = 48;   // sizeof(item) in memcached, for -I's boundary
+
+inline uint64_t hash_key(std::string_view key) noexcept { return XXH3_64bits(key.data(), key.size()); }
+
+struct ClassCounters {
+    uint64_t number = 0;
+    uint64_t mem_requested = 0;
+    uint64_t evicted = 0;
+    uint64_t evicted_nonzero = 0;
+    uint64_t evicted_time = 0;
+    uint64_t outofmemory = 0;
+    uint64_t reclaimed = 0;
+    uint64_t expired_unfetched = 0;
+    uint64_t evicted_unfetched = 0;
+    uint64_t evicted_active = 0;
+    uint64_t crawler_reclaimed = 0;
+    uint64_t total_items = 0;
+};
+
+}  // namespace
+
+// One shard. Everything in it is guarded by mu.
+struct Store::Shard {
+    std::mutex mu;
+    Item** table = nullptr;      // current slots
+    size_t mask = 0;
+    Item** old_table = nullptr;  // non-null while growing: slots [migrate_pos, old_mask] not moved
+    size_t old_mask = 0;
+    size_t migrate_pos = 0;
+    size_t count = 0;            // linked items
+    Item* head = nullptr;        // LRU: most recently used
+    Item* tail = nullptr;        // least recently used
+    size_t crawl_pos = 0;        // next slot the crawler looks at
+    uint64_t bytes = 0;
+    uint64_t total_items = 0;
+    uint64_t evictions = 0;
+    uint64_t reclaimed = 0;
+    uint64_t expired_unfetched = 0;
+    uint64_t evicted_unfetched = 0;
+    uint64_t evicted_active = 0;
+    uint64_t crawler_reclaimed = 0;
+    uint64_t outofmemory = 0;
+    ClassCounters cls[kMaxClasses];
+
+    ~Shard() {
+        std::free(table);
+        std::free(old_table);
+    }
+};
+
+// Store-wide state that is not per shard.
+struct Store::Impl {
+    std::atomic<size_t> mem_used{0};
+    std::atomic<size_t> max_bytes{0};
+    std::atomic<uint64_t> next_cas{1};
+    // flush_all: items last written at or before oldest_live (once it has passed), or with a
+    // cas below oldest_cas, read as flushed. See Store::flush.
+    std::atomic<RelTime> oldest_live{0};
+    std::atomic<uint64_t> oldest_cas{0};
+    std::atomic<size_t> crawl_shard{0};
+    std::atomic<size_t> evict_cursor{0};
+    std::vector<size_t> class_sizes;  // index = class id; [0] unused
+};
+
+// ---- Free functions on a locked shard (hash table, LRU). ----
+
+namespace {
+
+inline size_t slot_of(uint64_t h, size_t mask) noexcept { return (h >> kShardBits) & mask; }
+
+void lru_link(Store::Shard& s, Item* it) noexcept {
+    it->prev = nullptr;
+    it->next = s.head;
+    if (s.head != nullptr) s.head->prev = it;
+    s.head = it;
+    if (s.tail == nullptr) s.tail = it;
+}
+
+void lru_unlink(Store::Shard& s, Item* it) noexcept {
+    if (it->prev != nullptr) {
+        it->prev->next = it->next;
+    } else {
+        s.head = it->next;
+    }
+    if (it->next != nullptr) {
+        it->next->prev = it->prev;
+    } else {
+        s.tail = it->prev;
+    }
+    it->prev = it->next = nullptr;
+}
+
+// The slot array and index where an item with hash h lives (old table while not migrated).
+Item** slot_ptr(Store::Shard& s, uint64_t h) noexcept {
+    if (s.old_table != nullptr) {
+        size_t oi = slot_of(h, s.old_mask);
+        if (oi >= s.migrate_pos) return &s.old_table[oi];
+    }
+    return &s.table[slot_of(h, s.mask)];
+}
+
+Item* table_find(Store::Shard& s, uint64_t h, std::string_view key) noexcept {
+    for (Item* it = *slot_ptr(s, h); it != nullptr; it = it->hnext) {
+        if (it->nkey == key.size() && std::memcmp(it->data, key.data(), key.size()) == 0) {
+            return it;
+        }
+    }
+    return nullptr;
+}
+
+void table_insert(Store::Shard& s, uint64_t h, Item* it) noexcept {
+    Item** slot = slot_ptr(s, h);
+    it->hnext = *slot;
+    *slot = it;
+}
+
+void table_remove(Store::Shard& s, uint64_t h, Item* it) noexcept {
+    for (Item** pp = slot_ptr(s, h); *pp != nullptr; pp = &(*pp)->hnext) {
+        if (*pp == it) {
+            *pp = it->hnext;
+            it->hnext = nullptr;
+            return;
+        }
+    }
+}
+
+// Move up to n old slots into the new table; drop the old table when done.
+void migrate(Store::Shard& s, size_t n) noexcept {
+    if (s.old_table == nullptr) return;
+    for (size_t k = 0; k < n && s.migrate_pos <= s.old_mask; ++k, ++s.migrate_pos) {
+        Item* it = s.old_table[s.migrate_pos];
+        s.old_table[s.migrate_pos] = nullptr;
+        while (it != nullptr) {
+            Item* next = it->hnext;
+            uint64_t h = hash_key(it->key());
+            Item** slot = &s.table[slot_of(h, s.mask)];
+            it->hnext = *slot;
+            *slot = it;
+            it = next;
+        }
+    }
+    if (s.migrate_pos > s.old_mask) {
+        std::free(s.old_table);
+        s.old_table = nullptr;
+        s.old_mask = 0;
+        s.migrate_pos = 0;
+    }
+}
+
+// Start growing when the load passes 1.5 items per slot (and no growth is under way).
+void maybe_grow(Store::Shard& s) noexcept {
+    if (s.old_table != nullptr || s.count * 2 <= (s.mask + 1) * 3) return;
+    size_t nslots = (s.mask + 1) * 2;
+    auto* t = static_cast<Item**>(std::calloc(nslots, sizeof(Item*)));
+    if (t == nullptr) return;  // stay at this size; chains just get longer
+    s.old_table = s.table;
+    s.old_mask = s.mask;
+    s.migrate_pos = 0;
+    s.table = t;
+    s.mask = nslots - 1;
+}
+
+}  // namespace
+
+// ---- Store ----
+
+Store::Store(const Config& config, Clock& clock)
+    : config_(config), clock_(clock), shards_(new Shard[kShards]), impl_(new Impl) {
+    impl_->max_bytes.store(config.max_bytes);
+    unsigned per_shard_power = config.hash_power > kShardBits ? config.hash_power - kShardBits : 4;
+    if (per_shard_power < 4) per_shard_power = 4;
+    size_t slots = size_t{1} << per_shard_power;
+    for (size_t i = 0; i < kShards; ++i) {
+        shards_[i].table = static_cast<Item**>(std::calloc(slots, sizeof(Item*)));
+        if (shards_[i].table == nullptr) throw std::bad_alloc();
+        shards_[i].mask = slots - 1;
+    }
+    // memcached's slab classes (slabs_init): 48-byte header + -n, times -f, 8-byte aligned,
+    // the last one at slab_chunk_max. Used to group items in `stats items`/`stats slabs`.
+    impl_->class_sizes.push_back(0);
+    double size = static_cast<double>(kMemcachedItemHeader + config.slab_min);
+    while (impl_->class_sizes.size() < kMaxClasses - 1) {
+        if (size >= static_cast<double>(kSlabChunkMax) / config.slab_factor) break;
+        size_t s = static_cast<size_t>(size);
+        if (s % 8) s += 8 - s % 8;
+        impl_->class_sizes.push_back(s);
+        size = static_cast<double>(s) * config.slab_factor;
+    }
+    impl_->class_sizes.push_back(kSlabChunkMax);
+}
+
+Store::~Store() {
+    for (size_t i = 0; i < kShards; ++i) {
+        Shard& s = shards_[i];
+        Item* it = s.head;
+        while (it != nullptr) {
+            Item* next = it->next;
+            std::free(it);
+            it = next;
+        }
+    }
+}
+
+namespace {
+
+// memcached's size of an item for -I and for picking a slab class.
+size_t memcached_ntotal(size_t nkey, size_t nbytes, uint32_t flags, bool use_cas) noexcept {
+    return kMemcachedItemHeader + nkey + 1 + nbytes + (flags != 0 ? sizeof(uint32_t) : 0) +
+           (use_cas ? sizeof(uint64_t) : 0);
+}
+
+}  // namespace
+
+// Unlink a linked item (table, LRU, counters) and drop the table's reference.
+static void unlink_locked(Store& store, Store::Shard& s, uint64_t h, Item* it) noexcept {
+    table_remove(s, h, it);
+    lru_unlink(s, it);
+    it->iflags &= static_cast<uint8_t>(~Item::kLinked);
+    --s.count;
+    s.bytes -= it->total_size();
+    ClassCounters& c = s.cls[it->cls];
+    --c.number;
+    c.mem_requested -= it->total_size();
+    store.release(it);
+}
+
+static void link_locked(Store::Shard& s, uint64_t h, Item* it, RelTime now, uint64_t cas) noexcept {
+    it->refcount.fetch_add(1, std::memory_order_relaxed);  // the table's reference
+    it->iflags |= Item::kLinked;
+    it->time = now;
+    it->cas = cas;
+    table_insert(s, h, it);
+    lru_link(s, it);
+    ++s.count;
+    s.bytes += it->total_size();
+    ++s.total_items;
+    ClassCounters& c = s.cls[it->cls];
+    ++c.number;
+    ++c.total_items;
+    c.mem_requested += it->total_size();
+    maybe_grow(s);
+}
+
+namespace {
+
+// Is a linked item dead (expired or flushed)? Sets *reason.
+inline bool is_dead(const Item* it, RelTime now, RelTime oldest_live, uint64_t oldest_cas,
+                    MissReason* reason) noexcept {
+    if (oldest_live != 0 && oldest_live <= now &&
+        (it->time <= oldest_live || (oldest_cas != 0 && it->cas != 0 && it->cas < oldest_cas))) {
+        *reason = MissReason::Flushed;
+        return true;
+    }
+    if (it->exptime != 0 && it->exptime <= now) {
+        *reason = MissReason::Expired;
+        return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+void Store::release(Item* it) noexcept {
+    if (it->refcount.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        impl_->mem_used.fetch_sub(it->total_size(), std::memory_order_relaxed);
+        std::free(it);
+    }
+}
+
+size_t Store::max_bytes() const noexcept { return impl_->max_bytes.load(); }
+
+void Store::set_max_bytes(size_t bytes) noexcept { impl_->max_bytes.store(bytes); }
+
+const std::vector<size_t>& Store::class_sizes() const noexcept { return impl_->class_sizes; }
+
+// Evict one item from shard si's LRU tail. The caller holds no shard lock.
+static bool evict_from(Store& store, Store::Shard& s, RelTime now) noexcept {
+    std::lock_guard<std::mutex> g(s.mu);
+    Item* it = s.tail;
+    for (int tries = 0; it != nullptr && tries < kEvictTries; ++tries, it = it->prev) {
+        // Only the table holds it: nobody is sending it, so its memory comes back at once.
+        if (it->refcount.load(std::memory_order_acquire) != 1) continue;
+        ClassCounters& c = s.cls[it->cls];
+        if (it->exptime != 0 && it->exptime <= now) {
+            ++s.reclaimed;
+            ++c.reclaimed;
+            if (!(it->iflags & Item::kFetched)) {
+                ++s.expired_unfetched;
+                ++c.expired_unfetched;
+            }
+        } else {
+            ++s.evictions;
+            ++c.evicted;
+            if (it->exptime != 0) ++c.evicted_nonzero;
+            c.evicted_time = now > it->time ? now - it->time : 0;
+            if (!(it->iflags & Item::kFetched)) {
+                ++s.evicted_unfetched;
+                ++c.evicted_unfetched;
+            }
+        }
+        unlink_locked(store, s, hash_key(it->key()), it);
+        return true;
+    }
+    return false;
+}
+
+AllocStatus Store::alloc(std::string_view key, uint32_t client_flags, RelTime exptime,
+                         uint32_t value_len, ItemRef* out) noexcept {
+    size_t nbytes = static_cast<size_t>(value_len) + 2;
+    size_t ntotal_mc = memcached_ntotal(key.size(), nbytes, client_flags, config_.use_cas);
+    if (ntotal_mc > config_.item_size_max) return AllocStatus::TooLarge;
+    size_t total = Item::total_size(key.size(), nbytes);
+    size_t max = impl_->max_bytes.load(std::memory_order_relaxed);
+    uint64_t h = hash_key(key);
+    size_t home = h & (kShards - 1);
+    Shard& hs = shards_[home];
+
+    // Charge first, then evict until under the limit: concurrent allocations cannot all slip
+    // under the limit at once.
+    size_t used = impl_->mem_used.fetch_add(total, std::memory_order_relaxed) + total;
+    if (used > max) {
+        bool ok = false;
+        if (config_.evict) {
+            RelTime now = clock_.now();
+            // Own shard first (its LRU is the best local guess), then the others in turn.
+            size_t start = impl_->evict_cursor.fetch_add(1, std::memory_order_relaxed);
+            for (size_t round = 0; round < kShards * 4; ++round) {
+                Shard& s = round == 0 ? hs : shards_[(start + round) & (kShards - 1)];
+                (void)evict_from(*this, s, now);
+                if (impl_->mem_used.load(std::memory_order_relaxed) <= max) {
+                    ok = true;
+                    break;
+                }
+            }
+        }
+        if (!ok) {
+            impl_->mem_used.fetch_sub(total, std::memory_order_relaxed);
+            std::lock_guard<std::mutex> g(hs.mu);
+            ++hs.outofmemory;
+            size_t cls = impl_->class_sizes.size() - 1;
+            for (size_t i = 1; i < impl_->class_sizes.size(); ++i) {
+                if (ntotal_mc <= impl_->class_sizes[i]) {
+                    cls = i;
+                    break;
+                }
+            }
+            ++hs.cls[cls].outofmemory;
+            return AllocStatus::NoMemory;
+        }
+    }
+    auto* it = static_cast<Item*>(std::malloc(total));
+    if (it == nullptr) {
+        impl_->mem_used.fetch_sub(total, std::memory_order_relaxed);
+        return AllocStatus::NoMemory;
+    }
+    it->hnext = it->prev = it->next = nullptr;
+    new (&it->refcount) std::atomic<uint32_t>(1);
+    it->time = clock_.now();
+    it->exptime = exptime;
+    it->client_flags = client_flags;
+    it->cas = 0;
+    it->nbytes = static_cast<uint32_t>(nbytes);
+    it->nkey = static_cast<uint8_t>(key.size());
+    it->iflags = 0;
+    it->cls = static_cast<uint8_t>(impl_->class_sizes.size() - 1);
+    for (size_t i = 1; i < impl_->class_sizes.size(); ++i) {
+        if (ntotal_mc <= impl_->class_sizes[i]) {
+            it->cls = static_cast<uint8_t>(i);
+            break;
+        }
+    }
+    std::memcpy(it->data, key.data(), key.size());
+    *out = ItemRef(this, it);
+    return AllocStatus::Ok;
+}
+
+namespace {
+
+// Find a live item under the lock; a dead one found on the way is unlinked (lazy expiry).
+struct Found {
+    Item* it = nullptr;
+    MissReason reason = MissReason::Missing;
+};
+
+}  // namespace
+
+static Found find_live(Store& store, Store::Shard& s, uint64_t h, std::string_view key, RelTime now,
+                       RelTime oldest_live, uint64_t oldest_cas) noexcept {
+    migrate(s, kMigrateSlotsPerOp);
+    Found f;
+    Item* it = table_find(s, h, key);
+    if (it == nullptr) return f;
+    MissReason why;
+    if (is_dead(it, now, oldest_live, oldest_cas, &why)) {
+        if (why == MissReason::Expired) {
+            ++s.reclaimed;
+            ++s.cls[it->cls].reclaimed;
+            if (!(it->iflags & Item::kFetched)) {
+                ++s.expired_unfetched;
+                ++s.cls[it->cls].expired_unfetched;
+            }
+        }
+        unlink_locked(store, s, h, it);
+        f.reason = why;
+        return f;
+    }
+    f.it = it;
+    f.reason = MissReason::None;
+    return f;
+}
+
+// memcached bumps an item in the LRU at most once a minute: fewer writes to shared lines.
+static void bump(Store::Shard& s, Item* it, RelTime now) noexcept {
+    it->iflags |= Item::kFetched;
+    if (it->time + kUpdateInterval <= now) {
+        it->time = now;
+        lru_unlink(s, it);
+        lru_link(s, it);
+    }
+}
+
+Lookup Store::get(std::string_view key) noexcept {
+    uint64_t h = hash_key(key);
+    Shard& s = shards_[h & (kShards - 1)];
+    RelTime now = clock_.now();
+    Lookup r;
+    std::lock_guard<std::mutex> g(s.mu);
+    Found f = find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
+                        impl_->oldest_cas.load(std::memory_order_relaxed));
+    if (f.it == nullptr) {
+        r.reason = f.reason;
+        return r;
+    }
+    bump(s, f.it, now);
+    f.it->refcount.fetch_add(1, std::memory_order_relaxed);
+    r.item = ItemRef(this, f.it);
+    return r;
+}
+
+Lookup Store::get_and_touch(std::string_view key, RelTime exptime) noexcept {
+    uint64_t h = hash_key(key);
+    Shard& s = shards_[h & (kShards - 1)];
+    RelTime now = clock_.now();
+    Lookup r;
+    std::lock_guard<std::mutex> g(s.mu);
+    Found f = find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
+                        impl_->oldest_cas.load(std::memory_order_relaxed));
+    if (f.it == nullptr) {
+        r.reason = f.reason;
+        return r;
+    }
+    f.it->exptime = exptime;
+    bump(s, f.it, now);
+    f.it->refcount.fetch_add(1, std::memory_order_relaxed);
+    r.item = ItemRef(this, f.it);
+    return r;
+}
+
+bool Store::touch(std::string_view key, RelTime exptime) noexcept {
+    Lookup r = get_and_touch(key, exptime);
+    return static_cast<bool>(r.item);
+}
+
+bool Store::remove(std::string_view key) noexcept {
+    uint64_t h = hash_key(key);
+    Shard& s = shards_[h & (kShards - 1)];
+    std::lock_guard<std::mutex> g(s.mu);
+    Found f = find_live(*this, s, h, key, clock_.now(),
+                        impl_->oldest_live.load(std::memory_order_relaxed),
+                        impl_->oldest_cas.load(std::memory_order_relaxed));
+    if (f.it == nullptr) return false;
+    unlink_locked(*this, s, h, f.it);
+    return true;
+}
+
+StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* cas_out) noexcept {
+    Item* it = item.get();
+    std::string_view key = it->key();
+    uint64_t h = hash_key(key);
+    Shard& s = shards_[h & (kShards - 1)];
+
+    // append/prepend build a combined item outside the lock (allocation may evict, which takes
+    // other shard locks), then link it only if the old item is still the same one.
+    for (int attempt = 0;; ++attempt) {
+        std::unique_lock<std::mutex> lk(s.mu);
+        RelTime now = clock_.now();
+        Found f = find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
+                            impl_->oldest_cas.load(std::memory_order_relaxed));
+        Item* old = f.it;
+        switch (op) {
+            case StoreOp::Add:
+                if (old != nullptr) {
+                    bump(s, old, now);  // memcached refreshes the existing item on a failed add
+                    return StoreStatus::NotStored;
+                }
+                break;
+            case StoreOp::Replace:
+                if (old == nullptr) return StoreStatus::NotStored;
+                break;
+            case StoreOp::Cas:
+                if (old == nullptr) return StoreStatus::NotFound;
+                if (old->cas != cas_in) return StoreStatus::Exists;
+                break;
+            case StoreOp::Set:
+                break;
+            case StoreOp::Append:
+            case StoreOp::Prepend: {
+                if (old == nullptr) return StoreStatus::NotStored;
+                // Keep a reference and the cas to detect a concurrent change.
+                old->refcount.fetch_add(1, std::memory_order_relaxed);
+                uint64_t old_cas = old->cas;
+                lk.unlock();
+                ItemRef old_ref(this, old);
+                size_t add_len = it->value_len();
+                size_t old_len = old->value_len();
+                ItemRef combined;
+                AllocStatus as = alloc(key, old->client_flags, old->exptime,
+                                       static_cast<uint32_t>(old_len + add_len), &combined);
+                if (as == AllocStatus::TooLarge) return StoreStatus::TooLarge;
+                if (as == AllocStatus::NoMemory) return StoreStatus::NoMemory;
+                char* v = combined->value();
+                if (op == StoreOp::Append) {
+                    std::memcpy(v, old->value(), old_len);
+                    std::memcpy(v + old_len, it->value(), add_len);
+                } else {
+                    std::memcpy(v, it->value(), add_len);
+                    std::memcpy(v + add_len, old->value(), old_len);
+                }
+                v[old_len + add_len] = '\r';
+                v[old_len + add_len + 1] = '\n';
+                lk.lock();
+                Found again = find_live(*this, s, h, key, clock_.now(),
+                                        impl_->oldest_live.load(std::memory_order_relaxed),
+                                        impl_->oldest_cas.load(std::memory_order_relaxed));
+                if (again.it != old || old->cas != old_cas) {
+                    if (attempt < 16) continue;  // raced with another write: start over
+                    return StoreStatus::NotStored;
+                }
+                unlink_locked(*this, s, h, old);
+                uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
+                link_locked(s, h, combined.get(), clock_.now(), cas);
+                if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
+                return StoreStatus::Stored;
+            }
+        }
+        if (old != nullptr) unlink_locked(*this, s, h, old);
+        uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
+        link_locked(s, h, it, now, cas);
+        if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
+        return StoreStatus::Stored;
+    }
+}
+
+DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint64_t* value,
+                         uint64_t* cas_out) noexcept {
+    uint64_t h = hash_key(key);
+    Shard& s = shards_[h & (kShards - 1)];
+    for (int attempt = 0;; ++attempt) {
+        std::unique_lock<std::mutex> lk(s.mu);
+        RelTime now = clock_.now();
+        Found f = find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
+                            impl_->oldest_cas.load(std::memory_order_relaxed));
+        Item* it = f.it;
+        if (it == nullptr) return DeltaStatus::NotFound;
+        if (it->nbytes <= 2) return DeltaStatus::NonNumeric;
+        uint64_t v = 0;
+        // memcached parses the stored bytes with strtoull: the "\r\n" ends the number.
+        if (!proto::parse_u64(std::string_view(it->value(), it->nbytes), &v)) {
+            return DeltaStatus::NonNumeric;
+        }
+        if (incr) {
+            v += amount;  // wraps modulo 2^64
+        } else {
+            v = amount > v ? 0 : v - amount;
+        }
+        char buf[24];
+        char* e = buf;
+        {
+            char tmp[20];
+            int n = 0;
+            uint64_t x = v;
+            do {
+                tmp[n++] = static_cast<char>('0' + x % 10);
+                x /= 10;
+            } while (x != 0);
+            while (n > 0) *e++ = tmp[--n];
+        }
+        size_t res = static_cast<size_t>(e - buf);
+        *value = v;
+        if (res + 2 <= it->nbytes && it->refcount.load(std::memory_order_acquire) == 1) {
+            // In place, padded with spaces, as memcached does ("10" decr 1 reads "9 ").
+            std::memcpy(it->value(), buf, res);
+            std::memset(it->value() + res, ' ', it->nbytes - res - 2);
+            it->cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
+            bump(s, it, now);
+            if (cas_out != nullptr) *cas_out = config_.use_cas ? it->cas : 0;
+            return DeltaStatus::Ok;
+        }
+        // A new item of the exact length replaces the old one.
+        uint32_t flags = it->client_flags;
+        RelTime exptime = it->exptime;
+        uint64_t old_cas = it->cas;
+        lk.unlock();
+        ItemRef fresh;
+        if (alloc(key, flags, exptime, static_cast<uint32_t>(res), &fresh) != AllocStatus::Ok) {
+            return DeltaStatus::NoMemory;
+        }
+        std::memcpy(fresh->value(), buf, res);
+        fresh->value()[res] = '\r';
+        fresh->value()[res + 1] = '\n';
+        lk.lock();
+        Found again = find_live(*this, s, h, key, clock_.now(),
+                                impl_->oldest_live.load(std::memory_order_relaxed),
+                                impl_->oldest_cas.load(std::memory_order_relaxed));
+        if (again.it == nullptr) return DeltaStatus::NotFound;
+        if (again.it->cas != old_cas) {
+            if (attempt < 16) continue;  // someone wrote in between: recompute from theirs
+            return DeltaStatus::NotFound;
+        }
+        unlink_locked(*this, s, h, again.it);
+        uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
+        link_locked(s, h, fresh.get(), clock_.now(), cas);
+        if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
+        return DeltaStatus::Ok;
+    }
+}
+
+void Store::flush(int64_t delay_exptime) noexcept {
+    // memcached's process_flush_all_command: with a delay the flush point is that time; with
+    // none it is now, and the cas cut makes it exact within the current second.
+    RelTime now = clock_.now();
+    RelTime new_oldest = delay_exptime > 0 ? clock_.realtime(delay_exptime) : now;
+    RelTime oldest_live = new_oldest - 1;
+    impl_->oldest_live.store(oldest_live, std::memory_order_relaxed);
+    if (oldest_live <= now) {
+        // Takes a unique of its own, as memcached's get_cas_id() here does.
+        impl_->oldest_cas.store(impl_->next_cas.fetch_add(1, std::memory_order_relaxed),
+                                std::memory_order_relaxed);
+    }
+}
+
+size_t Store::crawl(size_t slots) noexcept {
+    size_t reclaimed = 0;
+    size_t per_shard = std::max<size_t>(1, slots / 4);
+    for (int k = 0; k < 4; ++k) {
+        size_t si = impl_->crawl_shard.fetch_add(1, std::memory_order_relaxed) & (kShards - 1);
+        Shard& s = shards_[si];
+        std::lock_guard<std::mutex> g(s.mu);
+        migrate(s, per_shard);
+        RelTime now = clock_.now();
+        RelTime ol = impl_->oldest_live.load(std::memory_order_relaxed);
+        uint64_t oc = impl_->oldest_cas.load(std::memory_order_relaxed);
+        for (size_t n = 0; n < per_shard; ++n) {
+            size_t i = s.crawl_pos++ & s.mask;
+            Item* it = s.table[i];
+            // Items still in the old table are visited once they move.
+            while (it != nullptr) {
+                Item* next = it->hnext;
+                MissReason why;
+                if (is_dead(it, now, ol, oc, &why)) {
+                    ClassCounters& c = s.cls[it->cls];
+                    if (why == MissReason::Expired) {
+                        ++s.crawler_reclaimed;
+                        ++c.crawler_reclaimed;
+                        if (!(it->iflags & Item::kFetched)) {
+                            ++s.expired_unfetched;
+                            ++c.expired_unfetched;
+                        }
+                    }
+                    unlink_locked(*this, s, hash_key(it->key()), it);
+                    ++reclaimed;
+                }
+                it = next;
+            }
+        }
+    }
+    return reclaimed;
+}
+
+StoreStats Store::stats() const noexcept {
+    StoreStats r;
+    size_t total_slots = 0;
+    for (size_t i = 0; i < kShards; ++i) {
+        Shard& s = shards_[i];
+        std::lock_guard<std::mutex> g(s.mu);
+        r.curr_items += s.count;
+        r.total_items += s.total_items;
+        r.bytes += s.bytes;
+        r.evictions += s.evictions;
+        r.reclaimed += s.reclaimed;
+        r.expired_unfetched += s.expired_unfetched;
+        r.evicted_unfetched += s.evicted_unfetched;
+        r.evicted_active += s.evicted_active;
+        r.crawler_reclaimed += s.crawler_reclaimed;
+        r.outofmemory += s.outofmemory;
+        total_slots += s.mask + 1;
+        r.hash_bytes += (s.mask + 1) * sizeof(Item*);
+        if (s.old_table != nullptr) {
+            r.hash_is_expanding = true;
+            r.hash_bytes += (s.old_mask + 1) * sizeof(Item*);
+        }
+    }
+    unsigned level = 0;
+    while ((size_t{1} << level) < total_slots) ++level;
+    r.hash_power_level = level;
+    r.malloc_bytes = impl_->mem_used.load(std::memory_order_relaxed);
+    return r;
+}
+
+std::vector<ClassStats> Store::class_stats() const {
+    const auto& sizes = impl_->class_sizes;
+    std::vector<ClassStats> out(sizes.size());
+    std::vector<RelTime> oldest(sizes.size(), 0);
+    RelTime now = clock_.now();
+    for (size_t i = 0; i < kShards; ++i) {
+        Shard& s = shards_[i];
+        std::lock_guard<std::mutex> g(s.mu);
+        for (size_t c = 1; c < sizes.size(); ++c) {
+            const ClassCounters& k = s.cls[c];
+            ClassStats& o = out[c];
+            o.number += k.number;
+            o.mem_requested += k.mem_requested;
+            o.evicted += k.evicted;
+            o.evicted_nonzero += k.evicted_nonzero;
+            o.evicted_time = std::max(o.evicted_time, k.evicted_time);
+            o.outofmemory += k.outofmemory;
+            o.reclaimed += k.reclaimed;
+            o.expired_unfetched += k.expired_unfetched;
+            o.evicted_unfetched += k.evicted_unfetched;
+            o.evicted_active += k.evicted_active;
+            o.crawler_reclaimed += k.crawler_reclaimed;
+            o.total_items += k.total_items;
+        }
+        // Age of the least recently used item per class: walk a bounded stretch of the tail.
+        int budget = 256;
+        for (Item* it = s.tail; it != nullptr && budget-- > 0; it = it->prev) {
+            if (oldest[it->cls] == 0 || it->time < oldest[it->cls]) oldest[it->cls] = it->time;
+        }
+    }
+    std::vector<ClassStats> r;
+    for (size_t c = 1; c < sizes.size(); ++c) {
+        ClassStats& o = out[c];
+        o.id = static_cast<unsigned>(c);
+        o.chunk_size = sizes[c];
+        o.age = oldest[c] != 0 && now > oldest[c] ? now - oldest[c] : 0;
+        if (o.number == 0 && o.total_items == 0 && o.evicted == 0 && o.outofmemory == 0) continue;
+        r.push_back(o);
+    }
+    return r;
+}
+
+void Store::reset_stats() noexcept {
+    for (size_t i = 0; i < kShards; ++i) {
+        Shard& s = shards_[i];
+        std::lock_guard<std::mutex> g(s.mu);
+        s.total_items = s.evictions = s.reclaimed = s.expired_unfetched = 0;
+        s.evicted_unfetched = s.evicted_active = s.crawler_reclaimed = s.outofmemory = 0;
+        for (ClassCounters& c : s.cls) {
+            uint64_t number = c.number, mem = c.mem_requested;
+            c = ClassCounters{};
+            c.number = number;
+            c.mem_requested = mem;
+        }
+    }
+}
+
+}  // namespace mcm::store
