@@ -169,11 +169,12 @@ Conn::Step Conn::process() {
                 store::Item* it = pending_.item.get();
                 size_t need = it->nbytes - value_filled_;
                 size_t have = rend_ - rstart_;
-                if (have == 0) return Step::NeedRead;
                 size_t n = need < have ? need : have;
-                std::memcpy(it->value() + value_filled_, rbuf_ + rstart_, n);
-                rstart_ += n;
-                value_filled_ += n;
+                if (n > 0) {
+                    std::memcpy(it->value() + value_filled_, rbuf_ + rstart_, n);
+                    rstart_ += n;
+                    value_filled_ += n;
+                }
                 if (value_filled_ < it->nbytes) return Step::NeedRead;
                 dispatcher_.finish_store(&pending_, out_);
                 state_ = ConnState::Parse;

@@ -51,7 +51,10 @@ bool Listener::add_socket(int fd, bool is_unix, std::string name) {
     s->ev = event_new(base_, fd, EV_READ | EV_PERSIST, &Listener::on_accept, s.get());
     if (s->ev == nullptr || event_add(s->ev, nullptr) != 0) return false;
     ctx_.conns.add(fd, &s->info);
-    ctx_.gstats.curr_conns.fetch_add(1);  // memcached counts listeners as connections
+    // memcached counts a listener in total_connections and connection_structures, not in
+    // curr_connections.
+    ctx_.gstats.total_conns.fetch_add(1);
+    ctx_.gstats.conn_structures.fetch_add(1);
     socks_.push_back(std::move(s));
     return true;
 }
@@ -247,9 +250,11 @@ void Listener::accept_one(Sock* s) {
         }
         ctx_.gstats.total_conns.fetch_add(1, std::memory_order_relaxed);
         s->info.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
-        // memcached's maxconns_fast: over the limit, say so and hang up at once.
+        // memcached's maxconns_fast: over the limit, say so and hang up at once. memcached
+        // keeps reserved_fds (20) plus the descriptors it already holds (the standard streams
+        // and the listener) out of -c: it takes maxconns - 24 clients, and so do we.
         int64_t curr = ctx_.gstats.curr_conns.load(std::memory_order_relaxed);
-        if (curr + ctx_.reserved_fds.load() >= ctx_.settings.max_conns - 1) {
+        if (curr + ctx_.reserved_fds.load() + 4 >= ctx_.settings.max_conns) {
             ssize_t w = ::write(fd, proto::kTooManyConns.data(), proto::kTooManyConns.size());
             (void)w;
             ::close(fd);
