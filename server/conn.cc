@@ -22,8 +22,7 @@ namespace {
 // Stop parsing new commands while this many reply bytes wait for the socket.
 constexpr size_t kMaxPendingOutput = 4 * 1024 * 1024;
 
-std::string peer_name(int fd, bool is_unix) {
-    if (is_unix) return "unix:";
+std::string peer_name(int fd, bool) {
     sockaddr_storage ss{};
     socklen_t len = sizeof(ss);
     if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "tcp:?";
@@ -52,7 +51,7 @@ Conn::Conn(Worker* worker, int fd, bool is_unix, const std::string& listen_addr)
       ctx_(worker->ctx()),
       fd_(fd),
       out_(&worker->ctx().store) {
-    info_.addr = peer_name(fd, is_unix);
+    info_.addr = is_unix ? listen_addr : peer_name(fd, false);
     info_.listen_addr = listen_addr;
     info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
     ctx_.conns.add(fd_, &info_);
