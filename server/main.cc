@@ -53,7 +53,7 @@ private:
         std::unique_lock<std::mutex> lk(mu_);
         while (!stop_) {
             lk.unlock();
-            (void)store_.crawl(1024);
+            (void)store_.crawl(8192);
             lk.lock();
             cv_.wait_for(lk, std::chrono::milliseconds(100), [this] { return stop_; });
         }

@@ -19,6 +19,7 @@ namespace {
 
 constexpr size_t kItemSizeMaxLower = 1024;
 constexpr size_t kItemSizeMaxUpper = 1024 * 1024 * 1024;
+constexpr size_t kSlabChunkMax = 512 * 1024;
 
 // One row per option: short letter, long name, argument, and the help text shown by -h.
 struct OptionHelp {
@@ -136,7 +137,7 @@ bool parse_int(const char* s, long long* out) {
     return true;
 }
 
-// -I: a number with an optional k/m suffix.
+// -I: memcached strips one k/m suffix and reads the rest with atoi (so "2g" is 2 bytes).
 bool parse_size(const char* s, size_t* out) {
     std::string buf(s);
     if (buf.empty()) return false;
@@ -149,9 +150,8 @@ bool parse_size(const char* s, size_t* out) {
         mult = 1024 * 1024;
         buf.pop_back();
     }
-    long long v = 0;
-    if (!parse_int(buf.c_str(), &v) || v < 0) return false;
-    *out = static_cast<size_t>(v) * mult;
+    long long v = atoll(buf.c_str());
+    *out = v < 0 ? 0 : static_cast<size_t>(v) * mult;
     return true;
 }
 
@@ -462,6 +462,12 @@ ParseOutcome parse_command_line(int argc, char** argv, Settings* s) {
     }
     if (s->item_size_max > kItemSizeMaxUpper) {
         fprintf(stderr, "Cannot set item size limit higher than a gigabyte.\n");
+        return ParseOutcome::ExitError;
+    }
+    // memcached keeps whole chunks of slab_chunk_max (512 KiB) and refuses a smaller -I.
+    if (s->item_size_max < kSlabChunkMax) {
+        fprintf(stderr, "slab_chunk_max (bytes: %zu) cannot be larger than -I (item_size_max %zu)\n",
+                kSlabChunkMax, s->item_size_max);
         return ParseOutcome::ExitError;
     }
     return ParseOutcome::Run;
