@@ -1,0 +1,369 @@
+// Store unit tests with an injected clock: every operation's statuses, CAS uniques, expiry and
+// flush rules, incr/decr, eviction and -M, growth, the crawler, references, threads.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/store/store.h"
+
+using namespace mcm::store;
+
+namespace {
+
+constexpr int64_t kStart = 1'000'000'000;
+
+class StoreTest : public ::testing::Test {
+protected:
+    StoreTest() : clock_(kStart) { clock_.set_now(100); }
+
+    std::unique_ptr<Store> make(Config c = Config{}) { return std::make_unique<Store>(c, clock_); }
+
+    static StoreStatus put(Store& st, const std::string& key, const std::string& value,
+                           StoreOp op = StoreOp::Set, uint64_t cas = 0, uint32_t flags = 0,
+                           RelTime exp = 0, uint64_t* cas_out = nullptr) {
+        ItemRef it;
+        AllocStatus a = st.alloc(key, flags, exp, static_cast<uint32_t>(value.size()), &it);
+        if (a == AllocStatus::TooLarge) return StoreStatus::TooLarge;
+        if (a == AllocStatus::NoMemory) return StoreStatus::NoMemory;
+        std::memcpy(it->value(), value.data(), value.size());
+        std::memcpy(it->value() + value.size(), "\r\n", 2);
+        return st.store(it, op, cas, cas_out);
+    }
+
+    static std::string value(Store& st, const std::string& key) {
+        Lookup l = st.get(key);
+        if (!l.item) return "<miss>";
+        return std::string(l.item->value(), l.item->value_len());
+    }
+
+    Clock clock_;
+};
+
+}  // namespace
+
+TEST_F(StoreTest, SetGetDelete) {
+    auto st = make();
+    EXPECT_EQ(put(*st, "a", "1"), StoreStatus::Stored);
+    EXPECT_EQ(value(*st, "a"), "1");
+    EXPECT_TRUE(st->remove("a"));
+    EXPECT_FALSE(st->remove("a"));
+    Lookup l = st->get("a");
+    EXPECT_FALSE(l.item);
+    EXPECT_EQ(l.reason, MissReason::Missing);
+}
+
+TEST_F(StoreTest, AddReplaceAppendPrepend) {
+    auto st = make();
+    EXPECT_EQ(put(*st, "k", "x", StoreOp::Replace), StoreStatus::NotStored);
+    EXPECT_EQ(put(*st, "k", "x", StoreOp::Append), StoreStatus::NotStored);
+    EXPECT_EQ(put(*st, "k", "mid", StoreOp::Add, 0, 7, 0), StoreStatus::Stored);
+    EXPECT_EQ(put(*st, "k", "y", StoreOp::Add), StoreStatus::NotStored);
+    EXPECT_EQ(put(*st, "k", "<", StoreOp::Prepend, 0, 99), StoreStatus::Stored);
+    EXPECT_EQ(put(*st, "k", ">", StoreOp::Append, 0, 99), StoreStatus::Stored);
+    Lookup l = st->get("k");
+    ASSERT_TRUE(l.item);
+    EXPECT_EQ(std::string(l.item->value(), l.item->value_len()), "<mid>");
+    EXPECT_EQ(l.item->client_flags, 7u);  // append/prepend keep the old flags
+    EXPECT_EQ(put(*st, "k", "r", StoreOp::Replace), StoreStatus::Stored);
+    EXPECT_EQ(value(*st, "k"), "r");
+}
+
+TEST_F(StoreTest, CasUniques) {
+    auto st = make();
+    uint64_t c1 = 0, c2 = 0, c3 = 0;
+    EXPECT_EQ(put(*st, "k", "a", StoreOp::Cas, 1), StoreStatus::NotFound);
+    ASSERT_EQ(put(*st, "k", "a", StoreOp::Set, 0, 0, 0, &c1), StoreStatus::Stored);
+    EXPECT_EQ(st->get("k").item->cas, c1);
+    EXPECT_EQ(put(*st, "k", "b", StoreOp::Cas, c1 + 1000), StoreStatus::Exists);
+    ASSERT_EQ(put(*st, "k", "b", StoreOp::Cas, c1, 0, 0, &c2), StoreStatus::Stored);
+    EXPECT_NE(c1, c2);
+    EXPECT_EQ(put(*st, "k", "c", StoreOp::Cas, c1), StoreStatus::Exists);
+    ASSERT_EQ(put(*st, "k", "!", StoreOp::Append, 0, 0, 0, &c3), StoreStatus::Stored);
+    EXPECT_NE(c2, c3);
+    uint64_t v = 0, c4 = 0;
+    ASSERT_EQ(put(*st, "n", "5"), StoreStatus::Stored);
+    uint64_t before = st->get("n").item->cas;
+    ASSERT_EQ(st->delta("n", true, 1, &v, &c4), DeltaStatus::Ok);
+    EXPECT_NE(before, c4);
+    EXPECT_EQ(st->get("n").item->cas, c4);
+    EXPECT_TRUE(st->touch("n", 0));
+    EXPECT_EQ(st->get("n").item->cas, c4);  // touch keeps the unique
+}
+
+TEST_F(StoreTest, CasDisabledReportsZero) {
+    Config c;
+    c.use_cas = false;
+    auto st = make(c);
+    uint64_t cas = 77;
+    ASSERT_EQ(put(*st, "k", "a", StoreOp::Set, 0, 0, 0, &cas), StoreStatus::Stored);
+    EXPECT_EQ(cas, 0u);
+}
+
+TEST_F(StoreTest, ExpiryRules) {
+    auto st = make();
+    EXPECT_EQ(clock_.realtime(0), 0u);
+    EXPECT_EQ(clock_.realtime(-5), 1u);
+    EXPECT_EQ(clock_.realtime(10), 110u);
+    EXPECT_EQ(clock_.realtime(kRealtimeMaxDelta), 100u + kRealtimeMaxDelta);
+    EXPECT_EQ(clock_.realtime(kRealtimeMaxDelta + 1), 1u);  // absolute time in the past
+    EXPECT_EQ(clock_.realtime(kStart + 500), 500u);          // absolute time in the future
+
+    put(*st, "rel", "x", StoreOp::Set, 0, 0, clock_.realtime(10));
+    put(*st, "neg", "x", StoreOp::Set, 0, 0, clock_.realtime(-1));
+    put(*st, "abs", "x", StoreOp::Set, 0, 0, clock_.realtime(kStart + 150));
+    put(*st, "never", "x", StoreOp::Set, 0, 0, clock_.realtime(0));
+    EXPECT_EQ(value(*st, "neg"), "<miss>");
+    EXPECT_EQ(value(*st, "rel"), "x");
+    clock_.set_now(109);
+    EXPECT_EQ(value(*st, "rel"), "x");
+    clock_.set_now(110);
+    Lookup l = st->get("rel");
+    EXPECT_FALSE(l.item);
+    EXPECT_EQ(l.reason, MissReason::Expired);
+    EXPECT_EQ(value(*st, "abs"), "x");
+    clock_.set_now(150);
+    EXPECT_EQ(value(*st, "abs"), "<miss>");
+    clock_.advance(1'000'000);
+    EXPECT_EQ(value(*st, "never"), "x");
+}
+
+TEST_F(StoreTest, TouchAndGat) {
+    auto st = make();
+    put(*st, "k", "x");
+    EXPECT_TRUE(st->touch("k", clock_.realtime(5)));
+    EXPECT_FALSE(st->touch("nope", 5));
+    clock_.set_now(104);
+    Lookup l = st->get_and_touch("k", clock_.realtime(100));
+    ASSERT_TRUE(l.item);
+    clock_.set_now(150);
+    EXPECT_EQ(value(*st, "k"), "x");
+    clock_.set_now(204);
+    EXPECT_EQ(value(*st, "k"), "<miss>");
+}
+
+TEST_F(StoreTest, FlushNowIsExact) {
+    auto st = make();
+    put(*st, "old", "x");
+    st->flush(0);
+    put(*st, "new", "y");  // same second: still survives (cas cut)
+    Lookup l = st->get("old");
+    EXPECT_FALSE(l.item);
+    EXPECT_EQ(l.reason, MissReason::Flushed);
+    EXPECT_EQ(value(*st, "new"), "y");
+}
+
+TEST_F(StoreTest, FlushDelayed) {
+    auto st = make();
+    put(*st, "a", "x");
+    st->flush(10);
+    EXPECT_EQ(value(*st, "a"), "x");
+    clock_.set_now(109);
+    put(*st, "b", "y");
+    clock_.set_now(110);
+    EXPECT_EQ(value(*st, "a"), "<miss>");
+    EXPECT_EQ(value(*st, "b"), "<miss>");  // written before the flush point
+    clock_.set_now(111);
+    put(*st, "c", "z");
+    EXPECT_EQ(value(*st, "c"), "z");
+}
+
+TEST_F(StoreTest, Delta) {
+    auto st = make();
+    uint64_t v = 0;
+    EXPECT_EQ(st->delta("n", true, 1, &v), DeltaStatus::NotFound);
+    put(*st, "n", "18446744073709551615");
+    ASSERT_EQ(st->delta("n", true, 2, &v), DeltaStatus::Ok);
+    EXPECT_EQ(v, 1u);
+    EXPECT_EQ(value(*st, "n"), "1                   ");  // in place, padded
+    ASSERT_EQ(st->delta("n", false, 5, &v), DeltaStatus::Ok);
+    EXPECT_EQ(v, 0u);
+    put(*st, "m", "99");
+    ASSERT_EQ(st->delta("m", true, 1, &v), DeltaStatus::Ok);
+    EXPECT_EQ(value(*st, "m"), "100");  // grown into a new item
+    put(*st, "s", "12a");
+    EXPECT_EQ(st->delta("s", true, 1, &v), DeltaStatus::NonNumeric);
+    put(*st, "e", "");
+    EXPECT_EQ(st->delta("e", true, 1, &v), DeltaStatus::NonNumeric);
+    put(*st, "o", "18446744073709551616");
+    EXPECT_EQ(st->delta("o", true, 1, &v), DeltaStatus::NonNumeric);
+    put(*st, "sp", " 7 ");
+    ASSERT_EQ(st->delta("sp", true, 1, &v), DeltaStatus::Ok);
+    EXPECT_EQ(v, 8u);
+}
+
+TEST_F(StoreTest, DeltaNotInPlaceWhileReferenced) {
+    auto st = make();
+    put(*st, "n", "10");
+    Lookup held = st->get("n");  // a reply still sending the old value
+    uint64_t v = 0;
+    ASSERT_EQ(st->delta("n", false, 1, &v), DeltaStatus::Ok);
+    EXPECT_EQ(std::string(held.item->value(), 2), "10");  // untouched
+    EXPECT_EQ(value(*st, "n"), "9");
+}
+
+TEST_F(StoreTest, SizeLimit) {
+    Config c;
+    c.item_size_max = 1024 * 1024;
+    auto st = make(c);
+    std::string ok(1024 * 1024 - 100, 'v');
+    EXPECT_EQ(put(*st, "k", ok), StoreStatus::Stored);
+    std::string big(1024 * 1024, 'v');
+    EXPECT_EQ(put(*st, "k", big), StoreStatus::TooLarge);
+    EXPECT_EQ(put(*st, "k", std::string(200, 'x'), StoreOp::Append), StoreStatus::TooLarge);
+}
+
+TEST_F(StoreTest, EvictsLeastRecentlyUsed) {
+    Config c;
+    c.max_bytes = 1024 * 1024;
+    auto st = make(c);
+    std::string v(1000, 'x');
+    for (int i = 0; i < 3000; ++i) {
+        ASSERT_EQ(put(*st, "key" + std::to_string(i), v), StoreStatus::Stored) << i;
+    }
+    StoreStats s = st->stats();
+    EXPECT_GT(s.evictions, 0u);
+    EXPECT_LE(s.malloc_bytes, c.max_bytes);
+    EXPECT_EQ(value(*st, "key2999"), v);
+    int survivors_old = 0;
+    for (int i = 0; i < 100; ++i) survivors_old += value(*st, "key" + std::to_string(i)) != "<miss>";
+    EXPECT_EQ(survivors_old, 0);
+    EXPECT_GT(s.evicted_unfetched, 0u);
+}
+
+TEST_F(StoreTest, NoEvictionGivesNoMemory) {
+    Config c;
+    c.max_bytes = 256 * 1024;
+    c.evict = false;
+    auto st = make(c);
+    std::string v(1000, 'x');
+    int stored = 0;
+    StoreStatus last = StoreStatus::Stored;
+    for (int i = 0; i < 1000 && last == StoreStatus::Stored; ++i) {
+        last = put(*st, "key" + std::to_string(i), v);
+        stored += last == StoreStatus::Stored;
+    }
+    EXPECT_EQ(last, StoreStatus::NoMemory);
+    EXPECT_EQ(value(*st, "key0"), v);
+    EXPECT_EQ(st->stats().evictions, 0u);
+    EXPECT_GT(stored, 200);
+    // freeing memory makes room again
+    EXPECT_TRUE(st->remove("key0"));
+    EXPECT_EQ(put(*st, "again", v), StoreStatus::Stored);
+}
+
+TEST_F(StoreTest, GrowthKeepsEveryKey) {
+    Config c;
+    c.max_bytes = 512ull << 20;
+    c.hash_power = 10;
+    auto st = make(c);
+    const int n = 200000;
+    bool saw_expanding = false;
+    for (int i = 0; i < n; ++i) {
+        ASSERT_EQ(put(*st, "k" + std::to_string(i), "v"), StoreStatus::Stored);
+        if (i % 5000 == 0) {
+            saw_expanding |= st->stats().hash_is_expanding;
+            // lookups while tables are moving
+            ASSERT_EQ(value(*st, "k" + std::to_string(i / 2)), "v");
+        }
+    }
+    EXPECT_TRUE(saw_expanding);
+    for (int i = 0; i < n; ++i) ASSERT_EQ(value(*st, "k" + std::to_string(i)), "v") << i;
+    StoreStats s = st->stats();
+    EXPECT_EQ(s.curr_items, static_cast<uint64_t>(n));
+    EXPECT_GE(s.hash_power_level, 17u);
+}
+
+TEST_F(StoreTest, CrawlerReclaimsExpired) {
+    auto st = make();
+    for (int i = 0; i < 500; ++i) put(*st, "e" + std::to_string(i), "x", StoreOp::Set, 0, 0, 105);
+    for (int i = 0; i < 10; ++i) put(*st, "keep" + std::to_string(i), "x");
+    clock_.set_now(106);
+    size_t total = 0;
+    for (int i = 0; i < 200 && total < 500; ++i) total += st->crawl(4096);
+    EXPECT_EQ(total, 500u);
+    StoreStats s = st->stats();
+    EXPECT_EQ(s.curr_items, 10u);
+    EXPECT_EQ(s.crawler_reclaimed, 500u);
+    EXPECT_EQ(s.expired_unfetched, 500u);
+}
+
+TEST_F(StoreTest, ReferenceOutlivesUnlink) {
+    auto st = make();
+    put(*st, "k", "first");
+    Lookup held = st->get("k");
+    size_t used = st->stats().malloc_bytes;
+    put(*st, "k", "second");
+    EXPECT_TRUE(st->remove("k"));
+    EXPECT_EQ(std::string(held.item->value(), 5), "first");
+    EXPECT_GE(st->stats().malloc_bytes, used);  // still charged while referenced
+    held.item.reset();
+    EXPECT_EQ(st->stats().malloc_bytes, 0u);
+    EXPECT_EQ(st->stats().bytes, 0u);
+}
+
+TEST_F(StoreTest, ClassStats) {
+    auto st = make();
+    put(*st, "a", "x");
+    put(*st, "b", std::string(5000, 'x'));
+    const auto& sizes = st->class_sizes();
+    EXPECT_EQ(sizes[1], 96u);
+    EXPECT_EQ(sizes.back(), 512u * 1024);
+    auto cs = st->class_stats();
+    uint64_t number = 0;
+    for (auto& c : cs) number += c.number;
+    EXPECT_EQ(number, 2u);
+    EXPECT_EQ(cs.front().id, 1u);
+}
+
+TEST_F(StoreTest, ResetStatsKeepsGauges) {
+    auto st = make();
+    put(*st, "a", "x");
+    st->reset_stats();
+    StoreStats s = st->stats();
+    EXPECT_EQ(s.total_items, 0u);
+    EXPECT_EQ(s.curr_items, 1u);
+}
+
+TEST_F(StoreTest, ConcurrentMixedLoad) {
+    Config c;
+    c.max_bytes = 8 << 20;
+    auto st = make(c);
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> incrs{0};
+    put(*st, "counter", "0");
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            std::string v(100 + t * 50, 'a' + t);
+            for (int i = 0; i < 20000 && !stop; ++i) {
+                std::string key = "k" + std::to_string((i * 7 + t) % 3000);
+                switch (i % 6) {
+                    case 0: (void)put(*st, key, v); break;
+                    case 1: (void)st->get(key); break;
+                    case 2: (void)st->remove(key); break;
+                    case 3: (void)put(*st, key, "x", StoreOp::Append); break;
+                    case 4: {
+                        uint64_t out;
+                        if (st->delta("counter", true, 1, &out) == DeltaStatus::Ok) ++incrs;
+                        break;
+                    }
+                    case 5: (void)st->touch(key, 0); break;
+                }
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    uint64_t out = 0;
+    ASSERT_EQ(st->delta("counter", true, 0, &out), DeltaStatus::Ok);
+    EXPECT_EQ(out, incrs.load());  // no increment lost
+    StoreStats s = st->stats();
+    EXPECT_LE(s.malloc_bytes, c.max_bytes);
+    uint64_t counted = 0;
+    for (auto& cls : st->class_stats()) counted += cls.number;
+    EXPECT_EQ(counted, s.curr_items);
+}
