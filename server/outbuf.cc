@@ -16,6 +16,11 @@ constexpr size_t kIovMax = IOV_MAX < 1024 ? IOV_MAX : 1024;
 constexpr size_t kInitialText = 2048;
 }  // namespace
 
+OutBuf::~OutBuf() {
+    clear();
+    std::free(wbuf_);
+}
+
 void OutBuf::grow(size_t need) {
     size_t cap = wbuf_cap_ ? wbuf_cap_ : kInitialText;
     while (cap < wbuf_len_ + need) cap *= 2;

@@ -20,7 +20,7 @@ enum class IoStatus : uint8_t { Done, Retry, Fatal };  // proceed, wait for the 
 class OutBuf {
 public:
     explicit OutBuf(store::Store* store) noexcept : store_(store) {}
-    ~OutBuf() { clear(); }
+    ~OutBuf();
     OutBuf(const OutBuf&) = delete;
     OutBuf& operator=(const OutBuf&) = delete;
 

@@ -35,10 +35,19 @@ def make_server(tmp_path, request):
 
     yield start
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    problems = []
     for s in servers:
-        s.stop()
+        rc = s.stop()
+        log = s.read_log()
         if failed:
-            sys.stderr.write(f"--- log of {s.cmd} ---\n{s.read_log()}\n")
+            sys.stderr.write(f"--- log of {s.cmd} ---\n{log}\n")
+        # Our server must exit cleanly on SIGTERM; a sanitizer report (leak, overflow, UB)
+        # fails the test that provoked it.
+        ours = os.path.abspath(s.binary).startswith(mc.TOP + os.sep)
+        if ours and (rc != 0 or "Sanitizer" in log or "runtime error:" in log):
+            problems.append(f"{s.cmd} exited with {rc}:\n{log[-4000:]}")
+    if problems and not failed:
+        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 // property (every input cut at every byte parses to the same commands).
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -12,7 +13,10 @@ using namespace mcm::proto;
 
 namespace {
 
-Request parse_one(const std::string& in, ParseStatus* st = nullptr, size_t* used = nullptr) {
+// The Request's views point into the input: keep every input alive for the whole test run.
+Request parse_one(const std::string& input, ParseStatus* st = nullptr, size_t* used = nullptr) {
+    static std::deque<std::string> inputs;
+    const std::string& in = inputs.emplace_back(input);
     Request r;
     size_t consumed = 0;
     ParseStatus s = parse_command(in, &r, &consumed);
