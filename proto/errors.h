@@ -9,7 +9,8 @@ namespace mcm::proto {
 
 inline constexpr std::string_view kKeyTooLongOrBad = "CLIENT_ERROR bad command line format\r\n";
 inline constexpr std::string_view kTooLarge = "SERVER_ERROR object too large for cache\r\n";
-inline constexpr std::string_view kOutOfMemoryStoring = "SERVER_ERROR out of memory storing object\r\n";
+inline constexpr std::string_view kOutOfMemoryStoring =
+    "SERVER_ERROR out of memory storing object\r\n";
 inline constexpr std::string_view kOutOfMemory = "SERVER_ERROR out of memory\r\n";
 inline constexpr std::string_view kBadDataChunk = "CLIENT_ERROR bad data chunk\r\n";
 inline constexpr std::string_view kNonNumeric =

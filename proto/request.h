@@ -10,35 +10,35 @@ namespace mcm::proto {
 
 // Every command of the text protocol: X(enumerator, wire name, flags).
 // kStore: a value follows the command line. kKeys: get family (one or more keys).
-#define MCM_TEXT_COMMANDS(X)                 \
-    X(Get, "get", kKeys)                     \
-    X(Gets, "gets", kKeys)                   \
-    X(Gat, "gat", kKeys)                     \
-    X(Gats, "gats", kKeys)                   \
-    X(Set, "set", kStore)                    \
-    X(Add, "add", kStore)                    \
-    X(Replace, "replace", kStore)            \
-    X(Append, "append", kStore)              \
-    X(Prepend, "prepend", kStore)            \
-    X(Cas, "cas", kStore)                    \
-    X(Delete, "delete", 0)                   \
-    X(Incr, "incr", 0)                       \
-    X(Decr, "decr", 0)                       \
-    X(Touch, "touch", 0)                     \
-    X(FlushAll, "flush_all", 0)              \
-    X(Version, "version", 0)                 \
-    X(Verbosity, "verbosity", 0)             \
-    X(Quit, "quit", 0)                       \
-    X(Shutdown, "shutdown", 0)               \
-    X(Stats, "stats", 0)                     \
-    X(CacheMemlimit, "cache_memlimit", 0)    \
+#define MCM_TEXT_COMMANDS(X)              \
+    X(Get, "get", kKeys)                  \
+    X(Gets, "gets", kKeys)                \
+    X(Gat, "gat", kKeys)                  \
+    X(Gats, "gats", kKeys)                \
+    X(Set, "set", kStore)                 \
+    X(Add, "add", kStore)                 \
+    X(Replace, "replace", kStore)         \
+    X(Append, "append", kStore)           \
+    X(Prepend, "prepend", kStore)         \
+    X(Cas, "cas", kStore)                 \
+    X(Delete, "delete", 0)                \
+    X(Incr, "incr", 0)                    \
+    X(Decr, "decr", 0)                    \
+    X(Touch, "touch", 0)                  \
+    X(FlushAll, "flush_all", 0)           \
+    X(Version, "version", 0)              \
+    X(Verbosity, "verbosity", 0)          \
+    X(Quit, "quit", 0)                    \
+    X(Shutdown, "shutdown", 0)            \
+    X(Stats, "stats", 0)                  \
+    X(CacheMemlimit, "cache_memlimit", 0) \
     X(Debug, "debug", 0)
 
 enum class Cmd : uint8_t {
 #define MCM_X(e, name, flags) e,
     MCM_TEXT_COMMANDS(MCM_X)
 #undef MCM_X
-    Error,  // the line was answered with an error (Request::error); nothing to execute
+        Error,  // the line was answered with an error (Request::error); nothing to execute
 };
 
 inline constexpr uint8_t kStore = 1;
@@ -47,24 +47,20 @@ inline constexpr uint8_t kKeys = 2;
 constexpr uint8_t cmd_flags(Cmd c) noexcept {
     switch (c) {
 #define MCM_X(e, name, flags) \
-    case Cmd::e:              \
-        return flags;
+    case Cmd::e: return flags;
         MCM_TEXT_COMMANDS(MCM_X)
 #undef MCM_X
-        default:
-            return 0;
+        default: return 0;
     }
 }
 
 constexpr std::string_view cmd_name(Cmd c) noexcept {
     switch (c) {
 #define MCM_X(e, name, flags) \
-    case Cmd::e:              \
-        return name;
+    case Cmd::e: return name;
         MCM_TEXT_COMMANDS(MCM_X)
 #undef MCM_X
-        default:
-            return "error";
+        default: return "error";
     }
 }
 

@@ -231,8 +231,7 @@ void parse_line(std::string_view line, Request* req) noexcept {
                 return;
             }
             break;
-        default:
-            break;
+        default: break;
     }
     fail(req, Err::Error);
     // An unknown command ending in "HTTP/...": memcached hangs up instead of answering.

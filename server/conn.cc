@@ -58,6 +58,12 @@ Conn::Conn(Worker* worker, int fd, bool is_unix, const std::string& listen_addr)
 }
 
 Conn::~Conn() {
+    if (!closed_) {
+        // Torn down with its worker at exit, not closed on its own.
+        ctx_.conns.remove(fd_);
+        ::close(fd_);
+        ctx_.gstats.curr_conns.fetch_sub(1, std::memory_order_relaxed);
+    }
     if (ev_ != nullptr) event_free(ev_);
     if (rbuf_ != nullptr) {
         if (rcap_ == Worker::kReadBufSize) {
@@ -162,8 +168,7 @@ ssize_t Conn::read_some(bool* drained) {
 Conn::Step Conn::process() {
     for (;;) {
         switch (state_) {
-            case ConnState::Closing:
-                return Step::Close;
+            case ConnState::Closing: return Step::Close;
             case ConnState::ReadValue: {
                 store::Item* it = pending_.item.get();
                 size_t need = it->nbytes - value_filled_;
@@ -210,8 +215,7 @@ Conn::Step Conn::process() {
                 Next next = dispatcher_.execute(req, out_, &pending_, &swallow);
                 rstart_ += consumed;  // the request's views are dead from here on
                 switch (next) {
-                    case Next::Continue:
-                        break;
+                    case Next::Continue: break;
                     case Next::ReadValue:
                         value_filled_ = 0;
                         state_ = ConnState::ReadValue;
@@ -278,8 +282,7 @@ void Conn::handle(short what) {
                     return;
                 }
                 continue;
-            case Step::NeedRead:
-                break;
+            case Step::NeedRead: break;
         }
         // The last read returned less than it asked for: the socket is empty, so reply and
         // wait for the next event instead of paying for a read that would say EAGAIN.
@@ -303,8 +306,8 @@ void Conn::handle(short what) {
 }
 
 void Conn::close() {
-    if (state_ == ConnState::Closing && ev_ == nullptr) return;
     state_ = ConnState::Closing;
+    closed_ = true;
     if (ev_ != nullptr) {
         event_del(ev_);
     }

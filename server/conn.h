@@ -55,10 +55,11 @@ private:
     ConnState state_ = ConnState::Parse;
     event* ev_ = nullptr;
     short ev_flags_ = 0;
-    bool want_write_ = false;     // replies are waiting for the socket to drain
+    bool want_write_ = false;  // replies are waiting for the socket to drain
     bool close_after_write_ = false;
-    bool drained_ = false;        // the last read found the socket empty
-    int budget_ = 0;              // commands left in this event (-R)
+    bool closed_ = false;   // the socket is closed and the worker owns the corpse
+    bool drained_ = false;  // the last read found the socket empty
+    int budget_ = 0;        // commands left in this event (-R)
 
     // Read buffer: bytes [rstart_, rend_) are unprocessed.
     char* rbuf_ = nullptr;
@@ -66,7 +67,7 @@ private:
     size_t rstart_ = 0;
     size_t rend_ = 0;
 
-    PendingStore pending_;        // the storage command whose value is being read
+    PendingStore pending_;  // the storage command whose value is being read
     size_t value_filled_ = 0;
     size_t swallow_left_ = 0;
 

@@ -61,11 +61,11 @@ struct ServerContext {
     store::Clock& clock;
     GlobalStats gstats;
     ConnRegistry conns;
-    PrefixStats prefix_stats;              // stats detail
-    std::vector<Worker*> workers;          // set once before the workers start
+    PrefixStats prefix_stats;      // stats detail
+    std::vector<Worker*> workers;  // set once before the workers start
     std::atomic<int> verbose{0};
     std::atomic<int> reserved_fds{20};
-    int64_t started_unix = 0;              // wall-clock start, for uptime
+    int64_t started_unix = 0;  // wall-clock start, for uptime
 };
 
 }  // namespace mcm::server

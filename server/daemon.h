@@ -7,10 +7,10 @@
 
 namespace mcm::server {
 
-bool raise_limits(const Settings& s);      // RLIMIT_NOFILE for -c, RLIMIT_CORE for -r
-bool drop_privileges(const Settings& s);   // -u, and refusing root without it
-bool daemonize(const Settings& s);         // -d
-bool write_pid_file(const Settings& s);    // -P
+bool raise_limits(const Settings& s);     // RLIMIT_NOFILE for -c, RLIMIT_CORE for -r
+bool drop_privileges(const Settings& s);  // -u, and refusing root without it
+bool daemonize(const Settings& s);        // -d
+bool write_pid_file(const Settings& s);   // -P
 void remove_pid_file(const Settings& s);
 
 }  // namespace mcm::server

@@ -48,19 +48,14 @@ void Dispatcher::reply(const Request& req, OutBuf& out, std::string_view line) {
     if (!req.noreply) out.append(line);
 }
 
-Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
-                         size_t* swallow) {
+Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending, size_t* swallow) {
     store::Store& st = ctx_.store;
     switch (req.cmd) {
-        case Cmd::Error:
-            reply(req, out, proto::error_text(req.error));
-            return Next::Continue;
+        case Cmd::Error: reply(req, out, proto::error_text(req.error)); return Next::Continue;
         case Cmd::Get:
         case Cmd::Gets:
         case Cmd::Gat:
-        case Cmd::Gats:
-            get(req, out);
-            return Next::Continue;
+        case Cmd::Gats: get(req, out); return Next::Continue;
         case Cmd::Set:
         case Cmd::Add:
         case Cmd::Replace:
@@ -70,8 +65,8 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
             if (ctx_.prefix_stats.enabled()) ctx_.prefix_stats.record_set(req.key);
             store::RelTime exp = ctx_.clock.realtime(req.exptime);
             store::ItemRef item;
-            auto rc = st.alloc(req.key, req.flags, exp, static_cast<uint32_t>(req.value_len),
-                               &item);
+            auto rc =
+                st.alloc(req.key, req.flags, exp, static_cast<uint32_t>(req.value_len), &item);
             if (rc != store::AllocStatus::Ok) {
                 if (rc == store::AllocStatus::TooLarge) {
                     stats_.store_too_large.add();
@@ -102,9 +97,7 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
             }
             return Next::Continue;
         case Cmd::Incr:
-        case Cmd::Decr:
-            arith(req, out);
-            return Next::Continue;
+        case Cmd::Decr: arith(req, out); return Next::Continue;
         case Cmd::Touch: {
             stats_.touch_cmds.add();
             if (st.touch(req.key, ctx_.clock.realtime(req.exptime))) {
@@ -125,16 +118,13 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
             st.flush(req.exptime);
             reply(req, out, "OK\r\n");
             return Next::Continue;
-        case Cmd::Version:
-            out.append("VERSION " VERSION "\r\n");
-            return Next::Continue;
+        case Cmd::Version: out.append("VERSION " VERSION "\r\n"); return Next::Continue;
         case Cmd::Verbosity:
             ctx_.verbose.store(req.level > 2 ? 2 : static_cast<int>(req.level));
             log_set_level(ctx_.verbose.load());
             reply(req, out, "OK\r\n");
             return Next::Continue;
-        case Cmd::Quit:
-            return Next::CloseAfterWrite;
+        case Cmd::Quit: return Next::CloseAfterWrite;
         case Cmd::Shutdown:
             if (!ctx_.settings.shutdown_enabled) {
                 out.append(proto::kShutdownDisabled);
@@ -161,12 +151,8 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
                 reply(req, out, "OK\r\n");
             }
             return Next::Continue;
-        case Cmd::Stats:
-            stats(req, out);
-            return Next::Continue;
-        case Cmd::Debug:
-            debug(req, out);
-            return Next::Continue;
+        case Cmd::Stats: stats(req, out); return Next::Continue;
+        case Cmd::Debug: debug(req, out); return Next::Continue;
     }
     return Next::Continue;
 }
@@ -259,12 +245,8 @@ void Dispatcher::arith(const Request& req, OutBuf& out) {
             }
             reply(req, out, "NOT_FOUND\r\n");
             return;
-        case store::DeltaStatus::NonNumeric:
-            reply(req, out, proto::kNonNumeric);
-            return;
-        case store::DeltaStatus::NoMemory:
-            reply(req, out, proto::kOutOfMemory);
-            return;
+        case store::DeltaStatus::NonNumeric: reply(req, out, proto::kNonNumeric); return;
+        case store::DeltaStatus::NoMemory: reply(req, out, proto::kOutOfMemory); return;
     }
 }
 

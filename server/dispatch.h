@@ -14,11 +14,11 @@
 namespace mcm::server {
 
 enum class Next : uint8_t {
-    Continue,    // parse the next command
-    ReadValue,   // a storage command: read the value into *item (value_len + 2 bytes)
-    Swallow,     // discard *swallow bytes of value (the item could not be allocated)
+    Continue,         // parse the next command
+    ReadValue,        // a storage command: read the value into *item (value_len + 2 bytes)
+    Swallow,          // discard *swallow bytes of value (the item could not be allocated)
     CloseAfterWrite,  // quit: send what is queued, then close
-    CloseNow,    // shutdown: close without replying
+    CloseNow,         // shutdown: close without replying
 };
 
 // A storage command between its command line and its value.

@@ -116,8 +116,7 @@ bool Listener::listen_tcp(const char* host, int port, FILE* portfile) {
             bound_port = ntohs(sin6->sin6_port);
         }
         if (portfile != nullptr) {
-            fprintf(portfile, "TCP INET%s: %d\n", ss.ss_family == AF_INET6 ? "6" : "",
-                    bound_port);
+            fprintf(portfile, "TCP INET%s: %d\n", ss.ss_family == AF_INET6 ? "6" : "", bound_port);
         }
         ports_.push_back(bound_port);
         if (!add_socket(fd, false, std::string(hostbuf) + ":" + std::to_string(bound_port))) {

@@ -15,7 +15,8 @@ void log_write(const char* fmt, ...) {
     int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
     va_end(ap);
     if (n < 0) return;
-    size_t len = static_cast<size_t>(n) < sizeof(buf) - 2 ? static_cast<size_t>(n) : sizeof(buf) - 2;
+    size_t len =
+        static_cast<size_t>(n) < sizeof(buf) - 2 ? static_cast<size_t>(n) : sizeof(buf) - 2;
     buf[len] = '\n';
     buf[len + 1] = '\0';
     fputs(buf, stderr);

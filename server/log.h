@@ -9,10 +9,10 @@
 namespace mcm::server {
 
 enum class LogLevel : int {
-    Warn = 0,    // always shown: a module failed, a server error
-    Info = 1,    // -v: lifecycle, errors of one request
-    Debug = 2,   // -vv: connection events
-    Trace = 3,   // -vvv: internal state
+    Warn = 0,   // always shown: a module failed, a server error
+    Info = 1,   // -v: lifecycle, errors of one request
+    Debug = 2,  // -vv: connection events
+    Trace = 3,  // -vvv: internal state
 };
 
 extern std::atomic<int> g_log_level;
@@ -28,7 +28,7 @@ void log_write(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 }  // namespace mcm::server
 
-#define LOG(level, ...)                                                   \
-    do {                                                                  \
+#define LOG(level, ...)                                                               \
+    do {                                                                              \
         if (::mcm::server::log_enabled(level)) ::mcm::server::log_write(__VA_ARGS__); \
     } while (0)

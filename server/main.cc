@@ -8,10 +8,10 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <exception>
 #include <memory>
@@ -93,7 +93,7 @@ int run(int argc, char** argv) {
     log_set_level(settings.verbose);
     signal(SIGPIPE, SIG_IGN);
 
-    if (!raise_limits(settings)) return 71;  // EX_OSERR
+    if (!raise_limits(settings)) return 71;     // EX_OSERR
     if (!drop_privileges(settings)) return 64;  // EX_USAGE
     if (!daemonize(settings)) return 71;
 

@@ -66,7 +66,7 @@ private:
     char* wbuf_ = nullptr;  // text bytes; segments refer to it by offset, so it may move
     size_t wbuf_len_ = 0;
     size_t wbuf_cap_ = 0;
-    size_t pending_ = 0;    // bytes queued and not yet sent
+    size_t pending_ = 0;  // bytes queued and not yet sent
 };
 
 }  // namespace mcm::server

@@ -37,8 +37,9 @@ std::string PrefixStats::dump() {
     for (const auto& [prefix, c] : prefixes_) {
         out += "PREFIX ";
         out += prefix;
-        snprintf(line, sizeof(line), " get %" PRIu64 " hit %" PRIu64 " set %" PRIu64 " del %" PRIu64 "\r\n",
-                 c.gets, c.hits, c.sets, c.deletes);
+        snprintf(line, sizeof(line),
+                 " get %" PRIu64 " hit %" PRIu64 " set %" PRIu64 " del %" PRIu64 "\r\n", c.gets,
+                 c.hits, c.sets, c.deletes);
         out += line;
     }
     out += "END\r\n";

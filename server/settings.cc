@@ -160,8 +160,8 @@ bool parse_suboptions(const std::string& list, Settings* s) {
     size_t pos = 0;
     while (pos <= list.size()) {
         size_t comma = list.find(',', pos);
-        std::string item = list.substr(pos, comma == std::string::npos ? std::string::npos
-                                                                        : comma - pos);
+        std::string item =
+            list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
         pos = comma == std::string::npos ? list.size() + 1 : comma + 1;
         if (item.empty()) continue;
         std::string key = item.substr(0, item.find('='));
@@ -218,18 +218,16 @@ bool parse_suboptions(const std::string& list, Settings* s) {
             return false;
         } else if (key == "tail_repair_time" || key == "lru_crawler_sleep" ||
                    key == "lru_crawler_tocrawl" || key == "read_buf_mem_limit" ||
-                   key == "lru_maintainer" || key == "no_lru_maintainer" ||
-                   key == "hot_lru_pct" || key == "warm_lru_pct" || key == "hot_max_factor" ||
-                   key == "warm_max_factor" || key == "temporary_ttl" || key == "idle_timeout" ||
-                   key == "slab_chunk_max" || key == "watcher_logbuf_size" ||
-                   key == "worker_logbuf_size" || key == "track_sizes" ||
-                   key == "no_hashexpand" || key == "sock_cookie_id" ||
+                   key == "lru_maintainer" || key == "no_lru_maintainer" || key == "hot_lru_pct" ||
+                   key == "warm_lru_pct" || key == "hot_max_factor" || key == "warm_max_factor" ||
+                   key == "temporary_ttl" || key == "idle_timeout" || key == "slab_chunk_max" ||
+                   key == "watcher_logbuf_size" || key == "worker_logbuf_size" ||
+                   key == "track_sizes" || key == "no_hashexpand" || key == "sock_cookie_id" ||
                    key == "slab_automove_freeratio" || key == "slab_sizes" ||
                    key == "slab_automove_ratio" || key == "slab_automove_window" ||
                    key == "inline_ascii_response" || key == "no_inline_ascii_response" ||
-                   key == "proxy_config" || key == "lru_segmented" ||
-                   key == "no_lru_segmented" || key == "drop_privileges" ||
-                   key == "no_drop_privileges") {
+                   key == "proxy_config" || key == "lru_segmented" || key == "no_lru_segmented" ||
+                   key == "drop_privileges" || key == "no_drop_privileges") {
             fprintf(stderr, "-o %s is not supported by this server\n", key.c_str());
             return false;
         } else {
@@ -283,37 +281,24 @@ ParseOutcome parse_command_line(int argc, char** argv, Settings* s) {
                     }
                     s->udp_port = 0;
                     break;
-                case 's':
-                    s->socket_path = optarg;
-                    break;
-                case 'a':
-                    s->access_mask = static_cast<int>(strtol(optarg, nullptr, 8));
-                    break;
-                case 'A':
-                    s->shutdown_enabled = true;
-                    break;
+                case 's': s->socket_path = optarg; break;
+                case 'a': s->access_mask = static_cast<int>(strtol(optarg, nullptr, 8)); break;
+                case 'A': s->shutdown_enabled = true; break;
                 case 'l': {
                     std::string l = optarg;
                     size_t pos = 0;
                     while (pos <= l.size()) {
                         size_t comma = l.find(',', pos);
-                        std::string one = l.substr(pos, comma == std::string::npos
-                                                            ? std::string::npos
-                                                            : comma - pos);
+                        std::string one = l.substr(
+                            pos, comma == std::string::npos ? std::string::npos : comma - pos);
                         if (!one.empty()) s->listen.push_back(one);
                         pos = comma == std::string::npos ? l.size() + 1 : comma + 1;
                     }
                     break;
                 }
-                case 'd':
-                    s->daemonize = true;
-                    break;
-                case 'r':
-                    s->maxcore = true;
-                    break;
-                case 'u':
-                    s->username = optarg;
-                    break;
+                case 'd': s->daemonize = true; break;
+                case 'r': s->maxcore = true; break;
+                case 'u': s->username = optarg; break;
                 case 'm':
                     if (!parse_int(optarg, &v) || v < 0) {
                         fprintf(stderr, "Invalid memory limit: %s\n", optarg);
@@ -321,9 +306,7 @@ ParseOutcome parse_command_line(int argc, char** argv, Settings* s) {
                     }
                     s->max_bytes = static_cast<size_t>(v) * 1024 * 1024;
                     break;
-                case 'M':
-                    s->evict_to_free = false;
-                    break;
+                case 'M': s->evict_to_free = false; break;
                 case 'c':
                     if (!parse_int(optarg, &v) || v <= 0) {
                         fprintf(stderr, "Maximum connections must be greater than 0\n");
@@ -331,21 +314,11 @@ ParseOutcome parse_command_line(int argc, char** argv, Settings* s) {
                     }
                     s->max_conns = static_cast<int>(v);
                     break;
-                case 'k':
-                    s->lock_memory = true;
-                    break;
-                case 'v':
-                    ++s->verbose;
-                    break;
-                case 'h':
-                    fputs(usage_text().c_str(), stdout);
-                    return ParseOutcome::ExitOk;
-                case 'V':
-                    printf("memcached %s\n", VERSION);
-                    return ParseOutcome::ExitOk;
-                case 'P':
-                    s->pid_file = optarg;
-                    break;
+                case 'k': s->lock_memory = true; break;
+                case 'v': ++s->verbose; break;
+                case 'h': fputs(usage_text().c_str(), stdout); return ParseOutcome::ExitOk;
+                case 'V': printf("memcached %s\n", VERSION); return ParseOutcome::ExitOk;
+                case 'P': s->pid_file = optarg; break;
                 case 'f': {
                     char* end = nullptr;
                     double f = strtod(optarg, &end);
@@ -391,9 +364,7 @@ ParseOutcome parse_command_line(int argc, char** argv, Settings* s) {
                     }
                     s->reqs_per_event = static_cast<int>(v);
                     break;
-                case 'C':
-                    s->use_cas = false;
-                    break;
+                case 'C': s->use_cas = false; break;
                 case 'b':
                     if (!parse_int(optarg, &v) || v <= 0) {
                         fprintf(stderr, "Invalid listen backlog: %s\n", optarg);
@@ -423,9 +394,7 @@ ParseOutcome parse_command_line(int argc, char** argv, Settings* s) {
                     }
                     item_size_set = true;
                     break;
-                case 'F':
-                    s->flush_enabled = false;
-                    break;
+                case 'F': s->flush_enabled = false; break;
                 case 'X':
                 case 'W':
                     // Disable commands this server does not offer: nothing left to disable.
@@ -466,7 +435,8 @@ ParseOutcome parse_command_line(int argc, char** argv, Settings* s) {
     }
     // memcached keeps whole chunks of slab_chunk_max (512 KiB) and refuses a smaller -I.
     if (s->item_size_max < kSlabChunkMax) {
-        fprintf(stderr, "slab_chunk_max (bytes: %zu) cannot be larger than -I (item_size_max %zu)\n",
+        fprintf(stderr,
+                "slab_chunk_max (bytes: %zu) cannot be larger than -I (item_size_max %zu)\n",
                 kSlabChunkMax, s->item_size_max);
         return ParseOutcome::ExitError;
     }

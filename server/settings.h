@@ -22,23 +22,23 @@ struct Settings {
     int backlog = 1024;               // -b
     int max_conns = 1024;             // -c
     // Memory
-    size_t max_bytes = 64ull << 20;   // -m (megabytes on the command line)
-    bool evict_to_free = true;        // false with -M
-    size_t item_size_max = 1 << 20;   // -I (accepts k/m suffix)
-    double factor = 1.25;             // -f
-    int chunk_size = 48;              // -n
-    bool lock_memory = false;         // -k
+    size_t max_bytes = 64ull << 20;  // -m (megabytes on the command line)
+    bool evict_to_free = true;       // false with -M
+    size_t item_size_max = 1 << 20;  // -I (accepts k/m suffix)
+    double factor = 1.25;            // -f
+    int chunk_size = 48;             // -n
+    bool lock_memory = false;        // -k
     // Threads and fairness
-    int num_threads = 4;              // -t
-    int reqs_per_event = 20;          // -R
+    int num_threads = 4;      // -t
+    int reqs_per_event = 20;  // -R
     // Protocol
-    bool use_cas = true;              // false with -C
+    bool use_cas = true;                         // false with -C
     Protocol binding_protocol = Protocol::Auto;  // -B (auto|ascii|binary)
-    bool shutdown_enabled = false;    // -A
-    bool flush_enabled = true;        // -F disables flush_all
-    int verbose = 0;                  // -v -vv -vvv
-    char prefix_delimiter = ':';      // -D (stats detail prefixes)
-    bool detail_enabled = false;      // -D turns stats detail on
+    bool shutdown_enabled = false;               // -A
+    bool flush_enabled = true;                   // -F disables flush_all
+    int verbose = 0;                             // -v -vv -vvv
+    char prefix_delimiter = ':';                 // -D (stats detail prefixes)
+    bool detail_enabled = false;                 // -D turns stats detail on
     // Process
     bool daemonize = false;           // -d
     std::string username;             // -u
@@ -46,15 +46,15 @@ struct Settings {
     bool maxcore = false;             // -r: raise core file limit
     bool large_memory_pages = false;  // -L
     // -o suboptions
-    unsigned hashpower_init = 0;      // -o hashpower=N (0 = default)
-    bool lru_crawler = true;          // -o no_lru_crawler turns off
-    unsigned idle_timeout = 0;        // -o idle_timeout=N
-    size_t read_buf_mem_limit = 0;    // -o read_buf_mem_limit (MB)
+    unsigned hashpower_init = 0;    // -o hashpower=N (0 = default)
+    bool lru_crawler = true;        // -o no_lru_crawler turns off
+    unsigned idle_timeout = 0;      // -o idle_timeout=N
+    size_t read_buf_mem_limit = 0;  // -o read_buf_mem_limit (MB)
     unsigned tail_repair_time = 0;
     bool hash_algorithm_default = true;  // -o hash_algorithm=... (accepted names only)
-    bool lru_maintainer = true;       // -o no_lru_maintainer
-    bool maxconns_fast = true;        // -o maxconns_fast / no_maxconns_fast
-    unsigned slab_chunk_max = 0;      // -o slab_chunk_max (accepted, stats only)
+    bool lru_maintainer = true;          // -o no_lru_maintainer
+    bool maxconns_fast = true;           // -o maxconns_fast / no_maxconns_fast
+    unsigned slab_chunk_max = 0;         // -o slab_chunk_max (accepted, stats only)
     bool modern = true;
 
     // Debug build only: enables the `debug` command (time travel, fault points).

@@ -28,7 +28,8 @@ void stat(OutBuf& out, const char* fmt, ...) {
     int n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
     va_end(ap);
     if (n < 0) return;
-    size_t len = static_cast<size_t>(n) < sizeof(buf) - 2 ? static_cast<size_t>(n) : sizeof(buf) - 3;
+    size_t len =
+        static_cast<size_t>(n) < sizeof(buf) - 2 ? static_cast<size_t>(n) : sizeof(buf) - 3;
     char* p = out.reserve(5 + len + 2);
     std::memcpy(p, "STAT ", 5);
     std::memcpy(p + 5, buf, len);
@@ -37,9 +38,13 @@ void stat(OutBuf& out, const char* fmt, ...) {
     out.commit(5 + len + 2);
 }
 
-void u64(OutBuf& out, const char* name, uint64_t v) { stat(out, "%s %" PRIu64, name, v); }
+void u64(OutBuf& out, const char* name, uint64_t v) {
+    stat(out, "%s %" PRIu64, name, v);
+}
 
-const char* yes_no(bool b) { return b ? "yes" : "no"; }
+const char* yes_no(bool b) {
+    return b ? "yes" : "no";
+}
 
 const char* protocol_name(Protocol p) {
     switch (p) {

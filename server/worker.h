@@ -33,9 +33,9 @@ public:
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    void start();                 // spawn the thread
-    void stop();                  // ask the loop to exit and join (main thread)
-    void hand_over(NewConn nc);   // any thread: queue a socket for this worker
+    void start();                // spawn the thread
+    void stop();                 // ask the loop to exit and join (main thread)
+    void hand_over(NewConn nc);  // any thread: queue a socket for this worker
 
     ServerContext& ctx() noexcept { return ctx_; }
     ThreadStats& stats() noexcept { return stats_; }
@@ -48,7 +48,7 @@ public:
     char* borrow_rbuf();
     void release_rbuf(char* buf);
 
-    void conn_closed(Conn* c);    // a connection finished; free it after the callback returns
+    void conn_closed(Conn* c);  // a connection finished; free it after the callback returns
 
 private:
     static void on_notify(evutil_socket_t fd, short what, void* arg);
@@ -61,12 +61,12 @@ private:
     event* notify_ev_ = nullptr;
     std::thread thread_;
     std::mutex mu_;
-    std::deque<NewConn> queue_;   // guarded by mu_
+    std::deque<NewConn> queue_;  // guarded by mu_
     ThreadStats stats_;
     Dispatcher dispatcher_;
     std::vector<char*> rbuf_pool_;
-    std::vector<Conn*> conns_;    // every live connection of this worker (owned)
-    std::vector<Conn*> dead_;     // closed, freed at the next notify/loop turn
+    std::vector<Conn*> conns_;  // every live connection of this worker (owned)
+    std::vector<Conn*> dead_;   // closed, freed at the next notify/loop turn
     event* reap_ev_ = nullptr;
 };
 

@@ -25,19 +25,19 @@ namespace mcm::store {
 class Store;
 
 struct Item {
-    Item* hnext;                     // next in the hash chain (guarded by the shard lock)
-    Item* prev;                      // LRU neighbours (guarded by the shard lock)
+    Item* hnext;  // next in the hash chain (guarded by the shard lock)
+    Item* prev;   // LRU neighbours (guarded by the shard lock)
     Item* next;
     std::atomic<uint32_t> refcount;  // the table holds one reference while linked
     RelTime time;                    // last write or access
     RelTime exptime;                 // 0 = never
     uint32_t client_flags;
-    uint64_t cas;                    // unique per write; also orders immediate flush_all
-    uint32_t nbytes;                 // value length including the trailing "\r\n"
+    uint64_t cas;     // unique per write; also orders immediate flush_all
+    uint32_t nbytes;  // value length including the trailing "\r\n"
     uint8_t nkey;
-    uint8_t iflags;                  // kLinked | kFetched
-    uint8_t cls;                     // size class (memcached slab class id) for stats
-    char data[];                     // key, then value
+    uint8_t iflags;  // kLinked | kFetched
+    uint8_t cls;     // size class (memcached slab class id) for stats
+    char data[];     // key, then value
 
     static constexpr uint8_t kLinked = 1;
     static constexpr uint8_t kFetched = 2;

@@ -26,7 +26,9 @@ constexpr size_t kMigrateSlotsPerOp = 4;      // growth work done by each operat
 constexpr int kEvictTries = 5;                // LRU tail items looked at per shard
 constexpr size_t kMemcachedItemHeader = 48;   // sizeof(item) in memcached, for -I's boundary
 
-inline uint64_t hash_key(std::string_view key) noexcept { return XXH3_64bits(key.data(), key.size()); }
+inline uint64_t hash_key(std::string_view key) noexcept {
+    return XXH3_64bits(key.data(), key.size());
+}
 
 struct ClassCounters {
     uint64_t number = 0;
@@ -48,15 +50,15 @@ struct ClassCounters {
 // One shard. Everything in it is guarded by mu.
 struct Store::Shard {
     std::mutex mu;
-    Item** table = nullptr;      // current slots
+    Item** table = nullptr;  // current slots
     size_t mask = 0;
     Item** old_table = nullptr;  // non-null while growing: slots [migrate_pos, old_mask] not moved
     size_t old_mask = 0;
     size_t migrate_pos = 0;
-    size_t count = 0;            // linked items
-    Item* head = nullptr;        // LRU: most recently used
-    Item* tail = nullptr;        // least recently used
-    size_t crawl_pos = 0;        // next slot the crawler looks at
+    size_t count = 0;      // linked items
+    Item* head = nullptr;  // LRU: most recently used
+    Item* tail = nullptr;  // least recently used
+    size_t crawl_pos = 0;  // next slot the crawler looks at
     uint64_t bytes = 0;
     uint64_t total_items = 0;
     uint64_t evictions = 0;
@@ -92,7 +94,9 @@ struct Store::Impl {
 
 namespace {
 
-inline size_t slot_of(uint64_t h, size_t mask) noexcept { return (h >> kShardBits) & mask; }
+inline size_t slot_of(uint64_t h, size_t mask) noexcept {
+    return (h >> kShardBits) & mask;
+}
 
 void lru_link(Store::Shard& s, Item* it) noexcept {
     it->prev = nullptr;
@@ -293,11 +297,17 @@ void Store::release(Item* it) noexcept {
     }
 }
 
-size_t Store::max_bytes() const noexcept { return impl_->max_bytes.load(); }
+size_t Store::max_bytes() const noexcept {
+    return impl_->max_bytes.load();
+}
 
-void Store::set_max_bytes(size_t bytes) noexcept { impl_->max_bytes.store(bytes); }
+void Store::set_max_bytes(size_t bytes) noexcept {
+    impl_->max_bytes.store(bytes);
+}
 
-const std::vector<size_t>& Store::class_sizes() const noexcept { return impl_->class_sizes; }
+const std::vector<size_t>& Store::class_sizes() const noexcept {
+    return impl_->class_sizes;
+}
 
 // Evict one item from shard si's LRU tail. The caller holds no shard lock.
 static bool evict_from(Store& store, Store::Shard& s, RelTime now) noexcept {
@@ -510,8 +520,9 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
     for (int attempt = 0;; ++attempt) {
         std::unique_lock<std::mutex> lk(s.mu);
         RelTime now = clock_.now();
-        Found f = find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
-                            impl_->oldest_cas.load(std::memory_order_relaxed));
+        Found f =
+            find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
+                      impl_->oldest_cas.load(std::memory_order_relaxed));
         Item* old = f.it;
         switch (op) {
             case StoreOp::Add:
@@ -527,8 +538,7 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
                 if (old == nullptr) return StoreStatus::NotFound;
                 if (old->cas != cas_in) return StoreStatus::Exists;
                 break;
-            case StoreOp::Set:
-                break;
+            case StoreOp::Set: break;
             case StoreOp::Append:
             case StoreOp::Prepend: {
                 if (old == nullptr) return StoreStatus::NotStored;
@@ -584,8 +594,9 @@ DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint6
     for (int attempt = 0;; ++attempt) {
         std::unique_lock<std::mutex> lk(s.mu);
         RelTime now = clock_.now();
-        Found f = find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
-                            impl_->oldest_cas.load(std::memory_order_relaxed));
+        Found f =
+            find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
+                      impl_->oldest_cas.load(std::memory_order_relaxed));
         Item* it = f.it;
         if (it == nullptr) return DeltaStatus::NotFound;
         if (it->nbytes <= 2) return DeltaStatus::NonNumeric;

@@ -28,11 +28,11 @@ namespace mcm::store {
 struct Config {
     size_t max_bytes = 64 * 1024 * 1024;  // -m, in item bytes (Item::total_size)
     size_t item_size_max = 1024 * 1024;   // -I: largest Item::total_size accepted
-    bool evict = true;                     // false with -M: refuse instead of evicting
-    bool use_cas = true;                   // false with -C: cas uniques reported as 0
-    unsigned hash_power = 16;              // initial total table size 2^hash_power slots
-    size_t slab_min = 48;                  // -n: first size class's data part (stats only)
-    double slab_factor = 1.25;             // -f: growth factor of size classes (stats only)
+    bool evict = true;                    // false with -M: refuse instead of evicting
+    bool use_cas = true;                  // false with -C: cas uniques reported as 0
+    unsigned hash_power = 16;             // initial total table size 2^hash_power slots
+    size_t slab_min = 48;                 // -n: first size class's data part (stats only)
+    double slab_factor = 1.25;            // -f: growth factor of size classes (stats only)
 };
 
 enum class StoreOp : uint8_t { Set, Add, Replace, Append, Prepend, Cas };
@@ -67,7 +67,7 @@ struct Lookup {
 struct StoreStats {
     uint64_t curr_items = 0;
     uint64_t total_items = 0;
-    uint64_t bytes = 0;              // total_size of linked items
+    uint64_t bytes = 0;  // total_size of linked items
     uint64_t evictions = 0;
     uint64_t reclaimed = 0;          // expired items whose memory was reused/freed on access
     uint64_t expired_unfetched = 0;  // expired (or reclaimed) without ever being fetched
@@ -78,27 +78,27 @@ struct StoreStats {
     uint64_t hash_power_level = 0;   // log2 of the total slot count
     uint64_t hash_bytes = 0;         // bytes used by the slot arrays
     bool hash_is_expanding = false;
-    uint64_t malloc_bytes = 0;       // bytes allocated for items, linked or still referenced
+    uint64_t malloc_bytes = 0;  // bytes allocated for items, linked or still referenced
 };
 
 // Per size class (memcached's slab classes: sizes from slab_min grow by slab_factor) for
 // `stats items` and `stats slabs`.
 struct ClassStats {
-    unsigned id = 0;          // 1-based, like memcached
-    size_t chunk_size = 0;    // upper bound of Item::total_size in this class
-    uint64_t number = 0;      // linked items
+    unsigned id = 0;        // 1-based, like memcached
+    size_t chunk_size = 0;  // upper bound of Item::total_size in this class
+    uint64_t number = 0;    // linked items
     uint64_t mem_requested = 0;
-    uint64_t age = 0;         // seconds since the least recently used item here was used
+    uint64_t age = 0;  // seconds since the least recently used item here was used
     uint64_t evicted = 0;
-    uint64_t evicted_nonzero = 0;   // evicted items that had an exptime
-    uint64_t evicted_time = 0;      // seconds since last access of the last evicted item
+    uint64_t evicted_nonzero = 0;  // evicted items that had an exptime
+    uint64_t evicted_time = 0;     // seconds since last access of the last evicted item
     uint64_t outofmemory = 0;
     uint64_t reclaimed = 0;
     uint64_t expired_unfetched = 0;
     uint64_t evicted_unfetched = 0;
     uint64_t evicted_active = 0;
     uint64_t crawler_reclaimed = 0;
-    uint64_t total_items = 0;       // items ever stored in this class (cmd_set-like)
+    uint64_t total_items = 0;  // items ever stored in this class (cmd_set-like)
 };
 
 class Store {

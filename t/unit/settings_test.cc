@@ -1,11 +1,11 @@
 // Command-line parsing: each flag lands in its field, memcached's refusals, -o suboptions.
+#include "server/settings.h"
+
 #include <gtest/gtest.h>
 
 #include <initializer_list>
 #include <string>
 #include <vector>
-
-#include "server/settings.h"
 
 using namespace mcm::server;
 
@@ -42,12 +42,15 @@ TEST(Settings, Defaults) {
 
 TEST(Settings, EveryFlag) {
     Settings s;
-    ASSERT_EQ(parse({"-p", "1234", "-s", "/tmp/x.sock", "-a", "770", "-A", "-l", "127.0.0.1,::1",
-                     "-l", "10.0.0.1", "-d", "-r", "-u", "nobody", "-m", "128", "-M", "-c", "99",
-                     "-k", "-vv", "-P", "/tmp/p", "-f", "1.5", "-n", "64", "-t", "3", "-R",
-                     "7", "-C", "-b", "55", "-B", "ascii", "-I", "2m", "-F", "-D", "#"},
-                    &s),
-              ParseOutcome::Run);
+    ASSERT_EQ(
+        parse(
+            {"-p",    "1234",     "-s", "/tmp/x.sock", "-a", "770",    "-A", "-l",  "127.0.0.1,::1",
+             "-l",    "10.0.0.1", "-d", "-r",          "-u", "nobody", "-m", "128", "-M",
+             "-c",    "99",       "-k", "-vv",         "-P", "/tmp/p", "-f", "1.5", "-n",
+             "64",    "-t",       "3",  "-R",          "7",  "-C",     "-b", "55",  "-B",
+             "ascii", "-I",       "2m", "-F",          "-D", "#"},
+            &s),
+        ParseOutcome::Run);
     EXPECT_EQ(s.port, 1234);
     EXPECT_EQ(s.socket_path, "/tmp/x.sock");
     EXPECT_EQ(s.access_mask, 0770);
@@ -99,8 +102,9 @@ TEST(Settings, ItemSizeSuffixes) {
 
 TEST(Settings, Suboptions) {
     Settings s;
-    ASSERT_EQ(parse({"-o", "hashpower=20,no_lru_crawler,no_maxconns_fast,modern,slab_reassign,"
-                           "hash_algorithm=murmur3"},
+    ASSERT_EQ(parse({"-o",
+                     "hashpower=20,no_lru_crawler,no_maxconns_fast,modern,slab_reassign,"
+                     "hash_algorithm=murmur3"},
                     &s),
               ParseOutcome::Run);
     EXPECT_EQ(s.hashpower_init, 20u);
@@ -109,12 +113,27 @@ TEST(Settings, Suboptions) {
 }
 
 TEST(Settings, Refusals) {
-    for (auto args : std::vector<std::vector<const char*>>{
-             {"-t", "0"}, {"-R", "0"}, {"-c", "0"}, {"-f", "1"}, {"-n", "0"}, {"-B", "x"},
-             {"-I", "1k"}, {"-m", "1"}, {"-I", "2g"}, {"-S"}, {"-Z"}, {"-U", "11211"},
-             {"-B", "binary"}, {"-o", "bogus"}, {"-o", "hashpower=5"}, {"-o", "hashpower=40"},
-             {"-o", "ext_path=/x"}, {"-o", "ssl_key=/x"}, {"-o", "idle_timeout=5"},
-             {"--bogus"}, {"extra-arg"}}) {
+    for (auto args : std::vector<std::vector<const char*>>{{"-t", "0"},
+                                                           {"-R", "0"},
+                                                           {"-c", "0"},
+                                                           {"-f", "1"},
+                                                           {"-n", "0"},
+                                                           {"-B", "x"},
+                                                           {"-I", "1k"},
+                                                           {"-m", "1"},
+                                                           {"-I", "2g"},
+                                                           {"-S"},
+                                                           {"-Z"},
+                                                           {"-U", "11211"},
+                                                           {"-B", "binary"},
+                                                           {"-o", "bogus"},
+                                                           {"-o", "hashpower=5"},
+                                                           {"-o", "hashpower=40"},
+                                                           {"-o", "ext_path=/x"},
+                                                           {"-o", "ssl_key=/x"},
+                                                           {"-o", "idle_timeout=5"},
+                                                           {"--bogus"},
+                                                           {"extra-arg"}}) {
         std::vector<std::string> store = {"memcached"};
         for (const char* a : args) store.emplace_back(a);
         std::vector<char*> argv;
@@ -134,13 +153,28 @@ TEST(Settings, HelpAndVersion) {
     EXPECT_EQ(parse({"-h"}, &s), ParseOutcome::ExitOk);
     EXPECT_EQ(parse({"-V"}, &s), ParseOutcome::ExitOk);
     std::string u = usage_text();
-    for (const char* opt : {"-p, --port", "-U, --udp-port", "-s, --unix-socket", "-a, --unix-mask",
-                            "-l, --listen", "-d, --daemon", "-u, --user", "-P, --pidfile",
-                            "-m, --memory-limit", "-M, --disable-evictions", "-c, --conn-limit",
-                            "-t, --threads", "-R, --max-reqs-per-event", "-C, --disable-cas",
-                            "-B, --protocol", "-I, --max-item-size", "-v, --verbose",
-                            "-h, --help", "-V, --version", "-A, --enable-shutdown",
-                            "-r, --enable-coredumps", "-o, --extended"}) {
+    for (const char* opt : {"-p, --port",
+                            "-U, --udp-port",
+                            "-s, --unix-socket",
+                            "-a, --unix-mask",
+                            "-l, --listen",
+                            "-d, --daemon",
+                            "-u, --user",
+                            "-P, --pidfile",
+                            "-m, --memory-limit",
+                            "-M, --disable-evictions",
+                            "-c, --conn-limit",
+                            "-t, --threads",
+                            "-R, --max-reqs-per-event",
+                            "-C, --disable-cas",
+                            "-B, --protocol",
+                            "-I, --max-item-size",
+                            "-v, --verbose",
+                            "-h, --help",
+                            "-V, --version",
+                            "-A, --enable-shutdown",
+                            "-r, --enable-coredumps",
+                            "-o, --extended"}) {
         EXPECT_NE(u.find(opt), std::string::npos) << opt;
     }
     EXPECT_NE(u.find("unix-socket"), std::string::npos);

@@ -1,5 +1,7 @@
 // Store unit tests with an injected clock: every operation's statuses, CAS uniques, expiry and
 // flush rules, incr/decr, eviction and -M, growth, the crawler, references, threads.
+#include "server/store/store.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -8,8 +10,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include "server/store/store.h"
 
 using namespace mcm::store;
 
@@ -111,7 +111,7 @@ TEST_F(StoreTest, ExpiryRules) {
     EXPECT_EQ(clock_.realtime(10), 110u);
     EXPECT_EQ(clock_.realtime(kRealtimeMaxDelta), 100u + kRealtimeMaxDelta);
     EXPECT_EQ(clock_.realtime(kRealtimeMaxDelta + 1), 1u);  // absolute time in the past
-    EXPECT_EQ(clock_.realtime(kStart + 500), 500u);          // absolute time in the future
+    EXPECT_EQ(clock_.realtime(kStart + 500), 500u);         // absolute time in the future
 
     put(*st, "rel", "x", StoreOp::Set, 0, 0, clock_.realtime(10));
     put(*st, "neg", "x", StoreOp::Set, 0, 0, clock_.realtime(-1));
@@ -230,7 +230,8 @@ TEST_F(StoreTest, EvictsLeastRecentlyUsed) {
     EXPECT_LE(s.malloc_bytes, c.max_bytes);
     EXPECT_EQ(value(*st, "key2999"), v);
     int survivors_old = 0;
-    for (int i = 0; i < 100; ++i) survivors_old += value(*st, "key" + std::to_string(i)) != "<miss>";
+    for (int i = 0; i < 100; ++i)
+        survivors_old += value(*st, "key" + std::to_string(i)) != "<miss>";
     EXPECT_EQ(survivors_old, 0);
     EXPECT_GT(s.evicted_unfetched, 0u);
 }

@@ -1,5 +1,7 @@
 // Parser unit tests: field extraction, memcached's error choices, number rules, and the split
 // property (every input cut at every byte parses to the same commands).
+#include "proto/text_parser.h"
+
 #include <gtest/gtest.h>
 
 #include <deque>
@@ -7,7 +9,6 @@
 #include <vector>
 
 #include "proto/numbers.h"
-#include "proto/text_parser.h"
 
 using namespace mcm::proto;
 
