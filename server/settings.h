@@ -54,8 +54,18 @@ struct Settings {
     bool hash_algorithm_default = true;  // -o hash_algorithm=... (accepted names only)
     bool lru_maintainer = true;          // -o no_lru_maintainer
     bool maxconns_fast = true;           // -o maxconns_fast / no_maxconns_fast
-    unsigned slab_chunk_max = 0;         // -o slab_chunk_max (accepted, stats only)
+    unsigned slab_chunk_max = 0;         // -o slab_chunk_max (accepted, stats only); after
+                                         // parsing: the effective value (default 524288)
     bool modern = true;
+    std::string hash_algorithm = "murmur3";  // -o hash_algorithm: the name given (memcached's
+                                             // default murmur3; the store always uses xxh3)
+    bool hash_expand = true;                 // false with -o no_hashexpand
+    unsigned lru_crawler_sleep = 100;        // -o lru_crawler_sleep: microseconds between items
+    unsigned lru_crawler_tocrawl = 0;        // -o lru_crawler_tocrawl: items per pass, 0 = all
+    bool slab_reassign = true;               // -o slab_reassign / no_slab_reassign (stats only)
+    int slab_automove = 1;                   // -o slab_automove[=0..2] / no_slab_automove
+    bool dump_enabled = true;                // false with -X (no cachedump/metadump here yet)
+    bool watch_enabled = true;               // false with -W (no watch command here yet)
 
     // Debug build only: enables the `debug` command (time travel, fault points).
     bool debug_commands = false;

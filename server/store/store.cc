@@ -30,20 +30,6 @@ inline uint64_t hash_key(std::string_view key) noexcept {
     return XXH3_64bits(key.data(), key.size());
 }
 
-struct ClassCounters {
-    uint64_t number = 0;
-    uint64_t mem_requested = 0;
-    uint64_t evicted = 0;
-    uint64_t evicted_nonzero = 0;
-    uint64_t evicted_time = 0;
-    uint64_t outofmemory = 0;
-    uint64_t reclaimed = 0;
-    uint64_t expired_unfetched = 0;
-    uint64_t evicted_unfetched = 0;
-    uint64_t evicted_active = 0;
-    uint64_t crawler_reclaimed = 0;
-    uint64_t total_items = 0;
-};
 
 }  // namespace
 
@@ -68,7 +54,7 @@ struct Store::Shard {
     uint64_t evicted_active = 0;
     uint64_t crawler_reclaimed = 0;
     uint64_t outofmemory = 0;
-    ClassCounters cls[kMaxClasses];
+    ClassStats cls[kMaxClasses];
 
     ~Shard() {
         std::free(table);
@@ -248,7 +234,7 @@ static void unlink_locked(Store& store, Store::Shard& s, uint64_t h, Item* it) n
     it->iflags &= static_cast<uint8_t>(~Item::kLinked);
     --s.count;
     s.bytes -= it->total_size();
-    ClassCounters& c = s.cls[it->cls];
+    ClassStats& c = s.cls[it->cls];
     --c.number;
     c.mem_requested -= it->total_size();
     store.release(it);
@@ -264,7 +250,7 @@ static void link_locked(Store::Shard& s, uint64_t h, Item* it, RelTime now, uint
     ++s.count;
     s.bytes += it->total_size();
     ++s.total_items;
-    ClassCounters& c = s.cls[it->cls];
+    ClassStats& c = s.cls[it->cls];
     ++c.number;
     ++c.total_items;
     c.mem_requested += it->total_size();
@@ -316,7 +302,7 @@ static bool evict_from(Store& store, Store::Shard& s, RelTime now) noexcept {
     for (int tries = 0; it != nullptr && tries < kEvictTries; ++tries, it = it->prev) {
         // Only the table holds it: nobody is sending it, so its memory comes back at once.
         if (it->refcount.load(std::memory_order_acquire) != 1) continue;
-        ClassCounters& c = s.cls[it->cls];
+        ClassStats& c = s.cls[it->cls];
         if (it->exptime != 0 && it->exptime <= now) {
             ++s.reclaimed;
             ++c.reclaimed;
@@ -410,25 +396,15 @@ AllocStatus Store::alloc(std::string_view key, uint32_t client_flags, RelTime ex
     return AllocStatus::Ok;
 }
 
-namespace {
-
-// Find a live item under the lock; a dead one found on the way is unlinked (lazy expiry).
-struct Found {
-    Item* it = nullptr;
-    MissReason reason = MissReason::Missing;
-};
-
-}  // namespace
-
-static Found find_live(Store& store, Store::Shard& s, uint64_t h, std::string_view key, RelTime now,
-                       RelTime oldest_live, uint64_t oldest_cas) noexcept {
+Item* Store::find_live(Shard& s, uint64_t h, std::string_view key, RelTime now,
+                       MissReason* why) noexcept {
     migrate(s, kMigrateSlotsPerOp);
-    Found f;
+    *why = MissReason::Missing;
     Item* it = table_find(s, h, key);
-    if (it == nullptr) return f;
-    MissReason why;
-    if (is_dead(it, now, oldest_live, oldest_cas, &why)) {
-        if (why == MissReason::Expired) {
+    if (it == nullptr) return nullptr;
+    if (is_dead(it, now, impl_->oldest_live.load(std::memory_order_relaxed),
+                impl_->oldest_cas.load(std::memory_order_relaxed), why)) {
+        if (*why == MissReason::Expired) {
             ++s.reclaimed;
             ++s.cls[it->cls].reclaimed;
             if (!(it->iflags & Item::kFetched)) {
@@ -436,13 +412,24 @@ static Found find_live(Store& store, Store::Shard& s, uint64_t h, std::string_vi
                 ++s.cls[it->cls].expired_unfetched;
             }
         }
-        unlink_locked(store, s, h, it);
-        f.reason = why;
-        return f;
+        unlink_locked(*this, s, h, it);
+        return nullptr;
     }
-    f.it = it;
-    f.reason = MissReason::None;
-    return f;
+    *why = MissReason::None;
+    return it;
+}
+
+bool Store::replace_if_unchanged(Shard& s, uint64_t h, std::string_view key, uint64_t old_cas,
+                                 Item* fresh, uint64_t* cas_out) noexcept {
+    MissReason why;
+    RelTime now = clock_.now();
+    Item* cur = find_live(s, h, key, now, &why);
+    if (cur == nullptr || cur->cas != old_cas) return false;
+    unlink_locked(*this, s, h, cur);
+    uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
+    link_locked(s, h, fresh, now, cas);
+    if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
+    return true;
 }
 
 // memcached bumps an item in the LRU at most once a minute: fewer writes to shared lines.
@@ -455,57 +442,40 @@ static void bump(Store::Shard& s, Item* it, RelTime now) noexcept {
     }
 }
 
-Lookup Store::get(std::string_view key) noexcept {
+// get and gat: one lookup; a non-null new_exptime also sets the exptime (gat/touch).
+Lookup Store::fetch(std::string_view key, const RelTime* new_exptime) noexcept {
     uint64_t h = hash_key(key);
     Shard& s = shards_[h & (kShards - 1)];
     RelTime now = clock_.now();
     Lookup r;
     std::lock_guard<std::mutex> g(s.mu);
-    Found f = find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
-                        impl_->oldest_cas.load(std::memory_order_relaxed));
-    if (f.it == nullptr) {
-        r.reason = f.reason;
-        return r;
-    }
-    bump(s, f.it, now);
-    f.it->refcount.fetch_add(1, std::memory_order_relaxed);
-    r.item = ItemRef(this, f.it);
+    Item* it = find_live(s, h, key, now, &r.reason);
+    if (it == nullptr) return r;
+    if (new_exptime != nullptr) it->exptime = *new_exptime;
+    bump(s, it, now);
+    it->refcount.fetch_add(1, std::memory_order_relaxed);
+    r.item = ItemRef(this, it);
     return r;
 }
 
+Lookup Store::get(std::string_view key) noexcept { return fetch(key, nullptr); }
+
 Lookup Store::get_and_touch(std::string_view key, RelTime exptime) noexcept {
-    uint64_t h = hash_key(key);
-    Shard& s = shards_[h & (kShards - 1)];
-    RelTime now = clock_.now();
-    Lookup r;
-    std::lock_guard<std::mutex> g(s.mu);
-    Found f = find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
-                        impl_->oldest_cas.load(std::memory_order_relaxed));
-    if (f.it == nullptr) {
-        r.reason = f.reason;
-        return r;
-    }
-    f.it->exptime = exptime;
-    bump(s, f.it, now);
-    f.it->refcount.fetch_add(1, std::memory_order_relaxed);
-    r.item = ItemRef(this, f.it);
-    return r;
+    return fetch(key, &exptime);
 }
 
 bool Store::touch(std::string_view key, RelTime exptime) noexcept {
-    Lookup r = get_and_touch(key, exptime);
-    return static_cast<bool>(r.item);
+    return static_cast<bool>(fetch(key, &exptime).item);
 }
 
 bool Store::remove(std::string_view key) noexcept {
     uint64_t h = hash_key(key);
     Shard& s = shards_[h & (kShards - 1)];
     std::lock_guard<std::mutex> g(s.mu);
-    Found f = find_live(*this, s, h, key, clock_.now(),
-                        impl_->oldest_live.load(std::memory_order_relaxed),
-                        impl_->oldest_cas.load(std::memory_order_relaxed));
-    if (f.it == nullptr) return false;
-    unlink_locked(*this, s, h, f.it);
+    MissReason why;
+    Item* it = find_live(s, h, key, clock_.now(), &why);
+    if (it == nullptr) return false;
+    unlink_locked(*this, s, h, it);
     return true;
 }
 
@@ -520,10 +490,8 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
     for (int attempt = 0;; ++attempt) {
         std::unique_lock<std::mutex> lk(s.mu);
         RelTime now = clock_.now();
-        Found f =
-            find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
-                      impl_->oldest_cas.load(std::memory_order_relaxed));
-        Item* old = f.it;
+        MissReason why;
+        Item* old = find_live(s, h, key, now, &why);
         switch (op) {
             case StoreOp::Add:
                 if (old != nullptr) {
@@ -565,18 +533,11 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
                 v[old_len + add_len] = '\r';
                 v[old_len + add_len + 1] = '\n';
                 lk.lock();
-                Found again = find_live(*this, s, h, key, clock_.now(),
-                                        impl_->oldest_live.load(std::memory_order_relaxed),
-                                        impl_->oldest_cas.load(std::memory_order_relaxed));
-                if (again.it != old || old->cas != old_cas) {
-                    if (attempt < 16) continue;  // raced with another write: start over
-                    return StoreStatus::NotStored;
+                if (replace_if_unchanged(s, h, key, old_cas, combined.get(), cas_out)) {
+                    return StoreStatus::Stored;
                 }
-                unlink_locked(*this, s, h, old);
-                uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
-                link_locked(s, h, combined.get(), clock_.now(), cas);
-                if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
-                return StoreStatus::Stored;
+                if (attempt < 16) continue;  // raced with another write: start over
+                return StoreStatus::NotStored;
             }
         }
         if (old != nullptr) unlink_locked(*this, s, h, old);
@@ -594,10 +555,8 @@ DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint6
     for (int attempt = 0;; ++attempt) {
         std::unique_lock<std::mutex> lk(s.mu);
         RelTime now = clock_.now();
-        Found f =
-            find_live(*this, s, h, key, now, impl_->oldest_live.load(std::memory_order_relaxed),
-                      impl_->oldest_cas.load(std::memory_order_relaxed));
-        Item* it = f.it;
+        MissReason why;
+        Item* it = find_live(s, h, key, now, &why);
         if (it == nullptr) return DeltaStatus::NotFound;
         if (it->nbytes <= 2) return DeltaStatus::NonNumeric;
         uint64_t v = 0;
@@ -646,19 +605,10 @@ DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint6
         fresh->value()[res] = '\r';
         fresh->value()[res + 1] = '\n';
         lk.lock();
-        Found again = find_live(*this, s, h, key, clock_.now(),
-                                impl_->oldest_live.load(std::memory_order_relaxed),
-                                impl_->oldest_cas.load(std::memory_order_relaxed));
-        if (again.it == nullptr) return DeltaStatus::NotFound;
-        if (again.it->cas != old_cas) {
-            if (attempt < 16) continue;  // someone wrote in between: recompute from theirs
-            return DeltaStatus::NotFound;
-        }
-        unlink_locked(*this, s, h, again.it);
-        uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
-        link_locked(s, h, fresh.get(), clock_.now(), cas);
-        if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
-        return DeltaStatus::Ok;
+        if (replace_if_unchanged(s, h, key, old_cas, fresh.get(), cas_out)) return DeltaStatus::Ok;
+        // Someone wrote in between: recompute from their value.
+        if (attempt < 16) continue;
+        return DeltaStatus::NotFound;
     }
 }
 
@@ -695,7 +645,7 @@ size_t Store::crawl(size_t slots) noexcept {
                 Item* next = it->hnext;
                 MissReason why;
                 if (is_dead(it, now, ol, oc, &why)) {
-                    ClassCounters& c = s.cls[it->cls];
+                    ClassStats& c = s.cls[it->cls];
                     if (why == MissReason::Expired) {
                         ++s.crawler_reclaimed;
                         ++c.crawler_reclaimed;
@@ -753,7 +703,7 @@ std::vector<ClassStats> Store::class_stats() const {
         Shard& s = shards_[i];
         std::lock_guard<std::mutex> g(s.mu);
         for (size_t c = 1; c < sizes.size(); ++c) {
-            const ClassCounters& k = s.cls[c];
+            const ClassStats& k = s.cls[c];
             ClassStats& o = out[c];
             o.number += k.number;
             o.mem_requested += k.mem_requested;
@@ -792,9 +742,9 @@ void Store::reset_stats() noexcept {
         std::lock_guard<std::mutex> g(s.mu);
         s.total_items = s.evictions = s.reclaimed = s.expired_unfetched = 0;
         s.evicted_unfetched = s.evicted_active = s.crawler_reclaimed = s.outofmemory = 0;
-        for (ClassCounters& c : s.cls) {
+        for (ClassStats& c : s.cls) {
             uint64_t number = c.number, mem = c.mem_requested;
-            c = ClassCounters{};
+            c = ClassStats{};
             c.number = number;
             c.mem_requested = mem;
         }

@@ -182,6 +182,16 @@ public:
     struct Shard;  // defined in store.cc
 
 private:
+    Lookup fetch(std::string_view key, const RelTime* new_exptime) noexcept;
+    // A live item under the shard lock (dead ones met on the way are unlinked); *why tells a
+    // miss's reason. The caller holds s.mu.
+    Item* find_live(Shard& s, uint64_t h, std::string_view key, RelTime now,
+                    MissReason* why) noexcept;
+    // Under s.mu: if the key still maps to an item with unique old_cas, replace it with fresh
+    // (a new unique). False if someone wrote the key in between.
+    bool replace_if_unchanged(Shard& s, uint64_t h, std::string_view key, uint64_t old_cas,
+                              Item* fresh, uint64_t* cas_out) noexcept;
+
     Config config_;
     Clock& clock_;
     std::unique_ptr<Shard[]> shards_;
