@@ -305,6 +305,12 @@ void Conn::handle(short what) {
     }
 }
 
+bool Conn::idle_for(uint32_t now, unsigned secs) const noexcept {
+    uint32_t last = info_.last_cmd_time.load(std::memory_order_relaxed);
+    return !closed_ && state_ == ConnState::Parse && out_.empty() && now > last &&
+           now - last > secs;
+}
+
 void Conn::close() {
     state_ = ConnState::Closing;
     closed_ = true;

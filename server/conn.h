@@ -33,6 +33,9 @@ public:
 
     bool start();  // register with the worker's loop; false if libevent refused
     int fd() const noexcept { return fd_; }
+    // -o idle_timeout: true if no command arrived for secs and nothing is being sent or read.
+    bool idle_for(uint32_t now, unsigned secs) const noexcept;
+    void close();  // on the worker thread only; the worker frees the object later
 
 private:
     enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close };
@@ -44,7 +47,6 @@ private:
     ssize_t read_some(bool* drained);
     bool flush_output();  // false on a fatal socket error; sets want_write_ when blocked
     void set_events(short what);
-    void close();
     void ensure_rbuf();
     void maybe_release_rbuf();
 

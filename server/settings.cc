@@ -1,446 +1,725 @@
-// memcached 1.6's command line: the same short and long options, the same -o suboption names,
-// the same validation messages. Options memcached has and this server does not implement are
-// refused by name (never silently ignored). Startup code: prints, never exits.
+// memcached 1.6.18's command line: the same short and long options (getopt_long), the same -o
+// suboption names, the same validation and messages. Options memcached has that this server does
+// not offer are refused by name, never silently ignored. One table drives parsing and -h for the
+// options, another for the suboptions. Startup code: prints, may throw inside, never exits.
 #include "server/settings.h"
 
 #include <getopt.h>
 
 #include <cerrno>
+#include <cinttypes>
+#include <climits>
+#include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <new>
 #include <string_view>
 
+#if __has_include("config.h")
 #include "config.h"
+#endif
 
 namespace mcm::server {
 
 namespace {
 
-constexpr size_t kItemSizeMaxLower = 1024;
-constexpr size_t kItemSizeMaxUpper = 1024 * 1024 * 1024;
-constexpr size_t kSlabChunkMax = 512 * 1024;
+#if defined(VERSION_STRING)
+constexpr const char* kVersion = VERSION_STRING;
+#elif defined(PACKAGE_VERSION)
+constexpr const char* kVersion = PACKAGE_VERSION;
+#else
+constexpr const char* kVersion = "1.6.18";
+#endif
 
-// One row per option: short letter, long name, argument, and the help text shown by -h.
-struct OptionHelp {
-    const char* flags;
-    const char* text;
-};
+constexpr size_t kItemSizeMin = 1024;
+constexpr size_t kItemSizeLimit = 1024 * 1024 * 1024;
+constexpr size_t kSlabPageSize = 1024 * 1024;  // memcached's slab_page_size, fixed at 1 MB
+constexpr size_t kMegabyte = 1024 * 1024;
+constexpr int kHighThreadCount = 64;
+constexpr int kHashPowerMin = 12;
+constexpr int kHashPowerMax = 32;
+constexpr int kTailRepairMin = 10;
+constexpr int kCrawlerSleepMax = 1000000;
+constexpr int kPortMax = 65535;
+constexpr size_t kHelpColumn = 26;  // where help text starts, as in memcached -h
 
-constexpr OptionHelp kHelp[] = {
-    {"-p, --port=<num>", "TCP port to listen on (default: 11211; -1 picks a free port)"},
-    {"-U, --udp-port=<num>", "UDP port to listen on (default: 0, off; UDP not supported yet)"},
-    {"-s, --unix-socket=<file>", "UNIX socket to listen on (disables network support)"},
-    {"-a, --unix-mask=<mask>", "access mask for UNIX socket, in octal (default: 700)"},
-    {"-A, --enable-shutdown", "enable ascii \"shutdown\" command"},
-    {"-l, --listen=<addr>", "interface to listen on (default: INADDR_ANY)"},
-    {"-d, --daemon", "run as a daemon"},
-    {"-r, --enable-coredumps", "maximize core file limit"},
-    {"-u, --user=<user>", "assume identity of <username> (only when run as root)"},
-    {"-m, --memory-limit=<num>", "item memory in megabytes (default: 64)"},
-    {"-M, --disable-evictions", "return error on memory exhausted instead of evicting"},
-    {"-c, --conn-limit=<num>", "max simultaneous connections (default: 1024)"},
-    {"-k, --lock-memory", "lock down all paged memory"},
-    {"-v, --verbose", "verbose (print errors/warnings while in event loop)"},
-    {"-vv", "very verbose (also print client connection events)"},
-    {"-vvv", "extremely verbose (internal state transitions)"},
-    {"-h, --help", "print this help and exit"},
-    {"-V, --version", "print version and exit"},
-    {"-P, --pidfile=<file>", "save PID in <file>, only used with -d option"},
-    {"-f, --slab-growth-factor=<num>", "size class growth factor for stats (default: 1.25)"},
-    {"-n, --slab-min-size=<bytes>", "min space used for key+value+flags (default: 48)"},
-    {"-D <char>", "use <char> as the delimiter between key prefixes and IDs (stats detail)"},
-    {"-t, --threads=<num>", "number of threads to use (default: 4)"},
-    {"-R, --max-reqs-per-event", "maximum number of requests per event (default: 20)"},
-    {"-C, --disable-cas", "disable use of CAS"},
-    {"-b, --listen-backlog=<num>", "set the backlog queue limit (default: 1024)"},
-    {"-B, --protocol=<name>", "protocol - one of ascii or auto (default: auto-negotiate)"},
-    {"-I, --max-item-size=<num>", "adjusts max item size (default: 1m, min: 1k, max: 1024m)"},
-    {"-F, --disable-flush-all", "disable flush_all command"},
-    {"-X, --disable-dumping", "disable stats cachedump and lru_crawler metadump"},
-    {"-W, --disable-watch", "disable watch commands (live logging)"},
-    {"-o, --extended", "comma separated list of extended options:"},
-};
+// Thrown after the reason was printed; parse_command_line turns it into ExitError.
+struct Refused {};
 
-constexpr OptionHelp kSubHelp[] = {
-    {"maxconns_fast", "immediately close new connections after limit (default: enabled)"},
-    {"hashpower", "initial hash table size as a power of 2 (12-32)"},
-    {"hash_algorithm", "accepted for compatibility: murmur3, jenkins or xxh3 (xxh3 is used)"},
-    {"no_lru_crawler", "disable the background reclaimer of expired items"},
-    {"slab_reassign", "accepted: memory is not divided into slabs, nothing to reassign"},
-    {"slab_automove", "accepted: memory is not divided into slabs, nothing to move"},
-    {"modern", "enables options which will be default in future (currently nothing)"},
-    {"no_modern", "accepted; nothing to turn off"},
-};
-
-const struct option kLongOptions[] = {
-    {"port", required_argument, nullptr, 'p'},
-    {"udp-port", required_argument, nullptr, 'U'},
-    {"unix-socket", required_argument, nullptr, 's'},
-    {"unix-mask", required_argument, nullptr, 'a'},
-    {"enable-shutdown", no_argument, nullptr, 'A'},
-    {"enable-ssl", no_argument, nullptr, 'Z'},
-    {"listen", required_argument, nullptr, 'l'},
-    {"daemon", no_argument, nullptr, 'd'},
-    {"enable-coredumps", no_argument, nullptr, 'r'},
-    {"user", required_argument, nullptr, 'u'},
-    {"memory-limit", required_argument, nullptr, 'm'},
-    {"disable-evictions", no_argument, nullptr, 'M'},
-    {"conn-limit", required_argument, nullptr, 'c'},
-    {"lock-memory", no_argument, nullptr, 'k'},
-    {"verbose", optional_argument, nullptr, 'v'},
-    {"help", no_argument, nullptr, 'h'},
-    {"license", no_argument, nullptr, 'i'},
-    {"version", no_argument, nullptr, 'V'},
-    {"pidfile", required_argument, nullptr, 'P'},
-    {"slab-growth-factor", required_argument, nullptr, 'f'},
-    {"slab-min-size", required_argument, nullptr, 'n'},
-    {"enable-largepages", no_argument, nullptr, 'L'},
-    {"threads", required_argument, nullptr, 't'},
-    {"max-reqs-per-event", required_argument, nullptr, 'R'},
-    {"disable-cas", no_argument, nullptr, 'C'},
-    {"listen-backlog", required_argument, nullptr, 'b'},
-    {"protocol", required_argument, nullptr, 'B'},
-    {"max-item-size", required_argument, nullptr, 'I'},
-    {"enable-sasl", no_argument, nullptr, 'S'},
-    {"disable-flush-all", no_argument, nullptr, 'F'},
-    {"disable-dumping", no_argument, nullptr, 'X'},
-    {"disable-watch", no_argument, nullptr, 'W'},
-    {"auth-file", required_argument, nullptr, 'Y'},
-    {"memory-file", required_argument, nullptr, 'e'},
-    {"extended", required_argument, nullptr, 'o'},
-    {nullptr, 0, nullptr, 0},
-};
-
-constexpr const char* kShortOptions = "a:Ap:s:U:m:Mc:khirVvdl:u:P:f:n:t:D:LR:Cb:B:I:SFXWY:e:o:Z";
-
-// Options memcached offers that this server refuses, with the reason printed.
-const char* unsupported_reason(int c) {
-    switch (c) {
-        case 'S': return "SASL authentication (-S) is not supported by this server";
-        case 'Z': return "TLS (-Z) is not supported by this server yet";
-        case 'Y': return "ASCII authentication files (-Y) are not supported by this server";
-        case 'e': return "memory files (-e) are not supported by this server";
-        case 'L': return "large memory pages (-L) are not supported by this server";
-        case 'i': return "-i: no license text is bundled with this server";
-        default: return nullptr;
-    }
+[[noreturn]] __attribute__((format(printf, 1, 2))) void refuse(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    throw Refused{};
 }
 
-// atoi-like parse of a whole number, for flags memcached reads with atoi.
-bool parse_int(const char* s, long long* out) {
+__attribute__((format(printf, 1, 2))) void warn(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("WARNING: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+// Everything the handlers share while one command line is parsed.
+struct ParseState {
+    Settings& s;
+    bool chunk_max_given = false;  // -o slab_chunk_max was given
+    size_t chunk_max = kSlabPageSize / 2;
+    ParseOutcome stop = ParseOutcome::Run;  // ExitOk once -h or -V has printed
+};
+
+// memcached reads most numbers with atoi(): blanks, a sign, digits, and whatever follows is
+// dropped ("64m" is 64, "abc" is 0). Read them the same way, so a command line memcached accepts
+// means the same here, but say on stderr what was dropped, and refuse what does not fit an int.
+int read_int(const char* what, const char* text, int base = 10) {
     errno = 0;
     char* end = nullptr;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s) return false;
+    long long v = strtoll(text, &end, base);
+    if (errno == ERANGE || v < INT_MIN || v > INT_MAX) {
+        refuse("Number out of range for %s: \"%s\"", what, text);
+    }
+    if (end == text || *end != '\0') {
+        warn("%s \"%s\" is read as %lld%s", what, text, v, base == 8 ? " (octal)" : "");
+    }
+    return static_cast<int>(v);
+}
+
+// memcached's safe_strtoul/safe_strtol: the whole value is a number (trailing blanks allowed).
+bool read_strict(const char* text, bool allow_negative, long long lo, long long hi,
+                 long long* out) {
+    if (!allow_negative && strchr(text, '-') != nullptr) return false;
+    errno = 0;
+    char* end = nullptr;
+    long long v = strtoll(text, &end, 10);
+    if (errno == ERANGE || end == text) return false;
+    while (*end == ' ' || *end == '\t' || *end == '\n') ++end;
+    if (*end != '\0' || v < lo || v > hi) return false;
     *out = v;
     return true;
 }
 
-// -I: memcached strips one k/m suffix and reads the rest with atoi (so "2g" is 2 bytes).
-bool parse_size(const char* s, size_t* out) {
-    std::string buf(s);
-    if (buf.empty()) return false;
-    char unit = buf.back();
-    size_t mult = 1;
-    if (unit == 'k' || unit == 'K') {
-        mult = 1024;
-        buf.pop_back();
-    } else if (unit == 'm' || unit == 'M') {
-        mult = 1024 * 1024;
-        buf.pop_back();
+// ---- options -----------------------------------------------------------------------------------
+
+void set_listen(ParseState& st, const char* arg) {
+    std::string_view all(arg);
+    bool any = false;
+    while (!all.empty()) {
+        size_t comma = all.find(',');
+        std::string_view one = all.substr(0, comma);
+        all = comma == std::string_view::npos ? std::string_view() : all.substr(comma + 1);
+        if (one.empty()) continue;
+        any = true;
+        if (one.substr(0, 6) == "notls:") {
+            refuse("'notls' option is valid only when SSL is enabled");
+        }
+        bool seen = false;
+        for (const std::string& l : st.s.listen) seen = seen || l == one;
+        if (!seen) st.s.listen.emplace_back(one);
     }
-    long long v = atoll(buf.c_str());
-    *out = v < 0 ? 0 : static_cast<size_t>(v) * mult;
-    return true;
+    if (!any) refuse("-l needs an address to listen on");
 }
 
-// -o key[=value],...: returns false after printing why.
-bool parse_suboptions(const std::string& list, Settings* s) {
-    size_t pos = 0;
-    while (pos <= list.size()) {
-        size_t comma = list.find(',', pos);
-        std::string item =
-            list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-        pos = comma == std::string::npos ? list.size() + 1 : comma + 1;
-        if (item.empty()) continue;
-        std::string key = item.substr(0, item.find('='));
-        bool has_value = item.find('=') != std::string::npos;
-        std::string value = has_value ? item.substr(item.find('=') + 1) : "";
-        auto need_value = [&]() {
-            if (!has_value || value.empty()) {
-                fprintf(stderr, "Missing numeric argument for %s\n", key.c_str());
-                return false;
-            }
-            return true;
-        };
-        if (key == "maxconns_fast") {
-            s->maxconns_fast = true;
-        } else if (key == "no_maxconns_fast") {
-            s->maxconns_fast = false;
-        } else if (key == "hashpower") {
-            if (!need_value()) return false;
-            long long v = 0;
-            if (!parse_int(value.c_str(), &v)) {
-                fprintf(stderr, "Missing numeric argument for hashpower\n");
-                return false;
-            }
-            if (v < 12) {
-                fprintf(stderr, "Initial hashtable multiplier of %lld is too low\n", v);
-                return false;
-            }
-            if (v > 32) {
-                fprintf(stderr,
-                        "Initial hashtable multiplier of %lld is too high\n"
-                        "Choose a value based on \"STAT hash_power_level\" from a running "
-                        "instance\n",
-                        v);
-                return false;
-            }
-            s->hashpower_init = static_cast<unsigned>(v);
-        } else if (key == "hash_algorithm") {
-            if (value != "jenkins" && value != "murmur3" && value != "xxh3") {
-                fprintf(stderr, "Unknown hash_algorithm option (jenkins, murmur3, xxh3)\n");
-                return false;
-            }
-        } else if (key == "lru_crawler") {
-            s->lru_crawler = true;
-        } else if (key == "no_lru_crawler") {
-            s->lru_crawler = false;
-        } else if (key == "slab_reassign" || key == "slab_automove" || key == "modern" ||
-                   key == "no_modern") {
-            // Accepted: see kSubHelp for why each has nothing left to do here.
-        } else if (key.rfind("ext_", 0) == 0) {
-            fprintf(stderr, "extstore (%s) is not supported by this server\n", key.c_str());
-            return false;
-        } else if (key.rfind("ssl_", 0) == 0) {
-            fprintf(stderr, "TLS (%s) is not supported by this server yet\n", key.c_str());
-            return false;
-        } else if (key == "tail_repair_time" || key == "lru_crawler_sleep" ||
-                   key == "lru_crawler_tocrawl" || key == "read_buf_mem_limit" ||
-                   key == "lru_maintainer" || key == "no_lru_maintainer" || key == "hot_lru_pct" ||
-                   key == "warm_lru_pct" || key == "hot_max_factor" || key == "warm_max_factor" ||
-                   key == "temporary_ttl" || key == "idle_timeout" || key == "slab_chunk_max" ||
-                   key == "watcher_logbuf_size" || key == "worker_logbuf_size" ||
-                   key == "track_sizes" || key == "no_hashexpand" || key == "sock_cookie_id" ||
-                   key == "slab_automove_freeratio" || key == "slab_sizes" ||
-                   key == "slab_automove_ratio" || key == "slab_automove_window" ||
-                   key == "inline_ascii_response" || key == "no_inline_ascii_response" ||
-                   key == "proxy_config" || key == "lru_segmented" || key == "no_lru_segmented" ||
-                   key == "drop_privileges" || key == "no_drop_privileges") {
-            fprintf(stderr, "-o %s is not supported by this server\n", key.c_str());
-            return false;
-        } else {
-            fprintf(stderr, "Illegal suboption \"%s\"\n", item.c_str());
-            return false;
+void set_protocol(ParseState& st, const char* arg) {
+    if (strcmp(arg, "auto") == 0) {
+        st.s.binding_protocol = Protocol::Auto;
+    } else if (strcmp(arg, "ascii") == 0) {
+        st.s.binding_protocol = Protocol::Ascii;
+    } else if (strcmp(arg, "binary") == 0) {
+        refuse("-B binary: the binary protocol is not supported by this server yet");
+    } else {
+        refuse(
+            "Invalid value for binding protocol: %s\n -- should be one of auto, binary, or ascii",
+            arg);
+    }
+}
+
+// -I: memcached strips one k/m suffix (either case) and reads the rest with atoi.
+void set_item_size(ParseState& st, const char* arg) {
+    std::string digits(arg);
+    size_t unit = 1;
+    char last = digits.empty() ? '\0' : digits.back();
+    if (last == 'k' || last == 'K') unit = 1024;
+    if (last == 'm' || last == 'M') unit = kMegabyte;
+    if (unit != 1) digits.pop_back();
+    long long v = read_int("-I", digits.c_str());
+    st.s.item_size_max = v < 0 ? 0 : static_cast<size_t>(v) * unit;
+}
+
+void set_memory(ParseState& st, const char* arg) {
+    int mb = read_int("-m", arg);
+    if (mb < 0) refuse("Memory limit cannot be negative: -m %s", arg);
+    st.s.max_bytes = static_cast<size_t>(mb) * kMegabyte;
+}
+
+void set_udp_port(ParseState& st, const char* arg) {
+    int port = read_int("-U", arg);
+    if (port != 0) {
+        refuse("-U %d: UDP is not supported by this server yet (-U 0 turns it off)", port);
+    }
+    st.s.udp_port = 0;
+}
+
+void set_threads(ParseState& st, const char* arg) {
+    st.s.num_threads = read_int("-t", arg);
+    if (st.s.num_threads <= 0) refuse("Number of threads must be greater than 0");
+    if (st.s.num_threads > kHighThreadCount) {
+        fprintf(stderr,
+                "WARNING: Setting a high number of workerthreads is not recommended.\n"
+                " Set this value to the number of cores in your machine or less.\n");
+    }
+}
+
+void set_factor(ParseState& st, const char* arg) {
+    char* end = nullptr;
+    double f = strtod(arg, &end);  // memcached: atof
+    if (end == arg || *end != '\0') warn("-f \"%s\" is read as %g", arg, end == arg ? 0.0 : f);
+    if (end == arg || !std::isfinite(f) || f <= 1.0) refuse("Factor must be greater than 1");
+    st.s.factor = f;
+}
+
+void set_delimiter(ParseState& st, const char* arg) {
+    if (arg[0] == '\0') refuse("No delimiter specified");
+    if (arg[1] != '\0') warn("-D \"%s\": only the first character is used", arg);
+    st.s.prefix_delimiter = arg[0];
+    st.s.detail_enabled = true;
+}
+
+void set_verbose(ParseState& st, const char* arg) {
+    if (arg == nullptr) {  // -v, --verbose
+        ++st.s.verbose;
+        return;
+    }
+    long long level = 0;  // --verbose=N: N levels at once
+    if (!read_strict(arg, false, 0, 16, &level)) {
+        refuse("--verbose=%s: the level must be a number from 0 to 16", arg);
+    }
+    st.s.verbose += static_cast<int>(level);
+}
+
+void print_usage(ParseState& st, const char*) {
+    std::string text = usage_text();
+    fputs(text.c_str(), stdout);
+    fflush(stdout);
+    st.stop = ParseOutcome::ExitOk;
+}
+
+void print_version(ParseState& st, const char*) {
+    printf("memcached %s\n", kVersion);
+    fflush(stdout);
+    st.stop = ParseOutcome::ExitOk;
+}
+
+void parse_suboptions(ParseState& st, const char* arg);
+
+enum class Arg : uint8_t {
+    None,
+    Required,
+    Optional,  // only in the long form (--verbose=2); the short form takes none (-vvv)
+};
+
+// One row per option of memcached 1.6.18, in its -h order. `help_flags` null: not listed by -h.
+// `refusal` set: the option exists in memcached but is refused here with that reason.
+struct OptionSpec {
+    char letter;            // 0: a help-only line (-vv, -vvv)
+    const char* long_name;  // nullptr: short form only
+    Arg arg;
+    const char* help_flags;
+    const char* help;  // '\n' starts a continuation line
+    void (*apply)(ParseState&, const char*);
+    const char* refusal;
+};
+
+const OptionSpec kOptions[] = {
+    {'p', "port", Arg::Required, "-p, --port=<num>",
+     "TCP port to listen on (default: 11211); 0 turns TCP off,\n-1 lets the kernel pick one",
+     [](ParseState& st, const char* a) { st.s.port = read_int("-p", a); }, nullptr},
+    {'U', "udp-port", Arg::Required, "-U, --udp-port=<num>",
+     "UDP port; only 0 (off, the default) is accepted here", set_udp_port, nullptr},
+    {'s', "unix-socket", Arg::Required, "-s, --unix-socket=<file>",
+     "listen on this UNIX socket only (no TCP, no UDP)",
+     [](ParseState& st, const char* a) { st.s.socket_path = a; }, nullptr},
+    {'a', "unix-mask", Arg::Required, "-a, --unix-mask=<mask>",
+     "permissions of the UNIX socket, in octal (default: 700)",
+     [](ParseState& st, const char* a) { st.s.access_mask = read_int("-a", a, 8); }, nullptr},
+    {'A', "enable-shutdown", Arg::None, "-A, --enable-shutdown",
+     "allow the ascii \"shutdown\" command",
+     [](ParseState& st, const char*) { st.s.shutdown_enabled = true; }, nullptr},
+    {'Z', "enable-ssl", Arg::None, nullptr, nullptr, nullptr,
+     "TLS is not supported by this server yet"},
+    {'l', "listen", Arg::Required, "-l, --listen=<addr>",
+     "address to listen on (default: INADDR_ANY, every interface);\nrepeat -l or separate "
+     "addresses with commas; <addr>:<port> works too",
+     set_listen, nullptr},
+    {'d', "daemon", Arg::None, "-d, --daemon", "detach and run in the background",
+     [](ParseState& st, const char*) { st.s.daemonize = true; }, nullptr},
+    {'r', "enable-coredumps", Arg::None, "-r, --enable-coredumps",
+     "raise the core file size limit as far as allowed",
+     [](ParseState& st, const char*) { st.s.maxcore = true; }, nullptr},
+    {'u', "user", Arg::Required, "-u, --user=<user>", "run as <user> (needed when started as root)",
+     [](ParseState& st, const char* a) { st.s.username = a; }, nullptr},
+    {'m', "memory-limit", Arg::Required, "-m, --memory-limit=<num>",
+     "memory for items, in megabytes (default: 64)", set_memory, nullptr},
+    {'M', "disable-evictions", Arg::None, "-M, --disable-evictions",
+     "answer an error when memory is full instead of evicting",
+     [](ParseState& st, const char*) { st.s.evict_to_free = false; }, nullptr},
+    {'c', "conn-limit", Arg::Required, "-c, --conn-limit=<num>",
+     "most connections open at once (default: 1024)",
+     [](ParseState& st, const char* a) {
+         st.s.max_conns = read_int("-c", a);
+         if (st.s.max_conns <= 0) refuse("Maximum connections must be greater than 0");
+     },
+     nullptr},
+    {'k', "lock-memory", Arg::None, "-k, --lock-memory", "lock all paged memory into RAM",
+     [](ParseState& st, const char*) { st.s.lock_memory = true; }, nullptr},
+    {'v', "verbose", Arg::Optional, "-v, --verbose",
+     "verbose: errors and warnings from the event loop", set_verbose, nullptr},
+    {0, nullptr, Arg::None, "-vv", "more verbose: client connections and commands too", nullptr,
+     nullptr},
+    {0, nullptr, Arg::None, "-vvv", "most verbose: internal state transitions too", nullptr,
+     nullptr},
+    {'h', "help", Arg::None, "-h, --help", "print this help and exit", print_usage, nullptr},
+    {'i', "license", Arg::None, nullptr, nullptr, nullptr,
+     "no license text is bundled with this server"},
+    {'V', "version", Arg::None, "-V, --version", "print the version and exit", print_version,
+     nullptr},
+    {'P', "pidfile", Arg::Required, "-P, --pidfile=<file>",
+     "write the process id to <file> (with -d)",
+     [](ParseState& st, const char* a) { st.s.pid_file = a; }, nullptr},
+    {'f', "slab-growth-factor", Arg::Required, "-f, --slab-growth-factor=<num>",
+     "ratio between item size classes (default: 1.25)", set_factor, nullptr},
+    {'n', "slab-min-size", Arg::Required, "-n, --slab-min-size=<bytes>",
+     "smallest size class for key+value+flags (default: 48)",
+     [](ParseState& st, const char* a) {
+         st.s.chunk_size = read_int("-n", a);
+         if (st.s.chunk_size <= 0) refuse("Chunk size must be greater than 0");
+     },
+     nullptr},
+    {'L', "enable-largepages", Arg::None, "-L, --enable-largepages",
+     "use large memory pages where the system offers them",
+     [](ParseState& st, const char*) { st.s.large_memory_pages = true; },
+     "large memory pages are not supported by this server"},
+    {'D', nullptr, Arg::Required, "-D <char>",
+     "the character between key prefix and id in per-prefix stats\n(default: \":\"); giving "
+     "-D also turns \"stats detail\" on",
+     set_delimiter, nullptr},
+    {'t', "threads", Arg::Required, "-t, --threads=<num>", "worker threads (default: 4)",
+     set_threads, nullptr},
+    {'R', "max-reqs-per-event", Arg::Required, "-R, --max-reqs-per-event",
+     "requests served for one connection before the others get a\nturn (default: 20)",
+     [](ParseState& st, const char* a) {
+         st.s.reqs_per_event = read_int("-R", a);
+         if (st.s.reqs_per_event <= 0) {
+             refuse("Number of requests per event must be greater than 0");
+         }
+     },
+     nullptr},
+    {'C', "disable-cas", Arg::None, "-C, --disable-cas", "turn CAS off",
+     [](ParseState& st, const char*) { st.s.use_cas = false; }, nullptr},
+    {'b', "listen-backlog", Arg::Required, "-b, --listen-backlog=<num>",
+     "length of the queue of connections not yet accepted\n(default: 1024)",
+     [](ParseState& st, const char* a) { st.s.backlog = read_int("-b", a); }, nullptr},
+    {'B', "protocol", Arg::Required, "-B, --protocol=<name>",
+     "auto or ascii (default: auto); binary is not offered yet", set_protocol, nullptr},
+    {'I', "max-item-size", Arg::Required, "-I, --max-item-size=<num>",
+     "largest item, k or m suffix allowed (default: 1m, min: 1k,\nmax: 1024m, and at most "
+     "half of -m)",
+     set_item_size, nullptr},
+    {'S', "enable-sasl", Arg::None, nullptr, nullptr, nullptr,
+     "SASL authentication is not supported by this server"},
+    {'F', "disable-flush-all", Arg::None, "-F, --disable-flush-all", "refuse the flush_all command",
+     [](ParseState& st, const char*) { st.s.flush_enabled = false; }, nullptr},
+    {'X', "disable-dumping", Arg::None, "-X, --disable-dumping",
+     "no stats cachedump or lru_crawler metadump (this server has\nneither)",
+     [](ParseState& st, const char*) { st.s.dump_enabled = false; }, nullptr},
+    {'W', "disable-watch", Arg::None, "-W, --disable-watch",
+     "no watch command (this server has none)",
+     [](ParseState& st, const char*) { st.s.watch_enabled = false; }, nullptr},
+    {'Y', "auth-file", Arg::Required, nullptr, nullptr, nullptr,
+     "ascii authentication files are not supported by this server"},
+    {'e', "memory-file", Arg::Required, nullptr, nullptr, nullptr,
+     "memory files (restartable cache) are not supported by this server"},
+    {'o', "extended", Arg::Required, "-o, --extended",
+     "comma separated list of extended options, most of which\nhave a no_ form that turns "
+     "them off:",
+     parse_suboptions, nullptr},
+    {'N', "napi-ids", Arg::Required, nullptr, nullptr, nullptr,
+     "NAPI ID based thread selection is not supported by this server"},
+};
+
+// ---- -o suboptions -----------------------------------------------------------------------------
+
+// value is nullptr when the suboption came without "=...".
+const char* need(const char* value, const char* missing) {
+    if (value == nullptr) refuse("%s", missing);
+    return value;
+}
+
+void sub_hashpower(ParseState& st, const char* value) {
+    int v = read_int("hashpower", need(value, "Missing numeric argument for hashpower"));
+    if (v < kHashPowerMin) refuse("Initial hashtable multiplier of %d is too low", v);
+    if (v > kHashPowerMax) {
+        refuse(
+            "Initial hashtable multiplier of %d is too high\n"
+            "Choose a value based on \"STAT hash_power_level\" from a running instance",
+            v);
+    }
+    st.s.hashpower_init = static_cast<unsigned>(v);
+}
+
+void sub_slab_automove(ParseState& st, const char* value) {
+    int v = value == nullptr ? 1 : read_int("slab_automove", value);
+    if (v < 0 || v > 2) refuse("slab_automove must be between 0 and 2");
+    st.s.slab_automove = v;
+}
+
+void sub_tail_repair_time(ParseState& st, const char* value) {
+    int v =
+        read_int("tail_repair_time", need(value, "Missing numeric argument for tail_repair_time"));
+    if (v < kTailRepairMin) refuse("Cannot set tail_repair_time to less than 10 seconds");
+    st.s.tail_repair_time = static_cast<unsigned>(v);
+}
+
+void sub_hash_algorithm(ParseState& st, const char* value) {
+    need(value, "Missing hash_algorithm argument");
+    if (strcmp(value, "jenkins") != 0 && strcmp(value, "murmur3") != 0 &&
+        strcmp(value, "xxh3") != 0) {
+        refuse("Unknown hash_algorithm option (jenkins, murmur3, xxh3)");
+    }
+    st.s.hash_algorithm = value;
+    st.s.hash_algorithm_default = false;
+}
+
+void sub_lru_crawler_sleep(ParseState& st, const char* value) {
+    int v = read_int("lru_crawler_sleep", need(value, "Missing lru_crawler_sleep value"));
+    if (v < 0 || v > kCrawlerSleepMax) refuse("LRU crawler sleep must be between 0 and 1 second");
+    st.s.lru_crawler_sleep = static_cast<unsigned>(v);
+}
+
+void sub_lru_crawler_tocrawl(ParseState& st, const char* value) {
+    long long v = 0;
+    if (!read_strict(need(value, "Missing lru_crawler_tocrawl value"), false, 0, UINT32_MAX, &v)) {
+        refuse("lru_crawler_tocrawl takes a numeric 32bit value");
+    }
+    st.s.lru_crawler_tocrawl = static_cast<unsigned>(v);
+}
+
+void sub_idle_timeout(ParseState& st, const char* value) {
+    int v = read_int("idle_timeout", need(value, "Missing numeric argument for idle_timeout"));
+    if (v < 0) refuse("idle_timeout cannot be negative: %d", v);
+    st.s.idle_timeout = static_cast<unsigned>(v);
+}
+
+void sub_slab_chunk_max(ParseState& st, const char* value) {
+    long long v = 0;
+    if (!read_strict(need(value, "Missing slab_chunk_max argument"), true, INT_MIN, INT_MAX, &v)) {
+        refuse("could not parse argument to slab_chunk_max");
+    }
+    if (v <= 0) refuse("slab_chunk_max must be greater than 0 (bytes)");
+    st.chunk_max = static_cast<size_t>(v);
+    st.chunk_max_given = true;
+}
+
+void sub_read_buf_mem_limit(ParseState& st, const char* value) {
+    long long v = 0;
+    if (!read_strict(need(value, "Missing read_buf_mem_limit argument"), false, 0, UINT32_MAX,
+                     &v)) {
+        refuse("could not parse argument to read_buf_mem_limit");
+    }
+    st.s.read_buf_mem_limit = static_cast<size_t>(v);
+}
+
+// memcached's 1.4-era defaults.
+void sub_no_modern(ParseState& st, const char*) {
+    if (!st.chunk_max_given) st.chunk_max = kSlabPageSize;
+    st.s.slab_reassign = false;
+    st.s.slab_automove = 0;
+    st.s.maxconns_fast = false;
+    st.s.lru_maintainer = false;
+    st.s.lru_crawler = false;
+    st.s.hash_algorithm = "jenkins";
+    st.s.hash_algorithm_default = false;
+    st.s.modern = false;
+}
+
+constexpr const char* kNoSegmentedLru =
+    "the segmented LRU (hot/warm/cold/temp) is not part of this server";
+constexpr const char* kNoSlabs = "slab tuning has nothing to act on here: memory is not in slabs";
+constexpr const char* kNoWatch = "the watch command (live logging) is not offered by this server";
+
+// One row per suboption memcached 1.6.18 knows (an unknown name gets memcached's own message).
+// `help` null: accepted or refused without a line in -h. `refusal` set: refused with that reason.
+struct SuboptionSpec {
+    const char* name;
+    const char* help;
+    void (*apply)(ParseState&, const char* value);
+    const char* refusal;
+};
+
+constexpr const char* kNotYet = "not implemented by this server yet";
+
+const SuboptionSpec kSuboptions[] = {
+    {"maxconns_fast",
+     "over the -c limit, answer an error and close new connections\nat once (default: on)",
+     [](ParseState& st, const char*) { st.s.maxconns_fast = true; }, nullptr},
+    {"no_maxconns_fast", nullptr, [](ParseState& st, const char*) { st.s.maxconns_fast = false; },
+     nullptr},
+    {"hashpower",
+     "initial hash table size as a power of 2, from 12 to 32 (default:\ngrow as needed); see "
+     "\"STAT hash_power_level\"",
+     sub_hashpower, nullptr},
+    {"no_hashexpand", "never grow the hash table",
+     [](ParseState& st, const char*) { st.s.hash_expand = false; }, nullptr},
+    {"tail_repair_time", "seconds, at least 10; accepted, nothing to repair here",
+     sub_tail_repair_time, kNotYet},
+    {"hash_algorithm", "jenkins, murmur3 or xxh3; accepted names, the table always uses\nxxh3",
+     sub_hash_algorithm, nullptr},
+    {"lru_crawler", nullptr, [](ParseState& st, const char*) { st.s.lru_crawler = true; }, nullptr},
+    {"no_lru_crawler", "stop the background reclaimer of expired items",
+     [](ParseState& st, const char*) { st.s.lru_crawler = false; }, nullptr},
+    {"lru_crawler_sleep", "microseconds the reclaimer rests between items (default: 100)",
+     sub_lru_crawler_sleep, kNotYet},
+    {"lru_crawler_tocrawl", "items the reclaimer checks per pass, 0 for all (default: 0)",
+     sub_lru_crawler_tocrawl, kNotYet},
+    {"read_buf_mem_limit",
+     "megabytes all connection buffers may take together, 0 for no\nlimit (default: 0)",
+     sub_read_buf_mem_limit, kNotYet},
+    {"lru_maintainer", nullptr, [](ParseState& st, const char*) { st.s.lru_maintainer = true; },
+     nullptr},
+    {"no_lru_maintainer", "accepted: there is no segmented LRU to maintain here",
+     [](ParseState& st, const char*) { st.s.lru_maintainer = false; }, nullptr},
+    {"idle_timeout", "close connections idle this many seconds, 0 for never (default: 0)",
+     sub_idle_timeout, nullptr},
+    {"slab_chunk_max", "largest chunk in bytes (default: 524288); -I must be a multiple\nof it",
+     sub_slab_chunk_max, nullptr},
+    {"no_chunked_items", nullptr, [](ParseState& st, const char*) { st.chunk_max = kSlabPageSize; },
+     nullptr},
+    {"slab_reassign", "accepted: memory is not divided into slabs",
+     [](ParseState& st, const char*) { st.s.slab_reassign = true; }, nullptr},
+    {"no_slab_reassign", nullptr, [](ParseState& st, const char*) { st.s.slab_reassign = false; },
+     nullptr},
+    {"slab_automove", "0, 1 or 2; accepted: memory is not divided into slabs", sub_slab_automove,
+     nullptr},
+    {"no_slab_automove", nullptr, [](ParseState& st, const char*) { st.s.slab_automove = 0; },
+     nullptr},
+    {"modern", "today's defaults (nothing to change)",
+     [](ParseState& st, const char*) { st.s.modern = true; }, nullptr},
+    {"no_modern", "1.4-era defaults: no reclaimer, no maxconns_fast, jenkins", sub_no_modern,
+     nullptr},
+    {"inline_ascii_resp", nullptr, [](ParseState&, const char*) {}, nullptr},  // no-op in 1.6
+    {"no_inline_ascii_resp", nullptr, [](ParseState&, const char*) {}, nullptr},
+    {"resp_obj_mem_limit", nullptr,
+     [](ParseState&, const char*) {
+         fprintf(stderr,
+                 "DEPRECATED: resp_obj_mem_limit no longer used. See read_buf_mem_limit,\n");
+     },
+     nullptr},
+    {"no_drop_privileges", nullptr, [](ParseState&, const char*) {}, nullptr},  // none dropped
+    {"drop_privileges", nullptr, nullptr,
+     "dropping privileges with seccomp is not implemented by this server"},
+    {"hot_lru_pct", nullptr, nullptr, kNoSegmentedLru},
+    {"warm_lru_pct", nullptr, nullptr, kNoSegmentedLru},
+    {"hot_max_factor", nullptr, nullptr, kNoSegmentedLru},
+    {"warm_max_factor", nullptr, nullptr, kNoSegmentedLru},
+    {"temporary_ttl", nullptr, nullptr, kNoSegmentedLru},
+    {"slab_automove_ratio", nullptr, nullptr, kNoSlabs},
+    {"slab_automove_window", nullptr, nullptr, kNoSlabs},
+    {"slab_sizes", nullptr, nullptr, kNoSlabs},
+    {"track_sizes", nullptr, nullptr, "\"stats sizes\" is not offered by this server"},
+    {"watcher_logbuf_size", nullptr, nullptr, kNoWatch},
+    {"worker_logbuf_size", nullptr, nullptr, kNoWatch},
+    {"sock_cookie_id", nullptr, nullptr, "socket marks (SO_MARK) are not supported by this server"},
+    {"slab_automove_freeratio", nullptr, nullptr, "extstore is not supported by this server"},
+};
+
+// Whole families refused by prefix.
+struct RefusedFamily {
+    const char* prefix;
+    const char* refusal;
+};
+
+const RefusedFamily kRefusedFamilies[] = {
+    {"ext_", "extstore is not supported by this server"},
+    {"ssl_", "TLS is not supported by this server yet"},
+    {"proxy_", "the proxy is not supported by this server"},
+};
+
+void apply_suboption(ParseState& st, std::string_view item) {
+    size_t eq = item.find('=');
+    std::string name(item.substr(0, eq));
+    std::string value_buf;
+    const char* value = nullptr;
+    if (eq != std::string_view::npos) {
+        value_buf = std::string(item.substr(eq + 1));
+        value = value_buf.c_str();
+    }
+    for (const SuboptionSpec& sub : kSuboptions) {
+        if (name != sub.name) continue;
+        if (sub.refusal != nullptr) refuse("-o %s: %s", sub.name, sub.refusal);
+        sub.apply(st, value);
+        return;
+    }
+    for (const RefusedFamily& f : kRefusedFamilies) {
+        if (name.rfind(f.prefix, 0) == 0) refuse("-o %s: %s", name.c_str(), f.refusal);
+    }
+    refuse("Illegal suboption \"%s\"", std::string(item).c_str());
+}
+
+// memcached walks the list with getsubopt(): an empty item before the end is an illegal
+// suboption "", a trailing comma ends the list.
+void parse_suboptions(ParseState& st, const char* arg) {
+    std::string_view rest(arg);
+    while (!rest.empty()) {
+        size_t comma = rest.find(',');
+        apply_suboption(st, rest.substr(0, comma));
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+}
+
+// ---- the whole command line --------------------------------------------------------------------
+
+const OptionSpec* find_option(int letter) {
+    for (const OptionSpec& o : kOptions) {
+        if (o.letter != 0 && o.letter == letter) return &o;
+    }
+    return nullptr;
+}
+
+// memcached's checks once every option is read, in its order and words.
+void check_together(ParseState& st) {
+    Settings& s = st.s;
+    if (s.item_size_max < kItemSizeMin) refuse("Item max size cannot be less than 1024 bytes.");
+    if (s.item_size_max > s.max_bytes / 2) {
+        refuse("Cannot set item size limit higher than 1/2 of memory max.");
+    }
+    if (s.item_size_max > kItemSizeLimit) {
+        refuse("Cannot set item size limit higher than a gigabyte.");
+    }
+    if (s.item_size_max > kMegabyte && !st.chunk_max_given) st.chunk_max = kSlabPageSize / 2;
+    if (st.chunk_max > s.item_size_max) {
+        refuse("slab_chunk_max (bytes: %zu) cannot be larger than -I (item_size_max %zu)",
+               st.chunk_max, s.item_size_max);
+    }
+    if (s.item_size_max % st.chunk_max != 0) {
+        refuse("-I (item_size_max: %zu) must be evenly divisible by slab_chunk_max (bytes: %zu)",
+               s.item_size_max, st.chunk_max);
+    }
+    if (kSlabPageSize % st.chunk_max != 0) {
+        refuse("slab_chunk_max (bytes: %zu) must divide evenly into %zu (slab_page_size)",
+               st.chunk_max, kSlabPageSize);
+    }
+    s.slab_chunk_max = static_cast<unsigned>(st.chunk_max);
+    // memcached's item lock table grows with -t; an initial hash table must be larger.
+    if (s.hashpower_init != 0) {
+        unsigned lock_power = s.num_threads < 3 ? 10 : s.num_threads < 4 ? 11
+                              : s.num_threads < 5 ? 12 : 13;
+        if (s.hashpower_init <= lock_power) {
+            refuse("Hash table power size (%u) cannot be equal to or less than item lock table "
+                   "(%u)\nItem lock table grows with `-t N` (worker threadcount)\nHash table "
+                   "grows with `-o hashpower=N` ",
+                   s.hashpower_init, lock_power);
         }
     }
-    return true;
+    // memcached refuses ports above 65535; below -1 its listener fails later, so say it now.
+    if (s.port > kPortMax || s.port < -1) refuse("ERROR: Invalid port number %d.", s.port);
+}
+
+ParseOutcome parse(int argc, char** argv, ParseState& st) {
+    std::string shortopts;
+    std::vector<option> longopts;
+    for (const OptionSpec& o : kOptions) {
+        if (o.letter == 0) continue;
+        shortopts += o.letter;
+        if (o.arg == Arg::Required) shortopts += ':';
+        if (o.long_name != nullptr) {
+            int has_arg = o.arg == Arg::Required   ? required_argument
+                          : o.arg == Arg::Optional ? optional_argument
+                                                   : no_argument;
+            longopts.push_back({o.long_name, has_arg, nullptr, o.letter});
+        }
+    }
+    longopts.push_back({nullptr, 0, nullptr, 0});
+
+    optind = 0;  // glibc: 0 re-initialises getopt completely (parsing may run more than once)
+    opterr = 1;  // getopt prints its own message for an unknown option or a missing argument
+    int c;
+    while ((c = getopt_long(argc, argv, shortopts.c_str(), longopts.data(), nullptr)) != -1) {
+        const OptionSpec* o = find_option(c);
+        if (o == nullptr) refuse("Illegal argument \"%c\"", c);  // '?' after getopt's message
+        if (o->refusal != nullptr) {
+            if (o->long_name != nullptr) {
+                refuse("-%c (--%s): %s", o->letter, o->long_name, o->refusal);
+            }
+            refuse("-%c: %s", o->letter, o->refusal);
+        }
+        o->apply(st, optarg);
+        if (st.stop != ParseOutcome::Run) return st.stop;
+    }
+    // memcached never looks at arguments that are not options; neither do we, but say so.
+    for (int i = optind; i < argc; ++i) {
+        warn("ignoring \"%s\": not an option (memcached ignores it too)", argv[i]);
+    }
+    check_together(st);
+    return ParseOutcome::Run;
+}
+
+// Appends `flags` padded to the help column, then `help` with continuation lines indented.
+void append_help(std::string* out, std::string_view flags, std::string_view help) {
+    out->append(flags);
+    if (flags.size() + 1 > kHelpColumn) {
+        out->push_back(' ');
+    } else {
+        out->append(kHelpColumn - flags.size(), ' ');
+    }
+    for (char ch : help) {
+        out->push_back(ch);
+        if (ch == '\n') out->append(kHelpColumn, ' ');
+    }
+    out->push_back('\n');
 }
 
 }  // namespace
 
 std::string usage_text() {
-    std::string out = "memcached " VERSION "\n";
-    char line[256];
-    for (const OptionHelp& h : kHelp) {
-        snprintf(line, sizeof(line), "%-25s %s\n", h.flags, h.text);
-        out += line;
+    std::string out = std::string("memcached ") + kVersion + "\n";
+    for (const OptionSpec& o : kOptions) {
+        if (o.help_flags != nullptr && o.refusal == nullptr) append_help(&out, o.help_flags, o.help);
     }
-    for (const OptionHelp& h : kSubHelp) {
-        snprintf(line, sizeof(line), "   - %-18s %s\n", (std::string(h.flags) + ":").c_str(),
-                 h.text);
-        out += line;
+    for (const SuboptionSpec& sub : kSuboptions) {
+        if (sub.help != nullptr && sub.refusal == nullptr) {
+            append_help(&out, "   - " + std::string(sub.name) + ":", sub.help);
+        }
     }
+    out +=
+        "\nmemcached options this server refuses at startup, with a message: SASL (-S), TLS "
+        "(-Z),\nauthentication files (-Y), memory files (-e), NAPI ids (-N), the license text "
+        "(-i),\nUDP (-U other than 0), the binary protocol (-B binary), and the extstore, TLS, "
+        "proxy,\nsegmented LRU and slab tuning suboptions, large pages (-L), and the tail_repair_time,\nlru_crawler_sleep, lru_crawler_tocrawl and read_buf_mem_limit suboptions.\n";
     return out;
 }
 
-ParseOutcome parse_command_line(int argc, char** argv, Settings* s) {
-    optind = 0;  // glibc: restart scanning (parse_command_line may run more than once)
-    opterr = 1;
-    bool item_size_set = false;
-    bool protocol_binary = false;
-    int c;
+ParseOutcome parse_command_line(int argc, char** argv, Settings* out) {
     try {
-        while ((c = getopt_long(argc, argv, kShortOptions, kLongOptions, nullptr)) != -1) {
-            long long v = 0;
-            if (const char* why = unsupported_reason(c)) {
-                fprintf(stderr, "%s\n", why);
-                return ParseOutcome::ExitError;
-            }
-            switch (c) {
-                case 'p':
-                    if (!parse_int(optarg, &v)) v = 0;
-                    s->port = static_cast<int>(v);
-                    break;
-                case 'U':
-                    if (!parse_int(optarg, &v)) v = 0;
-                    if (v != 0) {
-                        fprintf(stderr, "UDP (-U %lld) is not supported by this server yet\n", v);
-                        return ParseOutcome::ExitError;
-                    }
-                    s->udp_port = 0;
-                    break;
-                case 's': s->socket_path = optarg; break;
-                case 'a': s->access_mask = static_cast<int>(strtol(optarg, nullptr, 8)); break;
-                case 'A': s->shutdown_enabled = true; break;
-                case 'l': {
-                    std::string l = optarg;
-                    size_t pos = 0;
-                    while (pos <= l.size()) {
-                        size_t comma = l.find(',', pos);
-                        std::string one = l.substr(
-                            pos, comma == std::string::npos ? std::string::npos : comma - pos);
-                        if (!one.empty()) s->listen.push_back(one);
-                        pos = comma == std::string::npos ? l.size() + 1 : comma + 1;
-                    }
-                    break;
-                }
-                case 'd': s->daemonize = true; break;
-                case 'r': s->maxcore = true; break;
-                case 'u': s->username = optarg; break;
-                case 'm':
-                    if (!parse_int(optarg, &v) || v < 0) {
-                        fprintf(stderr, "Invalid memory limit: %s\n", optarg);
-                        return ParseOutcome::ExitError;
-                    }
-                    s->max_bytes = static_cast<size_t>(v) * 1024 * 1024;
-                    break;
-                case 'M': s->evict_to_free = false; break;
-                case 'c':
-                    if (!parse_int(optarg, &v) || v <= 0) {
-                        fprintf(stderr, "Maximum connections must be greater than 0\n");
-                        return ParseOutcome::ExitError;
-                    }
-                    s->max_conns = static_cast<int>(v);
-                    break;
-                case 'k': s->lock_memory = true; break;
-                case 'v': ++s->verbose; break;
-                case 'h': fputs(usage_text().c_str(), stdout); return ParseOutcome::ExitOk;
-                case 'V': printf("memcached %s\n", VERSION); return ParseOutcome::ExitOk;
-                case 'P': s->pid_file = optarg; break;
-                case 'f': {
-                    char* end = nullptr;
-                    double f = strtod(optarg, &end);
-                    if (end == optarg || f <= 1.0) {
-                        fprintf(stderr, "Factor must be greater than 1\n");
-                        return ParseOutcome::ExitError;
-                    }
-                    s->factor = f;
-                    break;
-                }
-                case 'n':
-                    if (!parse_int(optarg, &v) || v <= 0) {
-                        fprintf(stderr, "Chunk size must be greater than 0\n");
-                        return ParseOutcome::ExitError;
-                    }
-                    s->chunk_size = static_cast<int>(v);
-                    break;
-                case 'D':
-                    if (optarg[0] == '\0' || optarg[1] != '\0') {
-                        fprintf(stderr, "No delimiter specified\n");
-                        return ParseOutcome::ExitError;
-                    }
-                    s->prefix_delimiter = optarg[0];
-                    s->detail_enabled = true;
-                    break;
-                case 't':
-                    if (!parse_int(optarg, &v) || v <= 0) {
-                        fprintf(stderr, "Number of threads must be greater than 0\n");
-                        return ParseOutcome::ExitError;
-                    }
-                    if (v > 64) {
-                        fprintf(stderr,
-                                "WARNING: Setting a high number of worker threads is not "
-                                "recommended.\n Set this value to the number of cores in"
-                                " your machine or less.\n");
-                    }
-                    s->num_threads = static_cast<int>(v);
-                    break;
-                case 'R':
-                    if (!parse_int(optarg, &v) || v <= 0) {
-                        fprintf(stderr, "Number of requests per event must be greater than 0\n");
-                        return ParseOutcome::ExitError;
-                    }
-                    s->reqs_per_event = static_cast<int>(v);
-                    break;
-                case 'C': s->use_cas = false; break;
-                case 'b':
-                    if (!parse_int(optarg, &v) || v <= 0) {
-                        fprintf(stderr, "Invalid listen backlog: %s\n", optarg);
-                        return ParseOutcome::ExitError;
-                    }
-                    s->backlog = static_cast<int>(v);
-                    break;
-                case 'B':
-                    if (strcmp(optarg, "auto") == 0) {
-                        s->binding_protocol = Protocol::Auto;
-                    } else if (strcmp(optarg, "ascii") == 0) {
-                        s->binding_protocol = Protocol::Ascii;
-                    } else if (strcmp(optarg, "binary") == 0) {
-                        protocol_binary = true;
-                    } else {
-                        fprintf(stderr,
-                                "Invalid value for binding protocol: %s\n"
-                                " -- should be one of auto, binary, or ascii\n",
-                                optarg);
-                        return ParseOutcome::ExitError;
-                    }
-                    break;
-                case 'I':
-                    if (!parse_size(optarg, &s->item_size_max)) {
-                        fprintf(stderr, "Invalid max item size: %s\n", optarg);
-                        return ParseOutcome::ExitError;
-                    }
-                    item_size_set = true;
-                    break;
-                case 'F': s->flush_enabled = false; break;
-                case 'X':
-                case 'W':
-                    // Disable commands this server does not offer: nothing left to disable.
-                    break;
-                case 'o':
-                    if (!parse_suboptions(optarg, s)) return ParseOutcome::ExitError;
-                    break;
-                default:
-                    fprintf(stderr, "Illegal argument \"%c\"\n", c);
-                    return ParseOutcome::ExitError;
-            }
-        }
-        if (optind < argc) {
-            fprintf(stderr, "Illegal argument \"%s\"\n", argv[optind]);
-            return ParseOutcome::ExitError;
-        }
+        ParseState st{*out};
+        return parse(argc, argv, st);
+    } catch (const Refused&) {
+        return ParseOutcome::ExitError;
+    } catch (const std::bad_alloc&) {
+        fprintf(stderr, "Failed to allocate memory\n");
+        return ParseOutcome::ExitError;
     } catch (const std::exception& e) {
-        fprintf(stderr, "error parsing the command line: %s\n", e.what());
+        fprintf(stderr, "Error reading the command line: %s\n", e.what());
+        return ParseOutcome::ExitError;
+    } catch (...) {
+        fprintf(stderr, "Error reading the command line\n");
         return ParseOutcome::ExitError;
     }
-    if (protocol_binary) {
-        fprintf(stderr, "The binary protocol (-B binary) is not supported by this server yet\n");
-        return ParseOutcome::ExitError;
-    }
-    (void)item_size_set;
-    // memcached's cross-checks, in its order and words.
-    if (s->item_size_max < kItemSizeMaxLower) {
-        fprintf(stderr, "Item max size cannot be less than 1024 bytes.\n");
-        return ParseOutcome::ExitError;
-    }
-    if (s->item_size_max > s->max_bytes / 2) {
-        fprintf(stderr, "Cannot set item size limit higher than 1/2 of memory max.\n");
-        return ParseOutcome::ExitError;
-    }
-    if (s->item_size_max > kItemSizeMaxUpper) {
-        fprintf(stderr, "Cannot set item size limit higher than a gigabyte.\n");
-        return ParseOutcome::ExitError;
-    }
-    // memcached keeps whole chunks of slab_chunk_max (512 KiB) and refuses a smaller -I.
-    if (s->item_size_max < kSlabChunkMax) {
-        fprintf(stderr,
-                "slab_chunk_max (bytes: %zu) cannot be larger than -I (item_size_max %zu)\n",
-                kSlabChunkMax, s->item_size_max);
-        return ParseOutcome::ExitError;
-    }
-    return ParseOutcome::Run;
 }
 
 }  // namespace mcm::server

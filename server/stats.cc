@@ -174,7 +174,7 @@ void write_settings_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "hashpower_init", s.hashpower_init);
     stat(out, "lru_crawler %s", yes_no(s.lru_crawler));
     stat(out, "flush_enabled %s", yes_no(s.flush_enabled));
-    stat(out, "dump_enabled %s", "no");
+    stat(out, "dump_enabled %s", yes_no(s.dump_enabled));
     stat(out, "hash_algorithm %s", "xxh3");
     u64(out, "idle_timeout", s.idle_timeout);
     out.append("END\r\n");

@@ -68,6 +68,7 @@ private:
     std::vector<Conn*> conns_;  // every live connection of this worker (owned)
     std::vector<Conn*> dead_;   // closed, freed at the next notify/loop turn
     event* reap_ev_ = nullptr;
+    event* idle_ev_ = nullptr;    // -o idle_timeout: closes idle connections once a second
 };
 
 }  // namespace mcm::server

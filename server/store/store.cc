@@ -164,8 +164,8 @@ void migrate(Store::Shard& s, size_t n) noexcept {
 }
 
 // Start growing when the load passes 1.5 items per slot (and no growth is under way).
-void maybe_grow(Store::Shard& s) noexcept {
-    if (s.old_table != nullptr || s.count * 2 <= (s.mask + 1) * 3) return;
+void maybe_grow(Store::Shard& s, bool allowed) noexcept {
+    if (!allowed || s.old_table != nullptr || s.count * 2 <= (s.mask + 1) * 3) return;
     size_t nslots = (s.mask + 1) * 2;
     auto* t = static_cast<Item**>(std::calloc(nslots, sizeof(Item*)));
     if (t == nullptr) return;  // stay at this size; chains just get longer
@@ -240,7 +240,8 @@ static void unlink_locked(Store& store, Store::Shard& s, uint64_t h, Item* it) n
     store.release(it);
 }
 
-static void link_locked(Store::Shard& s, uint64_t h, Item* it, RelTime now, uint64_t cas) noexcept {
+static void link_locked(Store::Shard& s, uint64_t h, Item* it, RelTime now, uint64_t cas,
+                        bool may_grow) noexcept {
     it->refcount.fetch_add(1, std::memory_order_relaxed);  // the table's reference
     it->iflags |= Item::kLinked;
     it->time = now;
@@ -254,7 +255,7 @@ static void link_locked(Store::Shard& s, uint64_t h, Item* it, RelTime now, uint
     ++c.number;
     ++c.total_items;
     c.mem_requested += it->total_size();
-    maybe_grow(s);
+    maybe_grow(s, may_grow);
 }
 
 namespace {
@@ -427,7 +428,7 @@ bool Store::replace_if_unchanged(Shard& s, uint64_t h, std::string_view key, uin
     if (cur == nullptr || cur->cas != old_cas) return false;
     unlink_locked(*this, s, h, cur);
     uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
-    link_locked(s, h, fresh, now, cas);
+    link_locked(s, h, fresh, now, cas, config_.hash_expand);
     if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
     return true;
 }
@@ -542,7 +543,7 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
         }
         if (old != nullptr) unlink_locked(*this, s, h, old);
         uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
-        link_locked(s, h, it, now, cas);
+        link_locked(s, h, it, now, cas, config_.hash_expand);
         if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
         return StoreStatus::Stored;
     }

@@ -31,6 +31,7 @@ struct Config {
     bool evict = true;                    // false with -M: refuse instead of evicting
     bool use_cas = true;                  // false with -C: cas uniques reported as 0
     unsigned hash_power = 16;             // initial total table size 2^hash_power slots
+    bool hash_expand = true;              // false with -o no_hashexpand: never grow
     size_t slab_min = 48;                 // -n: first size class's data part (stats only)
     double slab_factor = 1.25;            // -f: growth factor of size classes (stats only)
 };

@@ -41,6 +41,7 @@ def test_version_flag():
     (["-m", "1", "-I", "1m"], "Cannot set item size limit higher than 1/2 of memory max."),
     (["-o", "nonsense"], 'Illegal suboption "nonsense"'),
     (["-o", "hashpower=5"], "Initial hashtable multiplier of 5 is too low"),
+    (["-o", "hashpower=12"], "Hash table power size (12) cannot be equal to or less than item"),
     (["-f", "0.5"], "Factor must be greater than 1"),
 ])
 def test_invalid_values(args, message):
@@ -166,3 +167,22 @@ def test_connection_limit(make_server):
 def test_verbose_flags_start(make_server):
     c = make_server("-vv").connect()
     assert c.cmd("set k 0 0 1\r\nx") == b"STORED\r\n"
+
+
+def test_idle_timeout(make_server):
+    s = make_server("-o", "idle_timeout=1")
+    idle = s.connect()
+    assert idle.cmd("version").startswith(b"VERSION ")
+    # memcached checks about once a second; an idle connection is closed after the timeout
+    assert idle.expect_closed(timeout=8)
+    assert s.connect().cmd("version").startswith(b"VERSION ")
+
+
+def test_no_hashexpand(make_server):
+    c = make_server("-o", "hashpower=13,no_hashexpand").connect()
+    for i in range(0, 20000, 1000):
+        c.send("".join(f"set k{j} 0 0 1 noreply\r\nx\r\n" for j in range(i, i + 1000)))
+    st = c.stats()
+    assert st["curr_items"] == "20000"
+    assert st["hash_power_level"] == "13"
+    assert c.get_value("k19999") == (0, b"x")

@@ -39,7 +39,9 @@ def test_flush_all_bad_argument(conn):
     assert conn.get_value("a") == (0, b"x")
 
 
-def test_flush_counters(conn):
+def test_flush_counters(make_server):
+    # no background reclaimer: the get must be the one that finds the flushed item
+    conn = make_server("-o", "no_lru_crawler,no_lru_maintainer").connect()
     conn.cmd("set a 0 0 1\r\nx")
     conn.cmd("flush_all")
     conn.get_value("a")
