@@ -28,10 +28,10 @@ import tempfile
 import time
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-OURS = os.path.join(TOP, "memcached")
+OURS = os.environ.get("MC_BENCH_OURS", os.path.join(TOP, "memcached"))
 STOCK = "/usr/bin/memcached"
-CEILING = os.path.join(TOP, "bench", "trivial_server")
-MCLOAD = os.path.join(TOP, "mcload")
+CEILING = os.environ.get("MC_BENCH_CEILING", os.path.join(TOP, "bench", "trivial_server"))
+MCLOAD = os.environ.get("MC_BENCH_MCLOAD", os.path.join(TOP, "mcload"))
 SERVER_CPU, CLIENT_CPU = "0", "1"
 
 # name -> mcload arguments
@@ -70,7 +70,7 @@ class Server:
         portfile = os.path.join(self.dir, "ports")
         env = dict(os.environ, MEMCACHED_PORT_FILENAME=portfile)
         if kind == "ceiling":
-            cmd = [CEILING, "-p", "0"]
+            cmd = list(wrapper) + [CEILING, "-p", "0"]
             self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + cmd,
                                          stdout=subprocess.PIPE, text=True)
             line = self.proc.stdout.readline()
@@ -223,10 +223,12 @@ def callgrind_instructions(kind, depth, n=20000):
     totals = []
     for count in (n, 2 * n):
         out = tempfile.mktemp(prefix="cg.", suffix=".out")
-        wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        # valgrind keeps some descriptors: memcached cannot set its file limit to -c 1024
-        srv = Server(kind, extra=["-c", "900", "-o", "no_lru_crawler"] if kind == "ours" else
-                     ["-c", "900", "-o", "no_lru_crawler,no_lru_maintainer"], wrapper=wrapper)
+        # memcached sets its descriptor limit to -c (1024) and valgrind only allows the limit it
+        # leaves itself (12 below the hard limit): give it 1036 so the two agree.
+        wrapper = ["prlimit", "--nofile=1036:1036", "valgrind", "--tool=callgrind",
+                   f"--callgrind-out-file={out}"]
+        srv = Server(kind, extra=["-o", "no_lru_crawler"] if kind == "ours" else
+                     ["-o", "no_lru_crawler,no_lru_maintainer"], wrapper=wrapper)
         try:
             conns = 4
             per_conn = count // conns
@@ -251,8 +253,10 @@ def syscalls_per_request(kind, depth, n=20000):
     try:
         mcload(srv.port, ["-F", "-k", "1000", "-v", "32"])
         log = tempfile.mktemp(prefix="strace.")
-        tracer = subprocess.Popen(["strace", "-f", "-c", "-o", log, "-p",
-                                   str(srv.proc.pid)], stderr=subprocess.DEVNULL)
+        tids = os.listdir(f"/proc/{srv.proc.pid}/task")  # every thread, not just the main one
+        tracer = subprocess.Popen(["strace", "-f", "-c", "-o", log] +
+                                  [a for t in tids for a in ("-p", t)],
+                                  stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         conns = 4
         mcload(srv.port, ["-r", "9:1", "-v", "32", "-k", "1000", "-c", str(conns),
@@ -262,8 +266,12 @@ def syscalls_per_request(kind, depth, n=20000):
         with open(log) as f:
             text = f.read()
         os.unlink(log)
-        m = re.search(r"^\S+\s+\S+\s+\S+\s+\S+\s+(\d+)\s+(\d+)?\s*total", text, re.M)
-        return int(m.group(1)) / n if m else None
+        # "100.00  0.001234  12  <calls>  [<errors>]  total"
+        for ln in text.splitlines():
+            f = ln.split()
+            if f and f[-1] == "total":
+                return int(f[3]) / n
+        return None
     finally:
         srv.stop()
 
@@ -366,13 +374,11 @@ def main():
                   f"{m['items_in_64m']} items in -m 64 before the first eviction", flush=True)
     if not a.skip_profile:
         results["profile"] = {}
-        for k in [x for x in kinds if x != "ceiling"] + ["ceiling"]:
+        for k in kinds:
             prof = {}
             for depth in (1, 16):
-                if k != "ceiling":
-                    prof[f"instructions_per_req_d{depth}"] = callgrind_instructions(k, depth)
-                prof[f"syscalls_per_req_d{depth}"] = syscalls_per_request(k, depth) \
-                    if k != "ceiling" else None
+                prof[f"instructions_per_req_d{depth}"] = callgrind_instructions(k, depth)
+                prof[f"syscalls_per_req_d{depth}"] = syscalls_per_request(k, depth)
             results["profile"][k] = prof
             print(f"profile {k}: {prof}", flush=True)
     with open(a.out, "w") as f:

@@ -23,8 +23,14 @@ struct Conn {
     size_t skip = 0;  // value bytes of a set still to drop
 };
 
+// Precomputed reply tails: everything after the key of a get, the whole mg reply.
+struct Replies {
+    std::string get_tail;  // " 0 <n>\r\n<value>\r\nEND\r\n"
+    std::string mg;        // "VA <n> f0\r\n<value>\r\n"
+};
+
 // Answer every complete request in c.in; leave a partial one for later.
-void serve(Conn& c, const std::string& value) {
+void serve(Conn& c, const Replies& r) {
     size_t pos = 0;
     for (;;) {
         if (c.skip > 0) {
@@ -40,15 +46,11 @@ void serve(Conn& c, const std::string& value) {
         if (len > 4 && memcmp(p, "get ", 4) == 0) {
             size_t kend = len - 2;
             while (kend > 4 && (p[kend] == '\r' || p[kend] == '\n')) --kend;
-            c.out += "VALUE ";
+            c.out.append("VALUE ", 6);
             c.out.append(p + 4, kend - 3);
-            c.out += " 0 " + std::to_string(value.size()) + "\r\n";
-            c.out += value;
-            c.out += "\r\nEND\r\n";
+            c.out += r.get_tail;
         } else if (len > 3 && memcmp(p, "mg ", 3) == 0) {
-            c.out += "VA " + std::to_string(value.size()) + " f0\r\n";
-            c.out += value;
-            c.out += "\r\n";
+            c.out += r.mg;
         } else if (len > 4 && memcmp(p, "set ", 4) == 0) {
             // set <key> <flags> <exptime> <bytes>
             const char* last = static_cast<const char*>(memrchr(p, ' ', len));
@@ -77,6 +79,8 @@ int main(int argc, char** argv) {
         if (strcmp(argv[i], "-v") == 0) vsize = strtoul(argv[i + 1], nullptr, 10);
     }
     std::string value(vsize, 'x');
+    Replies replies{" 0 " + std::to_string(vsize) + "\r\n" + value + "\r\nEND\r\n",
+                    "VA " + std::to_string(vsize) + " f0\r\n" + value + "\r\n"};
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -122,8 +126,12 @@ int main(int argc, char** argv) {
                 conns.erase(fd);
                 continue;
             }
-            c.in.append(buf, static_cast<size_t>(r));
-            serve(c, value);
+            if (c.in.empty()) {
+                c.in.assign(buf, static_cast<size_t>(r));
+            } else {
+                c.in.append(buf, static_cast<size_t>(r));
+            }
+            serve(c, replies);
             size_t off = 0;
             while (off < c.out.size()) {  // a benchmark peer reads promptly: block-free enough
                 ssize_t w = write(fd, c.out.data() + off, c.out.size() - off);

@@ -16,40 +16,45 @@ constexpr size_t kMaxTokens = 24;
 // Tokens of one line, as memcached's tokenizer yields them. ntokens counts the terminal token
 // (empty, or holding the unsplit rest of a long line), like memcached's ntokens.
 struct Tokens {
-    std::string_view tok[kMaxTokens];
+    // Left uninitialised on purpose (a string_view array would be zeroed on every command):
+    // only the first ntokens entries are ever read.
+    struct Span {
+        const char* p;
+        size_t n;
+    } span[kMaxTokens];
     size_t ntokens = 0;
     std::string_view rest;  // the unsplit remainder if the line had more than 23 tokens
+
+    std::string_view tok(size_t i) const noexcept { return {span[i].p, span[i].n}; }
 };
 
 void tokenize(std::string_view line, Tokens* t) noexcept {
+    const char* p = line.data();
+    const char* end = p + line.size();
     size_t n = 0;
-    size_t s = 0;
-    size_t i = 0;
-    for (; i < line.size(); ++i) {
-        if (line[i] == ' ') {
-            if (s != i) {
-                t->tok[n++] = line.substr(s, i - s);
-                if (n == kMaxTokens - 1) {
-                    ++i;
-                    s = i;
-                    break;
-                }
-            }
-            s = i + 1;
+    for (;;) {
+        while (p < end && *p == ' ') ++p;
+        if (p == end) break;
+        const char* e = static_cast<const char*>(std::memchr(p, ' ', static_cast<size_t>(end - p)));
+        if (e == nullptr) e = end;
+        t->span[n++] = {p, static_cast<size_t>(e - p)};
+        p = e;
+        if (n == kMaxTokens - 1) {
+            // memcached stops splitting here; the rest starts after the one space that
+            // ended the last token
+            if (p < end) ++p;
+            break;
         }
     }
-    if (n < kMaxTokens - 1 && s < line.size()) {
-        t->tok[n++] = line.substr(s);
-        s = line.size();
-    }
-    t->rest = s < line.size() ? line.substr(s) : std::string_view{};
-    t->tok[n++] = t->rest;  // terminal token
+    t->rest = n == kMaxTokens - 1 && p < end ? std::string_view(p, static_cast<size_t>(end - p))
+                                             : std::string_view{};
+    t->span[n++] = {t->rest.data(), t->rest.size()};  // terminal token
     t->ntokens = n;
 }
 
 // memcached's set_noreply_maybe: the token before the terminal one is "noreply".
 bool noreply_maybe(const Tokens& t) noexcept {
-    return t.ntokens >= 2 && t.tok[t.ntokens - 2] == "noreply";
+    return t.ntokens >= 2 && t.tok(t.ntokens - 2) == "noreply";
 }
 
 void fail(Request* req, Err e) noexcept {
@@ -62,13 +67,13 @@ void parse_store(const Tokens& t, Cmd cmd, Request* req) noexcept {
     size_t want = is_cas ? 7 : 6;
     if (t.ntokens != want && t.ntokens != want + 1) return fail(req, Err::Error);
     req->noreply = noreply_maybe(t);
-    if (t.tok[1].size() > kKeyMaxLength) return fail(req, Err::BadFormat);
-    req->key = t.tok[1];
-    if (!(parse_u32(t.tok[2], &req->flags) && parse_i32(t.tok[3], &req->exptime) &&
-          parse_i32(t.tok[4], &req->value_len))) {
+    if (t.tok(1).size() > kKeyMaxLength) return fail(req, Err::BadFormat);
+    req->key = t.tok(1);
+    if (!(parse_u32(t.tok(2), &req->flags) && parse_i32(t.tok(3), &req->exptime) &&
+          parse_i32(t.tok(4), &req->value_len))) {
         return fail(req, Err::BadFormat);
     }
-    if (is_cas && !parse_u64(t.tok[5], &req->cas_unique)) return fail(req, Err::BadFormat);
+    if (is_cas && !parse_u64(t.tok(5), &req->cas_unique)) return fail(req, Err::BadFormat);
     if (req->value_len < 0 || req->value_len > INT32_MAX - 2) return fail(req, Err::BadFormat);
     req->cmd = cmd;
 }
@@ -77,13 +82,13 @@ void parse_get(const Tokens& t, Cmd cmd, std::string_view line, Request* req) no
     if (t.ntokens < 3) return fail(req, Err::Error);
     size_t first_key = 1;
     if (cmd == Cmd::Gat || cmd == Cmd::Gats) {
-        if (!parse_i32(t.tok[1], &req->exptime)) return fail(req, Err::InvalidExptime);
+        if (!parse_i32(t.tok(1), &req->exptime)) return fail(req, Err::InvalidExptime);
         first_key = 2;
     }
     // Keys run from the first key token to the end of the line (memcached re-tokenizes long
     // lines in batches; the key sequence is the same).
     if (first_key < t.ntokens - 1) {
-        req->keys = line.substr(static_cast<size_t>(t.tok[first_key].data() - line.data()));
+        req->keys = line.substr(static_cast<size_t>(t.tok(first_key).data() - line.data()));
     } else {
         req->keys = {};
     }
@@ -93,33 +98,33 @@ void parse_get(const Tokens& t, Cmd cmd, std::string_view line, Request* req) no
 void parse_arith(const Tokens& t, Cmd cmd, Request* req) noexcept {
     if (t.ntokens != 4 && t.ntokens != 5) return fail(req, Err::Error);
     req->noreply = noreply_maybe(t);
-    if (t.tok[1].size() > kKeyMaxLength) return fail(req, Err::BadFormat);
-    req->key = t.tok[1];
-    if (!parse_u64(t.tok[2], &req->delta)) return fail(req, Err::InvalidDelta);
+    if (t.tok(1).size() > kKeyMaxLength) return fail(req, Err::BadFormat);
+    req->key = t.tok(1);
+    if (!parse_u64(t.tok(2), &req->delta)) return fail(req, Err::InvalidDelta);
     req->cmd = cmd;
 }
 
 void parse_delete(const Tokens& t, Request* req) noexcept {
     if (t.ntokens < 3 || t.ntokens > 5) return fail(req, Err::Error);
     if (t.ntokens > 3) {
-        bool hold_is_zero = t.tok[2] == "0";
+        bool hold_is_zero = t.tok(2) == "0";
         bool sets_noreply = noreply_maybe(t);
         req->noreply = sets_noreply;
         bool valid = (t.ntokens == 4 && (hold_is_zero || sets_noreply)) ||
                      (t.ntokens == 5 && hold_is_zero && sets_noreply);
         if (!valid) return fail(req, Err::BadDeleteFormat);
     }
-    if (t.tok[1].size() > kKeyMaxLength) return fail(req, Err::BadFormat);
-    req->key = t.tok[1];
+    if (t.tok(1).size() > kKeyMaxLength) return fail(req, Err::BadFormat);
+    req->key = t.tok(1);
     req->cmd = Cmd::Delete;
 }
 
 void parse_touch(const Tokens& t, Request* req) noexcept {
     if (t.ntokens != 4 && t.ntokens != 5) return fail(req, Err::Error);
     req->noreply = noreply_maybe(t);
-    if (t.tok[1].size() > kKeyMaxLength) return fail(req, Err::BadFormat);
-    req->key = t.tok[1];
-    if (!parse_i32(t.tok[2], &req->exptime)) return fail(req, Err::InvalidExptime);
+    if (t.tok(1).size() > kKeyMaxLength) return fail(req, Err::BadFormat);
+    req->key = t.tok(1);
+    if (!parse_i32(t.tok(2), &req->exptime)) return fail(req, Err::InvalidExptime);
     req->cmd = Cmd::Touch;
 }
 
@@ -128,7 +133,7 @@ void parse_flush_all(const Tokens& t, Request* req) noexcept {
     req->noreply = noreply_maybe(t);
     req->exptime = 0;
     if (t.ntokens != (req->noreply ? 3u : 2u)) {
-        if (!parse_i32(t.tok[1], &req->exptime)) return fail(req, Err::InvalidExptime);
+        if (!parse_i32(t.tok(1), &req->exptime)) return fail(req, Err::InvalidExptime);
     }
     req->cmd = Cmd::FlushAll;
 }
@@ -136,7 +141,7 @@ void parse_flush_all(const Tokens& t, Request* req) noexcept {
 void parse_verbosity(const Tokens& t, Request* req) noexcept {
     if (t.ntokens != 3 && t.ntokens != 4) return fail(req, Err::Error);
     req->noreply = noreply_maybe(t);
-    if (!parse_u32(t.tok[1], &req->level)) return fail(req, Err::BadFormat);
+    if (!parse_u32(t.tok(1), &req->level)) return fail(req, Err::BadFormat);
     req->cmd = Cmd::Verbosity;
 }
 
@@ -144,14 +149,14 @@ void parse_memlimit(const Tokens& t, Request* req) noexcept {
     if (t.ntokens != 3 && t.ntokens != 4) return fail(req, Err::Error);
     req->noreply = noreply_maybe(t);
     // memcached answers a non-number with a plain ERROR here.
-    if (!parse_u32(t.tok[1], &req->memlimit)) return fail(req, Err::Error);
+    if (!parse_u32(t.tok(1), &req->memlimit)) return fail(req, Err::Error);
     req->cmd = Cmd::CacheMemlimit;
 }
 
 // Text after the command token, for stats/shutdown/debug (their own sub-grammars).
 std::string_view args_of(const Tokens& t, std::string_view line) noexcept {
     if (t.ntokens <= 2) return {};
-    std::string_view a = line.substr(static_cast<size_t>(t.tok[1].data() - line.data()));
+    std::string_view a = line.substr(static_cast<size_t>(t.tok(1).data() - line.data()));
     while (!a.empty() && a.back() == ' ') a.remove_suffix(1);
     return a;
 }
@@ -160,8 +165,8 @@ void parse_line(std::string_view line, Request* req) noexcept {
     Tokens t;
     tokenize(line, &t);
     // Every command has at least two bytes and one token.
-    if (t.ntokens < 2 || t.tok[0].size() < 2) return fail(req, Err::Error);
-    std::string_view c = t.tok[0];
+    if (t.ntokens < 2 || t.tok(0).size() < 2) return fail(req, Err::Error);
+    std::string_view c = t.tok(0);
     switch (c[0]) {
         case 'g':
             if (c == "get") return parse_get(t, Cmd::Get, line, req);
@@ -235,7 +240,7 @@ void parse_line(std::string_view line, Request* req) noexcept {
     }
     fail(req, Err::Error);
     // An unknown command ending in "HTTP/...": memcached hangs up instead of answering.
-    if (t.tok[t.ntokens - 2].starts_with("HTTP/")) req->close = true;
+    if (t.tok(t.ntokens - 2).starts_with("HTTP/")) req->close = true;
 }
 
 bool starts_with_get(std::string_view in) noexcept {

@@ -30,39 +30,6 @@ void OutBuf::grow(size_t need) {
     wbuf_cap_ = cap;
 }
 
-char* OutBuf::reserve(size_t n) {
-    if (wbuf_len_ + n > wbuf_cap_) grow(n);
-    return wbuf_ + wbuf_len_;
-}
-
-void OutBuf::commit(size_t n) {
-    if (n == 0) return;
-    // Extend the last segment when it is text that ends where this text starts.
-    if (!segs_.empty() && segs_.size() > head_) {
-        Seg& last = segs_.back();
-        if (last.item == nullptr && last.off + last.len == wbuf_len_) {
-            last.len += n;
-            wbuf_len_ += n;
-            pending_ += n;
-            return;
-        }
-    }
-    segs_.push_back(Seg{nullptr, wbuf_len_, n, nullptr});
-    wbuf_len_ += n;
-    pending_ += n;
-}
-
-void OutBuf::append(std::string_view s) {
-    char* p = reserve(s.size());
-    std::memcpy(p, s.data(), s.size());
-    commit(s.size());
-}
-
-void OutBuf::add_item(store::Item* it, const char* p, size_t len) {
-    segs_.push_back(Seg{p, 0, len, it});
-    pending_ += len;
-}
-
 void OutBuf::rollback(Mark m) noexcept {
     while (segs_.size() > m.nsegs) {
         Seg& s = segs_.back();

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -25,12 +26,37 @@ public:
     OutBuf& operator=(const OutBuf&) = delete;
 
     // Copy s into the text buffer.
-    void append(std::string_view s);
+    void append(std::string_view s) {
+        char* p = reserve(s.size());
+        std::memcpy(p, s.data(), s.size());
+        commit(s.size());
+    }
     // Room for n bytes of text; fill it, then call commit with the bytes written.
-    char* reserve(size_t n);
-    void commit(size_t n);
+    char* reserve(size_t n) {
+        if (wbuf_len_ + n > wbuf_cap_) grow(n);
+        return wbuf_ + wbuf_len_;
+    }
+    void commit(size_t n) {
+        if (n == 0) return;  // an empty segment would make flush wait for nothing
+        // Extend the last segment when it is unsent text ending where this text starts.
+        if (segs_.size() > head_) {
+            Seg& last = segs_.back();
+            if (last.item == nullptr && last.off + last.len == wbuf_len_) {
+                last.len += n;
+                wbuf_len_ += n;
+                pending_ += n;
+                return;
+            }
+        }
+        segs_.push_back(Seg{nullptr, wbuf_len_, n, nullptr});
+        wbuf_len_ += n;
+        pending_ += n;
+    }
     // Queue len bytes at p inside it (a value). Takes over one reference on it.
-    void add_item(store::Item* it, const char* p, size_t len);
+    void add_item(store::Item* it, const char* p, size_t len) {
+        segs_.push_back(Seg{p, 0, len, it});
+        pending_ += len;
+    }
 
     // A point to roll back to, dropping what was queued after it (and its item references).
     struct Mark {
