@@ -268,7 +268,6 @@ ParseStatus parse_command(std::string_view in, Request* req, size_t* consumed) n
     if (const void* z = std::memchr(line.data(), '\0', line.size())) {
         line = line.substr(0, static_cast<size_t>(static_cast<const char*>(z) - line.data()));
     }
-    *req = Request{};
     parse_line(line, req);
     return req->close ? ParseStatus::Close : ParseStatus::Ok;
 }

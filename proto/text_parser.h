@@ -21,7 +21,8 @@ enum class ParseStatus : uint8_t {
 inline constexpr size_t kMaxLineWithoutNewline = 2048;
 inline constexpr size_t kKeyMaxLength = 250;
 
-// Parse one command line from the start of in. The Request's views point into in.
+// Parse one command line from the start of in into a default-constructed *req (fields the
+// command does not use keep their defaults). The Request's views point into in.
 [[nodiscard]] ParseStatus parse_command(std::string_view in, Request* req,
                                         size_t* consumed) noexcept;
 

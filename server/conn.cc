@@ -101,9 +101,11 @@ void Conn::ensure_rbuf() {
     }
 }
 
-// Idle connections hold no read buffer (memcached does the same since 1.6).
-void Conn::maybe_release_rbuf() {
-    if (rbuf_ != nullptr && rstart_ == rend_ && state_ == ConnState::Parse) {
+// Idle connections hold no read buffer (memcached does the same since 1.6). Called by the
+// worker's housekeeping timer, not after every request: a busy connection keeps its buffer.
+void Conn::release_idle_rbuf(uint32_t now) {
+    uint32_t last = info_.last_cmd_time.load(std::memory_order_relaxed);
+    if (rbuf_ != nullptr && rstart_ == rend_ && state_ == ConnState::Parse && now > last) {
         if (rcap_ == Worker::kReadBufSize) {
             worker_->release_rbuf(rbuf_);
         } else {
@@ -290,7 +292,6 @@ void Conn::handle(short what) {
             drained_ = false;
             if (!flush_output()) return close();
             if (want_write_) set_events(EV_WRITE | EV_PERSIST);
-            maybe_release_rbuf();
             info_.state.store("conn_waiting", std::memory_order_relaxed);
             return;
         }
@@ -299,7 +300,6 @@ void Conn::handle(short what) {
         if (n == 0) {
             if (!flush_output()) return close();
             if (want_write_) set_events(EV_WRITE | EV_PERSIST);
-            maybe_release_rbuf();
             return;
         }
     }

@@ -36,6 +36,9 @@ public:
     // -o idle_timeout: true if no command arrived for secs and nothing is being sent or read.
     bool idle_for(uint32_t now, unsigned secs) const noexcept;
     void close();  // on the worker thread only; the worker frees the object later
+    // Give the read buffer back to the worker's pool if nothing is buffered and no command
+    // arrived in the current second (the worker's housekeeping timer calls it).
+    void release_idle_rbuf(uint32_t now);
 
 private:
     enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close };
@@ -48,7 +51,6 @@ private:
     bool flush_output();  // false on a fatal socket error; sets want_write_ when blocked
     void set_events(short what);
     void ensure_rbuf();
-    void maybe_release_rbuf();
 
     Worker* worker_;
     Dispatcher& dispatcher_;

@@ -31,24 +31,30 @@ Worker::Worker(ServerContext& ctx, int id) : ctx_(ctx), id_(id), dispatcher_(ctx
             w->dead_.clear();
         },
         this);
-    if (ctx.settings.idle_timeout > 0) {
-        idle_ev_ = event_new(
-            base_, -1, EV_PERSIST,
-            [](evutil_socket_t, short, void* arg) {
-                auto* w = static_cast<Worker*>(arg);
-                uint32_t now = w->ctx_.clock.now();
-                std::vector<Conn*> idle;
-                for (Conn* c : w->conns_) {
-                    if (c->idle_for(now, w->ctx_.settings.idle_timeout)) idle.push_back(c);
-                }
-                for (Conn* c : idle) {
-                    LOG(LogLevel::Info, "idle timeout: closing connection %d", c->fd());
-                    c->close();
-                }
-            },
-            this);
-        timeval one_sec{1, 0};
-        event_add(idle_ev_, &one_sec);
+    // Housekeeping once a second: idle connections give back their read buffers, and with
+    // -o idle_timeout the ones idle too long are closed.
+    housekeeping_ev_ = event_new(
+        base_, -1, EV_PERSIST,
+        [](evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->housekeeping(); },
+        this);
+    timeval one_sec{1, 0};
+    event_add(housekeeping_ev_, &one_sec);
+}
+
+void Worker::housekeeping() {
+    uint32_t now = ctx_.clock.now();
+    unsigned timeout = ctx_.settings.idle_timeout;
+    std::vector<Conn*> idle;
+    for (Conn* c : conns_) {
+        if (timeout > 0 && c->idle_for(now, timeout)) {
+            idle.push_back(c);
+        } else {
+            c->release_idle_rbuf(now);
+        }
+    }
+    for (Conn* c : idle) {
+        LOG(LogLevel::Info, "idle timeout: closing connection %d", c->fd());
+        c->close();
     }
 }
 
@@ -59,7 +65,7 @@ Worker::~Worker() {
     conns_.clear();
     for (char* b : rbuf_pool_) std::free(b);
     if (reap_ev_ != nullptr) event_free(reap_ev_);
-    if (idle_ev_ != nullptr) event_free(idle_ev_);
+    if (housekeeping_ev_ != nullptr) event_free(housekeeping_ev_);
     if (notify_ev_ != nullptr) event_free(notify_ev_);
     if (notify_fd_ >= 0) ::close(notify_fd_);
     if (base_ != nullptr) event_base_free(base_);

@@ -53,6 +53,7 @@ public:
 private:
     static void on_notify(evutil_socket_t fd, short what, void* arg);
     void accept_queued();
+    void housekeeping();
 
     ServerContext& ctx_;
     int id_;
@@ -68,7 +69,7 @@ private:
     std::vector<Conn*> conns_;  // every live connection of this worker (owned)
     std::vector<Conn*> dead_;   // closed, freed at the next notify/loop turn
     event* reap_ev_ = nullptr;
-    event* idle_ev_ = nullptr;    // -o idle_timeout: closes idle connections once a second
+    event* housekeeping_ev_ = nullptr;  // once a second: idle rbufs, -o idle_timeout
 };
 
 }  // namespace mcm::server
