@@ -4,6 +4,7 @@ set -e
 pkgs="build-essential autoconf automake autoconf-archive pkg-config libevent-dev \
 libjemalloc-dev libssl-dev liburing-dev zlib1g-dev libxxhash-dev libfmt-dev \
 googletest libgtest-dev python3 python3-pytest python3-pytest-timeout python3-pymemcache \
+python3-matplotlib valgrind strace \
 memcached"
 missing=""
 for p in $pkgs; do

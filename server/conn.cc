@@ -21,6 +21,8 @@ namespace {
 
 // Stop parsing new commands while this many reply bytes wait for the socket.
 constexpr size_t kMaxPendingOutput = 4 * 1024 * 1024;
+// Replies queued at a -R yield are sent then only if there are at least this many bytes.
+constexpr size_t kYieldFlushBytes = 64 * 1024;
 
 std::string peer_name(int fd, bool) {
     sockaddr_storage ss{};
@@ -269,13 +271,17 @@ void Conn::handle(short what) {
                 if (close_after_write_) (void)flush_output();
                 return close();
             case Step::Yield:
-                if (!flush_output()) return close();
-                if (want_write_) {
-                    set_events(EV_WRITE | EV_PERSIST);
-                } else {
-                    // Let the other connections of this worker run, then continue here.
-                    event_active(ev_, EV_READ, 0);
+                // Let the other connections of this worker run, then continue here. The
+                // replies so far wait for the next turn unless they already fill a socket
+                // buffer's worth: one sendmsg per -R commands would cost more than it helps.
+                if (out_.pending_bytes() >= kYieldFlushBytes) {
+                    if (!flush_output()) return close();
+                    if (want_write_) {
+                        set_events(EV_WRITE | EV_PERSIST);
+                        return;
+                    }
                 }
+                event_active(ev_, EV_READ, 0);
                 return;
             case Step::OutputFull:
                 if (!flush_output()) return close();
