@@ -34,6 +34,9 @@ CEILING = os.environ.get("MC_BENCH_CEILING", os.path.join(TOP, "bench", "trivial
 MCLOAD = os.environ.get("MC_BENCH_MCLOAD", os.path.join(TOP, "mcload"))
 SERVER_CPU, CLIENT_CPU = "0", "1"
 
+sys.path.insert(0, os.path.join(TOP, "t", "lib"))
+from mc import root_args, wait_for  # noqa: E402  (the test harness's helpers)
+
 # name -> mcload arguments
 WORKLOADS = {
     "get90_32B": ["-r", "9:1", "-v", "32", "-c", "8", "-d", "1"],
@@ -44,21 +47,6 @@ WORKLOADS = {
     "get_flood": ["-r", "1:0", "-v", "32", "-c", "4", "-d", "64"],
 }
 KEYS = 100000
-
-
-def root_args():
-    return ["-u", "root"] if os.geteuid() == 0 else []
-
-
-def wait_for(cond, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.01)
 
 
 class Server:
