@@ -203,9 +203,14 @@ void Dispatcher::get(const Request& req, OutBuf& out) {
         p += 6;
         std::memcpy(p, it->data, it->nkey);
         p += it->nkey;
-        *p++ = ' ';
-        p = put_u64(p, it->client_flags);
-        *p++ = ' ';
+        if (it->client_flags == 0) {  // the common case: no digits to compute
+            std::memcpy(p, " 0 ", 3);
+            p += 3;
+        } else {
+            *p++ = ' ';
+            p = put_u64(p, it->client_flags);
+            *p++ = ' ';
+        }
         p = put_u64(p, it->value_len());
         if (with_cas) {
             *p++ = ' ';

@@ -35,7 +35,9 @@ inline uint64_t hash_key(std::string_view key) noexcept {
 
 }  // namespace
 
-// One shard. Everything in it is guarded by mu.
+// One shard. Everything in it is guarded by mu. (A test-and-set spinlock was tried: ~35 fewer
+// instructions per request, but with more worker threads than cores a preempted holder made
+// waiters' p99 twice as long and one max latency 17 ms, so the futex mutex stays.)
 struct Store::Shard {
     std::mutex mu;
     Item** table = nullptr;  // current slots
