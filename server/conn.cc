@@ -13,6 +13,7 @@
 
 #include "proto/text_parser.h"
 #include "server/log.h"
+#include "server/sys.h"
 #include "server/worker.h"
 
 namespace mcm::server {
@@ -123,7 +124,7 @@ ssize_t Conn::read_some(bool* drained) {
     if (state_ == ConnState::ReadValue && rstart_ == rend_) {
         store::Item* it = pending_.item.get();
         size_t need = it->nbytes - value_filled_;
-        ssize_t n = ::read(fd_, it->value() + value_filled_, need);
+        ssize_t n = sys_read(fd_, it->value() + value_filled_, need);
         if (n > 0) {
             value_filled_ += static_cast<size_t>(n);
             worker_->stats().bytes_read.add(static_cast<uint64_t>(n));
@@ -157,7 +158,7 @@ ssize_t Conn::read_some(bool* drained) {
         }
     }
     size_t room = rcap_ - rend_;
-    ssize_t n = ::read(fd_, rbuf_ + rend_, room);
+    ssize_t n = sys_read(fd_, rbuf_ + rend_, room);
     if (n > 0) {
         rend_ += static_cast<size_t>(n);
         worker_->stats().bytes_read.add(static_cast<uint64_t>(n));

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <new>
 
+#include "server/sys.h"
+
 namespace mcm::server {
 
 namespace {
@@ -79,7 +81,7 @@ IoStatus OutBuf::flush(int fd, size_t* sent) noexcept {
         struct msghdr msg {};
         msg.msg_iov = iov;
         msg.msg_iovlen = n;
-        ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        ssize_t w = sys_sendmsg(fd, &msg, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return IoStatus::Retry;
