@@ -216,6 +216,11 @@ Conn::Step Conn::process() {
                 }
                 --budget_;
                 info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
+                if (log_enabled(LogLevel::Debug)) {  // -vv: each command line, as memcached
+                    size_t len = consumed;
+                    while (len > 0 && (in[len - 1] == '\n' || in[len - 1] == '\r')) --len;
+                    LOG(LogLevel::Debug, "<%d %.*s", fd_, static_cast<int>(len), in.data());
+                }
                 size_t swallow = 0;
                 Next next = dispatcher_.execute(req, out_, &pending_, &swallow);
                 rstart_ += consumed;  // the request's views are dead from here on

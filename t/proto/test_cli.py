@@ -164,9 +164,14 @@ def test_connection_limit(make_server):
     assert int(conns[1].stats()["rejected_connections"]) == 1
 
 
-def test_verbose_flags_start(make_server):
-    c = make_server("-vv").connect()
-    assert c.cmd("set k 0 0 1\r\nx") == b"STORED\r\n"
+def test_very_verbose_logs_commands(make_server):
+    import re
+    s = make_server("-vv")
+    c = s.connect()
+    assert c.cmd("set vvkey 0 0 1\r\nx") == b"STORED\r\n"
+    # -vv prints each command line as "<fd command" on stderr, as memcached does
+    mc.wait_for(lambda: re.search(r"<\d+ set vvkey 0 0 1\n", s.read_log()), timeout=5,
+                what="the command in the -vv log")
 
 
 def test_idle_timeout(make_server):
