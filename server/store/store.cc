@@ -6,6 +6,7 @@
 // Inlined: a short key hashes in a few dozen instructions without a call into the library.
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -283,7 +284,7 @@ inline bool is_dead(const Item* it, RelTime now, RelTime oldest_live, uint64_t o
 
 void Store::release(Item* it) noexcept {
     if (it->refcount.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        impl_->mem_used.fetch_sub(it->total_size(), std::memory_order_relaxed);
+        impl_->mem_used.fetch_sub(malloc_usable_size(it), std::memory_order_relaxed);
         std::free(it);
     }
 }
@@ -380,6 +381,9 @@ AllocStatus Store::alloc(std::string_view key, uint32_t client_flags, RelTime ex
         impl_->mem_used.fetch_sub(total, std::memory_order_relaxed);
         return AllocStatus::NoMemory;
     }
+    // -m counts what the allocator really hands out (its size classes round up), so that the
+    // memory limit and the process's RSS agree as they do for memcached's slab pages.
+    impl_->mem_used.fetch_add(malloc_usable_size(it) - total, std::memory_order_relaxed);
     it->hnext = it->prev = it->next = nullptr;
     new (&it->refcount) std::atomic<uint32_t>(1);
     it->time = clock_.now();

@@ -26,7 +26,7 @@
 namespace mcm::store {
 
 struct Config {
-    size_t max_bytes = 64 * 1024 * 1024;  // -m, in item bytes (Item::total_size)
+    size_t max_bytes = 64 * 1024 * 1024;  // -m: bytes the allocator hands out for items
     size_t item_size_max = 1024 * 1024;   // -I: largest Item::total_size accepted
     bool evict = true;                    // false with -M: refuse instead of evicting
     bool use_cas = true;                  // false with -C: cas uniques reported as 0
