@@ -108,8 +108,6 @@ int run(int argc, char** argv) {
     sc.use_cas = settings.use_cas;
     if (settings.hashpower_init != 0) sc.hash_power = settings.hashpower_init;
     sc.hash_expand = settings.hash_expand;
-    sc.slab_min = static_cast<size_t>(settings.chunk_size);
-    sc.slab_factor = settings.factor;
     store::Store store(sc, clock);
 
     ServerContext ctx(settings, store, clock);

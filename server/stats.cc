@@ -223,12 +223,16 @@ void write_slabs_stats(ServerContext& ctx, OutBuf& out) {
     store::StoreStats ss = ctx.store.stats();
     unsigned active = 0;
     for (const store::ClassStats& c : ctx.store.class_stats()) {
-        if (c.number == 0) continue;
+        if (c.total_pages == 0) continue;
         ++active;
         unsigned id = c.id;
         stat(out, "%u:chunk_size %zu", id, c.chunk_size);
-        stat(out, "%u:chunks_per_page %zu", id, c.chunk_size ? (1024 * 1024) / c.chunk_size : 0);
-        stat(out, "%u:used_chunks %" PRIu64, id, c.number);
+        stat(out, "%u:chunks_per_page %zu", id, c.chunks_per_page);
+        stat(out, "%u:total_pages %" PRIu64, id, c.total_pages);
+        stat(out, "%u:total_chunks %" PRIu64, id, c.total_pages * c.chunks_per_page);
+        stat(out, "%u:used_chunks %" PRIu64, id, c.used_chunks);
+        stat(out, "%u:free_chunks %" PRIu64, id, c.free_chunks);
+        stat(out, "%u:free_chunks_end %" PRIu64, id, c.free_chunks_end);
         stat(out, "%u:cmd_set %" PRIu64, id, c.total_items);
     }
     stat(out, "active_slabs %u", active);

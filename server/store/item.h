@@ -1,18 +1,25 @@
-// Items: one heap block per key/value, refcounted. No locking here: the Store that owns an
-// item's table links and unlinks it under the shard lock; references (ItemRef) are taken and
-// dropped from any thread.
+// Items: one slab chunk (or, above the largest slab class, one heap block) per key/value,
+// refcounted. No locking here: the Store that owns an item's table links and unlinks it under
+// the shard lock; references (ItemRef) are taken and dropped from any thread.
 //
-//   +--------------------------------------------------------------+
-//   | hnext (hash chain)       | prev, next (shard LRU, head = MRU) |
-//   | refcount | time | exptime | client_flags | cas | nbytes | nkey | iflags | cls |
-//   +--------------------------------------------------------------+
-//   | key bytes (nkey)  | value bytes (nbytes, ends with "\r\n")   |
-//   +--------------------------------------------------------------+
+//   offset 0  hnext          hash chain (guarded by the shard lock)
+//          8  cas            unique per write; also orders immediate flush_all
+//         16  refcount       the table holds one reference while linked
+//         20  time           last write, or access (bumped at most once a minute)
+//         24  exptime        0 = never
+//         28  client_flags
+//         32  nbytes         value length including the trailing "\r\n"
+//         36  nkey
+//         37  iflags         kLinked | kFetched | kAccessed | kLarge | kFree
+//         38  key bytes, then value bytes ending with "\r\n"
 //
-// The value is stored with its trailing "\r\n" so a GET sends it as one iovec.
+// 38 bytes of header and no LRU links: eviction is CLOCK over each size class's chunks (see
+// slab.h), so a 12-byte key with a 100-byte value fills a 152-byte chunk exactly. The value is
+// stored with its "\r\n" so a GET sends it as one iovec.
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
@@ -25,22 +32,30 @@ namespace mcm::store {
 class Store;
 
 struct Item {
-    Item* hnext;  // next in the hash chain (guarded by the shard lock)
-    Item* prev;   // LRU neighbours (guarded by the shard lock)
-    Item* next;
-    std::atomic<uint32_t> refcount;  // the table holds one reference while linked
-    RelTime time;                    // last write or access
-    RelTime exptime;                 // 0 = never
+    Item* hnext;
+    uint64_t cas;
+    std::atomic<uint32_t> refcount;
+    RelTime time;
+    RelTime exptime;
     uint32_t client_flags;
-    uint64_t cas;     // unique per write; also orders immediate flush_all
-    uint32_t nbytes;  // value length including the trailing "\r\n"
+    uint32_t nbytes;
     uint8_t nkey;
-    uint8_t iflags;  // kLinked | kFetched
-    uint8_t cls;     // size class (memcached slab class id) for stats
-    char data[];     // key, then value
+    // Set and cleared with atomic RMW: the evictor clears kAccessed holding only its size
+    // class's lock while readers set it under the shard lock.
+    std::atomic<uint8_t> iflags;
+    char data[];  // key, then value
 
-    static constexpr uint8_t kLinked = 1;
-    static constexpr uint8_t kFetched = 2;
+    static constexpr uint8_t kLinked = 1;    // in the hash table
+    static constexpr uint8_t kFetched = 2;   // read at least once (memcached's ITEM_FETCHED)
+    static constexpr uint8_t kAccessed = 4;  // read since the CLOCK hand last passed
+    static constexpr uint8_t kLarge = 8;     // a heap block, not a slab chunk
+    static constexpr uint8_t kFree = 16;     // a slab chunk on its class's free list
+
+    bool has(uint8_t f) const noexcept { return iflags.load(std::memory_order_relaxed) & f; }
+    void set(uint8_t f) noexcept { iflags.fetch_or(f, std::memory_order_relaxed); }
+    void clear(uint8_t f) noexcept {
+        iflags.fetch_and(static_cast<uint8_t>(~f), std::memory_order_relaxed);
+    }
 
     std::string_view key() const noexcept { return {data, nkey}; }
     // The value with its "\r\n".
@@ -48,11 +63,15 @@ struct Item {
     const char* value() const noexcept { return data + nkey; }
     // Value length without the "\r\n".
     uint32_t value_len() const noexcept { return nbytes - 2; }
-    size_t total_size() const noexcept { return sizeof(Item) + nkey + nbytes; }
+    size_t total_size() const noexcept { return kHeader + nkey + nbytes; }
     static size_t total_size(size_t nkey, size_t nbytes) noexcept {
-        return sizeof(Item) + nkey + nbytes;
+        return kHeader + nkey + nbytes;
     }
+    static constexpr size_t kHeader = 38;
 };
+
+static_assert(sizeof(std::atomic<uint32_t>) == 4 && sizeof(std::atomic<uint8_t>) == 1);
+static_assert(sizeof(Item) == 40, "data[] must start right after iflags (Item::kHeader)");
 
 // An owning reference to an item. Move-only. Dropping the last reference frees the item and
 // returns its bytes to the store's memory accounting; the Store must outlive every ItemRef.

@@ -1,12 +1,13 @@
-// The item store: 64 shards, each a chained hash table with incremental growth, an LRU list and
-// its counters under one mutex. Memory in use is one atomic counter checked against -m.
-// No sockets, no protocol text; every method is safe to call from any thread.
+// The item store: 64 shards, each a chained hash table with incremental growth and its
+// counters under one mutex. Item memory and eviction belong to Slabs (slab.h), which calls
+// back into the store to unlink a victim. No sockets, no protocol text; every method is safe
+// to call from any thread.
 #include "server/store/store.h"
 
 // Inlined: a short key hashes in a few dozen instructions without a call into the library.
 #define XXH_INLINE_ALL
 #include <xxhash.h>
-#include <malloc.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include <new>
 
 #include "proto/numbers.h"
+#include "server/store/slab.h"
 
 namespace mcm::store {
 
@@ -22,15 +24,25 @@ namespace {
 
 constexpr unsigned kShardBits = 6;
 constexpr size_t kShards = size_t{1} << kShardBits;
-constexpr size_t kMaxClasses = 64;
-constexpr size_t kSlabChunkMax = 512 * 1024;  // memcached's default slab_chunk_max
-constexpr RelTime kUpdateInterval = 60;       // memcached's ITEM_UPDATE_INTERVAL: LRU bump rate
-constexpr size_t kMigrateSlotsPerOp = 4;      // growth work done by each operation
-constexpr int kEvictTries = 5;                // LRU tail items looked at per shard
-constexpr size_t kMemcachedItemHeader = 48;   // sizeof(item) in memcached, for -I's boundary
+constexpr size_t kMaxClasses = 128;         // slab classes, large class included
+constexpr RelTime kUpdateInterval = 60;     // memcached's ITEM_UPDATE_INTERVAL: time bump rate
+constexpr size_t kMigrateSlotsPerOp = 4;    // growth work done by each operation
+constexpr size_t kMemcachedItemHeader = 48; // sizeof(item) in memcached, for -I's boundary
 
 inline uint64_t hash_key(std::string_view key) noexcept {
     return XXH3_64bits(key.data(), key.size());
+}
+
+// Slot arrays come straight from mmap: zeroed pages that cost RSS only once used, and a table
+// left behind by growth goes back to the kernel at once (a heap would keep it as dirty pages).
+Item** table_alloc(size_t nslots) noexcept {
+    void* p = mmap(nullptr, nslots * sizeof(Item*), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : static_cast<Item**>(p);
+}
+
+void table_free(Item** t, size_t nslots) noexcept {
+    if (t != nullptr) munmap(t, nslots * sizeof(Item*));
 }
 
 
@@ -47,8 +59,6 @@ struct Store::Shard {
     size_t old_mask = 0;
     size_t migrate_pos = 0;
     size_t count = 0;      // linked items
-    Item* head = nullptr;  // LRU: most recently used
-    Item* tail = nullptr;  // least recently used
     size_t crawl_pos = 0;  // next slot the crawler looks at
     uint64_t bytes = 0;
     uint64_t total_items = 0;
@@ -62,23 +72,22 @@ struct Store::Shard {
     ClassStats cls[kMaxClasses];
 
     ~Shard() {
-        std::free(table);
-        std::free(old_table);
+        table_free(table, mask + 1);
+        if (old_table != nullptr) table_free(old_table, old_mask + 1);
     }
 };
 
 // Store-wide state that is not per shard.
 struct Store::Impl {
-    std::atomic<size_t> mem_used{0};
-    std::atomic<size_t> max_bytes{0};
+    Impl(const Config& c, Slabs::EvictFn fn, void* ctx)
+        : slabs(c.max_bytes, c.item_size_max, c.evict, fn, ctx) {}
+    Slabs slabs;
     std::atomic<uint64_t> next_cas{1};
     // flush_all: items last written at or before oldest_live (once it has passed), or with a
     // cas below oldest_cas, read as flushed. See Store::flush.
     std::atomic<RelTime> oldest_live{0};
     std::atomic<uint64_t> oldest_cas{0};
     std::atomic<size_t> crawl_shard{0};
-    std::atomic<size_t> evict_cursor{0};
-    std::vector<size_t> class_sizes;  // index = class id; [0] unused
 };
 
 // ---- Free functions on a locked shard (hash table, LRU). ----
@@ -87,28 +96,6 @@ namespace {
 
 inline size_t slot_of(uint64_t h, size_t mask) noexcept {
     return (h >> kShardBits) & mask;
-}
-
-void lru_link(Store::Shard& s, Item* it) noexcept {
-    it->prev = nullptr;
-    it->next = s.head;
-    if (s.head != nullptr) s.head->prev = it;
-    s.head = it;
-    if (s.tail == nullptr) s.tail = it;
-}
-
-void lru_unlink(Store::Shard& s, Item* it) noexcept {
-    if (it->prev != nullptr) {
-        it->prev->next = it->next;
-    } else {
-        s.head = it->next;
-    }
-    if (it->next != nullptr) {
-        it->next->prev = it->prev;
-    } else {
-        s.tail = it->prev;
-    }
-    it->prev = it->next = nullptr;
 }
 
 // The slot array and index where an item with hash h lives (old table while not migrated).
@@ -161,18 +148,19 @@ void migrate(Store::Shard& s, size_t n) noexcept {
         }
     }
     if (s.migrate_pos > s.old_mask) {
-        std::free(s.old_table);
+        table_free(s.old_table, s.old_mask + 1);
         s.old_table = nullptr;
         s.old_mask = 0;
         s.migrate_pos = 0;
     }
 }
 
-// Start growing when the load passes 1.5 items per slot (and no growth is under way).
+// Start growing when the load passes 2 items per slot (and no growth is under way): chains
+// stay short and the slots cost 4 to 8 bytes per item.
 void maybe_grow(Store::Shard& s, bool allowed) noexcept {
-    if (!allowed || s.old_table != nullptr || s.count * 2 <= (s.mask + 1) * 3) return;
+    if (!allowed || s.old_table != nullptr || s.count <= (s.mask + 1) * 2) return;
     size_t nslots = (s.mask + 1) * 2;
-    auto* t = static_cast<Item**>(std::calloc(nslots, sizeof(Item*)));
+    Item** t = table_alloc(nslots);
     if (t == nullptr) return;  // stay at this size; chains just get longer
     s.old_table = s.table;
     s.old_mask = s.mask;
@@ -186,41 +174,21 @@ void maybe_grow(Store::Shard& s, bool allowed) noexcept {
 // ---- Store ----
 
 Store::Store(const Config& config, Clock& clock)
-    : config_(config), clock_(clock), shards_(new Shard[kShards]), impl_(new Impl) {
-    impl_->max_bytes.store(config.max_bytes);
+    : config_(config), clock_(clock), shards_(new Shard[kShards]),
+      impl_(new Impl(config, &Store::evict_cb, this)) {
+    if (impl_->slabs.class_sizes().size() > kMaxClasses) throw std::logic_error("slab classes");
     unsigned per_shard_power = config.hash_power > kShardBits ? config.hash_power - kShardBits : 4;
     if (per_shard_power < 4) per_shard_power = 4;
     size_t slots = size_t{1} << per_shard_power;
     for (size_t i = 0; i < kShards; ++i) {
-        shards_[i].table = static_cast<Item**>(std::calloc(slots, sizeof(Item*)));
+        shards_[i].table = table_alloc(slots);
         if (shards_[i].table == nullptr) throw std::bad_alloc();
         shards_[i].mask = slots - 1;
     }
-    // memcached's slab classes (slabs_init): 48-byte header + -n, times -f, 8-byte aligned,
-    // the last one at slab_chunk_max. Used to group items in `stats items`/`stats slabs`.
-    impl_->class_sizes.push_back(0);
-    double size = static_cast<double>(kMemcachedItemHeader + config.slab_min);
-    while (impl_->class_sizes.size() < kMaxClasses - 1) {
-        if (size >= static_cast<double>(kSlabChunkMax) / config.slab_factor) break;
-        size_t s = static_cast<size_t>(size);
-        if (s % 8) s += 8 - s % 8;
-        impl_->class_sizes.push_back(s);
-        size = static_cast<double>(s) * config.slab_factor;
-    }
-    impl_->class_sizes.push_back(kSlabChunkMax);
 }
 
-Store::~Store() {
-    for (size_t i = 0; i < kShards; ++i) {
-        Shard& s = shards_[i];
-        Item* it = s.head;
-        while (it != nullptr) {
-            Item* next = it->next;
-            std::free(it);
-            it = next;
-        }
-    }
-}
+// Item memory is the Slabs' (destroyed with impl_); only the tables are freed here.
+Store::~Store() = default;
 
 namespace {
 
@@ -232,31 +200,35 @@ size_t memcached_ntotal(size_t nkey, size_t nbytes, uint32_t flags, bool use_cas
 
 }  // namespace
 
-// Unlink a linked item (table, LRU, counters) and drop the table's reference.
-static void unlink_locked(Store& store, Store::Shard& s, uint64_t h, Item* it) noexcept {
+// Unlink a linked item (table, counters) and drop the table's reference; true if that was
+// the last one (the caller then frees the item or, evicting, reuses it).
+bool Store::unlink_core(Shard& s, uint64_t h, Item* it) noexcept {
     table_remove(s, h, it);
-    lru_unlink(s, it);
-    it->iflags &= static_cast<uint8_t>(~Item::kLinked);
+    it->clear(Item::kLinked);
     --s.count;
     s.bytes -= it->total_size();
-    ClassStats& c = s.cls[it->cls];
+    ClassStats& c = s.cls[impl_->slabs.class_of(it)];
     --c.number;
     c.mem_requested -= it->total_size();
-    store.release(it);
+    return it->refcount.fetch_sub(1, std::memory_order_acq_rel) == 1;
 }
 
-static void link_locked(Store::Shard& s, uint64_t h, Item* it, RelTime now, uint64_t cas,
+void Store::unlink_locked(Shard& s, uint64_t h, Item* it) noexcept {
+    if (unlink_core(s, h, it)) impl_->slabs.free(it);
+}
+
+void Store::link_locked(Shard& s, uint64_t h, Item* it, RelTime now, uint64_t cas,
                         bool may_grow) noexcept {
     it->refcount.fetch_add(1, std::memory_order_relaxed);  // the table's reference
-    it->iflags |= Item::kLinked;
     it->time = now;
     it->cas = cas;
+    // Release: the evictor reads the key without the shard lock once it sees kLinked.
+    it->iflags.fetch_or(Item::kLinked, std::memory_order_release);
     table_insert(s, h, it);
-    lru_link(s, it);
     ++s.count;
     s.bytes += it->total_size();
     ++s.total_items;
-    ClassStats& c = s.cls[it->cls];
+    ClassStats& c = s.cls[impl_->slabs.class_of(it)];
     ++c.number;
     ++c.total_items;
     c.mem_requested += it->total_size();
@@ -283,53 +255,48 @@ inline bool is_dead(const Item* it, RelTime now, RelTime oldest_live, uint64_t o
 }  // namespace
 
 void Store::release(Item* it) noexcept {
-    if (it->refcount.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        impl_->mem_used.fetch_sub(malloc_usable_size(it), std::memory_order_relaxed);
-        std::free(it);
-    }
+    if (it->refcount.fetch_sub(1, std::memory_order_acq_rel) == 1) impl_->slabs.free(it);
 }
 
-size_t Store::max_bytes() const noexcept {
-    return impl_->max_bytes.load();
-}
+size_t Store::max_bytes() const noexcept { return impl_->slabs.max_bytes(); }
 
-void Store::set_max_bytes(size_t bytes) noexcept {
-    impl_->max_bytes.store(bytes);
-}
+void Store::set_max_bytes(size_t bytes) noexcept { impl_->slabs.set_max_bytes(bytes); }
 
 const std::vector<size_t>& Store::class_sizes() const noexcept {
-    return impl_->class_sizes;
+    return impl_->slabs.class_sizes();
 }
 
-// Evict one item from shard si's LRU tail. The caller holds no shard lock.
-static bool evict_from(Store& store, Store::Shard& s, RelTime now) noexcept {
-    std::lock_guard<std::mutex> g(s.mu);
-    Item* it = s.tail;
-    for (int tries = 0; it != nullptr && tries < kEvictTries; ++tries, it = it->prev) {
-        // Only the table holds it: nobody is sending it, so its memory comes back at once.
-        if (it->refcount.load(std::memory_order_acquire) != 1) continue;
-        ClassStats& c = s.cls[it->cls];
-        if (it->exptime != 0 && it->exptime <= now) {
-            ++s.reclaimed;
-            ++c.reclaimed;
-            if (!(it->iflags & Item::kFetched)) {
-                ++s.expired_unfetched;
-                ++c.expired_unfetched;
-            }
-        } else {
-            ++s.evictions;
-            ++c.evicted;
-            if (it->exptime != 0) ++c.evicted_nonzero;
-            c.evicted_time = now > it->time ? now - it->time : 0;
-            if (!(it->iflags & Item::kFetched)) {
-                ++s.evicted_unfetched;
-                ++c.evicted_unfetched;
-            }
-        }
-        unlink_locked(store, s, hash_key(it->key()), it);
-        return true;
+// Slabs' eviction callback, called with the victim's class lock held: unlink the item if its
+// shard lock is free and only the table holds it.
+bool Store::evict_cb(void* ctx, Item* it, RelTime now) noexcept {
+    auto* self = static_cast<Store*>(ctx);
+    uint64_t h = hash_key(it->key());  // the key is fixed once kLinked was seen
+    Shard& s = self->shards_[h & (kShards - 1)];
+    std::unique_lock<std::mutex> lk(s.mu, std::try_to_lock);
+    if (!lk.owns_lock()) return false;
+    if (!it->has(Item::kLinked) || it->refcount.load(std::memory_order_acquire) != 1) {
+        return false;
     }
-    return false;
+    ClassStats& c = s.cls[self->impl_->slabs.class_of(it)];
+    bool fetched = it->has(Item::kFetched);
+    if (it->exptime != 0 && it->exptime <= now) {
+        ++s.reclaimed;
+        ++c.reclaimed;
+        if (!fetched) {
+            ++s.expired_unfetched;
+            ++c.expired_unfetched;
+        }
+    } else {
+        ++s.evictions;
+        ++c.evicted;
+        if (it->exptime != 0) ++c.evicted_nonzero;
+        c.evicted_time = now > it->time ? now - it->time : 0;
+        if (!fetched) {
+            ++s.evicted_unfetched;
+            ++c.evicted_unfetched;
+        }
+    }
+    return self->unlink_core(s, h, it);
 }
 
 AllocStatus Store::alloc(std::string_view key, uint32_t client_flags, RelTime exptime,
@@ -338,68 +305,25 @@ AllocStatus Store::alloc(std::string_view key, uint32_t client_flags, RelTime ex
     size_t ntotal_mc = memcached_ntotal(key.size(), nbytes, client_flags, config_.use_cas);
     if (ntotal_mc > config_.item_size_max) return AllocStatus::TooLarge;
     size_t total = Item::total_size(key.size(), nbytes);
-    size_t max = impl_->max_bytes.load(std::memory_order_relaxed);
-    uint64_t h = hash_key(key);
-    size_t home = h & (kShards - 1);
-    Shard& hs = shards_[home];
-
-    // Charge first, then evict until under the limit: concurrent allocations cannot all slip
-    // under the limit at once.
-    size_t used = impl_->mem_used.fetch_add(total, std::memory_order_relaxed) + total;
-    if (used > max) {
-        bool ok = false;
-        if (config_.evict) {
-            RelTime now = clock_.now();
-            // Own shard first (its LRU is the best local guess), then the others in turn.
-            size_t start = impl_->evict_cursor.fetch_add(1, std::memory_order_relaxed);
-            for (size_t round = 0; round < kShards * 4; ++round) {
-                Shard& s = round == 0 ? hs : shards_[(start + round) & (kShards - 1)];
-                (void)evict_from(*this, s, now);
-                if (impl_->mem_used.load(std::memory_order_relaxed) <= max) {
-                    ok = true;
-                    break;
-                }
-            }
-        }
-        if (!ok) {
-            impl_->mem_used.fetch_sub(total, std::memory_order_relaxed);
-            std::lock_guard<std::mutex> g(hs.mu);
-            ++hs.outofmemory;
-            size_t cls = impl_->class_sizes.size() - 1;
-            for (size_t i = 1; i < impl_->class_sizes.size(); ++i) {
-                if (ntotal_mc <= impl_->class_sizes[i]) {
-                    cls = i;
-                    break;
-                }
-            }
-            ++hs.cls[cls].outofmemory;
-            return AllocStatus::NoMemory;
-        }
-    }
-    auto* it = static_cast<Item*>(std::malloc(total));
+    RelTime now = clock_.now();
+    Item* it = impl_->slabs.alloc(total, now);
     if (it == nullptr) {
-        impl_->mem_used.fetch_sub(total, std::memory_order_relaxed);
+        uint64_t h = hash_key(key);
+        Shard& hs = shards_[h & (kShards - 1)];
+        std::lock_guard<std::mutex> g(hs.mu);
+        ++hs.outofmemory;
+        ++hs.cls[impl_->slabs.class_for(total)].outofmemory;
         return AllocStatus::NoMemory;
     }
-    // -m counts what the allocator really hands out (its size classes round up), so that the
-    // memory limit and the process's RSS agree as they do for memcached's slab pages.
-    impl_->mem_used.fetch_add(malloc_usable_size(it) - total, std::memory_order_relaxed);
-    it->hnext = it->prev = it->next = nullptr;
-    new (&it->refcount) std::atomic<uint32_t>(1);
-    it->time = clock_.now();
+    // iflags was set by the allocator (kLarge or nothing).
+    it->hnext = nullptr;
+    it->refcount.store(1, std::memory_order_relaxed);
+    it->time = now;
     it->exptime = exptime;
     it->client_flags = client_flags;
     it->cas = 0;
     it->nbytes = static_cast<uint32_t>(nbytes);
     it->nkey = static_cast<uint8_t>(key.size());
-    it->iflags = 0;
-    it->cls = static_cast<uint8_t>(impl_->class_sizes.size() - 1);
-    for (size_t i = 1; i < impl_->class_sizes.size(); ++i) {
-        if (ntotal_mc <= impl_->class_sizes[i]) {
-            it->cls = static_cast<uint8_t>(i);
-            break;
-        }
-    }
     std::memcpy(it->data, key.data(), key.size());
     *out = ItemRef(this, it);
     return AllocStatus::Ok;
@@ -414,14 +338,15 @@ Item* Store::find_live(Shard& s, uint64_t h, std::string_view key, RelTime now,
     if (is_dead(it, now, impl_->oldest_live.load(std::memory_order_relaxed),
                 impl_->oldest_cas.load(std::memory_order_relaxed), why)) {
         if (*why == MissReason::Expired) {
+            ClassStats& c = s.cls[impl_->slabs.class_of(it)];
             ++s.reclaimed;
-            ++s.cls[it->cls].reclaimed;
-            if (!(it->iflags & Item::kFetched)) {
+            ++c.reclaimed;
+            if (!it->has(Item::kFetched)) {
                 ++s.expired_unfetched;
-                ++s.cls[it->cls].expired_unfetched;
+                ++c.expired_unfetched;
             }
         }
-        unlink_locked(*this, s, h, it);
+        unlink_locked(s, h, it);
         return nullptr;
     }
     *why = MissReason::None;
@@ -434,21 +359,19 @@ bool Store::replace_if_unchanged(Shard& s, uint64_t h, std::string_view key, uin
     RelTime now = clock_.now();
     Item* cur = find_live(s, h, key, now, &why);
     if (cur == nullptr || cur->cas != old_cas) return false;
-    unlink_locked(*this, s, h, cur);
+    unlink_locked(s, h, cur);
     uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
     link_locked(s, h, fresh, now, cas, config_.hash_expand);
     if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
     return true;
 }
 
-// memcached bumps an item in the LRU at most once a minute: fewer writes to shared lines.
-static void bump(Store::Shard& s, Item* it, RelTime now) noexcept {
-    it->iflags |= Item::kFetched;
-    if (it->time + kUpdateInterval <= now) {
-        it->time = now;
-        lru_unlink(s, it);
-        lru_link(s, it);
-    }
+// A read marks the item for the CLOCK hand; like memcached's LRU bump, its access time moves
+// at most once a minute (fewer writes to shared lines). Both only write when something changes.
+static void bump(Item* it, RelTime now) noexcept {
+    constexpr uint8_t kMarks = Item::kFetched | Item::kAccessed;
+    if ((it->iflags.load(std::memory_order_relaxed) & kMarks) != kMarks) it->set(kMarks);
+    if (it->time + kUpdateInterval <= now) it->time = now;
 }
 
 // get and gat: one lookup; a non-null new_exptime also sets the exptime (gat/touch).
@@ -461,7 +384,7 @@ Lookup Store::fetch(std::string_view key, const RelTime* new_exptime) noexcept {
     Item* it = find_live(s, h, key, now, &r.reason);
     if (it == nullptr) return r;
     if (new_exptime != nullptr) it->exptime = *new_exptime;
-    bump(s, it, now);
+    bump(it, now);
     it->refcount.fetch_add(1, std::memory_order_relaxed);
     r.item = ItemRef(this, it);
     return r;
@@ -484,7 +407,7 @@ bool Store::remove(std::string_view key) noexcept {
     MissReason why;
     Item* it = find_live(s, h, key, clock_.now(), &why);
     if (it == nullptr) return false;
-    unlink_locked(*this, s, h, it);
+    unlink_locked(s, h, it);
     return true;
 }
 
@@ -504,7 +427,7 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
         switch (op) {
             case StoreOp::Add:
                 if (old != nullptr) {
-                    bump(s, old, now);  // memcached refreshes the existing item on a failed add
+                    bump(old, now);  // memcached refreshes the existing item on a failed add
                     return StoreStatus::NotStored;
                 }
                 break;
@@ -549,7 +472,7 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
                 return StoreStatus::NotStored;
             }
         }
-        if (old != nullptr) unlink_locked(*this, s, h, old);
+        if (old != nullptr) unlink_locked(s, h, old);
         uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
         link_locked(s, h, it, now, cas, config_.hash_expand);
         if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
@@ -597,7 +520,7 @@ DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint6
             std::memcpy(it->value(), buf, res);
             std::memset(it->value() + res, ' ', it->nbytes - res - 2);
             it->cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
-            bump(s, it, now);
+            bump(it, now);
             if (cas_out != nullptr) *cas_out = config_.use_cas ? it->cas : 0;
             return DeltaStatus::Ok;
         }
@@ -654,16 +577,16 @@ size_t Store::crawl(size_t slots) noexcept {
                 Item* next = it->hnext;
                 MissReason why;
                 if (is_dead(it, now, ol, oc, &why)) {
-                    ClassStats& c = s.cls[it->cls];
+                    ClassStats& c = s.cls[impl_->slabs.class_of(it)];
                     if (why == MissReason::Expired) {
                         ++s.crawler_reclaimed;
                         ++c.crawler_reclaimed;
-                        if (!(it->iflags & Item::kFetched)) {
+                        if (!it->has(Item::kFetched)) {
                             ++s.expired_unfetched;
                             ++c.expired_unfetched;
                         }
                     }
-                    unlink_locked(*this, s, hash_key(it->key()), it);
+                    unlink_locked(s, hash_key(it->key()), it);
                     ++reclaimed;
                 }
                 it = next;
@@ -699,21 +622,20 @@ StoreStats Store::stats() const noexcept {
     unsigned level = 0;
     while ((size_t{1} << level) < total_slots) ++level;
     r.hash_power_level = level;
-    r.malloc_bytes = impl_->mem_used.load(std::memory_order_relaxed);
+    r.malloc_bytes = impl_->slabs.mem_used();
+    r.slabs_moved = impl_->slabs.pages_moved();
     return r;
 }
 
 std::vector<ClassStats> Store::class_stats() const {
-    const auto& sizes = impl_->class_sizes;
-    std::vector<ClassStats> out(sizes.size());
-    std::vector<RelTime> oldest(sizes.size(), 0);
-    RelTime now = clock_.now();
+    std::vector<SlabClassInfo> info = impl_->slabs.info();
+    std::vector<ClassStats> out(kMaxClasses);
     for (size_t i = 0; i < kShards; ++i) {
         Shard& s = shards_[i];
         std::lock_guard<std::mutex> g(s.mu);
-        for (size_t c = 1; c < sizes.size(); ++c) {
-            const ClassStats& k = s.cls[c];
-            ClassStats& o = out[c];
+        for (const SlabClassInfo& si : info) {
+            const ClassStats& k = s.cls[si.id];
+            ClassStats& o = out[si.id];
             o.number += k.number;
             o.mem_requested += k.mem_requested;
             o.evicted += k.evicted;
@@ -727,19 +649,23 @@ std::vector<ClassStats> Store::class_stats() const {
             o.crawler_reclaimed += k.crawler_reclaimed;
             o.total_items += k.total_items;
         }
-        // Age of the least recently used item per class: walk a bounded stretch of the tail.
-        int budget = 256;
-        for (Item* it = s.tail; it != nullptr && budget-- > 0; it = it->prev) {
-            if (oldest[it->cls] == 0 || it->time < oldest[it->cls]) oldest[it->cls] = it->time;
-        }
     }
+    RelTime now = clock_.now();
     std::vector<ClassStats> r;
-    for (size_t c = 1; c < sizes.size(); ++c) {
-        ClassStats& o = out[c];
-        o.id = static_cast<unsigned>(c);
-        o.chunk_size = sizes[c];
-        o.age = oldest[c] != 0 && now > oldest[c] ? now - oldest[c] : 0;
-        if (o.number == 0 && o.total_items == 0 && o.evicted == 0 && o.outofmemory == 0) continue;
+    for (const SlabClassInfo& si : info) {
+        ClassStats& o = out[si.id];
+        o.id = si.id;
+        o.chunk_size = si.chunk_size;
+        o.chunks_per_page = si.per_page;
+        o.total_pages = si.total_pages;
+        o.used_chunks = si.used_chunks;
+        o.free_chunks = si.free_chunks;
+        o.free_chunks_end = si.free_chunks_end;
+        o.age = si.oldest_time != 0 && now > si.oldest_time ? now - si.oldest_time : 0;
+        if (o.number == 0 && o.total_items == 0 && o.evicted == 0 && o.outofmemory == 0 &&
+            o.total_pages == 0) {
+            continue;
+        }
         r.push_back(o);
     }
     return r;

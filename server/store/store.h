@@ -32,8 +32,7 @@ struct Config {
     bool use_cas = true;                  // false with -C: cas uniques reported as 0
     unsigned hash_power = 16;             // initial total table size 2^hash_power slots
     bool hash_expand = true;              // false with -o no_hashexpand: never grow
-    size_t slab_min = 48;                 // -n: first size class's data part (stats only)
-    double slab_factor = 1.25;            // -f: growth factor of size classes (stats only)
+    // -n and -f are accepted for compatibility; the size classes are fixed (slab.h).
 };
 
 enum class StoreOp : uint8_t { Set, Add, Replace, Append, Prepend, Cas };
@@ -79,14 +78,20 @@ struct StoreStats {
     uint64_t hash_power_level = 0;   // log2 of the total slot count
     uint64_t hash_bytes = 0;         // bytes used by the slot arrays
     bool hash_is_expanding = false;
-    uint64_t malloc_bytes = 0;  // bytes allocated for items, linked or still referenced
+    uint64_t malloc_bytes = 0;  // slab pages and large blocks charged against -m
+    uint64_t slabs_moved = 0;   // pages emptied to give memory to another class
 };
 
-// Per size class (memcached's slab classes: sizes from slab_min grow by slab_factor) for
+// Per size class (see slab.h; the last class holds items above the largest chunk) for
 // `stats items` and `stats slabs`.
 struct ClassStats {
     unsigned id = 0;        // 1-based, like memcached
     size_t chunk_size = 0;  // upper bound of Item::total_size in this class
+    size_t chunks_per_page = 0;
+    uint64_t total_pages = 0;
+    uint64_t used_chunks = 0;  // linked, being filled or still being sent
+    uint64_t free_chunks = 0;
+    uint64_t free_chunks_end = 0;
     uint64_t number = 0;    // linked items
     uint64_t mem_requested = 0;
     uint64_t age = 0;  // seconds since the least recently used item here was used
@@ -183,6 +188,11 @@ public:
     struct Shard;  // defined in store.cc
 
 private:
+    static bool evict_cb(void* ctx, Item* it, RelTime now) noexcept;
+    bool unlink_core(Shard& s, uint64_t h, Item* it) noexcept;
+    void unlink_locked(Shard& s, uint64_t h, Item* it) noexcept;
+    void link_locked(Shard& s, uint64_t h, Item* it, RelTime now, uint64_t cas,
+                     bool may_grow) noexcept;
     Lookup fetch(std::string_view key, const RelTime* new_exptime) noexcept;
     // A live item under the shard lock (dead ones met on the way are unlinked); *why tells a
     // miss's reason. The caller holds s.mu.

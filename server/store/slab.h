@@ -1,0 +1,103 @@
+// Item memory: size classes carved from 64 KiB pages, CLOCK eviction within a class, and heap
+// blocks for items above the largest class. -m limits pages plus large blocks, so the limit,
+// `stats slabs` and the process's RSS agree.
+//
+// Classes: 8-byte steps from 48 to 512 bytes (small items waste at most 7 bytes), then steps
+// of 1/8 up to 8184 bytes (eight chunks to a page). Pages are carved lazily, so RSS follows
+// what is stored. A page whose chunks are all free goes back to the heap at once, which lets
+// memory flow between classes without a background mover.
+//
+// Eviction: each class has a CLOCK hand over its pages' chunks. An item read since the hand
+// last passed (Item::kAccessed) gets a second chance; an item a reply is still sending
+// (refcount above the table's one) or one not yet linked is skipped. When a class has no
+// page and the limit is reached it takes one: large items are evicted first, then a page of
+// the class holding the most pages is emptied.
+//
+// Locking: one mutex per class and one for large items, always taken before (never after) the
+// store's shard locks, and those only with try_lock; see doc/threads.md. The store's evict
+// callback runs with the class (or large) lock held.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "server/store/item.h"
+
+namespace mcm::store {
+
+constexpr size_t kPageSize = 64 * 1024;
+
+struct SlabClassInfo {
+    unsigned id = 0;  // 1-based; the last id is the large-item class
+    size_t chunk_size = 0;
+    size_t per_page = 0;
+    uint64_t total_pages = 0;
+    uint64_t used_chunks = 0;
+    uint64_t free_chunks = 0;      // on the free list
+    uint64_t free_chunks_end = 0;  // not yet carved from the newest page
+    uint64_t oldest_time = 0;      // smallest Item::time seen near the hand (0 = none)
+};
+
+class Slabs {
+public:
+    // Unlink a linked item whose only reference is the table's and return true if it is now
+    // free (the chunk then belongs to the caller). Called with the item's class lock held; it
+    // must only try_lock store locks. `now` is the current relative time.
+    using EvictFn = bool (*)(void* ctx, Item* it, RelTime now) noexcept;
+
+    Slabs(size_t max_bytes, size_t item_size_max, bool evict, EvictFn evict_fn, void* ctx);
+    ~Slabs();
+    Slabs(const Slabs&) = delete;
+    Slabs& operator=(const Slabs&) = delete;
+
+    // A chunk (or heap block) of at least total bytes with refcount 0 and iflags set to
+    // kLarge or 0; nullptr when nothing can be freed (or evict is off).
+    Item* alloc(size_t total, RelTime now) noexcept;
+    // Give back an item whose refcount reached zero.
+    void free(Item* it) noexcept;
+
+    unsigned class_of(const Item* it) const noexcept;
+    unsigned class_for(size_t total) const noexcept;  // the class an item of total bytes gets
+    unsigned large_class() const noexcept;
+    const std::vector<size_t>& class_sizes() const noexcept;  // [0] unused; large class last
+
+    void set_max_bytes(size_t bytes) noexcept;
+    size_t max_bytes() const noexcept;
+    size_t mem_used() const noexcept;
+    std::vector<SlabClassInfo> info() const;
+    uint64_t pages_moved() const noexcept;  // pages emptied for another class
+
+    struct Page;  // header of a slab page (public for slab.cc's helpers)
+    struct Class;
+    struct Large;
+
+private:
+
+    Item* alloc_large(size_t total, RelTime now) noexcept;
+    Item* take_chunk(Class& c, RelTime now, bool may_evict) noexcept;  // c.mu held
+    bool charge(size_t bytes) noexcept;
+    bool reclaim_elsewhere(unsigned for_class, RelTime now) noexcept;
+    bool evict_large_one(RelTime now) noexcept;
+    bool empty_one_page(unsigned except, RelTime now) noexcept;
+    void free_chunk_locked(Class& c, Page* p, Item* it) noexcept;
+    void release_page_locked(Class& c, Page* p) noexcept;
+    void free_list_remove(Class& c, Item* it) noexcept;
+    void free_list_push(Class& c, Item* it) noexcept;
+
+    std::vector<size_t> sizes_;
+    std::vector<uint8_t> size_to_class_;  // by (total + 7) / 8
+    std::unique_ptr<Class[]> classes_;    // index = class id
+    std::unique_ptr<Large> large_;
+    std::atomic<size_t> mem_used_{0};
+    std::atomic<size_t> max_bytes_;
+    std::atomic<uint64_t> pages_moved_{0};
+    std::atomic<unsigned> victim_cursor_{0};
+    bool evict_;
+    EvictFn evict_fn_;
+    void* ctx_;
+};
+
+}  // namespace mcm::store
