@@ -133,6 +133,7 @@ void write_general_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "hash_power_level", ss.hash_power_level);
     u64(out, "hash_bytes", ss.hash_bytes);
     u64(out, "hash_is_expanding", ss.hash_is_expanding ? 1 : 0);
+    u64(out, "slabs_moved", ss.slabs_moved);  // pages emptied to serve another size class
     u64(out, "malloc_fails", 0);
     u64(out, "bytes", ss.bytes);
     u64(out, "curr_items", ss.curr_items);

@@ -10,7 +10,7 @@ get_flushed delete_misses delete_hits incr_misses incr_hits decr_misses decr_hit
 cas_hits cas_badval touch_hits touch_misses store_too_large store_no_memory auth_cmds
 auth_errors bytes_read bytes_written limit_maxbytes accepting_conns listen_disabled_num
 time_in_listen_disabled_us threads conn_yields hash_power_level hash_bytes hash_is_expanding
-malloc_fails bytes curr_items total_items expired_unfetched evicted_unfetched evicted_active
+slabs_moved malloc_fails bytes curr_items total_items expired_unfetched evicted_unfetched evicted_active
 evictions reclaimed crawler_reclaimed""".split()
 
 SETTINGS_KEYS = """maxbytes maxconns tcpport udpport inter verbosity oldest evictions domain_socket
