@@ -35,6 +35,19 @@ constexpr std::string_view error_text(Err e) noexcept {
         case Err::BadCommandLine: return "CLIENT_ERROR bad command line\r\n";
         case Err::StatsDetailUsage: return "CLIENT_ERROR usage: stats detail on|off|dump\r\n";
         case Err::InvalidShutdownMode: return "CLIENT_ERROR invalid shutdown mode\r\n";
+        case Err::InvalidFlag: return "CLIENT_ERROR invalid flag\r\n";
+        case Err::DuplicateFlag: return "CLIENT_ERROR duplicate flag\r\n";
+        case Err::InvalidOrDuplicateFlag: return "CLIENT_ERROR invalid or duplicate flag\r\n";
+        case Err::BadToken: return "CLIENT_ERROR bad token in command line format\r\n";
+        case Err::DecodingKey: return "CLIENT_ERROR error decoding key\r\n";
+        case Err::FlagsAreTooLong: return "CLIENT_ERROR options flags are too long\r\n";
+        case Err::FlagsTooLong: return "CLIENT_ERROR options flags too long\r\n";
+        case Err::OpaqueTooLong: return "CLIENT_ERROR opaque token too long\r\n";
+        case Err::MTokenLength: return "CLIENT_ERROR incorrect length for M token\r\n";
+        case Err::InvalidMsMode: return "CLIENT_ERROR invalid mode for ms M token\r\n";
+        case Err::InvalidMaMode: return "CLIENT_ERROR invalid mode for ma M token\r\n";
+        case Err::InvalidInitial: return "CLIENT_ERROR invalid numeric initial value\r\n";
+        case Err::InvalidDeltaValue: return "CLIENT_ERROR invalid numeric delta value\r\n";
     }
     return "ERROR\r\n";
 }

@@ -32,7 +32,13 @@ namespace mcm::proto {
     X(Shutdown, "shutdown", 0)            \
     X(Stats, "stats", 0)                  \
     X(CacheMemlimit, "cache_memlimit", 0) \
-    X(Debug, "debug", 0)
+    X(Debug, "debug", 0)                  \
+    X(MetaGet, "mg", 0)                   \
+    X(MetaSet, "ms", kStore)              \
+    X(MetaDelete, "md", 0)                \
+    X(MetaArith, "ma", 0)                 \
+    X(MetaNoop, "mn", 0)                  \
+    X(MetaDebug, "me", 0)
 
 enum class Cmd : uint8_t {
 #define MCM_X(e, name, flags) e,
@@ -75,7 +81,43 @@ enum class Err : uint8_t {
     BadCommandLine,       // CLIENT_ERROR bad command line
     StatsDetailUsage,     // CLIENT_ERROR usage: stats detail on|off|dump
     InvalidShutdownMode,  // CLIENT_ERROR invalid shutdown mode
+    // Meta commands (memcached's wording, including its inconsistencies).
+    InvalidFlag,             // CLIENT_ERROR invalid flag
+    DuplicateFlag,           // CLIENT_ERROR duplicate flag
+    InvalidOrDuplicateFlag,  // CLIENT_ERROR invalid or duplicate flag (md, ma)
+    BadToken,                // CLIENT_ERROR bad token in command line format
+    DecodingKey,             // CLIENT_ERROR error decoding key
+    FlagsAreTooLong,         // CLIENT_ERROR options flags are too long (mg)
+    FlagsTooLong,            // CLIENT_ERROR options flags too long (ms, md, ma)
+    OpaqueTooLong,           // CLIENT_ERROR opaque token too long
+    MTokenLength,            // CLIENT_ERROR incorrect length for M token
+    InvalidMsMode,           // CLIENT_ERROR invalid mode for ms M token
+    InvalidMaMode,           // CLIENT_ERROR invalid mode for ma M token
+    InvalidInitial,          // CLIENT_ERROR invalid numeric initial value
+    InvalidDeltaValue,       // CLIENT_ERROR invalid numeric delta value
 };
+
+// Meta command flags: one bit per flag letter.
+constexpr uint64_t meta_bit(char c) noexcept { return uint64_t{1} << (c - 'A'); }
+
+// What a meta command line asked for. Only meaningful when Request::cmd is a Meta* command;
+// the meta parser sets every field (no initializers: the text fast path does not pay for it).
+struct Meta {
+    uint64_t flags;           // meta_bit(letter) for every flag present
+    std::string_view tokens;  // the flag tokens as sent, for replies in request order
+    int32_t ttl;              // T
+    int32_t vivify_ttl;       // N
+    int32_t recache_ttl;      // R
+    uint32_t client_flags;    // F
+    uint64_t compare_cas;     // C
+    uint64_t new_cas;         // E
+    uint64_t delta;           // D (ma; default 1)
+    uint64_t initial;         // J (ma; default 0)
+    char mode;                // M (0 if absent)
+    bool has(char c) const noexcept { return flags & meta_bit(c); }
+};
+
+inline constexpr size_t kKeyBufSize = 256;
 
 // A parsed command. Which fields are meaningful depends on cmd:
 //   storage:  key flags exptime value_len (cas_unique for cas)
@@ -83,7 +125,13 @@ enum class Err : uint8_t {
 //   delete/touch/incr/decr: key (+ exptime / delta)
 //   flush_all: exptime (delay, 0 if absent)   verbosity: level   cache_memlimit: memlimit
 //   stats / shutdown / debug: args (the text after the command name, trimmed)
+//   meta commands: key (decoded when flag b), meta; ms: value_len
+// Not copyable: key may point into key_buf.
 struct Request {
+    Request() noexcept = default;
+    Request(const Request&) = delete;
+    Request& operator=(const Request&) = delete;
+
     Cmd cmd = Cmd::Error;
     Err error = Err::None;
     bool noreply = false;
@@ -99,6 +147,9 @@ struct Request {
     uint32_t level = 0;     // verbosity
     uint32_t memlimit = 0;  // cache_memlimit, megabytes
     bool memlimit_ok = false;
+    uint32_t swallow = 0;  // with Cmd::Error: value bytes to discard after the line (ms)
+    Meta meta;             // meta commands
+    char key_buf[kKeyBufSize];  // a base64 key (flag b) decoded; key points here then
 };
 
 // Iterates the space-separated keys of a get-family line without copying.

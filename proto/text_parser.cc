@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "proto/base64.h"
 #include "proto/numbers.h"
 
 namespace mcm::proto {
@@ -161,12 +162,234 @@ std::string_view args_of(const Tokens& t, std::string_view line) noexcept {
     return a;
 }
 
+
+// ---- Meta commands (mg ms md ma mn me), memcached 1.6.18's rules. ----
+
+constexpr size_t kMetaMaxTokens = 20;    // MFLAG_MAX_OPT_LENGTH: more tokens is an error
+constexpr size_t kMetaMaxOpaque = 32;    // an O token, its letter included
+
+// Checks and reads the flag tokens from index `first` (memcached's _meta_flag_preparse):
+// an unknown letter stops at once; a malformed value is remembered and parsing goes on, the
+// last such error being the one reported. Decodes a base64 key (flag b) into req->key_buf.
+bool meta_preparse(const Tokens& t, size_t first, Request* req, Err* err) noexcept {
+    Meta& m = req->meta;
+    bool bad = false;
+    uint64_t seen_high = 0;  // letters outside 'A'..'z' are rejected below anyway
+    for (size_t i = first; i + 1 < t.ntokens; ++i) {
+        std::string_view tok = t.tok(i);
+        unsigned char o = static_cast<unsigned char>(tok[0]);
+        if (o >= 127) {
+            *err = Err::DuplicateFlag;  // memcached's wording for bytes above 126
+            return false;
+        }
+        uint64_t bit = o >= 'A' && o <= 'z' ? meta_bit(static_cast<char>(o)) : 0;
+        if (bit == 0) {
+            // Not a letter: never a valid flag, but a repeat is reported as such first.
+            uint64_t b2 = uint64_t{1} << (o & 63);
+            if (seen_high & b2) {
+                *err = Err::DuplicateFlag;
+                return false;
+            }
+            seen_high |= b2;
+            *err = Err::InvalidFlag;
+            return false;
+        }
+        if (m.flags & bit) {
+            *err = Err::DuplicateFlag;
+            return false;
+        }
+        m.flags |= bit;
+        std::string_view v = tok.substr(1);
+        switch (o) {
+            case 'b': {
+                size_t n = base64_decode(req->key, req->key_buf);
+                if (n == 0) {
+                    *err = Err::DecodingKey;
+                    bad = true;
+                }
+                req->key = std::string_view(req->key_buf, n);
+                break;
+            }
+            case 'N':
+                if (!parse_i32(v, &m.vivify_ttl)) {
+                    *err = Err::BadToken;
+                    bad = true;
+                }
+                break;
+            case 'T':
+                if (!parse_i32(v, &m.ttl)) {
+                    *err = Err::BadToken;
+                    bad = true;
+                }
+                break;
+            case 'R':
+                if (!parse_i32(v, &m.recache_ttl)) {
+                    *err = Err::BadToken;
+                    bad = true;
+                }
+                break;
+            case 'F':
+                if (!parse_u32(v, &m.client_flags)) bad = true;  // keeps the current message
+                break;
+            case 'C':
+                if (!parse_u64(v, &m.compare_cas)) {
+                    *err = Err::BadToken;
+                    bad = true;
+                }
+                break;
+            case 'E':  // newer than 1.6.18: a CAS value chosen by the client
+                if (!parse_u64(v, &m.new_cas)) {
+                    *err = Err::BadToken;
+                    bad = true;
+                }
+                break;
+            case 'M':
+                if (tok.size() != 2) {
+                    *err = Err::MTokenLength;
+                    bad = true;
+                } else {
+                    m.mode = tok[1];
+                }
+                break;
+            case 'J':
+                if (!parse_u64(v, &m.initial)) {
+                    *err = Err::InvalidInitial;
+                    bad = true;
+                }
+                break;
+            case 'D':
+                if (!parse_u64(v, &m.delta)) {
+                    *err = Err::InvalidDeltaValue;
+                    bad = true;
+                }
+                break;
+            case 'O':
+            case 'P':
+            case 'L':
+            case 'k':
+            case 's':
+            case 't':
+            case 'c':
+            case 'f':
+            case 'v':
+            case 'h':
+            case 'l':
+            case 'u':
+            case 'q':
+            case 'I':
+                break;
+            default:
+                m.flags &= ~bit;
+                *err = Err::InvalidFlag;
+                return false;
+        }
+    }
+    return !bad;
+}
+
+bool opaque_too_long(const Tokens& t, size_t first) noexcept {
+    for (size_t i = first; i + 1 < t.ntokens; ++i) {
+        if (t.tok(i)[0] == 'O' && t.tok(i).size() > kMetaMaxOpaque) return true;
+    }
+    return false;
+}
+
+void parse_meta(const Tokens& t, char sub, std::string_view line, Request* req) noexcept {
+    Meta& m = req->meta;
+    m.flags = 0;
+    m.ttl = m.vivify_ttl = m.recache_ttl = 0;
+    m.client_flags = 0;
+    m.compare_cas = m.new_cas = 0;
+    m.delta = 1;
+    m.initial = 0;
+    m.mode = 0;
+    m.tokens = {};
+    if (sub == 'n') {
+        req->cmd = Cmd::MetaNoop;
+        return;
+    }
+    if (sub == 'e') {
+        // me <key> [b]: anything after is ignored.
+        if (t.ntokens < 3 || t.tok(1).size() > kKeyMaxLength) return fail(req, Err::BadFormat);
+        req->key = t.tok(1);
+        if (t.ntokens >= 4 && t.tok(2) == "b") {
+            size_t n = base64_decode(req->key, req->key_buf);
+            if (n == 0) return fail(req, Err::BadFormat);
+            req->key = std::string_view(req->key_buf, n);
+            m.flags |= meta_bit('b');
+        }
+        req->cmd = Cmd::MetaDebug;
+        return;
+    }
+    Cmd cmd;
+    switch (sub) {
+        case 'g': cmd = Cmd::MetaGet; break;
+        case 's': cmd = Cmd::MetaSet; break;
+        case 'd': cmd = Cmd::MetaDelete; break;
+        case 'a': cmd = Cmd::MetaArith; break;
+        default: return fail(req, Err::Error);
+    }
+    if (t.ntokens < 3) return fail(req, Err::Error);
+    if (t.tok(1).size() > kKeyMaxLength) return fail(req, Err::BadFormat);
+    req->key = t.tok(1);
+    size_t first = 2;
+    if (cmd == Cmd::MetaSet) {
+        if (t.ntokens == 3) return fail(req, Err::BadFormat);
+    }
+    if (t.ntokens > kMetaMaxTokens) {
+        return fail(req, cmd == Cmd::MetaGet ? Err::FlagsAreTooLong : Err::FlagsTooLong);
+    }
+    if (cmd == Cmd::MetaSet) {
+        if (!parse_i32(t.tok(2), &req->value_len) || req->value_len < 0 ||
+            req->value_len > INT32_MAX - 2) {
+            return fail(req, Err::BadFormat);
+        }
+        first = 3;
+    }
+    if (first < t.ntokens - 1) {
+        std::string_view ft = t.tok(first);
+        std::string_view lt = t.tok(t.ntokens - 2);
+        m.tokens = line.substr(static_cast<size_t>(ft.data() - line.data()),
+                               static_cast<size_t>(lt.data() + lt.size() - ft.data()));
+    }
+    Err err = Err::BadFormat;
+    if (!meta_preparse(t, first, req, &err)) {
+        if (cmd == Cmd::MetaDelete || cmd == Cmd::MetaArith) err = Err::InvalidOrDuplicateFlag;
+        fail(req, err);
+        if (cmd == Cmd::MetaSet) req->swallow = static_cast<uint32_t>(req->value_len) + 2;
+        return;
+    }
+    if (cmd == Cmd::MetaSet) {
+        switch (m.mode) {
+            case 0: case 'E': case 'A': case 'P': case 'R': case 'S': break;
+            default:
+                fail(req, Err::InvalidMsMode);
+                req->swallow = static_cast<uint32_t>(req->value_len) + 2;
+                return;
+        }
+    } else if (cmd == Cmd::MetaArith) {
+        switch (m.mode) {
+            case 0: case 'I': case '+': case 'D': case '-': break;
+            default: return fail(req, Err::InvalidMaMode);
+        }
+    }
+    if (opaque_too_long(t, first)) {
+        fail(req, Err::OpaqueTooLong);
+        if (cmd == Cmd::MetaSet) req->swallow = static_cast<uint32_t>(req->value_len) + 2;
+        return;
+    }
+    req->noreply = m.has('q');
+    req->cmd = cmd;
+}
+
 void parse_line(std::string_view line, Request* req) noexcept {
     Tokens t;
     tokenize(line, &t);
     // Every command has at least two bytes and one token.
     if (t.ntokens < 2 || t.tok(0).size() < 2) return fail(req, Err::Error);
     std::string_view c = t.tok(0);
+    // Meta commands are the two-letter ones starting with 'm'.
+    if (c[0] == 'm' && c.size() == 2) return parse_meta(t, c[1], line, req);
     switch (c[0]) {
         case 'g':
             if (c == "get") return parse_get(t, Cmd::Get, line, req);

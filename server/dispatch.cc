@@ -12,6 +12,7 @@
 #include "proto/numbers.h"
 #include "proto/text_parser.h"
 #include "server/log.h"
+#include "server/textfmt.h"
 
 namespace mcm::server {
 
@@ -19,17 +20,6 @@ using proto::Cmd;
 using proto::Request;
 
 namespace {
-
-char* put_u64(char* p, uint64_t v) noexcept {
-    char tmp[20];
-    int n = 0;
-    do {
-        tmp[n++] = static_cast<char>('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    while (n > 0) *p++ = tmp[--n];
-    return p;
-}
 
 store::StoreOp store_op(Cmd c) noexcept {
     switch (c) {
@@ -51,7 +41,20 @@ void Dispatcher::reply(const Request& req, OutBuf& out, std::string_view line) {
 Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending, size_t* swallow) {
     store::Store& st = ctx_.store;
     switch (req.cmd) {
-        case Cmd::Error: reply(req, out, proto::error_text(req.error)); return Next::Continue;
+        case Cmd::Error:
+            if (req.swallow != 0) {  // a meta set's error: always sent, its value discarded
+                out.append(proto::error_text(req.error));
+                *swallow = req.swallow;
+                return Next::Swallow;
+            }
+            reply(req, out, proto::error_text(req.error));
+            return Next::Continue;
+        case Cmd::MetaGet: meta_get(req, out); return Next::Continue;
+        case Cmd::MetaSet: return meta_set(req, out, pending, swallow);
+        case Cmd::MetaDelete: meta_delete(req, out); return Next::Continue;
+        case Cmd::MetaArith: meta_arith(req, out); return Next::Continue;
+        case Cmd::MetaNoop: out.append("MN\r\n"); return Next::Continue;
+        case Cmd::MetaDebug: meta_debug(req, out); return Next::Continue;
         case Cmd::Get:
         case Cmd::Gets:
         case Cmd::Gat:
@@ -252,10 +255,12 @@ void Dispatcher::arith(const Request& req, OutBuf& out) {
             return;
         case store::DeltaStatus::NonNumeric: reply(req, out, proto::kNonNumeric); return;
         case store::DeltaStatus::NoMemory: reply(req, out, proto::kOutOfMemory); return;
+        case store::DeltaStatus::Exists: return;  // only with a cas to compare (ma C)
     }
 }
 
 void Dispatcher::finish_store(PendingStore* pending, OutBuf& out) {
+    if (pending->meta) return finish_meta_store(pending, out);
     store::ItemRef item = std::move(pending->item);
     Request r;  // for reply(): only noreply matters
     r.noreply = pending->noreply;

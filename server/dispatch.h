@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "proto/request.h"
 #include "server/context.h"
@@ -23,9 +24,12 @@ enum class Next : uint8_t {
 
 // A storage command between its command line and its value.
 struct PendingStore {
-    proto::Cmd cmd = proto::Cmd::Set;
+    proto::Cmd cmd = proto::Cmd::Set;  // for ms: the text command its mode maps to
     bool noreply = false;
+    bool meta = false;  // ms: reply with a meta status line
     uint64_t cas_unique = 0;
+    store::StoreExtra extra;   // ms: E and I
+    std::string meta_tokens;   // ms: the flags, for the reply (O, k, c in request order)
     store::ItemRef item;
 };
 
@@ -42,6 +46,12 @@ public:
 
 private:
     void get(const proto::Request& req, OutBuf& out);
+    void meta_get(const proto::Request& req, OutBuf& out);
+    Next meta_set(const proto::Request& req, OutBuf& out, PendingStore* pending, size_t* swallow);
+    void finish_meta_store(PendingStore* pending, OutBuf& out);
+    void meta_delete(const proto::Request& req, OutBuf& out);
+    void meta_arith(const proto::Request& req, OutBuf& out);
+    void meta_debug(const proto::Request& req, OutBuf& out);
     void arith(const proto::Request& req, OutBuf& out);
     void stats(const proto::Request& req, OutBuf& out);
     void debug(const proto::Request& req, OutBuf& out);

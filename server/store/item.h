@@ -10,7 +10,7 @@
 //         28  client_flags
 //         32  nbytes         value length including the trailing "\r\n"
 //         36  nkey
-//         37  iflags         kLinked | kFetched | kAccessed | kLarge | kFree
+//         37  iflags         kLinked kFetched kAccessed kLarge kFree kStale kWinSent kKeyBinary
 //         38  key bytes, then value bytes ending with "\r\n"
 //
 // 38 bytes of header and no LRU links: eviction is CLOCK over each size class's chunks (see
@@ -50,6 +50,9 @@ struct Item {
     static constexpr uint8_t kAccessed = 4;  // read since the CLOCK hand last passed
     static constexpr uint8_t kLarge = 8;     // a heap block, not a slab chunk
     static constexpr uint8_t kFree = 16;     // a slab chunk on its class's free list
+    static constexpr uint8_t kStale = 32;    // marked stale (md I, ms I): mg reports X
+    static constexpr uint8_t kWinSent = 64;  // a client was told W (recache win): others get Z
+    static constexpr uint8_t kKeyBinary = 128;  // stored with a base64 key (meta flag b)
 
     bool has(uint8_t f) const noexcept { return iflags.load(std::memory_order_relaxed) & f; }
     void set(uint8_t f) noexcept { iflags.fetch_or(f, std::memory_order_relaxed); }

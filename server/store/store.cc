@@ -25,7 +25,6 @@ namespace {
 constexpr unsigned kShardBits = 6;
 constexpr size_t kShards = size_t{1} << kShardBits;
 constexpr size_t kMaxClasses = 128;         // slab classes, large class included
-constexpr RelTime kUpdateInterval = 60;     // memcached's ITEM_UPDATE_INTERVAL: time bump rate
 constexpr size_t kMigrateSlotsPerOp = 4;    // growth work done by each operation
 constexpr size_t kMemcachedItemHeader = 48; // sizeof(item) in memcached, for -I's boundary
 
@@ -353,25 +352,30 @@ Item* Store::find_live(Shard& s, uint64_t h, std::string_view key, RelTime now,
     return it;
 }
 
+uint64_t Store::take_cas(uint64_t requested) noexcept {
+    return requested != 0 ? requested : impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
+}
+
 bool Store::replace_if_unchanged(Shard& s, uint64_t h, std::string_view key, uint64_t old_cas,
-                                 Item* fresh, uint64_t* cas_out) noexcept {
+                                 Item* fresh, uint64_t* cas_out, uint64_t new_cas) noexcept {
     MissReason why;
     RelTime now = clock_.now();
     Item* cur = find_live(s, h, key, now, &why);
     if (cur == nullptr || cur->cas != old_cas) return false;
     unlink_locked(s, h, cur);
-    uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
+    uint64_t cas = take_cas(new_cas);
     link_locked(s, h, fresh, now, cas, config_.hash_expand);
     if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
     return true;
 }
 
-// A read marks the item for the CLOCK hand; like memcached's LRU bump, its access time moves
-// at most once a minute (fewer writes to shared lines). Both only write when something changes.
+// A read marks the item for the CLOCK hand and records the access time (memcached 1.6's
+// segmented LRU does too: mg's l and me's la show it). Both write only when something
+// changes, so a hot item costs at most one write a second.
 static void bump(Item* it, RelTime now) noexcept {
     constexpr uint8_t kMarks = Item::kFetched | Item::kAccessed;
     if ((it->iflags.load(std::memory_order_relaxed) & kMarks) != kMarks) it->set(kMarks);
-    if (it->time + kUpdateInterval <= now) it->time = now;
+    if (it->time != now) it->time = now;
 }
 
 // get and gat: one lookup; a non-null new_exptime also sets the exptime (gat/touch).
@@ -400,6 +404,85 @@ bool Store::touch(std::string_view key, RelTime exptime) noexcept {
     return static_cast<bool>(fetch(key, &exptime).item);
 }
 
+unsigned Store::class_of(const Item* it) const noexcept { return impl_->slabs.class_of(it); }
+
+Lookup Store::peek(std::string_view key) noexcept {
+    uint64_t h = hash_key(key);
+    Shard& s = shards_[h & (kShards - 1)];
+    Lookup r;
+    std::lock_guard<std::mutex> g(s.mu);
+    Item* it = find_live(s, h, key, clock_.now(), &r.reason);
+    if (it == nullptr) return r;
+    it->refcount.fetch_add(1, std::memory_order_relaxed);
+    r.item = ItemRef(this, it);
+    return r;
+}
+
+void Store::meta_get(std::string_view key, const MetaGetArgs& a, MetaGetResult* out) noexcept {
+    uint64_t h = hash_key(key);
+    Shard& s = shards_[h & (kShards - 1)];
+    ItemRef fresh;  // for N: allocated outside the lock (allocation may evict)
+    for (int attempt = 0;; ++attempt) {
+        std::unique_lock<std::mutex> lk(s.mu);
+        RelTime now = clock_.now();
+        Item* it = find_live(s, h, key, now, &out->reason);
+        bool created = false;
+        if (it == nullptr) {
+            if (!a.vivify) return;
+            if (!fresh) {
+                lk.unlock();
+                if (attempt > 0 || alloc(key, 0, 0, 0, &fresh) != AllocStatus::Ok) return;
+                std::memcpy(fresh->value(), "\r\n", 2);
+                if (a.key_binary) fresh->set(Item::kKeyBinary);
+                continue;  // look again: someone may have stored it meanwhile
+            }
+            it = fresh.get();
+            it->exptime = a.vivify_exptime;
+            link_locked(s, h, it, now, take_cas(a.new_cas), config_.hash_expand);
+            created = true;
+            out->reason = MissReason::None;
+        }
+        out->created = created;
+        out->fetched_before = it->has(Item::kFetched);
+        out->last_access = it->time;
+        out->exptime_before = created ? 0 : it->exptime;
+        RelTime exp_before_touch = it->exptime;
+        if (a.touch && (!created || a.touch_after_vivify)) it->exptime = a.exptime;
+        bool won = created;
+        bool sent = it->has(Item::kWinSent);
+        RelTime seen = a.recache_after_touch ? it->exptime : exp_before_touch;
+        if (a.recache && !created && !sent && seen != 0 && seen < a.recache_time) won = true;
+        out->win_sent_before = sent;
+        out->stale = it->has(Item::kStale);
+        if (out->stale && !sent) won = true;
+        out->won = won;
+        if (won) it->set(Item::kWinSent);
+        if (!a.no_bump) bump(it, now);
+        it->refcount.fetch_add(1, std::memory_order_relaxed);
+        out->item = ItemRef(this, it);
+        return;
+    }
+}
+
+MetaDeleteStatus Store::meta_delete(std::string_view key, const MetaDeleteArgs& a) noexcept {
+    uint64_t h = hash_key(key);
+    Shard& s = shards_[h & (kShards - 1)];
+    std::lock_guard<std::mutex> g(s.mu);
+    MissReason why;
+    Item* it = find_live(s, h, key, clock_.now(), &why);
+    if (it == nullptr) return MetaDeleteStatus::NotFound;
+    if (a.has_cas && it->cas != a.cas) return MetaDeleteStatus::Exists;
+    if (a.invalidate) {
+        if (a.touch) it->exptime = a.exptime;
+        it->set(Item::kStale);
+        it->clear(Item::kWinSent);  // the next reader wins the recache
+        it->cas = config_.use_cas ? take_cas(a.new_cas) : 0;
+        return MetaDeleteStatus::Invalidated;
+    }
+    unlink_locked(s, h, it);
+    return MetaDeleteStatus::Deleted;
+}
+
 bool Store::remove(std::string_view key) noexcept {
     uint64_t h = hash_key(key);
     Shard& s = shards_[h & (kShards - 1)];
@@ -411,7 +494,9 @@ bool Store::remove(std::string_view key) noexcept {
     return true;
 }
 
-StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* cas_out) noexcept {
+StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* cas_out,
+                         const StoreExtra* extra) noexcept {
+    const uint64_t new_cas = extra != nullptr ? extra->new_cas : 0;
     Item* it = item.get();
     std::string_view key = it->key();
     uint64_t h = hash_key(key);
@@ -436,12 +521,25 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
                 break;
             case StoreOp::Cas:
                 if (old == nullptr) return StoreStatus::NotFound;
-                if (old->cas != cas_in) return StoreStatus::Exists;
+                if (old->cas != cas_in) {
+                    // ms I: an older cas still stores, but the item reads as stale (X).
+                    if (extra == nullptr || !extra->set_stale || cas_in == 0 || cas_in >= old->cas) {
+                        return StoreStatus::Exists;
+                    }
+                    // As memcached: the old TTL and recache state carry over.
+                    it->set(Item::kStale);
+                    if (old->has(Item::kWinSent)) it->set(Item::kWinSent);
+                    it->exptime = old->exptime;
+                }
                 break;
             case StoreOp::Set: break;
             case StoreOp::Append:
             case StoreOp::Prepend: {
                 if (old == nullptr) return StoreStatus::NotStored;
+                // ms MA/MP with C: the cas must match (0 means none given, as in memcached).
+                if (extra != nullptr && cas_in != 0 && old->cas != cas_in) {
+                    return StoreStatus::Exists;
+                }
                 // Keep a reference and the cas to detect a concurrent change.
                 old->refcount.fetch_add(1, std::memory_order_relaxed);
                 uint64_t old_cas = old->cas;
@@ -465,7 +563,8 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
                 v[old_len + add_len] = '\r';
                 v[old_len + add_len + 1] = '\n';
                 lk.lock();
-                if (replace_if_unchanged(s, h, key, old_cas, combined.get(), cas_out)) {
+                if (it->has(Item::kKeyBinary)) combined->set(Item::kKeyBinary);
+                if (replace_if_unchanged(s, h, key, old_cas, combined.get(), cas_out, new_cas)) {
                     return StoreStatus::Stored;
                 }
                 if (attempt < 16) continue;  // raced with another write: start over
@@ -473,7 +572,7 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
             }
         }
         if (old != nullptr) unlink_locked(s, h, old);
-        uint64_t cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
+        uint64_t cas = take_cas(new_cas);
         link_locked(s, h, it, now, cas, config_.hash_expand);
         if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
         return StoreStatus::Stored;
@@ -481,7 +580,8 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
 }
 
 DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint64_t* value,
-                         uint64_t* cas_out) noexcept {
+                         uint64_t* cas_out, DeltaExtra* extra) noexcept {
+    const uint64_t new_cas = extra != nullptr ? extra->new_cas : 0;
     uint64_t h = hash_key(key);
     Shard& s = shards_[h & (kShards - 1)];
     for (int attempt = 0;; ++attempt) {
@@ -490,6 +590,8 @@ DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint6
         MissReason why;
         Item* it = find_live(s, h, key, now, &why);
         if (it == nullptr) return DeltaStatus::NotFound;
+        if (extra != nullptr && extra->has_cas && it->cas != extra->cas) return DeltaStatus::Exists;
+        if (extra != nullptr) extra->exptime_before = it->exptime;
         if (it->nbytes <= 2) return DeltaStatus::NonNumeric;
         uint64_t v = 0;
         // memcached parses the stored bytes with strtoull: the "\r\n" ends the number.
@@ -519,15 +621,20 @@ DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint6
             // In place, padded with spaces, as memcached does ("10" decr 1 reads "9 ").
             std::memcpy(it->value(), buf, res);
             std::memset(it->value() + res, ' ', it->nbytes - res - 2);
-            it->cas = impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
+            it->cas = take_cas(new_cas);
+            if (extra != nullptr) {
+                if (extra->touch) it->exptime = extra->exptime;
+                extra->exptime_out = it->exptime;
+            }
             bump(it, now);
             if (cas_out != nullptr) *cas_out = config_.use_cas ? it->cas : 0;
             return DeltaStatus::Ok;
         }
         // A new item of the exact length replaces the old one.
         uint32_t flags = it->client_flags;
-        RelTime exptime = it->exptime;
+        RelTime exptime = extra != nullptr && extra->touch ? extra->exptime : it->exptime;
         uint64_t old_cas = it->cas;
+        bool binary = it->has(Item::kKeyBinary);
         lk.unlock();
         ItemRef fresh;
         if (alloc(key, flags, exptime, static_cast<uint32_t>(res), &fresh) != AllocStatus::Ok) {
@@ -536,8 +643,12 @@ DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint6
         std::memcpy(fresh->value(), buf, res);
         fresh->value()[res] = '\r';
         fresh->value()[res + 1] = '\n';
+        if (binary) fresh->set(Item::kKeyBinary);
         lk.lock();
-        if (replace_if_unchanged(s, h, key, old_cas, fresh.get(), cas_out)) return DeltaStatus::Ok;
+        if (replace_if_unchanged(s, h, key, old_cas, fresh.get(), cas_out, new_cas)) {
+            if (extra != nullptr) extra->exptime_out = exptime;
+            return DeltaStatus::Ok;
+        }
         // Someone wrote in between: recompute from their value.
         if (attempt < 16) continue;
         return DeltaStatus::NotFound;

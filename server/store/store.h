@@ -51,6 +51,7 @@ enum class AllocStatus : uint8_t { Ok, TooLarge, NoMemory };
 enum class DeltaStatus : uint8_t {
     Ok,          // *value holds the new value
     NotFound,    // NOT_FOUND
+    Exists,      // ma with C: the item's cas differs
     NonNumeric,  // CLIENT_ERROR cannot increment or decrement non-numeric value
     NoMemory,    // SERVER_ERROR out of memory
 };
@@ -61,6 +62,63 @@ enum class MissReason : uint8_t { None, Missing, Expired, Flushed };
 struct Lookup {
     ItemRef item;
     MissReason reason = MissReason::None;
+};
+
+// Meta-protocol extras for store(): E (the client picks the new cas unique) and I with C
+// (a cas older than the item's still stores, marked stale).
+struct StoreExtra {
+    uint64_t new_cas = 0;  // 0: take the next unique
+    bool set_stale = false;
+};
+
+// mg's item changes, all made under the shard lock together with the lookup.
+struct MetaGetArgs {
+    bool touch = false;  // T: set exptime
+    RelTime exptime = 0;
+    bool vivify = false;  // N: on a miss create an empty item with vivify_exptime; W to us
+    RelTime vivify_exptime = 0;
+    bool touch_after_vivify = true;  // T came after N: on a created item T's exptime wins
+    bool recache_after_touch = true;  // R came after T: R looks at the new exptime
+    bool recache = false;  // R: win if the remaining TTL is below recache_time
+    RelTime recache_time = 0;
+    bool no_bump = false;    // u: no fetched mark, no access time update
+    uint64_t new_cas = 0;    // E: unique of a vivified item
+    bool key_binary = false;  // b: a vivified item's key was sent in base64
+};
+
+struct MetaGetResult {
+    ItemRef item;  // empty on a miss
+    MissReason reason = MissReason::None;
+    bool created = false;         // vivified by this request
+    bool won = false;             // W
+    bool win_sent_before = false; // Z
+    bool stale = false;           // X
+    bool fetched_before = false;  // h (before this request)
+    RelTime last_access = 0;      // l (before this request)
+    RelTime exptime_before = 0;   // before T (0 for a created item)
+};
+
+// md's options.
+struct MetaDeleteArgs {
+    bool has_cas = false;  // C
+    uint64_t cas = 0;
+    bool invalidate = false;  // I: mark stale with a new unique instead of removing
+    bool touch = false;       // T (with I)
+    RelTime exptime = 0;
+    uint64_t new_cas = 0;  // E
+};
+
+enum class MetaDeleteStatus : uint8_t { Deleted, Invalidated, NotFound, Exists };
+
+// ma's options beyond incr/decr.
+struct DeltaExtra {
+    bool has_cas = false;  // C
+    uint64_t cas = 0;
+    bool touch = false;  // T: set exptime on success
+    RelTime exptime = 0;
+    uint64_t new_cas = 0;       // E
+    RelTime exptime_out = 0;    // the item's exptime afterwards
+    RelTime exptime_before = 0; // and before T
 };
 
 // Counters owned by the store, summed over shards when stats asks (memcached's names).
@@ -128,8 +186,10 @@ public:
     // For append/prepend a new combined item is allocated (flags and exptime of the old item
     // kept, as memcached does) and may fail with TooLarge/NoMemory. On success *cas_out (if
     // not null) receives the stored item's cas unique.
+    // With extra (meta commands): append/prepend also compare a non-zero cas_in; see StoreExtra.
     [[nodiscard]] StoreStatus store(ItemRef& item, StoreOp op, uint64_t cas_in = 0,
-                                    uint64_t* cas_out = nullptr) noexcept;
+                                    uint64_t* cas_out = nullptr,
+                                    const StoreExtra* extra = nullptr) noexcept;
 
     // --- Reads. ---
 
@@ -139,6 +199,19 @@ public:
 
     // gat/gats: as get, and sets the item's exptime.
     [[nodiscard]] Lookup get_and_touch(std::string_view key, RelTime exptime) noexcept;
+
+    // The size class an item lives in (`stats items` ids; me's cls).
+    unsigned class_of(const Item* it) const noexcept;
+
+    // me: a live item without marking it fetched or bumping it.
+    [[nodiscard]] Lookup peek(std::string_view key) noexcept;
+
+    // mg: lookup plus T/N/R/u handling and the W/X/Z recache flags, atomically.
+    void meta_get(std::string_view key, const MetaGetArgs& args, MetaGetResult* out) noexcept;
+
+    // md: delete, or with invalidate mark stale; optionally only if the cas matches.
+    [[nodiscard]] MetaDeleteStatus meta_delete(std::string_view key,
+                                               const MetaDeleteArgs& args) noexcept;
 
     // touch: true if the key was live and its exptime is now set.
     [[nodiscard]] bool touch(std::string_view key, RelTime exptime) noexcept;
@@ -153,8 +226,10 @@ public:
     // 0. The new value is written in place (padded with spaces) when it is not longer than the
     // old one and no one else holds a reference; otherwise a new item replaces it. The item's
     // cas unique changes either way. *value receives the new number.
+    // extra (ma): compare cas, set exptime, choose the new unique; reports the exptime.
     [[nodiscard]] DeltaStatus delta(std::string_view key, bool incr, uint64_t amount,
-                                    uint64_t* value, uint64_t* cas_out = nullptr) noexcept;
+                                    uint64_t* value, uint64_t* cas_out = nullptr,
+                                    DeltaExtra* extra = nullptr) noexcept;
 
     // flush_all [delay]: delay_exptime is the protocol argument (0 or absent = now), converted
     // with memcached's rules. Items written before the flush point read as misses
@@ -201,7 +276,8 @@ private:
     // Under s.mu: if the key still maps to an item with unique old_cas, replace it with fresh
     // (a new unique). False if someone wrote the key in between.
     bool replace_if_unchanged(Shard& s, uint64_t h, std::string_view key, uint64_t old_cas,
-                              Item* fresh, uint64_t* cas_out) noexcept;
+                              Item* fresh, uint64_t* cas_out, uint64_t new_cas = 0) noexcept;
+    uint64_t take_cas(uint64_t requested) noexcept;
 
     Config config_;
     Clock& clock_;
