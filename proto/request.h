@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace mcm::proto {
@@ -126,11 +127,11 @@ inline constexpr size_t kKeyBufSize = 256;
 //   flush_all: exptime (delay, 0 if absent)   verbosity: level   cache_memlimit: memlimit
 //   stats / shutdown / debug: args (the text after the command name, trimmed)
 //   meta commands: key (decoded when flag b), meta; ms: value_len
-// Not copyable: key may point into key_buf.
+// Copies keep key valid when it points into key_buf.
 struct Request {
     Request() noexcept = default;
-    Request(const Request&) = delete;
-    Request& operator=(const Request&) = delete;
+    Request(const Request& o) noexcept { *this = o; }
+    Request& operator=(const Request& o) noexcept;
 
     Cmd cmd = Cmd::Error;
     Err error = Err::None;
@@ -151,6 +152,32 @@ struct Request {
     Meta meta;             // meta commands
     char key_buf[kKeyBufSize];  // a base64 key (flag b) decoded; key points here then
 };
+
+inline Request& Request::operator=(const Request& o) noexcept {
+    if (this == &o) return *this;
+    cmd = o.cmd;
+    error = o.error;
+    noreply = o.noreply;
+    close = o.close;
+    key = o.key;
+    keys = o.keys;
+    args = o.args;
+    flags = o.flags;
+    exptime = o.exptime;
+    value_len = o.value_len;
+    cas_unique = o.cas_unique;
+    delta = o.delta;
+    level = o.level;
+    memlimit = o.memlimit;
+    memlimit_ok = o.memlimit_ok;
+    swallow = o.swallow;
+    meta = o.meta;
+    if (key.data() >= o.key_buf && key.data() < o.key_buf + kKeyBufSize) {
+        std::memcpy(key_buf, o.key_buf, key.size());
+        key = std::string_view(key_buf, key.size());
+    }
+    return *this;
+}
 
 // Iterates the space-separated keys of a get-family line without copying.
 class KeyCursor {

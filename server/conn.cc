@@ -123,7 +123,7 @@ ssize_t Conn::read_some(bool* drained) {
     // A value being read goes straight into the item once the buffer holds none of it.
     if (state_ == ConnState::ReadValue && rstart_ == rend_) {
         store::Item* it = pending_.item.get();
-        size_t need = it->nbytes - value_filled_;
+        size_t need = pending_.wire_len - value_filled_;
         ssize_t n = sys_read(fd_, it->value() + value_filled_, need);
         if (n > 0) {
             value_filled_ += static_cast<size_t>(n);
@@ -176,7 +176,7 @@ Conn::Step Conn::process() {
             case ConnState::Closing: return Step::Close;
             case ConnState::ReadValue: {
                 store::Item* it = pending_.item.get();
-                size_t need = it->nbytes - value_filled_;
+                size_t need = pending_.wire_len - value_filled_;
                 size_t have = rend_ - rstart_;
                 size_t n = need < have ? need : have;
                 if (n > 0) {
@@ -184,7 +184,7 @@ Conn::Step Conn::process() {
                     rstart_ += n;
                     value_filled_ += n;
                 }
-                if (value_filled_ < it->nbytes) return Step::NeedRead;
+                if (value_filled_ < pending_.wire_len) return Step::NeedRead;
                 dispatcher_.finish_store(&pending_, out_);
                 state_ = ConnState::Parse;
                 break;
@@ -205,25 +205,50 @@ Conn::Step Conn::process() {
                     worker_->stats().conn_yields.add();
                     return Step::Yield;
                 }
-                proto::Request req;
+                if (proto_ == WireProto::Unknown) {
+                    // -B auto: a binary client's first byte is the request magic.
+                    Protocol b = ctx_.settings.binding_protocol;
+                    bool bin = b == Protocol::Binary ||
+                               (b == Protocol::Auto &&
+                                static_cast<uint8_t>(rbuf_[rstart_]) == proto::bin::kReqMagic);
+                    proto_ = bin ? WireProto::Binary : WireProto::Text;
+                }
                 size_t consumed = 0;
-                std::string_view in(rbuf_ + rstart_, rend_ - rstart_);
-                proto::ParseStatus ps = proto::parse_command(in, &req, &consumed);
-                if (ps == proto::ParseStatus::NeedMore) return Step::NeedRead;
-                if (ps == proto::ParseStatus::Close) {
-                    state_ = ConnState::Closing;
-                    return Step::Close;
-                }
-                --budget_;
-                info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
-                if (log_enabled(LogLevel::Debug)) {  // -vv: each command line, as memcached
-                    size_t len = consumed;
-                    while (len > 0 && (in[len - 1] == '\n' || in[len - 1] == '\r')) --len;
-                    LOG(LogLevel::Debug, "<%d %.*s", fd_, static_cast<int>(len), in.data());
-                }
                 size_t swallow = 0;
-                Next next = dispatcher_.execute(req, out_, &pending_, &swallow);
-                rstart_ += consumed;  // the request's views are dead from here on
+                std::string_view in(rbuf_ + rstart_, rend_ - rstart_);
+                Next next;
+                if (proto_ == WireProto::Binary) {
+                    proto::bin::BinRequest breq;
+                    proto::ParseStatus ps = proto::bin::parse_binary(in, &breq, &consumed);
+                    if (ps == proto::ParseStatus::NeedMore) return Step::NeedRead;
+                    if (ps == proto::ParseStatus::Close) {
+                        // Bad magic: replies to the requests before it still go out.
+                        close_after_write_ = true;
+                        state_ = ConnState::Closing;
+                        return Step::Close;
+                    }
+                    --budget_;
+                    info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
+                    next = dispatcher_.execute_binary(breq, out_, &pending_, &swallow);
+                    rstart_ += consumed;
+                } else {
+                    proto::Request req;
+                    proto::ParseStatus ps = proto::parse_command(in, &req, &consumed);
+                    if (ps == proto::ParseStatus::NeedMore) return Step::NeedRead;
+                    if (ps == proto::ParseStatus::Close) {
+                        state_ = ConnState::Closing;
+                        return Step::Close;
+                    }
+                    --budget_;
+                    info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
+                    if (log_enabled(LogLevel::Debug)) {  // -vv: each command line, as memcached
+                        size_t len = consumed;
+                        while (len > 0 && (in[len - 1] == '\n' || in[len - 1] == '\r')) --len;
+                        LOG(LogLevel::Debug, "<%d %.*s", fd_, static_cast<int>(len), in.data());
+                    }
+                    next = dispatcher_.execute(req, out_, &pending_, &swallow);
+                    rstart_ += consumed;  // the request's views are dead from here on
+                }
                 switch (next) {
                     case Next::Continue: break;
                     case Next::ReadValue:

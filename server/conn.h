@@ -23,6 +23,8 @@ class Worker;
 //   Parse --alloc failed--> Swallow --bytes dropped--> Parse
 //   any --EOF, error, quit, bad framing--> Closing
 enum class ConnState : uint8_t { Parse, ReadValue, Swallow, Closing };
+// The protocol a connection speaks, decided by its first byte under -B auto.
+enum class WireProto : uint8_t { Unknown, Text, Binary };
 
 class Conn {
 public:
@@ -57,6 +59,7 @@ private:
     ServerContext& ctx_;
     int fd_;
     ConnState state_ = ConnState::Parse;
+    WireProto proto_ = WireProto::Unknown;
     event* ev_ = nullptr;
     short ev_flags_ = 0;
     bool want_write_ = false;  // replies are waiting for the socket to drain

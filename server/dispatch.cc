@@ -86,6 +86,7 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
             pending->cmd = req.cmd;
             pending->noreply = req.noreply;
             pending->cas_unique = req.cas_unique;
+            pending->wire_len = static_cast<uint32_t>(req.value_len) + 2;
             pending->item = std::move(item);
             return Next::ReadValue;
         }
@@ -261,6 +262,7 @@ void Dispatcher::arith(const Request& req, OutBuf& out) {
 
 void Dispatcher::finish_store(PendingStore* pending, OutBuf& out) {
     if (pending->meta) return finish_meta_store(pending, out);
+    if (pending->binary) return finish_binary_store(pending, out);
     store::ItemRef item = std::move(pending->item);
     Request r;  // for reply(): only noreply matters
     r.noreply = pending->noreply;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "proto/binary.h"
 #include "proto/request.h"
 #include "server/context.h"
 #include "server/outbuf.h"
@@ -24,9 +25,13 @@ enum class Next : uint8_t {
 
 // A storage command between its command line and its value.
 struct PendingStore {
-    proto::Cmd cmd = proto::Cmd::Set;  // for ms: the text command its mode maps to
+    proto::Cmd cmd = proto::Cmd::Set;  // for ms and binary: the text command it maps to
     bool noreply = false;
-    bool meta = false;  // ms: reply with a meta status line
+    bool meta = false;    // ms: reply with a meta status line
+    bool binary = false;  // binary protocol: the wire has no "\r\n" after the value
+    uint8_t bin_opcode = 0;
+    uint32_t bin_opaque = 0;
+    uint32_t wire_len = 0;  // value bytes to read from the connection
     uint64_t cas_unique = 0;
     store::StoreExtra extra;   // ms: E and I
     std::string meta_tokens;   // ms: the flags, for the reply (O, k, c in request order)
@@ -42,7 +47,12 @@ public:
     Next execute(const proto::Request& req, OutBuf& out, PendingStore* pending, size_t* swallow);
 
     // The value of a storage command has arrived in pending->item (with its 2 trailing bytes).
+    // Returns what the connection does next (binary errors may close it).
     void finish_store(PendingStore* pending, OutBuf& out);
+
+    // A binary-protocol request whose header, extras and key are parsed.
+    Next execute_binary(const proto::bin::BinRequest& req, OutBuf& out, PendingStore* pending,
+                        size_t* swallow);
 
 private:
     void get(const proto::Request& req, OutBuf& out);
@@ -52,6 +62,12 @@ private:
     void meta_delete(const proto::Request& req, OutBuf& out);
     void meta_arith(const proto::Request& req, OutBuf& out);
     void meta_debug(const proto::Request& req, OutBuf& out);
+    void finish_binary_store(PendingStore* pending, OutBuf& out);
+    void binary_get(const proto::bin::BinRequest& req, uint8_t cmd, bool quiet, OutBuf& out);
+    void binary_arith(const proto::bin::BinRequest& req, uint8_t cmd, bool quiet, OutBuf& out);
+    Next binary_update(const proto::bin::BinRequest& req, uint8_t cmd, bool quiet, OutBuf& out,
+                       PendingStore* pending, size_t* swallow);
+    void binary_stat(const proto::bin::BinRequest& req, OutBuf& out);
     void arith(const proto::Request& req, OutBuf& out);
     void stats(const proto::Request& req, OutBuf& out);
     void debug(const proto::Request& req, OutBuf& out);

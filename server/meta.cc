@@ -219,6 +219,7 @@ Next Dispatcher::meta_set(const Request& req, OutBuf& out, PendingStore* pending
     pending->extra.new_cas = m.new_cas;
     pending->extra.set_stale = m.has('I') && as_text == Cmd::Cas;
     pending->meta_tokens.assign(m.tokens);
+    pending->wire_len = static_cast<uint32_t>(req.value_len) + 2;
     pending->item = std::move(item);
     return Next::ReadValue;
 }

@@ -51,6 +51,15 @@ void OutBuf::rollback(Mark m) noexcept {
     wbuf_len_ = m.wlen;
 }
 
+std::string OutBuf::text() const {
+    std::string r;
+    for (size_t i = head_; i < segs_.size(); ++i) {
+        const Seg& s = segs_[i];
+        if (s.item == nullptr) r.append(wbuf_ + s.off, s.len);
+    }
+    return r;
+}
+
 void OutBuf::clear() noexcept {
     for (size_t i = head_; i < segs_.size(); ++i) {
         if (segs_[i].item != nullptr) store_->release(segs_[i].item);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string_view>
+#include <string>
 #include <vector>
 
 #include "server/store/store.h"
@@ -75,6 +76,9 @@ public:
     IoStatus flush(int fd, size_t* sent) noexcept;
 
     void clear() noexcept;  // drop everything unsent (connection closing)
+
+    // The unsent text segments concatenated (for re-framing a text reply, e.g. binary stats).
+    std::string text() const;
 
 private:
     struct Seg {

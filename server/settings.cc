@@ -132,7 +132,7 @@ void set_protocol(ParseState& st, const char* arg) {
     } else if (strcmp(arg, "ascii") == 0) {
         st.s.binding_protocol = Protocol::Ascii;
     } else if (strcmp(arg, "binary") == 0) {
-        refuse("-B binary: the binary protocol is not supported by this server yet");
+        st.s.binding_protocol = Protocol::Binary;
     } else {
         refuse(
             "Invalid value for binding protocol: %s\n -- should be one of auto, binary, or ascii",
@@ -326,7 +326,8 @@ const OptionSpec kOptions[] = {
      "length of the queue of connections not yet accepted\n(default: 1024)",
      [](ParseState& st, const char* a) { st.s.backlog = read_int("-b", a); }, nullptr},
     {'B', "protocol", Arg::Required, "-B, --protocol=<name>",
-     "auto or ascii (default: auto); binary is not offered yet", set_protocol, nullptr},
+     "protocol - one of ascii, binary, or auto (default: auto-negotiate)", set_protocol,
+     nullptr},
     {'I', "max-item-size", Arg::Required, "-I, --max-item-size=<num>",
      "largest item, k or m suffix allowed (default: 1m, min: 1k,\nmax: 1024m, and at most "
      "half of -m)",
@@ -699,7 +700,7 @@ std::string usage_text() {
     out +=
         "\nmemcached options this server refuses at startup, with a message: SASL (-S), TLS "
         "(-Z),\nauthentication files (-Y), memory files (-e), NAPI ids (-N), the license text "
-        "(-i),\nUDP (-U other than 0), the binary protocol (-B binary), and the extstore, TLS, "
+        "(-i),\nUDP (-U other than 0), and the extstore, TLS, "
         "proxy,\nsegmented LRU and slab tuning suboptions, large pages (-L), and the tail_repair_time,\nlru_crawler_sleep, lru_crawler_tocrawl and read_buf_mem_limit suboptions.\n";
     return out;
 }

@@ -422,8 +422,6 @@ const Refusal kRefusals[] = {
     {{"-N", "4"}, "-N (--napi-ids): NAPI ID based thread selection is not supported"},
     {{"--napi-ids=4"}, "-N (--napi-ids)"},
     {{"-U", "11211"}, "-U 11211: UDP is not supported by this server yet (-U 0 turns it off)\n"},
-    {{"-B", "binary"}, "-B binary: the binary protocol is not supported by this server yet\n"},
-    {{"--protocol=binary"}, "-B binary: the binary protocol is not supported"},
     {{"-o", "ext_path=/mnt/x:1G"}, "-o ext_path: extstore is not supported by this server\n"},
     {{"-o", "ext_threads=2"}, "-o ext_threads: extstore is not supported by this server\n"},
     {{"-o", "slab_automove_freeratio=0.1"}, "-o slab_automove_freeratio: extstore is not"},
@@ -568,6 +566,12 @@ TEST(Settings, NothingEscapes) {
     EXPECT_NO_THROW(parse({"-o", "hashpower=5"}, &s));
     EXPECT_NO_THROW(parse({"-p", std::string(100000, '9')}, &s));
     EXPECT_NO_THROW(parse({"-o", std::string(100000, ',')}, &s));
+}
+
+TEST(Settings, BinaryProtocolBinding) {
+    EXPECT_EQ(parsed({"-B", "binary"}).binding_protocol, Protocol::Binary);
+    EXPECT_EQ(parsed({"--protocol=binary"}).binding_protocol, Protocol::Binary);
+    EXPECT_EQ(parsed({"-B", "auto"}).binding_protocol, Protocol::Auto);
 }
 
 }  // namespace
