@@ -130,6 +130,52 @@ bool Listener::listen_tcp(const char* host, int port, FILE* portfile) {
     return ok;
 }
 
+// -U: one datagram socket per address, read by every worker (each through its own dup, so
+// a worker closes what it registered). The port file gets "UDP INET: <port>" as memcached's.
+bool Listener::listen_udp(const char* host, int port, FILE* portfile) {
+    addrinfo hints{};
+    hints.ai_flags = AI_PASSIVE;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    char portbuf[16];
+    snprintf(portbuf, sizeof(portbuf), "%d", port < 0 ? 0 : port);
+    addrinfo* ai = nullptr;
+    if (getaddrinfo(host, portbuf, &hints, &ai) != 0) return false;
+    bool ok = false;
+    for (addrinfo* a = ai; a != nullptr; a = a->ai_next) {
+        int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (!set_nonblock(fd) || bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            bool in_use = errno == EADDRINUSE;
+            ::close(fd);
+            if (!in_use) continue;
+            perror("bind()");
+            freeaddrinfo(ai);
+            return false;
+        }
+        sockaddr_storage ss{};
+        socklen_t len = sizeof(ss);
+        getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+        int bound_port = ss.ss_family == AF_INET
+                             ? ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port)
+                             : ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+        if (portfile != nullptr) {
+            fprintf(portfile, "UDP INET%s: %d\n", ss.ss_family == AF_INET6 ? "6" : "", bound_port);
+        }
+        for (Worker* w : ctx_.workers) {
+            int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+            if (copy >= 0) w->hand_over(NewConn{copy, false, "udp", true});
+        }
+        ::close(fd);
+        ok = true;
+    }
+    freeaddrinfo(ai);
+    return ok;
+}
+
 bool Listener::listen_unix(const std::string& path, int mask) {
     sockaddr_un addr{};
     if (path.size() >= sizeof(addr.sun_path)) {
@@ -188,6 +234,7 @@ bool Listener::setup() {
     bool ok = true;
     if (s.listen.empty()) {
         ok = listen_tcp(nullptr, s.port, pf);
+        if (ok && s.udp_port != 0) ok = listen_udp(nullptr, s.udp_port, pf);
     } else {
         for (const std::string& l : s.listen) {
             // "host", "host:port", "[v6]:port"
@@ -208,7 +255,8 @@ bool Listener::setup() {
                     host = host.substr(0, colon);
                 }
             }
-            if (!listen_tcp(host.c_str(), port, pf)) {
+            if (!listen_tcp(host.c_str(), port, pf) ||
+                (s.udp_port != 0 && !listen_udp(host.c_str(), s.udp_port, pf))) {
                 ok = false;
                 break;
             }

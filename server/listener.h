@@ -42,6 +42,7 @@ private:
     bool add_socket(int fd, bool is_unix, std::string name);
     static void on_accept(evutil_socket_t fd, short what, void* arg);
     void accept_one(Sock* s);
+    bool listen_udp(const char* host, int port, FILE* portfile);
 
     ServerContext& ctx_;
     event_base* base_;

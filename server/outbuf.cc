@@ -60,6 +60,16 @@ std::string OutBuf::text() const {
     return r;
 }
 
+void OutBuf::drain_to(std::string* to) {
+    for (size_t i = head_; i < segs_.size(); ++i) {
+        const Seg& s = segs_[i];
+        size_t skip = i == head_ ? head_off_ : 0;
+        const char* p = s.item == nullptr ? wbuf_ + s.off : s.ptr;
+        to->append(p + skip, s.len - skip);
+    }
+    clear();
+}
+
 void OutBuf::clear() noexcept {
     for (size_t i = head_; i < segs_.size(); ++i) {
         if (segs_[i].item != nullptr) store_->release(segs_[i].item);

@@ -79,6 +79,8 @@ public:
 
     // The unsent text segments concatenated (for re-framing a text reply, e.g. binary stats).
     std::string text() const;
+    // Everything unsent, values included, appended to *to; the buffer is then empty.
+    void drain_to(std::string* to);
 
 private:
     struct Seg {

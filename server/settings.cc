@@ -159,11 +159,7 @@ void set_memory(ParseState& st, const char* arg) {
 }
 
 void set_udp_port(ParseState& st, const char* arg) {
-    int port = read_int("-U", arg);
-    if (port != 0) {
-        refuse("-U %d: UDP is not supported by this server yet (-U 0 turns it off)", port);
-    }
-    st.s.udp_port = 0;
+    st.s.udp_port = read_int("-U", arg);  // -1: a port the kernel picks, as with -p -1
 }
 
 void set_threads(ParseState& st, const char* arg) {
@@ -241,7 +237,7 @@ const OptionSpec kOptions[] = {
      "TCP port to listen on (default: 11211); 0 turns TCP off,\n-1 lets the kernel pick one",
      [](ParseState& st, const char* a) { st.s.port = read_int("-p", a); }, nullptr},
     {'U', "udp-port", Arg::Required, "-U, --udp-port=<num>",
-     "UDP port; only 0 (off, the default) is accepted here", set_udp_port, nullptr},
+     "UDP port to listen on (default: 0, off)", set_udp_port, nullptr},
     {'s', "unix-socket", Arg::Required, "-s, --unix-socket=<file>",
      "listen on this UNIX socket only (no TCP, no UDP)",
      [](ParseState& st, const char* a) { st.s.socket_path = a; }, nullptr},
@@ -700,7 +696,7 @@ std::string usage_text() {
     out +=
         "\nmemcached options this server refuses at startup, with a message: SASL (-S), TLS "
         "(-Z),\nauthentication files (-Y), memory files (-e), NAPI ids (-N), the license text "
-        "(-i),\nUDP (-U other than 0), and the extstore, TLS, "
+        "(-i),\nand the extstore, TLS, "
         "proxy,\nsegmented LRU and slab tuning suboptions, large pages (-L), and the tail_repair_time,\nlru_crawler_sleep, lru_crawler_tocrawl and read_buf_mem_limit suboptions.\n";
     return out;
 }

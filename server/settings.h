@@ -15,7 +15,7 @@ enum class Protocol : uint8_t { Auto, Ascii, Binary };
 struct Settings {
     // Network
     int port = 11211;                 // -p; 0 disables TCP; -1 binds an OS-picked port
-    int udp_port = 0;                 // -U; 0 = off (memcached 1.6 default)
+    int udp_port = 0;                 // -U; 0 = off (memcached 1.6 default), -1 = any
     std::string socket_path;          // -s: unix socket; when set TCP/UDP are off
     int access_mask = 0700;           // -a: unix socket permissions (octal)
     std::vector<std::string> listen;  // -l (comma separated, may repeat); empty = all (INADDR_ANY)

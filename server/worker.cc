@@ -64,6 +64,10 @@ Worker::~Worker() {
     for (Conn* c : conns_) delete c;
     conns_.clear();
     for (char* b : rbuf_pool_) std::free(b);
+    for (Udp& u : udp_) {
+        event_free(u.ev);
+        ::close(u.fd);
+    }
     if (reap_ev_ != nullptr) event_free(reap_ev_);
     if (housekeeping_ev_ != nullptr) event_free(housekeeping_ev_);
     if (notify_ev_ != nullptr) event_free(notify_ev_);
@@ -104,6 +108,17 @@ void Worker::accept_queued() {
         q.swap(queue_);
     }
     for (NewConn& nc : q) {
+        if (nc.udp) {
+            event* ev = event_new(base_, nc.fd, EV_READ | EV_PERSIST, &Worker::on_udp, this);
+            if (ev == nullptr || event_add(ev, nullptr) != 0) {
+                LOG(LogLevel::Warn, "failed to register UDP socket %d", nc.fd);
+                if (ev != nullptr) event_free(ev);
+                ::close(nc.fd);
+                continue;
+            }
+            udp_.push_back(Udp{nc.fd, ev});
+            continue;
+        }
         auto* c = new Conn(this, nc.fd, nc.is_unix, nc.listen_addr);
         if (!c->start()) {
             LOG(LogLevel::Warn, "failed to register connection %d", nc.fd);

@@ -24,6 +24,7 @@ struct NewConn {
     int fd;
     bool is_unix;
     std::string listen_addr;
+    bool udp = false;  // a UDP socket (this worker's own dup) to serve datagrams from
 };
 
 class Worker {
@@ -52,6 +53,8 @@ public:
 
 private:
     static void on_notify(evutil_socket_t fd, short what, void* arg);
+    static void on_udp(evutil_socket_t fd, short what, void* arg);
+    void serve_datagram(int fd, const char* buf, size_t n, const void* from, unsigned fromlen);
     void accept_queued();
     void housekeeping();
 
@@ -70,6 +73,11 @@ private:
     std::vector<Conn*> dead_;   // closed, freed at the next notify/loop turn
     event* reap_ev_ = nullptr;
     event* housekeeping_ev_ = nullptr;  // once a second: idle rbufs, -o idle_timeout
+    struct Udp {
+        int fd;
+        event* ev;
+    };
+    std::vector<Udp> udp_;  // UDP sockets this worker reads (-U)
 };
 
 }  // namespace mcm::server

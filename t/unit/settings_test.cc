@@ -421,7 +421,6 @@ const Refusal kRefusals[] = {
     {{"--license"}, "-i (--license)"},
     {{"-N", "4"}, "-N (--napi-ids): NAPI ID based thread selection is not supported"},
     {{"--napi-ids=4"}, "-N (--napi-ids)"},
-    {{"-U", "11211"}, "-U 11211: UDP is not supported by this server yet (-U 0 turns it off)\n"},
     {{"-o", "ext_path=/mnt/x:1G"}, "-o ext_path: extstore is not supported by this server\n"},
     {{"-o", "ext_threads=2"}, "-o ext_threads: extstore is not supported by this server\n"},
     {{"-o", "slab_automove_freeratio=0.1"}, "-o slab_automove_freeratio: extstore is not"},
@@ -572,6 +571,8 @@ TEST(Settings, BinaryProtocolBinding) {
     EXPECT_EQ(parsed({"-B", "binary"}).binding_protocol, Protocol::Binary);
     EXPECT_EQ(parsed({"--protocol=binary"}).binding_protocol, Protocol::Binary);
     EXPECT_EQ(parsed({"-B", "auto"}).binding_protocol, Protocol::Auto);
+    EXPECT_EQ(parsed({"-U", "11211"}).udp_port, 11211);
+    EXPECT_EQ(parsed({"--udp-port=-1"}).udp_port, -1);
 }
 
 }  // namespace
