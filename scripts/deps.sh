@@ -4,7 +4,7 @@ set -e
 pkgs="build-essential autoconf automake autoconf-archive pkg-config libevent-dev \
 libjemalloc-dev libssl-dev liburing-dev zlib1g-dev libxxhash-dev libfmt-dev \
 googletest libgtest-dev python3 python3-pytest python3-pytest-timeout python3-pymemcache \
-python3-matplotlib valgrind strace \
+python3-matplotlib valgrind strace clang libclang-rt-14-dev \
 memcached"
 missing=""
 for p in $pkgs; do

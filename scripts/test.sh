@@ -1,8 +1,8 @@
 #!/bin/sh
 # One command for a fresh Debian 12 machine: install what is missing, build, and run every
 # test: GoogleTest units and the pytest protocol suites (against ./memcached-debug and against
-# Debian's memcached), a short smoke run of the benchmark, then the tests again on an
-# AddressSanitizer+UBSan build.
+# Debian's memcached), a short smoke run of the benchmark, the tests again on an
+# AddressSanitizer+UBSan build, and each parser's libFuzzer target for 20 seconds.
 set -e
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -13,3 +13,4 @@ cat t/run-pytest.log | grep -E "passed|failed|error" || true
 # doc/performance.md for the real runs).
 /usr/bin/python3 bench/compare.py --quick --out "${TMPDIR:-/tmp}/mcm-bench-smoke.json"
 make -j"$(nproc)" sanitize-check
+make fuzz-check FUZZ_SECONDS=20
