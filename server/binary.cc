@@ -28,9 +28,10 @@ void respond(OutBuf& out, const BinRequest& r, uint16_t status, std::string_view
                       static_cast<uint32_t>(ext.size() + key.size() + body.size()), r.opaque,
                       cas);
     char* q = p + bin::kHeaderLen;
-    std::memcpy(q, ext.data(), ext.size());
-    std::memcpy(q + ext.size(), key.data(), key.size());
-    std::memcpy(q + ext.size() + key.size(), body.data(), body.size());
+    // (an empty view may have no buffer at all: memcpy must not see it)
+    if (!ext.empty()) std::memcpy(q, ext.data(), ext.size());
+    if (!key.empty()) std::memcpy(q + ext.size(), key.data(), key.size());
+    if (!body.empty()) std::memcpy(q + ext.size() + key.size(), body.data(), body.size());
     out.commit(total);
 }
 
@@ -257,7 +258,7 @@ void Dispatcher::binary_get(const BinRequest& r, uint8_t cmd, bool quiet, OutBuf
                       static_cast<uint32_t>(4 + key.size() + vlen), r.opaque,
                       ctx_.settings.use_cas ? it->cas : 0);
     std::memcpy(p + bin::kHeaderLen, flags, 4);
-    std::memcpy(p + bin::kHeaderLen + 4, key.data(), key.size());
+    if (!key.empty()) std::memcpy(p + bin::kHeaderLen + 4, key.data(), key.size());
     out.commit(head);
     if (vlen != 0) out.add_item(l.item.detach(), it->value(), vlen);
 }

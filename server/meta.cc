@@ -20,6 +20,7 @@ namespace {
 class Line {
 public:
     void add(std::string_view s) noexcept {
+        if (s.empty()) return;
         std::memcpy(p_, s.data(), s.size());
         p_ += s.size();
     }

@@ -42,6 +42,10 @@ Worker::Worker(ServerContext& ctx, int id) : ctx_(ctx), id_(id), dispatcher_(ctx
 }
 
 void Worker::housekeeping() {
+    if (stopping_.load(std::memory_order_acquire)) {  // in case the wake-up was missed
+        event_base_loopbreak(base_);
+        return;
+    }
     uint32_t now = ctx_.clock.now();
     unsigned timeout = ctx_.settings.idle_timeout;
     std::vector<Conn*> idle;
@@ -80,9 +84,11 @@ void Worker::start() {
 }
 
 void Worker::stop() {
-    event_base_loopbreak(base_);
+    // libevent without its threading layer must not be driven from another thread (a
+    // loopbreak from here could be lost), so the loop breaks itself when it sees the flag.
+    stopping_.store(true, std::memory_order_release);
     uint64_t one = 1;
-    (void)!::write(notify_fd_, &one, sizeof(one));  // wake the loop so it sees the break
+    (void)!::write(notify_fd_, &one, sizeof(one));
     if (thread_.joinable()) thread_.join();
 }
 
@@ -98,7 +104,12 @@ void Worker::hand_over(NewConn nc) {
 void Worker::on_notify(evutil_socket_t fd, short, void* arg) {
     uint64_t v;
     (void)!::read(fd, &v, sizeof(v));
-    static_cast<Worker*>(arg)->accept_queued();
+    auto* w = static_cast<Worker*>(arg);
+    if (w->stopping_.load(std::memory_order_acquire)) {
+        event_base_loopbreak(w->base_);
+        return;
+    }
+    w->accept_queued();
 }
 
 void Worker::accept_queued() {

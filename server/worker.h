@@ -5,6 +5,7 @@
 
 #include <event2/event.h>
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -64,6 +65,7 @@ private:
     int notify_fd_ = -1;
     event* notify_ev_ = nullptr;
     std::thread thread_;
+    std::atomic<bool> stopping_{false};  // set by stop(); the loop breaks on its next wake-up
     std::mutex mu_;
     std::deque<NewConn> queue_;  // guarded by mu_
     ThreadStats stats_;

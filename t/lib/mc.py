@@ -6,6 +6,7 @@ temporary directory, and is stopped by its PID.
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -106,6 +107,13 @@ class Server:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                # A server that does not exit is a bug: keep its threads' stacks in the log.
+                if shutil.which("gdb"):
+                    r = subprocess.run(["gdb", "-batch", "-p", str(self.proc.pid), "-ex",
+                                        "thread apply all bt 20"], capture_output=True,
+                                       text=True, timeout=60)
+                    self.log.write(b"\n--- hung on SIGTERM; stacks ---\n" + r.stdout.encode())
+                    self.log.flush()
                 self.proc.kill()
                 self.proc.wait(timeout=timeout)
         self.log.close()

@@ -69,7 +69,14 @@ def test_unix_socket(tmp_path):
     p = subprocess.Popen([mc.server_binary()] + mc.root_args() + ["-s", path, "-a", "700"],
                          stderr=subprocess.PIPE)
     try:
-        mc.wait_for(lambda: os.path.exists(path), timeout=10, what="the unix socket")
+        # The file appears at bind(), a moment before listen(): wait until it accepts.
+        def accepting():
+            try:
+                mc.Conn(path, family=socket.AF_UNIX).close()
+                return True
+            except OSError:
+                return False
+        mc.wait_for(accepting, timeout=10, what="the unix socket to accept")
         assert oct(os.stat(path).st_mode & 0o777) == "0o700"
         c = mc.Conn(path, family=socket.AF_UNIX)
         assert c.cmd("set k 0 0 1\r\nx") == b"STORED\r\n"
