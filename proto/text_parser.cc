@@ -277,6 +277,7 @@ bool meta_preparse(const Tokens& t, size_t first, Request* req, Err* err) noexce
             case 'u':
             case 'q':
             case 'I':
+            case 'x':  // md: drop the value, keep the item (newer than 1.6.18)
                 break;
             default:
                 m.flags &= ~bit;

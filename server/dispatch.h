@@ -60,6 +60,7 @@ private:
     Next meta_set(const proto::Request& req, OutBuf& out, PendingStore* pending, size_t* swallow);
     void finish_meta_store(PendingStore* pending, OutBuf& out);
     void meta_delete(const proto::Request& req, OutBuf& out);
+    void meta_clear_value(const proto::Request& req, OutBuf& out);
     void meta_arith(const proto::Request& req, OutBuf& out);
     void meta_debug(const proto::Request& req, OutBuf& out);
     void finish_binary_store(PendingStore* pending, OutBuf& out);

@@ -280,6 +280,7 @@ void Dispatcher::finish_meta_store(PendingStore* pending, OutBuf& out) {
 
 void Dispatcher::meta_delete(const Request& req, OutBuf& out) {
     const proto::Meta& m = req.meta;
+    if (m.has('x') && !m.has('I')) return meta_clear_value(req, out);
     store::MetaDeleteArgs a;
     a.has_cas = m.has('C');
     a.cas = m.compare_cas;
@@ -305,6 +306,39 @@ void Dispatcher::meta_delete(const Request& req, OutBuf& out) {
         case store::MetaDeleteStatus::Exists:
             stats_.delete_misses.add();
             l.add("EX");
+            break;
+    }
+    echo_flags(l, m.tokens, req.key, m.has('b'));
+    l.end();
+    out.append(l.view());
+}
+
+// md x (documented upstream, newer than 1.6.18): the item stays, with an empty value, the
+// client flags of F and the TTL of T (0 and none when absent).
+void Dispatcher::meta_clear_value(const Request& req, OutBuf& out) {
+    const proto::Meta& m = req.meta;
+    store::ItemRef item;
+    store::RelTime exp = m.has('T') ? ctx_.clock.realtime(m.ttl) : 0;
+    if (ctx_.store.alloc(req.key, m.client_flags, exp, 0, &item) != store::AllocStatus::Ok) {
+        out.append(proto::kOutOfMemoryStoring);
+        return;
+    }
+    std::memcpy(item->value(), "\r\n", 2);
+    if (m.has('b')) item->set(store::Item::kKeyBinary);
+    store::StoreExtra e;
+    e.new_cas = m.new_cas;
+    store::StoreOp op = m.has('C') ? store::StoreOp::Cas : store::StoreOp::Replace;
+    Line l;
+    switch (ctx_.store.store(item, op, m.compare_cas, nullptr, &e)) {
+        case store::StoreStatus::Stored:
+            stats_.delete_hits.add();
+            if (req.noreply) return;
+            l.add("HD");
+            break;
+        case store::StoreStatus::Exists: l.add("EX"); break;
+        default:
+            stats_.delete_misses.add();
+            l.add("NF");
             break;
     }
     echo_flags(l, m.tokens, req.key, m.has('b'));

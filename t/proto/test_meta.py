@@ -449,3 +449,15 @@ def test_explicit_cas(conn):
     conn.cmd("ms n 1\r\n1")
     assert conn.cmd("ma n E70 c") == b"HD c70\r\n"
     assert va(conn, "mg viv N30 E80 c v") == (b"VA 0 c80 W\r\n", b"")
+
+
+@pytest.mark.documented
+def test_md_x_keeps_the_item_without_its_value(conn):
+    """md x: "removes the item value, but leaves the item" (newer than 1.6.18)."""
+    conn.cmd("ms k 5 F3 T100\r\nhello")
+    assert conn.cmd("md k x") == b"HD\r\n"
+    assert va(conn, "mg k v f t") == (b"VA 0 f0 t-1\r\n", b"")
+    conn.send("md k x F9 T50 q\r\nmn\r\n")
+    assert conn.readline() == b"MN\r\n"
+    assert va(conn, "mg k v f t") == (b"VA 0 f9 t50\r\n", b"")
+    assert conn.cmd("md nope x") == b"NF\r\n"
