@@ -21,6 +21,7 @@ ParseStatus parse_binary(std::string_view in, BinRequest* req, size_t* consumed)
     req->ext = std::string_view(p + kHeaderLen, req->extlen < kMaxExtLen ? req->extlen : kMaxExtLen);
     req->key = std::string_view(p + kHeaderLen + req->extlen, req->keylen);
     *consumed = need;
+    req->raw = in.substr(0, need);
     return ParseStatus::Ok;
 }
 

@@ -60,6 +60,7 @@ struct BinRequest {
     uint64_t cas = 0;
     std::string_view ext;
     std::string_view key;
+    std::string_view raw;  // header, extras and key as received
     // Bytes of the body after extras and key (0 if the lengths are inconsistent).
     uint32_t value_len() const noexcept {
         uint32_t used = uint32_t{extlen} + keylen;

@@ -34,6 +34,7 @@ namespace mcm::proto {
     X(Stats, "stats", 0)                  \
     X(CacheMemlimit, "cache_memlimit", 0) \
     X(Debug, "debug", 0)                  \
+    X(Cluster, "cluster", 0)              \
     X(MetaGet, "mg", 0)                   \
     X(MetaSet, "ms", kStore)              \
     X(MetaDelete, "md", 0)                \
@@ -149,6 +150,7 @@ struct Request {
     uint32_t memlimit = 0;  // cache_memlimit, megabytes
     bool memlimit_ok = false;
     uint32_t swallow = 0;  // with Cmd::Error: value bytes to discard after the line (ms)
+    std::string_view raw;  // the whole command line as received, newline included
     Meta meta;             // meta commands
     char key_buf[kKeyBufSize];  // a base64 key (flag b) decoded; key points here then
 };
@@ -171,6 +173,7 @@ inline Request& Request::operator=(const Request& o) noexcept {
     memlimit = o.memlimit;
     memlimit_ok = o.memlimit_ok;
     swallow = o.swallow;
+    raw = o.raw;
     meta = o.meta;
     if (key.data() >= o.key_buf && key.data() < o.key_buf + kKeyBufSize) {
         std::memcpy(key_buf, o.key_buf, key.size());

@@ -417,6 +417,11 @@ void parse_line(std::string_view line, Request* req) noexcept {
             break;
         case 'c':
             if (c == "cas") return parse_store(t, Cmd::Cas, req);
+            if (c == "cluster") {  // managed mode's admin commands: their own sub-grammar
+                req->cmd = Cmd::Cluster;
+                req->args = args_of(t, line);
+                return;
+            }
             if (c == "cache_memlimit") return parse_memlimit(t, req);
             break;
         case 'i':
@@ -493,6 +498,7 @@ ParseStatus parse_command(std::string_view in, Request* req, size_t* consumed) n
         line = line.substr(0, static_cast<size_t>(static_cast<const char*>(z) - line.data()));
     }
     parse_line(line, req);
+    req->raw = in.substr(0, *consumed);
     return req->close ? ParseStatus::Close : ParseStatus::Ok;
 }
 

@@ -76,6 +76,10 @@ Next Dispatcher::execute_binary(const BinRequest& r, OutBuf& out, PendingStore* 
         error(out, r, bin::Invalid);
         return Next::CloseAfterWrite;
     }
+    if (ctx_.cluster != nullptr) {
+        Next next;
+        if (!route_binary(r, out, pending, swallow, &next)) return next;
+    }
     bool quiet = false;
     const uint8_t cmd = loud(r.opcode, &quiet);
     bool bad = false;  // wrong extras/key/body for the opcode: "Invalid arguments", hang up

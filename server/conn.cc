@@ -122,9 +122,8 @@ void Conn::release_idle_rbuf(uint32_t now) {
 ssize_t Conn::read_some(bool* drained) {
     // A value being read goes straight into the item once the buffer holds none of it.
     if (state_ == ConnState::ReadValue && rstart_ == rend_) {
-        store::Item* it = pending_.item.get();
         size_t need = pending_.wire_len - value_filled_;
-        ssize_t n = sys_read(fd_, it->value() + value_filled_, need);
+        ssize_t n = sys_read(fd_, pending_.dest() + value_filled_, need);
         if (n > 0) {
             value_filled_ += static_cast<size_t>(n);
             worker_->stats().bytes_read.add(static_cast<uint64_t>(n));
@@ -175,17 +174,35 @@ Conn::Step Conn::process() {
         switch (state_) {
             case ConnState::Closing: return Step::Close;
             case ConnState::ReadValue: {
-                store::Item* it = pending_.item.get();
                 size_t need = pending_.wire_len - value_filled_;
                 size_t have = rend_ - rstart_;
                 size_t n = need < have ? need : have;
                 if (n > 0) {
-                    std::memcpy(it->value() + value_filled_, rbuf_ + rstart_, n);
+                    std::memcpy(pending_.dest() + value_filled_, rbuf_ + rstart_, n);
                     rstart_ += n;
                     value_filled_ += n;
                 }
                 if (value_filled_ < pending_.wire_len) return Step::NeedRead;
                 dispatcher_.finish_store(&pending_, out_);
+                state_ = ConnState::Parse;
+                break;
+            }
+            case ConnState::ForwardValue: {
+                // A forwarded storage command: its value goes along with it.
+                size_t have = rend_ - rstart_;
+                size_t n = fwd_->value_pending < have ? fwd_->value_pending : have;
+                fwd_->request.append(rbuf_ + rstart_, n);
+                rstart_ += n;
+                fwd_->value_pending -= n;
+                if (fwd_->value_pending > 0) return Step::NeedRead;
+                start_forward();
+                return Step::Wait;
+            }
+            case ConnState::WaitForward: {
+                if (!fwd_ready_) return Step::Wait;
+                dispatcher_.finish_forward(*fwd_, out_);
+                fwd_.reset();
+                fwd_ready_ = false;
                 state_ = ConnState::Parse;
                 break;
             }
@@ -248,6 +265,10 @@ Conn::Step Conn::process() {
                     }
                     next = dispatcher_.execute(req, out_, &pending_, &swallow);
                     rstart_ += consumed;  // the request's views are dead from here on
+                    if (pending_.switch_binary) {
+                        pending_.switch_binary = false;
+                        proto_ = WireProto::Binary;
+                    }
                 }
                 switch (next) {
                     case Next::Continue: break;
@@ -267,6 +288,15 @@ Conn::Step Conn::process() {
                         out_.clear();
                         state_ = ConnState::Closing;
                         return Step::Close;
+                    case Next::Forward:
+                        fwd_ = std::move(pending_.forward);
+                        fwd_->conn = this;
+                        if (fwd_->value_pending > 0) {
+                            state_ = ConnState::ForwardValue;
+                            break;
+                        }
+                        start_forward();
+                        return Step::Wait;
                 }
                 break;
             }
@@ -321,6 +351,12 @@ void Conn::handle(short what) {
                     return;
                 }
                 continue;
+            case Step::Wait:
+                // Another server answers the request in progress: send what is ready and
+                // stop reading until forward_done() wakes us.
+                if (!flush_output()) return close();
+                set_events(want_write_ ? static_cast<short>(EV_WRITE | EV_PERSIST) : 0);
+                return;
             case Step::NeedRead: break;
         }
         // The last read returned less than it asked for: the socket is empty, so reply and
@@ -348,7 +384,22 @@ bool Conn::idle_for(uint32_t now, unsigned secs) const noexcept {
            now - last > secs;
 }
 
+void Conn::start_forward() {
+    state_ = ConnState::WaitForward;
+    fwd_ready_ = false;
+    worker_->peers()->submit(fwd_.get());
+}
+
+void Conn::forward_done() {
+    if (closed_) return;
+    fwd_ready_ = true;
+    set_events(EV_READ | EV_PERSIST);
+    event_active(ev_, EV_READ, 0);
+}
+
 void Conn::close() {
+    if (fwd_ != nullptr && worker_->peers() != nullptr) worker_->peers()->cancel(fwd_.get());
+    fwd_.reset();
     state_ = ConnState::Closing;
     closed_ = true;
     if (ev_ != nullptr) {

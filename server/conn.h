@@ -22,7 +22,7 @@ class Worker;
 //   Parse --storage cmd--> ReadValue --value complete--> Parse
 //   Parse --alloc failed--> Swallow --bytes dropped--> Parse
 //   any --EOF, error, quit, bad framing--> Closing
-enum class ConnState : uint8_t { Parse, ReadValue, Swallow, Closing };
+enum class ConnState : uint8_t { Parse, ReadValue, Swallow, ForwardValue, WaitForward, Closing };
 // The protocol a connection speaks, decided by its first byte under -B auto.
 enum class WireProto : uint8_t { Unknown, Text, Binary };
 
@@ -41,9 +41,13 @@ public:
     // Give the read buffer back to the worker's pool if nothing is buffered and no command
     // arrived in the current second (the worker's housekeeping timer calls it).
     void release_idle_rbuf(uint32_t now);
+    // Managed mode: every part of the forwarded request has answered (or failed). Called on
+    // this connection's worker; processing resumes on the next loop turn.
+    void forward_done();
 
 private:
-    enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close };
+    enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close, Wait };
+    void start_forward();
     static void on_event(evutil_socket_t fd, short what, void* arg);
     void handle(short what);
     Step process();
@@ -75,6 +79,8 @@ private:
     size_t rend_ = 0;
 
     PendingStore pending_;  // the storage command whose value is being read
+    std::unique_ptr<ForwardJob> fwd_;  // the request another server is answering
+    bool fwd_ready_ = false;
     size_t value_filled_ = 0;
     size_t swallow_left_ = 0;
 

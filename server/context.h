@@ -20,6 +20,7 @@
 namespace mcm::server {
 
 class Worker;
+class Cluster;
 
 // One entry per open connection (client or listener), for `stats conns`. Connection setup and
 // teardown take the mutex; the request path only stores into the atomics.
@@ -66,6 +67,7 @@ struct ServerContext {
     std::atomic<int> verbose{0};
     std::atomic<int> reserved_fds{20};
     int64_t started_unix = 0;  // wall-clock start, for uptime
+    Cluster* cluster = nullptr;  // managed mode only
 };
 
 }  // namespace mcm::server

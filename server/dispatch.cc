@@ -40,6 +40,10 @@ void Dispatcher::reply(const Request& req, OutBuf& out, std::string_view line) {
 
 Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending, size_t* swallow) {
     store::Store& st = ctx_.store;
+    if (ctx_.cluster != nullptr && req.cmd != Cmd::Error) {
+        Next next;
+        if (!route_text(req, out, pending, swallow, &next)) return next;
+    }
     switch (req.cmd) {
         case Cmd::Error:
             if (req.swallow != 0) {  // a meta set's error: always sent, its value discarded
@@ -157,11 +161,12 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
             return Next::Continue;
         case Cmd::Stats: stats(req, out); return Next::Continue;
         case Cmd::Debug: debug(req, out); return Next::Continue;
+        case Cmd::Cluster: return cluster(req, out, pending, swallow);
     }
     return Next::Continue;
 }
 
-void Dispatcher::get(const Request& req, OutBuf& out) {
+void Dispatcher::get(const Request& req, OutBuf& out, bool end) {
     const bool touch = req.cmd == Cmd::Gat || req.cmd == Cmd::Gats;
     const bool with_cas = req.cmd == Cmd::Gets || req.cmd == Cmd::Gats;
     const bool report_cas = ctx_.settings.use_cas;
@@ -225,7 +230,7 @@ void Dispatcher::get(const Request& req, OutBuf& out) {
         out.commit(static_cast<size_t>(p - s));
         out.add_item(r.item.detach(), it->value(), it->nbytes);
     }
-    out.append("END\r\n");
+    if (end) out.append("END\r\n");
 }
 
 void Dispatcher::arith(const Request& req, OutBuf& out) {
@@ -261,6 +266,7 @@ void Dispatcher::arith(const Request& req, OutBuf& out) {
 }
 
 void Dispatcher::finish_store(PendingStore* pending, OutBuf& out) {
+    if (pending->cluster_map) return finish_cluster_map(pending, out);
     if (pending->meta) return finish_meta_store(pending, out);
     if (pending->binary) return finish_binary_store(pending, out);
     store::ItemRef item = std::move(pending->item);
@@ -306,6 +312,10 @@ void Dispatcher::stats(const Request& req, OutBuf& out) {
         write_slabs_stats(ctx_, out);
     } else if (sub == "conns") {
         write_conns_stats(ctx_, out);
+    } else if (sub == "cluster" && ctx_.cluster != nullptr) {
+        write_cluster_stats(ctx_, out);
+    } else if (sub == "buckets" && ctx_.cluster != nullptr) {
+        write_bucket_stats(ctx_, out);
     } else if (sub == "detail") {
         std::string_view arg = a.size() > sub.size() ? a.substr(sub.size() + 1) : "";
         arg = arg.substr(0, arg.find(' '));

@@ -4,11 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "proto/binary.h"
 #include "proto/request.h"
 #include "server/context.h"
+#include "server/forward.h"
 #include "server/outbuf.h"
 #include "server/stats.h"
 #include "server/store/store.h"
@@ -21,6 +23,7 @@ enum class Next : uint8_t {
     Swallow,          // discard *swallow bytes of value (the item could not be allocated)
     CloseAfterWrite,  // quit: send what is queued, then close
     CloseNow,         // shutdown: close without replying
+    Forward,          // managed mode: pending->forward goes to another server; wait for it
 };
 
 // A storage command between its command line and its value.
@@ -36,10 +39,26 @@ struct PendingStore {
     store::StoreExtra extra;   // ms: E and I
     std::string meta_tokens;   // ms: the flags, for the reply (O, k, c in request order)
     store::ItemRef item;
+    // `cluster setmap`: the map text is read into blob instead of an item.
+    bool cluster_map = false;
+    std::string blob;
+    char* dest() noexcept { return cluster_map ? blob.data() : item->value(); }
+
+    // Managed mode: a request handed to another server (Next::Forward).
+    std::unique_ptr<ForwardJob> forward;
+
+    // Per-connection session state (this struct lives as long as the connection).
+    std::string cluster_nonce;  // the challenge this connection was given
+    bool cluster_auth = false;  // proved the cluster secret
+    bool cluster_peer = false;  // a peer's link: never forward what comes on it
+    bool switch_binary = false;  // `cluster peer binary`: the rest of the stream is binary
 };
 
 class Dispatcher {
 public:
+    // The reply to a forwarded request (or its failure) into out.
+    void finish_forward(ForwardJob& job, OutBuf& out);
+
     Dispatcher(ServerContext& ctx, ThreadStats& stats) noexcept : ctx_(ctx), stats_(stats) {}
 
     // Execute a parsed command. For a storage command fills *pending and returns ReadValue,
@@ -55,7 +74,7 @@ public:
                         size_t* swallow);
 
 private:
-    void get(const proto::Request& req, OutBuf& out);
+    void get(const proto::Request& req, OutBuf& out, bool end = true);
     void meta_get(const proto::Request& req, OutBuf& out);
     Next meta_set(const proto::Request& req, OutBuf& out, PendingStore* pending, size_t* swallow);
     void finish_meta_store(PendingStore* pending, OutBuf& out);
@@ -71,6 +90,19 @@ private:
     void binary_stat(const proto::bin::BinRequest& req, OutBuf& out);
     void arith(const proto::Request& req, OutBuf& out);
     void stats(const proto::Request& req, OutBuf& out);
+    Next cluster(const proto::Request& req, OutBuf& out, PendingStore* pending, size_t* swallow);
+    void finish_cluster_map(PendingStore* pending, OutBuf& out);
+    enum class Where : uint8_t { Local, Remote, Refuse };
+    Where where(uint32_t bucket, bool write, bool from_peer);
+    std::string not_my_bucket(uint32_t bucket);
+    // Managed mode: false when the request was answered or handed over (*next says how).
+    bool route_text(const proto::Request& req, OutBuf& out, PendingStore* p, size_t* swallow,
+                    Next* next);
+    bool route_binary(const proto::bin::BinRequest& r, OutBuf& out, PendingStore* p,
+                      size_t* swallow, Next* next);
+    Next forward_text(const proto::Request& req, OutBuf& out, PendingStore* p, size_t* swallow);
+    Next forward_binary(const proto::bin::BinRequest& r, OutBuf& out, PendingStore* p,
+                        size_t* swallow);
     void debug(const proto::Request& req, OutBuf& out);
     void reply(const proto::Request& req, OutBuf& out, std::string_view line);
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "config.h"
+#include "server/cluster.h"
 #include "server/context.h"
 #include "server/daemon.h"
 #include "server/listener.h"
@@ -108,10 +109,17 @@ int run(int argc, char** argv) {
     sc.use_cas = settings.use_cas;
     if (settings.hashpower_init != 0) sc.hash_power = settings.hashpower_init;
     sc.hash_expand = settings.hash_expand;
+    if (settings.managed()) {
+        sc.nbuckets = settings.buckets;
+        sc.bucket_fn = &repl::bucket_of;
+    }
     store::Store store(sc, clock);
+    std::unique_ptr<Cluster> cluster;
+    if (settings.managed()) cluster = std::make_unique<Cluster>(settings);
 
     ServerContext ctx(settings, store, clock);
     ctx.started_unix = now;
+    ctx.cluster = cluster.get();
     ctx.verbose.store(settings.verbose);
     ctx.prefix_stats.set_delimiter(settings.prefix_delimiter);
     ctx.prefix_stats.set_enabled(settings.detail_enabled);

@@ -28,6 +28,7 @@ public:
 
     // Copy s into the text buffer.
     void append(std::string_view s) {
+        if (s.empty()) return;
         char* p = reserve(s.size());
         std::memcpy(p, s.data(), s.size());
         commit(s.size());

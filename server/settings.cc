@@ -413,6 +413,35 @@ void sub_idle_timeout(ParseState& st, const char* value) {
     st.s.idle_timeout = static_cast<unsigned>(v);
 }
 
+// ---- managed mode ----
+
+void sub_node_id(ParseState& st, const char* value) {
+    std::string id = need(value, "Missing node_id value");
+    if (id.empty() || id.size() > 64) refuse("node_id must be 1 to 64 characters");
+    for (char c : id) {
+        if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+            refuse("node_id may only hold letters, digits, '-', '_' and '.': %s", id.c_str());
+        }
+    }
+    st.s.node_id = id;
+}
+
+void sub_cluster_secret_file(ParseState& st, const char* value) {
+    st.s.cluster_secret_file = need(value, "Missing cluster_secret_file path");
+}
+
+void sub_buckets(ParseState& st, const char* value) {
+    int v = read_int("buckets", need(value, "Missing numeric argument for buckets"));
+    if (v < 1 || v > 65536) refuse("buckets must be from 1 to 65536: %d", v);
+    st.s.buckets = static_cast<unsigned>(v);
+}
+
+void sub_bucket_forward(ParseState& st, const char* value) {
+    int v = read_int("bucket_forward", need(value, "Missing bucket_forward value (0 or 1)"));
+    if (v != 0 && v != 1) refuse("bucket_forward must be 0 or 1");
+    st.s.bucket_forward = v == 1;
+}
+
 void sub_slab_chunk_max(ParseState& st, const char* value) {
     long long v = 0;
     if (!read_strict(need(value, "Missing slab_chunk_max argument"), true, INT_MIN, INT_MAX, &v)) {
@@ -493,6 +522,15 @@ const SuboptionSpec kSuboptions[] = {
      [](ParseState& st, const char*) { st.s.lru_maintainer = false; }, nullptr},
     {"idle_timeout", "close connections idle this many seconds, 0 for never (default: 0)",
      sub_idle_timeout, nullptr},
+    {"node_id", "managed mode: this server's name in the cluster map (doc/managed.md)",
+     sub_node_id, nullptr},
+    {"cluster_secret_file", "managed mode: file holding the secret that control commands\nprove",
+     sub_cluster_secret_file, nullptr},
+    {"buckets", "managed mode: number of buckets (default: 1024)", sub_buckets, nullptr},
+    {"bucket_forward",
+     "managed mode: 1 forwards a request for another server's bucket\n(default), 0 answers "
+     "NOT_MY_BUCKET",
+     sub_bucket_forward, nullptr},
     {"slab_chunk_max", "largest chunk in bytes (default: 524288); -I must be a multiple\nof it",
      sub_slab_chunk_max, nullptr},
     {"no_chunked_items", nullptr, [](ParseState& st, const char*) { st.chunk_max = kSlabPageSize; },
@@ -627,6 +665,27 @@ void check_together(ParseState& st) {
     if (s.port > kPortMax || s.port < -1) refuse("ERROR: Invalid port number %d.", s.port);
 }
 
+// Managed mode needs its name and its secret together; the secret is read here so a bad
+// path fails at startup, not at the first control command.
+void check_managed(ParseState& st) {
+    Settings& s = st.s;
+    if (s.node_id.empty() && s.cluster_secret_file.empty()) return;
+    if (s.node_id.empty()) refuse("cluster_secret_file needs node_id (managed mode)");
+    if (s.cluster_secret_file.empty()) refuse("node_id needs cluster_secret_file (managed mode)");
+    FILE* f = fopen(s.cluster_secret_file.c_str(), "r");
+    if (f == nullptr) {
+        refuse("cannot read cluster_secret_file %s: %s", s.cluster_secret_file.c_str(),
+               strerror(errno));
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    std::string secret(buf, n);
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+    if (secret.size() < 16) refuse("cluster secret too short: at least 16 bytes");
+    s.cluster_secret = secret;
+}
+
 ParseOutcome parse(int argc, char** argv, ParseState& st) {
     std::string shortopts;
     std::vector<option> longopts;
@@ -663,6 +722,7 @@ ParseOutcome parse(int argc, char** argv, ParseState& st) {
         warn("ignoring \"%s\": not an option (memcached ignores it too)", argv[i]);
     }
     check_together(st);
+    check_managed(st);
     return ParseOutcome::Run;
 }
 

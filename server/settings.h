@@ -67,6 +67,14 @@ struct Settings {
     bool dump_enabled = true;                // false with -X (no cachedump/metadump here yet)
     bool watch_enabled = true;               // false with -W (no watch command here yet)
 
+    // Managed mode (doc/managed.md): on when node_id is given; needs the secret file.
+    std::string node_id;              // -o node_id=NAME
+    std::string cluster_secret_file;  // -o cluster_secret_file=PATH
+    std::string cluster_secret;       // its contents (read at startup, trailing newline cut)
+    unsigned buckets = 1024;          // -o buckets=N
+    bool bucket_forward = true;       // -o bucket_forward=0 answers NOT_MY_BUCKET instead
+    bool managed() const noexcept { return !node_id.empty(); }
+
     // Debug build only: enables the `debug` command (time travel, fault points).
     bool debug_commands = false;
 };

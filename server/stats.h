@@ -100,6 +100,8 @@ void write_general_stats(ServerContext& ctx, OutBuf& out);
 void write_settings_stats(ServerContext& ctx, OutBuf& out);
 void write_items_stats(ServerContext& ctx, OutBuf& out);
 void write_slabs_stats(ServerContext& ctx, OutBuf& out);
+void write_cluster_stats(ServerContext& ctx, OutBuf& out);  // managed mode (cluster_cmd.cc)
+void write_bucket_stats(ServerContext& ctx, OutBuf& out);
 void write_conns_stats(ServerContext& ctx, OutBuf& out);
 void reset_stats(ServerContext& ctx);
 ThreadTotals sum_thread_stats(ServerContext& ctx);

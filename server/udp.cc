@@ -85,6 +85,7 @@ void Worker::serve_datagram(int fd, const char* buf, size_t n, const void* from,
                         (b == Protocol::Auto &&
                          static_cast<uint8_t>(in[0]) == proto::bin::kReqMagic);
     PendingStore pending;
+    pending.cluster_peer = true;  // managed mode: UDP requests are not forwarded (NOT_MY_BUCKET)
     for (int budget = 0; !in.empty() && budget < 1000; ++budget) {
         size_t consumed = 0;
         size_t swallow = 0;
@@ -113,13 +114,14 @@ void Worker::serve_datagram(int fd, const char* buf, size_t n, const void* from,
                     stop = true;
                     break;
                 }
-                std::memcpy(pending.item->value(), in.data(), pending.wire_len);
+                std::memcpy(pending.dest(), in.data(), pending.wire_len);
                 in.remove_prefix(pending.wire_len);
                 dispatcher_.finish_store(&pending, out);
                 break;
             case Next::Swallow: in.remove_prefix(swallow < in.size() ? swallow : in.size()); break;
             case Next::CloseAfterWrite:
             case Next::CloseNow: stop = true; break;
+            case Next::Forward: pending.forward.reset(); stop = true; break;  // not over UDP
         }
         msg.clear();
         out.drain_to(&msg);

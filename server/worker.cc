@@ -18,6 +18,9 @@ Worker::Worker(ServerContext& ctx, int id) : ctx_(ctx), id_(id), dispatcher_(ctx
     base_ = event_base_new_with_config(cfg);
     event_config_free(cfg);
     if (base_ == nullptr) throw std::runtime_error("event_base_new failed");
+    if (ctx.cluster != nullptr) {
+        peers_ = std::make_unique<PeerLinks>(this, ctx.settings.cluster_secret);
+    }
     notify_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (notify_fd_ < 0) throw std::runtime_error("eventfd failed");
     notify_ev_ = event_new(base_, notify_fd_, EV_READ | EV_PERSIST, &Worker::on_notify, this);
@@ -67,6 +70,7 @@ Worker::~Worker() {
     dead_.clear();
     for (Conn* c : conns_) delete c;
     conns_.clear();
+    peers_.reset();  // its events belong to base_
     for (char* b : rbuf_pool_) std::free(b);
     for (Udp& u : udp_) {
         event_free(u.ev);

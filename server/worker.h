@@ -15,6 +15,7 @@
 
 #include "server/context.h"
 #include "server/dispatch.h"
+#include "server/forward.h"
 #include "server/stats.h"
 
 namespace mcm::server {
@@ -42,6 +43,7 @@ public:
     ServerContext& ctx() noexcept { return ctx_; }
     ThreadStats& stats() noexcept { return stats_; }
     Dispatcher& dispatcher() noexcept { return dispatcher_; }
+    PeerLinks* peers() noexcept { return peers_.get(); }  // managed mode only
     event_base* base() noexcept { return base_; }
     int id() const noexcept { return id_; }
 
@@ -80,6 +82,7 @@ private:
         event* ev;
     };
     std::vector<Udp> udp_;  // UDP sockets this worker reads (-U)
+    std::unique_ptr<PeerLinks> peers_;  // managed mode: links to the other servers
 };
 
 }  // namespace mcm::server

@@ -85,6 +85,8 @@ struct Store::Impl {
     // flush_all: items last written at or before oldest_live (once it has passed), or with a
     // cas below oldest_cas, read as flushed. See Store::flush.
     std::atomic<RelTime> oldest_live{0};
+    std::unique_ptr<std::atomic<int64_t>[]> bucket_items;  // managed mode only
+    std::unique_ptr<std::atomic<int64_t>[]> bucket_bytes;
     std::atomic<uint64_t> oldest_cas{0};
     std::atomic<size_t> crawl_shard{0};
 };
@@ -176,6 +178,10 @@ Store::Store(const Config& config, Clock& clock)
     : config_(config), clock_(clock), shards_(new Shard[kShards]),
       impl_(new Impl(config, &Store::evict_cb, this)) {
     if (impl_->slabs.class_sizes().size() > kMaxClasses) throw std::logic_error("slab classes");
+    if (config.nbuckets > 0 && config.bucket_fn != nullptr) {
+        impl_->bucket_items.reset(new std::atomic<int64_t>[config.nbuckets]());
+        impl_->bucket_bytes.reset(new std::atomic<int64_t>[config.nbuckets]());
+    }
     unsigned per_shard_power = config.hash_power > kShardBits ? config.hash_power - kShardBits : 4;
     if (per_shard_power < 4) per_shard_power = 4;
     size_t slots = size_t{1} << per_shard_power;
@@ -209,6 +215,12 @@ bool Store::unlink_core(Shard& s, uint64_t h, Item* it) noexcept {
     ClassStats& c = s.cls[impl_->slabs.class_of(it)];
     --c.number;
     c.mem_requested -= it->total_size();
+    if (impl_->bucket_items) {
+        uint32_t b = config_.bucket_fn(it->key(), config_.nbuckets);
+        impl_->bucket_items[b].fetch_sub(1, std::memory_order_relaxed);
+        impl_->bucket_bytes[b].fetch_sub(static_cast<int64_t>(it->total_size()),
+                                         std::memory_order_relaxed);
+    }
     return it->refcount.fetch_sub(1, std::memory_order_acq_rel) == 1;
 }
 
@@ -227,6 +239,12 @@ void Store::link_locked(Shard& s, uint64_t h, Item* it, RelTime now, uint64_t ca
     ++s.count;
     s.bytes += it->total_size();
     ++s.total_items;
+    if (impl_->bucket_items) {
+        uint32_t b = config_.bucket_fn(it->key(), config_.nbuckets);
+        impl_->bucket_items[b].fetch_add(1, std::memory_order_relaxed);
+        impl_->bucket_bytes[b].fetch_add(static_cast<int64_t>(it->total_size()),
+                                         std::memory_order_relaxed);
+    }
     ClassStats& c = s.cls[impl_->slabs.class_of(it)];
     ++c.number;
     ++c.total_items;
@@ -736,6 +754,42 @@ StoreStats Store::stats() const noexcept {
     r.malloc_bytes = impl_->slabs.mem_used();
     r.slabs_moved = impl_->slabs.pages_moved();
     return r;
+}
+
+std::vector<BucketCounts> Store::bucket_counts() const {
+    std::vector<BucketCounts> out;
+    if (!impl_->bucket_items) return out;
+    out.resize(config_.nbuckets);
+    for (uint32_t b = 0; b < config_.nbuckets; ++b) {
+        int64_t n = impl_->bucket_items[b].load(std::memory_order_relaxed);
+        int64_t by = impl_->bucket_bytes[b].load(std::memory_order_relaxed);
+        out[b].items = n > 0 ? static_cast<uint64_t>(n) : 0;
+        out[b].bytes = by > 0 ? static_cast<uint64_t>(by) : 0;
+    }
+    return out;
+}
+
+size_t Store::drop_buckets(uint32_t first, uint32_t last) noexcept {
+    if (config_.bucket_fn == nullptr || config_.nbuckets == 0) return 0;
+    size_t dropped = 0;
+    for (size_t i = 0; i < kShards; ++i) {
+        Shard& s = shards_[i];
+        std::lock_guard<std::mutex> g(s.mu);
+        migrate(s, SIZE_MAX);  // one table to walk
+        for (size_t slot = 0; slot <= s.mask; ++slot) {
+            Item* it = s.table[slot];
+            while (it != nullptr) {
+                Item* next = it->hnext;
+                uint32_t b = config_.bucket_fn(it->key(), config_.nbuckets);
+                if (b >= first && b <= last) {
+                    unlink_locked(s, hash_key(it->key()), it);
+                    ++dropped;
+                }
+                it = next;
+            }
+        }
+    }
+    return dropped;
 }
 
 std::vector<ClassStats> Store::class_stats() const {

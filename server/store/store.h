@@ -33,6 +33,14 @@ struct Config {
     unsigned hash_power = 16;             // initial total table size 2^hash_power slots
     bool hash_expand = true;              // false with -o no_hashexpand: never grow
     // -n and -f are accepted for compatibility; the size classes are fixed (slab.h).
+    // Managed mode: the bucket of a key (nbuckets > 0), for per-bucket counts and drops.
+    uint32_t nbuckets = 0;
+    uint32_t (*bucket_fn)(std::string_view key, uint32_t nbuckets) noexcept = nullptr;
+};
+
+struct BucketCounts {
+    uint64_t items = 0;
+    uint64_t bytes = 0;
 };
 
 enum class StoreOp : uint8_t { Set, Add, Replace, Append, Prepend, Cas };
@@ -248,6 +256,11 @@ public:
     size_t max_bytes() const noexcept;
 
     StoreStats stats() const noexcept;
+    // Managed mode: items and bytes per bucket (empty without buckets).
+    std::vector<BucketCounts> bucket_counts() const;
+    // Unlinks every item of buckets [first, last]; returns how many. Walks the whole table
+    // (the cost is proportional to all items, not to the bucket's).
+    size_t drop_buckets(uint32_t first, uint32_t last) noexcept;
     // Classes that currently hold items or ever held any, in id order.
     std::vector<ClassStats> class_stats() const;
     // All class sizes (for `stats slabs` chunk_size and tests).

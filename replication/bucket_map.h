@@ -1,0 +1,53 @@
+// The bucket map of managed mode (doc/managed.md): B buckets, each with an active server and
+// replicas, under an epoch that only grows. Plain data with a text form; no sockets, no locks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mcm::repl {
+
+// bucket(key) = zlib's CRC-32 of the key bytes, modulo the bucket count.
+uint32_t bucket_of(std::string_view key, uint32_t nbuckets) noexcept;
+
+// What a server does with one bucket.
+enum class BucketState : uint8_t {
+    Dead = 0,  // not here: requests go to the active server (or get NOT_MY_BUCKET)
+    Active,    // owned here: served locally
+    Replica,   // a copy kept from the active's stream (not served to clients)
+    Pending,   // being handed over to this server: writes wait briefly
+};
+std::string_view state_name(BucketState s) noexcept;
+bool parse_state(std::string_view name, BucketState* out) noexcept;
+
+inline constexpr uint16_t kNoNode = 0xffff;
+
+struct BucketMap {
+    uint64_t epoch = 0;
+    uint32_t nbuckets = 0;
+    struct Node {
+        std::string name;
+        std::string host;
+        uint16_t port = 0;
+    };
+    std::vector<Node> nodes;
+    std::vector<uint16_t> active;                 // per bucket: node index or kNoNode
+    std::vector<std::vector<uint16_t>> replicas;  // per bucket: node indexes
+
+    int node_index(std::string_view name) const noexcept;
+
+    // The text form, one line each, "\r\n" ended:
+    //   MAP <epoch> <buckets>
+    //   NODE <name> <host>:<port>          (one per server)
+    //   RANGE <first> <last> <active> [<replica> ...]   (node names; buckets not in any
+    //                                                     range have no owner)
+    //   END
+    std::string format() const;
+    // Parses the text form (lines may end in "\n" or "\r\n"). False with *err on any error:
+    // unknown node, overlapping or out-of-range buckets, a replica equal to the active.
+    static bool parse(std::string_view text, BucketMap* out, std::string* err);
+};
+
+}  // namespace mcm::repl

@@ -1,0 +1,227 @@
+// The `cluster` admin commands of managed mode (doc/managed.md) and its stats groups:
+//   cluster map                       any client: the map this server holds
+//   cluster auth / cluster auth <hex> challenge-response with the cluster secret
+//   cluster setmap <bytes>            then the map text: install it (newer epochs only)
+//   cluster state <range> <state>     set buckets' local state (active replica pending dead)
+//   cluster drop <range>              drop the buckets' items
+//   cluster reset                     every bucket dead, every item dropped, no map
+//   cluster peer [binary]             this connection is a peer's forwarding link (binary:
+//                                     it speaks the binary protocol from here on)
+// Everything but map and auth needs an authenticated connection.
+#include <charconv>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "proto/errors.h"
+#include "server/cluster.h"
+#include "server/dispatch.h"
+
+namespace mcm::server {
+
+namespace {
+
+constexpr size_t kMaxMapBytes = 16 * 1024 * 1024;
+
+std::vector<std::string_view> split(std::string_view s) {
+    std::vector<std::string_view> w;
+    size_t i = 0;
+    while (i < s.size()) {
+        while (i < s.size() && s[i] == ' ') ++i;
+        size_t j = i;
+        while (j < s.size() && s[j] != ' ') ++j;
+        if (j > i) w.push_back(s.substr(i, j - i));
+        i = j;
+    }
+    return w;
+}
+
+bool to_u32(std::string_view s, uint32_t* v) {
+    auto r = std::from_chars(s.data(), s.data() + s.size(), *v);
+    return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+// "all", "<b>" or "<first>-<last>", within [0, n).
+bool parse_range(std::string_view s, uint32_t n, uint32_t* first, uint32_t* last) {
+    if (s == "all") {
+        *first = 0;
+        *last = n - 1;
+        return true;
+    }
+    size_t dash = s.find('-');
+    if (dash == std::string_view::npos) {
+        if (!to_u32(s, first)) return false;
+        *last = *first;
+    } else if (!to_u32(s.substr(0, dash), first) || !to_u32(s.substr(dash + 1), last)) {
+        return false;
+    }
+    return *first <= *last && *last < n;
+}
+
+}  // namespace
+
+Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p,
+                         size_t* swallow) {
+    Cluster* cl = ctx_.cluster;
+    if (cl == nullptr) {  // standalone: no such command, as memcached
+        out.append("ERROR\r\n");
+        return Next::Continue;
+    }
+    std::vector<std::string_view> w = split(req.args);
+    std::string_view sub = w.empty() ? std::string_view{} : w[0];
+    if (sub == "map" && w.size() == 1) {
+        auto m = cl->map();
+        if (m == nullptr) {
+            out.append("MAP " + std::to_string(cl->epoch()) + " " +
+                       std::to_string(cl->nbuckets()) + "\r\nEND\r\n");
+        } else {
+            out.append(m->format());
+        }
+        return Next::Continue;
+    }
+    if (sub == "auth" && w.size() <= 2) {
+        if (w.size() == 1) {
+            p->cluster_nonce = cl->new_nonce();
+            out.append("CHALLENGE " + p->cluster_nonce + "\r\n");
+            return Next::Continue;
+        }
+        bool ok = cl->verify(p->cluster_nonce, w[1]);
+        p->cluster_nonce.clear();  // one try per challenge
+        if (ok) {
+            p->cluster_auth = true;
+            out.append("OK\r\n");
+        } else {
+            cl->auth_failures.fetch_add(1, std::memory_order_relaxed);
+            out.append("CLIENT_ERROR authentication failed\r\n");
+        }
+        return Next::Continue;
+    }
+    uint32_t len = 0;
+    const bool setmap = sub == "setmap" && w.size() == 2 && to_u32(w[1], &len);
+    if (!p->cluster_auth &&
+        (setmap || sub == "state" || sub == "drop" || sub == "reset" || sub == "peer")) {
+        out.append("CLIENT_ERROR cluster command needs authentication\r\n");
+        if (setmap) {  // the map text that follows must not run as commands
+            *swallow = static_cast<size_t>(len) + 2;
+            return Next::Swallow;
+        }
+        return Next::Continue;
+    }
+    cl->last_control_unix.store(static_cast<int64_t>(time(nullptr)), std::memory_order_relaxed);
+    if (setmap) {
+        if (len > kMaxMapBytes) {
+            out.append("CLIENT_ERROR bad map: too large\r\n");
+            *swallow = static_cast<size_t>(len) + 2;
+            return Next::Swallow;
+        }
+        p->cluster_map = true;
+        p->blob.assign(static_cast<size_t>(len) + 2, '\0');
+        p->wire_len = len + 2;
+        return Next::ReadValue;
+    }
+    uint32_t first = 0, last = 0;
+    if (sub == "state" && w.size() == 3 && parse_range(w[1], cl->nbuckets(), &first, &last)) {
+        repl::BucketState s;
+        if (!repl::parse_state(w[2], &s)) {
+            out.append("CLIENT_ERROR bad bucket state\r\n");
+            return Next::Continue;
+        }
+        cl->set_states(first, last, s);
+        out.append("OK\r\n");
+        return Next::Continue;
+    }
+    if (sub == "drop" && w.size() == 2 && parse_range(w[1], cl->nbuckets(), &first, &last)) {
+        size_t n = ctx_.store.drop_buckets(first, last);
+        out.append("OK " + std::to_string(n) + "\r\n");
+        return Next::Continue;
+    }
+    if (sub == "peer" && (w.size() == 1 || (w.size() == 2 && w[1] == "binary"))) {
+        // A peer's forwarding link: never forward again; "binary": binary requests follow.
+        p->cluster_peer = true;
+        p->switch_binary = w.size() == 2;
+        out.append("OK\r\n");
+        return Next::Continue;
+    }
+    if (sub == "reset" && w.size() == 1) {
+        cl->reset();
+        (void)ctx_.store.drop_buckets(0, cl->nbuckets() - 1);
+        out.append("OK\r\n");
+        return Next::Continue;
+    }
+    if (sub == "state" || sub == "drop") {
+        out.append("CLIENT_ERROR bad bucket range\r\n");
+        return Next::Continue;
+    }
+    out.append("ERROR\r\n");
+    return Next::Continue;
+}
+
+void Dispatcher::finish_cluster_map(PendingStore* p, OutBuf& out) {
+    p->cluster_map = false;
+    std::string text = std::move(p->blob);
+    p->blob.clear();
+    if (text.size() < 2 || text[text.size() - 2] != '\r' || text.back() != '\n') {
+        out.append(proto::kBadDataChunk);
+        return;
+    }
+    text.resize(text.size() - 2);
+    repl::BucketMap m;
+    std::string err;
+    if (!repl::BucketMap::parse(text, &m, &err)) {
+        out.append("CLIENT_ERROR bad map: " + err + "\r\n");
+        return;
+    }
+    switch (ctx_.cluster->install(m, &err)) {
+        case Cluster::Install::Ok: out.append("OK\r\n"); break;
+        case Cluster::Install::Stale: out.append("CLIENT_ERROR stale map: " + err + "\r\n"); break;
+        case Cluster::Install::Invalid: out.append("CLIENT_ERROR bad map: " + err + "\r\n"); break;
+    }
+}
+
+void write_cluster_stats(ServerContext& ctx, OutBuf& out) {
+    Cluster& cl = *ctx.cluster;
+    auto line = [&](std::string_view k, const std::string& v) {
+        out.append("STAT ");
+        out.append(k);
+        out.append(" ");
+        out.append(v);
+        out.append("\r\n");
+    };
+    uint32_t counts[4] = {0, 0, 0, 0};
+    for (uint32_t b = 0; b < cl.nbuckets(); ++b) ++counts[static_cast<int>(cl.state(b))];
+    int64_t last = cl.last_control_unix.load(std::memory_order_relaxed);
+    line("node_id", cl.node_id());
+    line("map_epoch", std::to_string(cl.epoch()));
+    line("buckets", std::to_string(cl.nbuckets()));
+    line("buckets_active", std::to_string(counts[static_cast<int>(repl::BucketState::Active)]));
+    line("buckets_replica", std::to_string(counts[static_cast<int>(repl::BucketState::Replica)]));
+    line("buckets_pending", std::to_string(counts[static_cast<int>(repl::BucketState::Pending)]));
+    line("buckets_dead", std::to_string(counts[static_cast<int>(repl::BucketState::Dead)]));
+    line("bucket_forward", ctx.settings.bucket_forward ? "yes" : "no");
+    line("secs_since_control", last == 0 ? "-1" : std::to_string(time(nullptr) - last));
+    line("forwarded", std::to_string(cl.forwarded.load()));
+    line("forward_errors", std::to_string(cl.forward_errors.load()));
+    line("not_my_bucket", std::to_string(cl.not_my_bucket.load()));
+    line("maps_installed", std::to_string(cl.maps_installed.load()));
+    line("maps_refused", std::to_string(cl.maps_refused.load()));
+    line("auth_failures", std::to_string(cl.auth_failures.load()));
+    out.append("END\r\n");
+}
+
+void write_bucket_stats(ServerContext& ctx, OutBuf& out) {
+    Cluster& cl = *ctx.cluster;
+    std::vector<store::BucketCounts> c = ctx.store.bucket_counts();
+    for (uint32_t b = 0; b < cl.nbuckets(); ++b) {
+        repl::BucketState s = cl.state(b);
+        uint64_t items = b < c.size() ? c[b].items : 0;
+        uint64_t bytes = b < c.size() ? c[b].bytes : 0;
+        if (s == repl::BucketState::Dead && items == 0) continue;
+        std::string p = "STAT bucket:" + std::to_string(b) + ":";
+        out.append(p + "state " + std::string(repl::state_name(s)) + "\r\n");
+        out.append(p + "items " + std::to_string(items) + "\r\n");
+        out.append(p + "bytes " + std::to_string(bytes) + "\r\n");
+    }
+    out.append("END\r\n");
+}
+
+}  // namespace mcm::server

@@ -1,0 +1,387 @@
+// Peer links for one-hop forwarding (see forward.h). Each worker keeps one connection per
+// peer server; requests from any of its clients are pipelined on it, each followed by a
+// marker (text: "mn", binary: a NOOP with a private opaque) so that the replies, quiet ones
+// included, can be cut apart in order. A link authenticates with the cluster secret and says
+// "cluster peer", so the other side never forwards what it gets from it.
+#include "server/forward.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "proto/binary.h"
+#include "server/cluster.h"
+#include "server/conn.h"
+#include "server/worker.h"
+
+namespace mcm::server {
+
+namespace bin = proto::bin;
+
+struct PeerLinks::Link {
+    PeerLinks* owner = nullptr;
+    bool binary = false;  // carries binary requests (after a text handshake)
+    std::string node;
+    std::string host;
+    uint16_t port = 0;
+    int fd = -1;
+    event* ev = nullptr;
+    short events = 0;
+    enum class St : uint8_t { Idle, Connecting, Challenge, Auth, Ready } st = St::Idle;
+    int ok_lines = 0;   // "OK" replies still due for the handshake
+    std::string held;   // requests waiting for the handshake
+    std::string wbuf;   // bytes to write
+    std::string rbuf;   // bytes read, not yet matched to a waiter
+    std::deque<Waiter> waiters;
+};
+
+namespace {
+
+std::string hmac_hex(const std::string& secret, std::string_view nonce) {
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+         reinterpret_cast<const unsigned char*>(nonce.data()), nonce.size(), mac, &len);
+    static const char kDigits[] = "0123456789abcdef";
+    std::string s(len * 2, '0');
+    for (unsigned i = 0; i < len; ++i) {
+        s[2 * i] = kDigits[mac[i] >> 4];
+        s[2 * i + 1] = kDigits[mac[i] & 15];
+    }
+    return s;
+}
+
+size_t nth_number(std::string_view line, int n) {  // the n-th space-separated word as a number
+    size_t i = 0;
+    for (int k = 0; k < n; ++k) {
+        i = line.find(' ', i);
+        if (i == std::string_view::npos) return SIZE_MAX;
+        ++i;
+    }
+    size_t e = line.find(' ', i);
+    std::string_view w = line.substr(i, e == std::string_view::npos ? line.size() - i : e - i);
+    size_t v = 0;
+    auto r = std::from_chars(w.data(), w.data() + w.size(), v);
+    return r.ec == std::errc() ? v : SIZE_MAX;
+}
+
+}  // namespace
+
+PeerLinks::PeerLinks(Worker* worker, const std::string& secret) noexcept
+    : worker_(worker), secret_(secret) {}
+
+PeerLinks::~PeerLinks() {
+    for (auto& [name, l] : links_) {
+        if (l->ev != nullptr) event_free(l->ev);
+        if (l->fd >= 0) ::close(l->fd);
+    }
+    if (timer_ != nullptr) event_free(timer_);
+}
+
+PeerLinks::Link* PeerLinks::link(const std::string& node, const std::string& host,
+                                 uint16_t port, bool binary) {
+    auto& l = links_[node + (binary ? "/binary" : "/text")];
+    if (l == nullptr) {
+        l = std::make_unique<Link>();
+        l->owner = this;
+        l->binary = binary;
+    }
+    if (l->host != host || l->port != port) {  // the map moved the node: start over
+        if (l->st != Link::St::Idle) fail_link(l.get(), "address changed");
+        l->host = host;
+        l->port = port;
+    }
+    l->node = node;
+    return l.get();
+}
+
+void PeerLinks::submit(ForwardJob* job) {
+    Cluster* cl = worker_->ctx().cluster;
+    if (timer_ == nullptr) {
+        timer_ = event_new(worker_->base(), -1, EV_PERSIST, &PeerLinks::on_timer, this);
+        timeval tick{0, 100 * 1000};
+        event_add(timer_, &tick);
+    }
+    if (job->kind == ForwardJob::Kind::MultiGet) {
+        std::map<std::string, std::string> per_node;
+        for (size_t i = 0; i < job->keys.size(); ++i) {
+            if (job->owner[i].empty()) continue;
+            std::string& r = per_node[job->owner[i]];
+            if (r.empty()) r = job->get_cmd;
+            r += " ";
+            r += job->keys[i];
+        }
+        job->outstanding = static_cast<int>(per_node.size());
+        for (auto& [node, req] : per_node) {
+            cl->forwarded.fetch_add(1, std::memory_order_relaxed);
+            auto& a = job->addr[node];
+            send(link(node, a.first, a.second, false), job, req + "\r\n", false);
+        }
+        if (job->outstanding == 0 && job->conn != nullptr) job->conn->forward_done();
+        return;
+    }
+    job->outstanding = 1;
+    cl->forwarded.fetch_add(1, std::memory_order_relaxed);
+    const bool binary = job->kind == ForwardJob::Kind::Binary;
+    send(link(job->node, job->host, job->port, binary), job, std::move(job->request), binary);
+}
+
+void PeerLinks::cancel(ForwardJob* job) noexcept {
+    for (auto& [name, l] : links_) {
+        for (Waiter& w : l->waiters) {
+            if (w.job == job) w.job = nullptr;
+        }
+    }
+}
+
+void PeerLinks::send(Link* l, ForwardJob* job, std::string bytes, bool binary) {
+    Waiter w{job, binary, 0, std::chrono::steady_clock::now() + kTimeout};
+    if (binary) {
+        w.marker = 0x4d430000u | (next_marker_++ & 0xffff);
+        char noop[bin::kHeaderLen] = {};
+        noop[0] = static_cast<char>(bin::kReqMagic);
+        noop[1] = static_cast<char>(bin::Noop);
+        std::memcpy(noop + 12, &w.marker, 4);
+        bytes.append(noop, sizeof(noop));
+    } else {
+        bytes += "mn\r\n";
+    }
+    l->waiters.push_back(w);
+    if (l->st == Link::St::Ready) {
+        l->wbuf += bytes;
+        handle_io(l, EV_WRITE);
+        return;
+    }
+    l->held += bytes;
+    if (l->st != Link::St::Idle) return;
+    // Connect (non-blocking); the handshake starts once the socket is writable.
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* ai = nullptr;
+    std::string port = std::to_string(l->port);
+    if (getaddrinfo(l->host.c_str(), port.c_str(), &hints, &ai) != 0 || ai == nullptr) {
+        return fail_link(l, "cannot resolve " + l->host);
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        return fail_link(l, strerror(errno));
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (rc != 0 && errno != EINPROGRESS) {
+        std::string why = strerror(errno);
+        ::close(fd);
+        return fail_link(l, why);
+    }
+    l->fd = fd;
+    l->st = Link::St::Connecting;
+    l->events = EV_READ | EV_WRITE | EV_PERSIST;
+    l->ev = event_new(worker_->base(), fd, l->events, &PeerLinks::on_io, l);
+    event_add(l->ev, nullptr);
+}
+
+void PeerLinks::on_io(evutil_socket_t, short what, void* arg) {
+    auto* l = static_cast<Link*>(arg);
+    l->owner->handle_io(l, what);
+}
+
+void PeerLinks::on_timer(evutil_socket_t, short, void* arg) {
+    auto* self = static_cast<PeerLinks*>(arg);
+    auto now = std::chrono::steady_clock::now();
+    for (auto& [name, l] : self->links_) {
+        if (!l->waiters.empty() && l->waiters.front().deadline < now) {
+            self->fail_link(l.get(), "timed out");
+        }
+    }
+}
+
+void PeerLinks::handle_io(Link* l, short what) {
+    if (l->fd < 0) return;
+    if (l->st == Link::St::Connecting && (what & EV_WRITE)) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0) return fail_link(l, strerror(err));
+        l->st = Link::St::Challenge;
+        l->wbuf = "cluster auth\r\n";
+    }
+    if (!l->wbuf.empty()) {
+        ssize_t n = ::send(l->fd, l->wbuf.data(), l->wbuf.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+            l->wbuf.erase(0, static_cast<size_t>(n));
+        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            return fail_link(l, strerror(errno));
+        }
+    }
+    if (what & EV_READ) {
+        char buf[16384];
+        for (;;) {
+            ssize_t n = ::recv(l->fd, buf, sizeof(buf), 0);
+            if (n > 0) {
+                l->rbuf.append(buf, static_cast<size_t>(n));
+                if (static_cast<size_t>(n) < sizeof(buf)) break;
+                continue;
+            }
+            if (n == 0) return fail_link(l, "connection closed");
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+            return fail_link(l, strerror(errno));
+        }
+        if (!parse_replies(l) || l->fd < 0) return;
+    }
+    // Wait for writability only while there is something to write.
+    short want = static_cast<short>(EV_READ | EV_PERSIST | (l->wbuf.empty() ? 0 : EV_WRITE));
+    if (l->st == Link::St::Connecting) want = EV_READ | EV_WRITE | EV_PERSIST;
+    if (want != l->events && l->ev != nullptr) {
+        event_del(l->ev);
+        event_assign(l->ev, worker_->base(), l->fd, want, &PeerLinks::on_io, l);
+        event_add(l->ev, nullptr);
+        l->events = want;
+    }
+}
+
+// Cuts complete replies off the front of the link's buffer. False if the link failed.
+bool PeerLinks::parse_replies(Link* l) {
+    for (;;) {
+        std::string& r = l->rbuf;
+        if (l->st == Link::St::Challenge || l->st == Link::St::Auth) {
+            size_t eol = r.find("\r\n");
+            if (eol == std::string::npos) return true;
+            std::string line = r.substr(0, eol);
+            r.erase(0, eol + 2);
+            if (l->st == Link::St::Challenge) {
+                if (line.rfind("CHALLENGE ", 0) != 0) {
+                    fail_link(l, "peer refused: " + line);
+                    return false;
+                }
+                l->wbuf += "cluster auth " + hmac_hex(secret_, line.substr(10)) +
+                           (l->binary ? "\r\ncluster peer binary\r\n" : "\r\ncluster peer\r\n") +
+                           l->held;
+                l->held.clear();
+                l->st = Link::St::Auth;
+                l->ok_lines = 2;
+                continue;  // written when handle_io finishes this round
+            }
+            if (line != "OK") {
+                fail_link(l, "peer refused: " + line);
+                return false;
+            }
+            if (--l->ok_lines == 0) l->st = Link::St::Ready;
+            continue;
+        }
+        if (l->waiters.empty()) {
+            r.clear();
+            return true;
+        }
+        Waiter w = l->waiters.front();
+        size_t pos = 0;
+        size_t end = std::string::npos;  // where the reply ends (before the marker)
+        size_t next = 0;                 // where the following reply starts
+        if (w.binary) {
+            while (pos + bin::kHeaderLen <= r.size()) {
+                uint32_t bodylen = bin::load_be32(r.data() + pos + 8);
+                size_t total = bin::kHeaderLen + bodylen;
+                if (pos + total > r.size()) break;
+                uint32_t opaque;
+                std::memcpy(&opaque, r.data() + pos + 12, 4);
+                if (static_cast<uint8_t>(r[pos + 1]) == bin::Noop && opaque == w.marker) {
+                    end = pos;
+                    next = pos + total;
+                    break;
+                }
+                pos += total;
+            }
+        } else {
+            for (;;) {
+                size_t eol = r.find("\r\n", pos);
+                if (eol == std::string::npos) break;
+                std::string_view line(r.data() + pos, eol - pos);
+                if (line == "MN") {
+                    end = pos;
+                    next = eol + 2;
+                    break;
+                }
+                size_t data = 0;
+                if (line.rfind("VALUE ", 0) == 0) {
+                    data = nth_number(line, 3);
+                } else if (line.rfind("VA ", 0) == 0) {
+                    data = nth_number(line, 1);
+                }
+                if (data == SIZE_MAX) {
+                    fail_link(l, "bad reply");
+                    return false;
+                }
+                bool block = line.rfind("VALUE ", 0) == 0 || line.rfind("VA ", 0) == 0;
+                pos = eol + 2 + (block ? data + 2 : 0);
+                if (pos > r.size()) break;
+            }
+        }
+        if (end == std::string::npos) return true;  // not all here yet
+        std::string reply = r.substr(0, end);
+        r.erase(0, next);
+        l->waiters.pop_front();
+        part_done(w.job, l->node, std::move(reply), false);
+    }
+}
+
+void PeerLinks::part_done(ForwardJob* job, const std::string& node, std::string bytes,
+                          bool failed) {
+    if (job == nullptr) return;  // its client went away
+    if (failed) {
+        worker_->ctx().cluster->forward_errors.fetch_add(1, std::memory_order_relaxed);
+        if (job->error.empty()) job->error = "forward to " + node + " failed: " + bytes;
+    } else if (job->kind == ForwardJob::Kind::MultiGet) {
+        // Keep each VALUE block under its key for reassembly in request order.
+        size_t pos = 0;
+        while (pos < bytes.size()) {
+            size_t eol = bytes.find("\r\n", pos);
+            if (eol == std::string::npos) break;
+            std::string_view line(bytes.data() + pos, eol - pos);
+            if (line.rfind("VALUE ", 0) != 0) {
+                pos = eol + 2;  // END
+                continue;
+            }
+            size_t ks = 6, ke = line.find(' ', ks);
+            std::string key(line.substr(ks, ke - ks));
+            size_t n = nth_number(line, 3);
+            size_t stop = eol + 2 + n + 2;
+            if (n == SIZE_MAX || stop > bytes.size()) break;
+            job->blocks[key] = bytes.substr(pos, stop - pos);
+            pos = stop;
+        }
+    } else {
+        job->reply = std::move(bytes);
+    }
+    if (--job->outstanding == 0 && job->conn != nullptr) job->conn->forward_done();
+}
+
+void PeerLinks::fail_link(Link* l, const std::string& why) {
+    std::deque<Waiter> waiters;
+    waiters.swap(l->waiters);
+    if (l->ev != nullptr) {
+        event_free(l->ev);
+        l->ev = nullptr;
+    }
+    if (l->fd >= 0) ::close(l->fd);
+    l->fd = -1;
+    l->events = 0;
+    l->st = Link::St::Idle;
+    l->held.clear();
+    l->wbuf.clear();
+    l->rbuf.clear();
+    for (Waiter& w : waiters) part_done(w.job, l->node, why, true);
+}
+
+}  // namespace mcm::server

@@ -1,0 +1,85 @@
+// One-hop forwarding of managed mode: a request for a bucket active on another server goes
+// there over this worker's pooled, pipelined, authenticated link to that server, and the reply
+// comes back to the client connection in its place. See doc/managed.md.
+#pragma once
+
+#include <event2/event.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mcm::server {
+
+class Conn;
+class Worker;
+
+// What a client connection waits for. Owned by the connection.
+struct ForwardJob {
+    enum class Kind : uint8_t { Text, MultiGet, Binary };
+    Kind kind = Kind::Text;
+    Conn* conn = nullptr;     // null once the client is gone: replies are then dropped
+    bool gets = false;        // MultiGet: with cas
+    std::string request;      // Text/Binary: the request as the client sent it
+    size_t value_pending = 0;  // bytes of the client's value still to append to request
+    std::string node;         // Text/Binary: the target server
+    std::string host;
+    uint16_t port = 0;
+    // MultiGet: the keys in request order, who owns each ("" = here), and what came back.
+    std::string get_cmd;       // "get", "gets", "gat 10", "gats 10"
+    std::vector<std::string> keys;
+    std::vector<std::string> owner;
+    std::map<std::string, std::pair<std::string, uint16_t>> addr;  // node -> host, port
+    std::map<std::string, std::string> blocks;  // key -> "VALUE ...\r\n<data>\r\n"
+    int outstanding = 0;
+    std::string reply;  // Text/Binary: the relayed bytes
+    uint8_t bin_opcode = 0;   // Binary: for an error response of our own
+    uint32_t bin_opaque = 0;
+    std::string error;  // the first failure, if any
+};
+
+class PeerLinks {
+public:
+    PeerLinks(Worker* worker, const std::string& secret) noexcept;
+    ~PeerLinks();
+    PeerLinks(const PeerLinks&) = delete;
+    PeerLinks& operator=(const PeerLinks&) = delete;
+
+    // Start a job (its request is complete). The job's connection hears back through
+    // Conn::forward_done when every part has answered or failed.
+    void submit(ForwardJob* job);
+    // The connection is closing: forget its job.
+    void cancel(ForwardJob* job) noexcept;
+
+    static constexpr auto kTimeout = std::chrono::milliseconds(1000);
+
+private:
+    struct Link;
+    struct Waiter {
+        ForwardJob* job;
+        bool binary;
+        uint32_t marker;  // binary: the opaque of the closing NOOP
+        std::chrono::steady_clock::time_point deadline;
+    };
+    Link* link(const std::string& node, const std::string& host, uint16_t port, bool binary);
+    void send(Link* l, ForwardJob* job, std::string bytes, bool binary);
+    static void on_io(evutil_socket_t fd, short what, void* arg);
+    static void on_timer(evutil_socket_t fd, short what, void* arg);
+    void handle_io(Link* l, short what);
+    bool parse_replies(Link* l);
+    void part_done(ForwardJob* job, const std::string& node, std::string bytes, bool failed);
+    void fail_link(Link* l, const std::string& why);
+
+    Worker* worker_;
+    std::string secret_;
+    std::map<std::string, std::unique_ptr<Link>> links_;
+    event* timer_ = nullptr;
+    uint32_t next_marker_ = 1;
+};
+
+}  // namespace mcm::server
