@@ -189,23 +189,21 @@ Conn::Step Conn::process() {
             }
             case ConnState::ForwardValue: {
                 // A forwarded storage command: its value goes along with it.
+                ForwardJob* job = fwds_.back().get();
                 size_t have = rend_ - rstart_;
-                size_t n = fwd_->value_pending < have ? fwd_->value_pending : have;
-                fwd_->request.append(rbuf_ + rstart_, n);
+                size_t n = job->value_pending < have ? job->value_pending : have;
+                job->request.append(rbuf_ + rstart_, n);
                 rstart_ += n;
-                fwd_->value_pending -= n;
-                if (fwd_->value_pending > 0) return Step::NeedRead;
+                job->value_pending -= n;
+                if (job->value_pending > 0) return Step::NeedRead;
                 start_forward();
-                return Step::Wait;
-            }
-            case ConnState::WaitForward: {
-                if (!fwd_ready_) return Step::Wait;
-                dispatcher_.finish_forward(*fwd_, out_);
-                fwd_.reset();
-                fwd_ready_ = false;
                 state_ = ConnState::Parse;
                 break;
             }
+            case ConnState::WaitForward:
+                if (fwds_.size() >= kMaxForwards) return Step::Wait;
+                state_ = ConnState::Parse;
+                break;
             case ConnState::Swallow: {
                 size_t have = rend_ - rstart_;
                 size_t n = swallow_left_ < have ? swallow_left_ : have;
@@ -217,6 +215,10 @@ Conn::Step Conn::process() {
             }
             case ConnState::Parse: {
                 if (rstart_ == rend_) return Step::NeedRead;
+                if (fwds_.size() >= kMaxForwards) {  // enough replies owed: wait for some
+                    state_ = ConnState::WaitForward;
+                    return Step::Wait;
+                }
                 if (out_.pending_bytes() > kMaxPendingOutput) return Step::OutputFull;
                 if (budget_ <= 0) {
                     worker_->stats().conn_yields.add();
@@ -289,14 +291,16 @@ Conn::Step Conn::process() {
                         state_ = ConnState::Closing;
                         return Step::Close;
                     case Next::Forward:
-                        fwd_ = std::move(pending_.forward);
-                        fwd_->conn = this;
-                        if (fwd_->value_pending > 0) {
+                        // The reply gets its place now; other commands go on meanwhile.
+                        pending_.forward->conn = this;
+                        pending_.forward->hole = out_.hole();
+                        fwds_.push_back(std::move(pending_.forward));
+                        if (fwds_.back()->value_pending > 0) {
                             state_ = ConnState::ForwardValue;
                             break;
                         }
                         start_forward();
-                        return Step::Wait;
+                        break;
                 }
                 break;
             }
@@ -385,21 +389,32 @@ bool Conn::idle_for(uint32_t now, unsigned secs) const noexcept {
 }
 
 void Conn::start_forward() {
-    state_ = ConnState::WaitForward;
-    fwd_ready_ = false;
-    worker_->peers()->submit(fwd_.get());
+    worker_->peers()->submit(fwds_.back().get());
 }
 
-void Conn::forward_done() {
+void Conn::forward_done(ForwardJob* job) {
     if (closed_) return;
-    fwd_ready_ = true;
+    OutBuf reply(&ctx_.store);
+    dispatcher_.finish_forward(*job, reply);
+    std::string bytes;
+    reply.drain_to(&bytes);
+    out_.fill(job->hole, bytes);
+    for (auto it = fwds_.begin(); it != fwds_.end(); ++it) {
+        if (it->get() == job) {
+            fwds_.erase(it);
+            break;
+        }
+    }
+    // Send what is now unblocked, and resume parsing if it was waiting for a free slot.
     set_events(EV_READ | EV_PERSIST);
     event_active(ev_, EV_READ, 0);
 }
 
 void Conn::close() {
-    if (fwd_ != nullptr && worker_->peers() != nullptr) worker_->peers()->cancel(fwd_.get());
-    fwd_.reset();
+    if (worker_->peers() != nullptr) {
+        for (auto& j : fwds_) worker_->peers()->cancel(j.get());
+    }
+    fwds_.clear();
     state_ = ConnState::Closing;
     closed_ = true;
     if (ev_ != nullptr) {

@@ -41,9 +41,9 @@ public:
     // Give the read buffer back to the worker's pool if nothing is buffered and no command
     // arrived in the current second (the worker's housekeeping timer calls it).
     void release_idle_rbuf(uint32_t now);
-    // Managed mode: every part of the forwarded request has answered (or failed). Called on
-    // this connection's worker; processing resumes on the next loop turn.
-    void forward_done();
+    // Managed mode: every part of a forwarded request has answered (or failed). Called on this
+    // connection's worker: the reply takes its place in the output, which is then flushed.
+    void forward_done(ForwardJob* job);
 
 private:
     enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close, Wait };
@@ -79,8 +79,9 @@ private:
     size_t rend_ = 0;
 
     PendingStore pending_;  // the storage command whose value is being read
-    std::unique_ptr<ForwardJob> fwd_;  // the request another server is answering
-    bool fwd_ready_ = false;
+    // Requests other servers are answering, oldest first; each holds a place in out_.
+    std::deque<std::unique_ptr<ForwardJob>> fwds_;
+    static constexpr size_t kMaxForwards = 64;  // then parsing waits for replies
     size_t value_filled_ = 0;
     size_t swallow_left_ = 0;
 

@@ -127,7 +127,7 @@ void PeerLinks::submit(ForwardJob* job) {
             auto& a = job->addr[node];
             send(link(node, a.first, a.second, false), job, req + "\r\n", false);
         }
-        if (job->outstanding == 0 && job->conn != nullptr) job->conn->forward_done();
+        if (job->outstanding == 0 && job->conn != nullptr) job->conn->forward_done(job);
         return;
     }
     job->outstanding = 1;
@@ -157,7 +157,8 @@ void PeerLinks::send(Link* l, ForwardJob* job, std::string bytes, bool binary) {
         bytes += "mn\r\n";
     }
     l->waiters.push_back(w);
-    if (l->st == Link::St::Ready) {
+    // Once the proof and "cluster peer" are on their way, requests may follow them.
+    if (l->st == Link::St::Ready || l->st == Link::St::Auth) {
         l->wbuf += bytes;
         handle_io(l, EV_WRITE);
         return;
@@ -364,7 +365,7 @@ void PeerLinks::part_done(ForwardJob* job, const std::string& node, std::string 
     } else {
         job->reply = std::move(bytes);
     }
-    if (--job->outstanding == 0 && job->conn != nullptr) job->conn->forward_done();
+    if (--job->outstanding == 0 && job->conn != nullptr) job->conn->forward_done(job);
 }
 
 void PeerLinks::fail_link(Link* l, const std::string& why) {

@@ -27,6 +27,7 @@ struct ForwardJob {
     bool gets = false;        // MultiGet: with cas
     std::string request;      // Text/Binary: the request as the client sent it
     size_t value_pending = 0;  // bytes of the client's value still to append to request
+    size_t hole = 0;           // the reply's place in the client's output
     std::string node;         // Text/Binary: the target server
     std::string host;
     uint16_t port = 0;

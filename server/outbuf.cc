@@ -51,6 +51,29 @@ void OutBuf::rollback(Mark m) noexcept {
     wbuf_len_ = m.wlen;
 }
 
+size_t OutBuf::hole() {
+    segs_.push_back(Seg{nullptr, wbuf_len_, 0, nullptr, true});
+    ++holes_;
+    return segs_.size() - 1;
+}
+
+void OutBuf::fill(size_t h, std::string_view bytes) {
+    Seg& s = segs_[h];
+    if (!s.hole) return;
+    size_t off = wbuf_len_;
+    if (!bytes.empty()) {
+        if (wbuf_len_ + bytes.size() > wbuf_cap_) grow(bytes.size());
+        std::memcpy(wbuf_ + wbuf_len_, bytes.data(), bytes.size());
+        wbuf_len_ += bytes.size();
+    }
+    Seg& t = segs_[h];  // (grow does not move segs_, but keep the reference fresh)
+    t.off = off;
+    t.len = bytes.size();
+    t.hole = false;
+    pending_ += bytes.size();
+    --holes_;
+}
+
 std::string OutBuf::text() const {
     std::string r;
     for (size_t i = head_; i < segs_.size(); ++i) {
@@ -78,6 +101,7 @@ void OutBuf::clear() noexcept {
     head_ = head_off_ = 0;
     wbuf_len_ = 0;
     pending_ = 0;
+    holes_ = 0;
     if (wbuf_cap_ > 64 * 1024) {  // do not keep a huge buffer for an idle connection
         std::free(wbuf_);
         wbuf_ = nullptr;
@@ -88,9 +112,13 @@ void OutBuf::clear() noexcept {
 IoStatus OutBuf::flush(int fd, size_t* sent) noexcept {
     *sent = 0;
     while (head_ < segs_.size()) {
+        // Empty segments (filled holes with no reply) and the first unfilled hole.
+        while (head_ < segs_.size() && !segs_[head_].hole && segs_[head_].len == 0) ++head_;
+        if (head_ == segs_.size()) break;
+        if (segs_[head_].hole) return IoStatus::Blocked;
         struct iovec iov[kIovMax];
         size_t n = 0;
-        for (size_t i = head_; i < segs_.size() && n < kIovMax; ++i, ++n) {
+        for (size_t i = head_; i < segs_.size() && n < kIovMax && !segs_[i].hole; ++i, ++n) {
             const Seg& s = segs_[i];
             const char* base = s.item ? s.ptr : wbuf_ + s.off;
             size_t skip = (i == head_) ? head_off_ : 0;

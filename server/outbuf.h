@@ -17,7 +17,9 @@
 
 namespace mcm::server {
 
-enum class IoStatus : uint8_t { Done, Retry, Fatal };  // proceed, wait for the socket, hang up
+// proceed, wait for the socket, hang up; Blocked: the next reply is still being made
+// elsewhere (a forwarded request's hole), nothing to send until it is filled
+enum class IoStatus : uint8_t { Done, Retry, Fatal, Blocked };
 
 class OutBuf {
 public:
@@ -43,7 +45,7 @@ public:
         // Extend the last segment when it is unsent text ending where this text starts.
         if (segs_.size() > head_) {
             Seg& last = segs_.back();
-            if (last.item == nullptr && last.off + last.len == wbuf_len_) {
+            if (last.item == nullptr && !last.hole && last.off + last.len == wbuf_len_) {
                 last.len += n;
                 wbuf_len_ += n;
                 pending_ += n;
@@ -78,6 +80,11 @@ public:
 
     void clear() noexcept;  // drop everything unsent (connection closing)
 
+    // A place in the reply order for a reply that will come later (managed mode's forwarded
+    // requests). Nothing after it is sent until fill() gives its bytes.
+    size_t hole();
+    void fill(size_t hole, std::string_view bytes);
+
     // The unsent text segments concatenated (for re-framing a text reply, e.g. binary stats).
     std::string text() const;
     // Everything unsent, values included, appended to *to; the buffer is then empty.
@@ -89,7 +96,9 @@ private:
         size_t off;       // text offset into wbuf_
         size_t len;
         store::Item* item;
+        bool hole = false;  // a reply still to come
     };
+    size_t holes_ = 0;  // unfilled holes
     void grow(size_t need);
 
     store::Store* store_;

@@ -184,8 +184,9 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
     auto job = std::make_unique<ForwardJob>();
     if (req.cmd == Cmd::Get || req.cmd == Cmd::Gets || req.cmd == Cmd::Gat ||
         req.cmd == Cmd::Gats) {
-        // Split by owner; what is local is read when the others have answered, so the reply
-        // keeps the request's key order.
+        // Split by owner. Local keys are read now (a later command of this connection must
+        // not be seen by them); the reply is put together in the request's key order when
+        // the other servers have answered.
         job->kind = ForwardJob::Kind::MultiGet;
         job->get_cmd = std::string(proto::cmd_name(req.cmd));
         if (req.cmd == Cmd::Gat || req.cmd == Cmd::Gats) {
@@ -201,6 +202,15 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
             if (where(b, req.cmd == Cmd::Gat || req.cmd == Cmd::Gats, p->cluster_peer) ==
                 Where::Local) {
                 node.clear();
+                if (!job->blocks.count(std::string(key))) {
+                    Request one = req;
+                    one.keys = key;
+                    OutBuf tmp(&ctx_.store);
+                    get(one, tmp, false);
+                    std::string block;
+                    tmp.drain_to(&block);
+                    job->blocks[std::string(key)] = std::move(block);
+                }
             } else if (!owner_of(cl, b, &node, &host, &port)) {
                 out.append("SERVER_ERROR " + not_my_bucket(b) + "\r\n");
                 return Next::Continue;
@@ -278,19 +288,9 @@ void Dispatcher::finish_forward(ForwardJob& job, OutBuf& out) {
         out.append(job.reply);
         return;
     }
-    Request local;
-    proto::ParseStatus ps = proto::ParseStatus::Ok;
-    size_t used = 0;
-    ps = proto::parse_command(job.request, &local, &used);  // the original line: cmd, exptime
-    (void)ps;
-    for (size_t i = 0; i < job.keys.size(); ++i) {
-        if (job.owner[i].empty()) {
-            local.keys = job.keys[i];
-            get(local, out, false);
-        } else {
-            auto it = job.blocks.find(job.keys[i]);
-            if (it != job.blocks.end()) out.append(it->second);
-        }
+    for (const std::string& key : job.keys) {
+        auto it = job.blocks.find(key);
+        if (it != job.blocks.end()) out.append(it->second);
     }
     out.append("END\r\n");
 }

@@ -281,3 +281,18 @@ def test_pending_holds_writes_briefly(cluster):
     assert line.startswith(b"SERVER_ERROR")
     assert admin.cmd(f"cluster state {b} active") == b"OK\r\n"
     assert c.cmd("set p1 0 0 1\r\nx") == b"STORED\r\n"
+
+
+def test_pipelined_forwarding_keeps_reply_order(cluster):
+    """A client pipelining requests for many owners gets every reply, in request order, and
+    noreply writes queued behind a link's handshake are not lost."""
+    servers = cluster()
+    c = servers[0].connect(timeout=10)
+    keys = [f"pk{i}" for i in range(300)]
+    c.send("".join(f"set {k} 0 0 {len(k)} noreply\r\n{k}\r\n" for k in keys))
+    c.send("".join(f"get {k}\r\nmn\r\n" for k in keys))
+    for k in keys:
+        assert c.readline() == f"VALUE {k} 0 {len(k)}\r\n".encode()
+        assert c.readline() == f"{k}\r\n".encode()
+        assert c.readline() == b"END\r\n"
+        assert c.readline() == b"MN\r\n"
