@@ -11,6 +11,8 @@ namespace mcm::repl {
 
 // bucket(key) = zlib's CRC-32 of the key bytes, modulo the bucket count.
 uint32_t bucket_of(std::string_view key, uint32_t nbuckets) noexcept;
+// The same CRC-32 as zlib's crc32(0, data, len).
+uint32_t crc32_ieee(std::string_view data) noexcept;
 
 // What a server does with one bucket.
 enum class BucketState : uint8_t {

@@ -81,6 +81,7 @@ private:
     PendingStore pending_;  // the storage command whose value is being read
     // Requests other servers are answering, oldest first; each holds a place in out_.
     std::deque<std::unique_ptr<ForwardJob>> fwds_;
+    size_t nfwds_ = 0;  // fwds_.size(), cheap to test on every command
     static constexpr size_t kMaxForwards = 64;  // then parsing waits for replies
     size_t value_filled_ = 0;
     size_t swallow_left_ = 0;

@@ -57,6 +57,13 @@ std::string Dispatcher::not_my_bucket(uint32_t b) {
 bool Dispatcher::route_text(const Request& req, OutBuf& out, PendingStore* p, size_t* swallow,
                             Next* next) {
     Cluster& cl = *ctx_.cluster;
+    // The common case first: one key whose bucket is active here (a state load, no call).
+    std::string_view one = req.key;
+    if (one.empty() && !req.keys.empty() && req.keys.find(' ') == std::string_view::npos &&
+        req.keys.size() <= proto::kKeyMaxLength) {
+        one = req.keys;  // a get with one key
+    }
+    if (!one.empty() && cl.state(cl.bucket(one)) == repl::BucketState::Active) return true;
     const bool peer = p->cluster_peer;
     const bool write = is_write(req.cmd);
     uint32_t bucket = 0;

@@ -5,7 +5,7 @@
 
 namespace mcm::server {
 
-inline char* put_u64(char* p, uint64_t v) noexcept {
+[[gnu::always_inline]] inline char* put_u64(char* p, uint64_t v) noexcept {
     char tmp[20];
     int n = 0;
     do {

@@ -207,7 +207,7 @@ size_t memcached_ntotal(size_t nkey, size_t nbytes, uint32_t flags, bool use_cas
 
 // Unlink a linked item (table, counters) and drop the table's reference; true if that was
 // the last one (the caller then frees the item or, evicting, reuses it).
-bool Store::unlink_core(Shard& s, uint64_t h, Item* it) noexcept {
+bool Store::unlink_core(Shard& s, uint64_t h, Item* it, uint32_t bucket) noexcept {
     table_remove(s, h, it);
     it->clear(Item::kLinked);
     --s.count;
@@ -216,7 +216,7 @@ bool Store::unlink_core(Shard& s, uint64_t h, Item* it) noexcept {
     --c.number;
     c.mem_requested -= it->total_size();
     if (impl_->bucket_items) {
-        uint32_t b = config_.bucket_fn(it->key(), config_.nbuckets);
+        uint32_t b = bucket != kNoBucket ? bucket : config_.bucket_fn(it->key(), config_.nbuckets);
         impl_->bucket_items[b].fetch_sub(1, std::memory_order_relaxed);
         impl_->bucket_bytes[b].fetch_sub(static_cast<int64_t>(it->total_size()),
                                          std::memory_order_relaxed);
@@ -224,12 +224,12 @@ bool Store::unlink_core(Shard& s, uint64_t h, Item* it) noexcept {
     return it->refcount.fetch_sub(1, std::memory_order_acq_rel) == 1;
 }
 
-void Store::unlink_locked(Shard& s, uint64_t h, Item* it) noexcept {
-    if (unlink_core(s, h, it)) impl_->slabs.free(it);
+void Store::unlink_locked(Shard& s, uint64_t h, Item* it, uint32_t bucket) noexcept {
+    if (unlink_core(s, h, it, bucket)) impl_->slabs.free(it);
 }
 
 void Store::link_locked(Shard& s, uint64_t h, Item* it, RelTime now, uint64_t cas,
-                        bool may_grow) noexcept {
+                        bool may_grow, uint32_t bucket) noexcept {
     it->refcount.fetch_add(1, std::memory_order_relaxed);  // the table's reference
     it->time = now;
     it->cas = cas;
@@ -240,7 +240,7 @@ void Store::link_locked(Shard& s, uint64_t h, Item* it, RelTime now, uint64_t ca
     s.bytes += it->total_size();
     ++s.total_items;
     if (impl_->bucket_items) {
-        uint32_t b = config_.bucket_fn(it->key(), config_.nbuckets);
+        uint32_t b = bucket != kNoBucket ? bucket : config_.bucket_fn(it->key(), config_.nbuckets);
         impl_->bucket_items[b].fetch_add(1, std::memory_order_relaxed);
         impl_->bucket_bytes[b].fetch_add(static_cast<int64_t>(it->total_size()),
                                          std::memory_order_relaxed);
@@ -589,9 +589,11 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
                 return StoreStatus::NotStored;
             }
         }
-        if (old != nullptr) unlink_locked(s, h, old);
+        // Old and new share the key, so one bucket computation serves both counters.
+        uint32_t b = impl_->bucket_items ? config_.bucket_fn(key, config_.nbuckets) : kNoBucket;
+        if (old != nullptr) unlink_locked(s, h, old, b);
         uint64_t cas = take_cas(new_cas);
-        link_locked(s, h, it, now, cas, config_.hash_expand);
+        link_locked(s, h, it, now, cas, config_.hash_expand, b);
         if (cas_out != nullptr) *cas_out = config_.use_cas ? cas : 0;
         return StoreStatus::Stored;
     }

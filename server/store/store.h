@@ -277,10 +277,11 @@ public:
 
 private:
     static bool evict_cb(void* ctx, Item* it, RelTime now) noexcept;
-    bool unlink_core(Shard& s, uint64_t h, Item* it) noexcept;
-    void unlink_locked(Shard& s, uint64_t h, Item* it) noexcept;
-    void link_locked(Shard& s, uint64_t h, Item* it, RelTime now, uint64_t cas,
-                     bool may_grow) noexcept;
+    static constexpr uint32_t kNoBucket = UINT32_MAX;  // "compute it from the key"
+    bool unlink_core(Shard& s, uint64_t h, Item* it, uint32_t bucket = kNoBucket) noexcept;
+    void unlink_locked(Shard& s, uint64_t h, Item* it, uint32_t bucket = kNoBucket) noexcept;
+    void link_locked(Shard& s, uint64_t h, Item* it, RelTime now, uint64_t cas, bool may_grow,
+                     uint32_t bucket = kNoBucket) noexcept;
     Lookup fetch(std::string_view key, const RelTime* new_exptime) noexcept;
     // A live item under the shard lock (dead ones met on the way are unlinked); *why tells a
     // miss's reason. The caller holds s.mu.

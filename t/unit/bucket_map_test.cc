@@ -2,6 +2,10 @@
 #include "replication/bucket_map.h"
 
 #include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <random>
+#include <string>
 
 using namespace mcm::repl;
 
@@ -13,6 +17,16 @@ TEST(Buckets, Crc32Vectors) {
     EXPECT_EQ(bucket_of("hello world", 1024), 0x0d4a1185u % 1024);
     EXPECT_EQ(bucket_of("123456789", 4294967295u), 0xcbf43926u);  // the CRC-32 check value
     EXPECT_EQ(bucket_of(std::string_view("\0\xff", 2), 1), 0u);
+}
+
+TEST(Buckets, SameCrcAsZlib) {
+    std::mt19937 rng(42);
+    for (int n = 0; n < 2000; ++n) {
+        std::string s(static_cast<size_t>(rng() % 300), '\0');
+        for (char& c : s) c = static_cast<char>(rng());
+        uLong want = crc32(0L, reinterpret_cast<const Bytef*>(s.data()), static_cast<uInt>(s.size()));
+        ASSERT_EQ(crc32_ieee(s), static_cast<uint32_t>(want)) << s.size();
+    }
 }
 
 TEST(Buckets, MapRoundTrip) {
