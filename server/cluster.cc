@@ -25,11 +25,6 @@ Cluster::Cluster(const Settings& s)
     : node_id_(s.node_id), secret_(s.cluster_secret), nbuckets_(s.buckets),
       states_(new std::atomic<uint8_t>[s.buckets]()) {}
 
-std::shared_ptr<const repl::BucketMap> Cluster::map() const {
-    std::lock_guard<std::mutex> g(mu_);
-    return map_;
-}
-
 Cluster::Install Cluster::install(const repl::BucketMap& m, std::string* err) {
     if (m.nbuckets != nbuckets_) {
         *err = "the map has " + std::to_string(m.nbuckets) + " buckets, this server " +
@@ -39,9 +34,10 @@ Cluster::Install Cluster::install(const repl::BucketMap& m, std::string* err) {
     }
     std::lock_guard<std::mutex> g(mu_);
     uint64_t held = epoch_.load(std::memory_order_relaxed);
-    bool same = map_ != nullptr && m.epoch == held && map_->format() == m.format();
+    const repl::BucketMap* cur = map_.load(std::memory_order_relaxed);
+    bool same = cur != nullptr && m.epoch == held && cur->format() == m.format();
     if (same) return Install::Ok;  // the same map again: nothing changes
-    if (m.epoch < held || (m.epoch == held && map_ != nullptr)) {
+    if (m.epoch < held || (m.epoch == held && cur != nullptr)) {
         *err = "epoch " + std::to_string(m.epoch) + " is not newer than " + std::to_string(held);
         maps_refused.fetch_add(1, std::memory_order_relaxed);
         return Install::Stale;
@@ -58,7 +54,8 @@ Cluster::Install Cluster::install(const repl::BucketMap& m, std::string* err) {
         }
         states_[b].store(static_cast<uint8_t>(s), std::memory_order_relaxed);
     }
-    map_ = std::make_shared<const repl::BucketMap>(m);
+    maps_.push_back(std::make_unique<repl::BucketMap>(m));
+    map_.store(maps_.back().get(), std::memory_order_release);
     epoch_.store(m.epoch, std::memory_order_release);
     maps_installed.fetch_add(1, std::memory_order_relaxed);
     return Install::Ok;
@@ -73,7 +70,7 @@ void Cluster::set_states(uint32_t first, uint32_t last, repl::BucketState s) noe
 void Cluster::reset() noexcept {
     std::lock_guard<std::mutex> g(mu_);
     set_states(0, nbuckets_ - 1, repl::BucketState::Dead);
-    map_.reset();
+    map_.store(nullptr, std::memory_order_release);
 }
 
 std::string Cluster::new_nonce() const {

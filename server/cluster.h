@@ -1,7 +1,8 @@
 // Managed mode on one server: the bucket map it holds, each bucket's local state, the cluster
-// secret and the counters of `stats cluster`. Request threads read bucket states without
-// locks (one relaxed atomic load); the map itself changes rarely and is read under a mutex by
-// the control and forwarding paths. See doc/managed.md.
+// secret and the counters of `stats cluster`. Request threads read without locks: a bucket's
+// state is one relaxed atomic load, and the map is an immutable snapshot behind an atomic
+// pointer. A replaced map is kept (not freed) until the server stops, so a reader never sees
+// it disappear; maps change only when the coordinator installs one. See doc/managed.md.
 #pragma once
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "replication/bucket_map.h"
 #include "server/settings.h"
@@ -29,7 +31,10 @@ public:
         return static_cast<repl::BucketState>(states_[b].load(std::memory_order_relaxed));
     }
     uint64_t epoch() const noexcept { return epoch_.load(std::memory_order_acquire); }
-    std::shared_ptr<const repl::BucketMap> map() const;
+    // The map held (null before the first install or after reset). Valid until shutdown.
+    const repl::BucketMap* map() const noexcept {
+        return map_.load(std::memory_order_acquire);
+    }
 
     enum class Install : uint8_t { Ok, Stale, Invalid };
     // A new map: its epoch must be above the one held (the same epoch is accepted only for
@@ -58,8 +63,9 @@ private:
     uint32_t nbuckets_;
     std::unique_ptr<std::atomic<uint8_t>[]> states_;
     std::atomic<uint64_t> epoch_{0};
-    mutable std::mutex mu_;
-    std::shared_ptr<const repl::BucketMap> map_;  // guarded by mu_
+    std::mutex mu_;  // serialises installs and resets
+    std::atomic<const repl::BucketMap*> map_{nullptr};
+    std::vector<std::unique_ptr<repl::BucketMap>> maps_;  // every map installed, owned here
 };
 
 }  // namespace mcm::server
