@@ -253,3 +253,36 @@ TEST(TextParser, EverySplitGivesTheSameCommands) {
         }
     }
 }
+
+// A NUL byte ends the line wherever it is (memcached parses a C string): before, inside and
+// after tokens, and past the 23rd token.
+TEST(TextParser, NulEndsTheLineAnywhere) {
+    EXPECT_EQ(parse_one(std::string("\0get a\r\n", 8)).error, Err::Error);
+    Request r = parse_one(std::string("get abc\0def ghi\r\n", 17));
+    EXPECT_EQ(r.cmd, Cmd::Get);
+    EXPECT_EQ(r.keys, "abc");
+    r = parse_one(std::string("get abcdefghijklmnop qrs\0tuv\r\n", 30));
+    EXPECT_EQ(r.keys, "abcdefghijklmnop qrs");
+    r = parse_one(std::string("get a \0 b\r\n", 11));
+    EXPECT_EQ(r.keys, "a ");
+    r = parse_one(std::string("delete k\0 noreply\r\n", 19));
+    EXPECT_EQ(r.cmd, Cmd::Delete);
+    EXPECT_FALSE(r.noreply);
+    std::string many = "get";
+    for (int i = 0; i < 30; ++i) many += " k" + std::to_string(i);
+    std::string withnul = many;
+    withnul[many.find(" k25")] = '\0';
+    r = parse_one(withnul + "\r\n");
+    EXPECT_EQ(r.keys, many.substr(4, many.find(" k25") - 4));
+    // long tokens (the eight-byte scan) and every NUL position in one
+    std::string base = "set averyveryverylongkeyname 123456789 0 5";
+    for (size_t i = 0; i < base.size(); ++i) {
+        std::string l = base;
+        l[i] = '\0';
+        Request a = parse_one(l + "\r\n");
+        Request b = parse_one(base.substr(0, i) + "\r\n");
+        EXPECT_EQ(a.cmd, b.cmd) << i;
+        EXPECT_EQ(a.error, b.error) << i;
+        EXPECT_EQ(a.key, b.key) << i;
+    }
+}
