@@ -74,6 +74,19 @@ bool parse_state(std::string_view name, BucketState* out) noexcept {
     return false;
 }
 
+std::vector<std::string_view> split_words(std::string_view line) {
+    std::vector<std::string_view> w;
+    size_t i = 0;
+    while (i < line.size()) {
+        while (i < line.size() && line[i] == ' ') ++i;
+        size_t j = i;
+        while (j < line.size() && line[j] != ' ') ++j;
+        if (j > i) w.push_back(line.substr(i, j - i));
+        i = j;
+    }
+    return w;
+}
+
 int BucketMap::node_index(std::string_view name) const noexcept {
     for (size_t i = 0; i < nodes.size(); ++i) {
         if (nodes[i].name == name) return static_cast<int>(i);
@@ -107,18 +120,6 @@ std::string BucketMap::format() const {
 
 namespace {
 
-std::vector<std::string_view> words(std::string_view line) {
-    std::vector<std::string_view> w;
-    size_t i = 0;
-    while (i < line.size()) {
-        while (i < line.size() && line[i] == ' ') ++i;
-        size_t j = i;
-        while (j < line.size() && line[j] != ' ') ++j;
-        if (j > i) w.push_back(line.substr(i, j - i));
-        i = j;
-    }
-    return w;
-}
 
 template <typename T>
 bool number(std::string_view s, T* v) {
@@ -139,7 +140,7 @@ bool BucketMap::parse(std::string_view text, BucketMap* out, std::string* err) {
         text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         ++lineno;
-        std::vector<std::string_view> w = words(line);
+        std::vector<std::string_view> w = split_words(line);
         if (w.empty()) continue;
         auto fail = [&](const std::string& why) {
             *err = "line " + std::to_string(lineno) + ": " + why;

@@ -14,6 +14,9 @@ uint32_t bucket_of(std::string_view key, uint32_t nbuckets) noexcept;
 // The same CRC-32 as zlib's crc32(0, data, len).
 uint32_t crc32_ieee(std::string_view data) noexcept;
 
+// The space-separated words of a line (runs of spaces count as one).
+std::vector<std::string_view> split_words(std::string_view line);
+
 // What a server does with one bucket.
 enum class BucketState : uint8_t {
     Dead = 0,  // not here: requests go to the active server (or get NOT_MY_BUCKET)

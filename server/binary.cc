@@ -371,23 +371,11 @@ void Dispatcher::finish_binary_store(PendingStore* pending, OutBuf& out) {
     stats_.set_cmds.add();
     // The wire has no "\r\n" after a binary value; the item stores one.
     std::memcpy(item->value() + item->value_len(), "\r\n", 2);
-    store::StoreOp op = store::StoreOp::Set;
-    switch (pending->cmd) {
-        case proto::Cmd::Add: op = store::StoreOp::Add; break;
-        case proto::Cmd::Replace: op = store::StoreOp::Replace; break;
-        case proto::Cmd::Append: op = store::StoreOp::Append; break;
-        case proto::Cmd::Prepend: op = store::StoreOp::Prepend; break;
-        case proto::Cmd::Cas: op = store::StoreOp::Cas; break;
-        default: break;
-    }
+    const store::StoreOp op = store_op(pending->cmd);
     uint64_t cas = 0;
     store::StoreExtra extra;  // non-null: append/prepend compare a non-zero cas
     store::StoreStatus s = ctx_.store.store(item, op, pending->cas_unique, &cas, &extra);
-    if (op == store::StoreOp::Cas) {
-        if (s == store::StoreStatus::Stored) stats_.cas_hits.add();
-        if (s == store::StoreStatus::Exists) stats_.cas_badval.add();
-        if (s == store::StoreStatus::NotFound) stats_.cas_misses.add();
-    }
+    count_cas(op, s);
     BinRequest r;
     r.opcode = pending->bin_opcode;
     r.opaque = pending->bin_opaque;

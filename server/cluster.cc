@@ -79,17 +79,21 @@ std::string Cluster::new_nonce() const {
     return hex(n, sizeof(n));
 }
 
-bool Cluster::verify(std::string_view nonce, std::string_view proof_hex) const {
-    if (nonce.empty()) return false;
+std::string Cluster::proof(const std::string& secret, std::string_view challenge) {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    if (HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
-             reinterpret_cast<const unsigned char*>(nonce.data()), nonce.size(), mac,
+    if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+             reinterpret_cast<const unsigned char*>(challenge.data()), challenge.size(), mac,
              &len) == nullptr) {
-        return false;
+        return {};
     }
-    std::string want = hex(mac, len);
-    return proof_hex.size() == want.size() &&
+    return hex(mac, len);
+}
+
+bool Cluster::verify(std::string_view nonce, std::string_view proof_hex) const {
+    if (nonce.empty()) return false;
+    std::string want = proof(secret_, nonce);
+    return !want.empty() && proof_hex.size() == want.size() &&
            CRYPTO_memcmp(want.data(), proof_hex.data(), want.size()) == 0;
 }
 

@@ -44,7 +44,8 @@ public:
     void set_states(uint32_t first, uint32_t last, repl::BucketState s) noexcept;
     void reset() noexcept;  // every bucket dead, no map (the epoch stays: older maps stay refused)
 
-    // Challenge-response: HMAC-SHA256(secret, nonce) in hex.
+    // Challenge-response: the proof is HMAC-SHA256(secret, challenge text), in hex.
+    static std::string proof(const std::string& secret, std::string_view challenge);
     std::string new_nonce() const;
     bool verify(std::string_view nonce, std::string_view proof_hex) const;
 

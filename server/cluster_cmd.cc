@@ -23,18 +23,6 @@ namespace {
 
 constexpr size_t kMaxMapBytes = 16 * 1024 * 1024;
 
-std::vector<std::string_view> split(std::string_view s) {
-    std::vector<std::string_view> w;
-    size_t i = 0;
-    while (i < s.size()) {
-        while (i < s.size() && s[i] == ' ') ++i;
-        size_t j = i;
-        while (j < s.size() && s[j] != ' ') ++j;
-        if (j > i) w.push_back(s.substr(i, j - i));
-        i = j;
-    }
-    return w;
-}
 
 bool to_u32(std::string_view s, uint32_t* v) {
     auto r = std::from_chars(s.data(), s.data() + s.size(), *v);
@@ -67,7 +55,7 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         out.append("ERROR\r\n");
         return Next::Continue;
     }
-    std::vector<std::string_view> w = split(req.args);
+    std::vector<std::string_view> w = repl::split_words(req.args);
     std::string_view sub = w.empty() ? std::string_view{} : w[0];
     if (sub == "map" && w.size() == 1) {
         const repl::BucketMap* m = cl->map();

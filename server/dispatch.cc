@@ -21,6 +21,9 @@ using proto::Request;
 
 namespace {
 
+
+}  // namespace
+
 store::StoreOp store_op(Cmd c) noexcept {
     switch (c) {
         case Cmd::Add: return store::StoreOp::Add;
@@ -32,7 +35,12 @@ store::StoreOp store_op(Cmd c) noexcept {
     }
 }
 
-}  // namespace
+void Dispatcher::count_cas(store::StoreOp op, store::StoreStatus s) noexcept {
+    if (op != store::StoreOp::Cas) return;
+    if (s == store::StoreStatus::Stored) stats_.cas_hits.add();
+    if (s == store::StoreStatus::Exists) stats_.cas_badval.add();
+    if (s == store::StoreStatus::NotFound) stats_.cas_misses.add();
+}
 
 void Dispatcher::reply(const Request& req, OutBuf& out, std::string_view line) {
     if (!req.noreply) out.append(line);
@@ -279,11 +287,7 @@ void Dispatcher::finish_store(PendingStore* pending, OutBuf& out) {
         return;
     }
     store::StoreStatus s = ctx_.store.store(item, store_op(pending->cmd), pending->cas_unique);
-    if (pending->cmd == Cmd::Cas) {
-        if (s == store::StoreStatus::Stored) stats_.cas_hits.add();
-        if (s == store::StoreStatus::Exists) stats_.cas_badval.add();
-        if (s == store::StoreStatus::NotFound) stats_.cas_misses.add();
-    }
+    count_cas(store_op(pending->cmd), s);
     switch (s) {
         case store::StoreStatus::Stored: reply(r, out, "STORED\r\n"); break;
         case store::StoreStatus::NotStored: reply(r, out, "NOT_STORED\r\n"); break;

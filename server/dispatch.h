@@ -54,6 +54,9 @@ struct PendingStore {
     bool switch_binary = false;  // `cluster peer binary`: the rest of the stream is binary
 };
 
+// The store operation a text storage command (or its meta/binary equivalent) stands for.
+store::StoreOp store_op(proto::Cmd c) noexcept;
+
 class Dispatcher {
 public:
     // The reply to a forwarded request (or its failure) into out.
@@ -105,6 +108,7 @@ private:
                         size_t* swallow);
     void debug(const proto::Request& req, OutBuf& out);
     void reply(const proto::Request& req, OutBuf& out, std::string_view line);
+    void count_cas(store::StoreOp op, store::StoreStatus s) noexcept;  // cas_hits/badval/misses
 
     ServerContext& ctx_;
     ThreadStats& stats_;

@@ -10,8 +10,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -47,19 +45,6 @@ struct PeerLinks::Link {
 
 namespace {
 
-std::string hmac_hex(const std::string& secret, std::string_view nonce) {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-         reinterpret_cast<const unsigned char*>(nonce.data()), nonce.size(), mac, &len);
-    static const char kDigits[] = "0123456789abcdef";
-    std::string s(len * 2, '0');
-    for (unsigned i = 0; i < len; ++i) {
-        s[2 * i] = kDigits[mac[i] >> 4];
-        s[2 * i + 1] = kDigits[mac[i] & 15];
-    }
-    return s;
-}
 
 size_t nth_number(std::string_view line, int n) {  // the n-th space-separated word as a number
     size_t i = 0;
@@ -267,7 +252,7 @@ bool PeerLinks::parse_replies(Link* l) {
                     fail_link(l, "peer refused: " + line);
                     return false;
                 }
-                l->wbuf += "cluster auth " + hmac_hex(secret_, line.substr(10)) +
+                l->wbuf += "cluster auth " + Cluster::proof(secret_, line.substr(10)) +
                            (l->binary ? "\r\ncluster peer binary\r\n" : "\r\ncluster peer\r\n") +
                            l->held;
                 l->held.clear();

@@ -234,24 +234,12 @@ void Dispatcher::finish_meta_store(PendingStore* pending, OutBuf& out) {
         out.append(proto::kBadDataChunk);  // errors ignore q
         return;
     }
-    store::StoreOp op = store::StoreOp::Set;
-    switch (pending->cmd) {
-        case Cmd::Add: op = store::StoreOp::Add; break;
-        case Cmd::Append: op = store::StoreOp::Append; break;
-        case Cmd::Prepend: op = store::StoreOp::Prepend; break;
-        case Cmd::Replace: op = store::StoreOp::Replace; break;
-        case Cmd::Cas: op = store::StoreOp::Cas; break;
-        default: break;
-    }
+    const store::StoreOp op = store_op(pending->cmd);
     // The key and its binary flag outlive the store call through our reference.
     store::Item* it = item.get();
     uint64_t cas = 0;
     store::StoreStatus s = ctx_.store.store(item, op, pending->cas_unique, &cas, &pending->extra);
-    if (op == store::StoreOp::Cas) {
-        if (s == store::StoreStatus::Stored) stats_.cas_hits.add();
-        if (s == store::StoreStatus::Exists) stats_.cas_badval.add();
-        if (s == store::StoreStatus::NotFound) stats_.cas_misses.add();
-    }
+    count_cas(op, s);
     Line l;
     switch (s) {
         case store::StoreStatus::Stored:
