@@ -424,6 +424,7 @@ bool Store::touch(std::string_view key, RelTime exptime) noexcept {
 
 unsigned Store::class_of(const Item* it) const noexcept { return impl_->slabs.class_of(it); }
 
+
 Lookup Store::peek(std::string_view key) noexcept {
     uint64_t h = hash_key(key);
     Shard& s = shards_[h & (kShards - 1)];
@@ -784,7 +785,7 @@ size_t Store::drop_buckets(uint32_t first, uint32_t last) noexcept {
                 Item* next = it->hnext;
                 uint32_t b = config_.bucket_fn(it->key(), config_.nbuckets);
                 if (b >= first && b <= last) {
-                    unlink_locked(s, hash_key(it->key()), it);
+                    unlink_locked(s, hash_key(it->key()), it, b);
                     ++dropped;
                 }
                 it = next;
@@ -792,6 +793,30 @@ size_t Store::drop_buckets(uint32_t first, uint32_t last) noexcept {
         }
     }
     return dropped;
+}
+
+size_t Store::visit_bucket(uint32_t bucket,
+                           const std::function<void(const Item&)>& fn) noexcept {
+    if (config_.bucket_fn == nullptr || bucket >= config_.nbuckets) return 0;
+    size_t n = 0;
+    RelTime now = clock_.now();
+    RelTime ol = impl_->oldest_live.load(std::memory_order_relaxed);
+    uint64_t oc = impl_->oldest_cas.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < kShards; ++i) {
+        Shard& s = shards_[i];
+        std::lock_guard<std::mutex> g(s.mu);
+        migrate(s, SIZE_MAX);
+        for (size_t slot = 0; slot <= s.mask; ++slot) {
+            for (Item* it = s.table[slot]; it != nullptr; it = it->hnext) {
+                MissReason why;
+                if (is_dead(it, now, ol, oc, &why)) continue;
+                if (config_.bucket_fn(it->key(), config_.nbuckets) != bucket) continue;
+                fn(*it);
+                ++n;
+            }
+        }
+    }
+    return n;
 }
 
 std::vector<ClassStats> Store::class_stats() const {

@@ -261,6 +261,9 @@ public:
     // Unlinks every item of buckets [first, last]; returns how many. Walks the whole table
     // (the cost is proportional to all items, not to the bucket's).
     size_t drop_buckets(uint32_t first, uint32_t last) noexcept;
+    // Calls fn for every live item of the bucket, one shard lock at a time (fn must not call
+    // the store); returns how many. Walks the whole table, like drop_buckets.
+    size_t visit_bucket(uint32_t bucket, const std::function<void(const Item&)>& fn) noexcept;
     // Classes that currently hold items or ever held any, in id order.
     std::vector<ClassStats> class_stats() const;
     // All class sizes (for `stats slabs` chunk_size and tests).

@@ -1,10 +1,13 @@
 // Store unit tests with an injected clock: every operation's statuses, CAS uniques, expiry and
 // flush rules, incr/decr, eviction and -M, growth, the crawler, references, threads.
 #include "server/store/store.h"
+#include "replication/bucket_map.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <map>
+#include <set>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -492,4 +495,33 @@ TEST_F(StoreTest, ConcurrentMixedLoad) {
     uint64_t counted = 0;
     for (auto& cls : st->class_stats()) counted += cls.number;
     EXPECT_EQ(counted, s.curr_items);
+}
+
+// Managed mode: a bucket's items are visited and dropped through its one shard, and the
+// per-bucket counts follow.
+TEST_F(StoreTest, BucketsVisitDropAndCount) {
+    Config c;
+    c.nbuckets = 16;
+    c.bucket_fn = &mcm::repl::bucket_of;
+    auto st = make(c);
+    std::map<uint32_t, std::set<std::string>> by_bucket;
+    for (int i = 0; i < 400; ++i) {
+        std::string k = "bk" + std::to_string(i);
+        ASSERT_EQ(put(*st, k, "v"), StoreStatus::Stored);
+        by_bucket[mcm::repl::bucket_of(k, 16)].insert(k);
+    }
+    auto counts = st->bucket_counts();
+    for (auto& [b, keys] : by_bucket) {
+        EXPECT_EQ(counts[b].items, keys.size()) << b;
+        std::set<std::string> seen;
+        st->visit_bucket(b, [&](const Item& it) { seen.insert(std::string(it.key())); });
+        EXPECT_EQ(seen, keys) << b;
+    }
+    uint32_t b = by_bucket.begin()->first;
+    EXPECT_EQ(st->drop_buckets(b, b), by_bucket[b].size());
+    for (const std::string& k : by_bucket[b]) EXPECT_EQ(value(*st, k), "<miss>");
+    EXPECT_EQ(st->bucket_counts()[b].items, 0u);
+    EXPECT_EQ(st->stats().curr_items, 400 - by_bucket[b].size());
+    EXPECT_EQ(st->drop_buckets(0, 15), 400 - by_bucket[b].size());
+    EXPECT_EQ(st->stats().curr_items, 0u);
 }
