@@ -76,6 +76,7 @@ Next Dispatcher::execute_binary(const BinRequest& r, OutBuf& out, PendingStore* 
         error(out, r, bin::Invalid);
         return Next::CloseAfterWrite;
     }
+    HintScope hint(ctx_.cluster != nullptr);  // the routing's bucket hint ends with the request
     if (ctx_.cluster != nullptr) {
         Next next;
         if (!route_binary(r, out, pending, swallow, &next)) return next;

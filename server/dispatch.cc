@@ -48,6 +48,7 @@ void Dispatcher::reply(const Request& req, OutBuf& out, std::string_view line) {
 
 Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending, size_t* swallow) {
     store::Store& st = ctx_.store;
+    HintScope hint(ctx_.cluster != nullptr);  // the routing's bucket hint ends with the request
     if (ctx_.cluster != nullptr && req.cmd != Cmd::Error) {
         Next next;
         if (!route_text(req, out, pending, swallow, &next)) return next;

@@ -54,6 +54,18 @@ struct PendingStore {
     bool switch_binary = false;  // `cluster peer binary`: the rest of the stream is binary
 };
 
+// Clears the store's bucket hint when a managed-mode request returns (it must not outlive the
+// request's buffer).
+struct HintScope {
+    explicit HintScope(bool on) noexcept : on_(on) {}
+    ~HintScope() {
+        if (on_) store::bucket_hint = {};
+    }
+    HintScope(const HintScope&) = delete;
+    HintScope& operator=(const HintScope&) = delete;
+    bool on_;
+};
+
 // The store operation a text storage command (or its meta/binary equivalent) stands for.
 store::StoreOp store_op(proto::Cmd c) noexcept;
 

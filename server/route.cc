@@ -63,7 +63,12 @@ bool Dispatcher::route_text(const Request& req, OutBuf& out, PendingStore* p, si
         req.keys.size() <= proto::kKeyMaxLength) {
         one = req.keys;  // a get with one key
     }
-    if (!one.empty() && cl.state(cl.bucket(one)) == repl::BucketState::Active) return true;
+    if (!one.empty()) {
+        uint32_t b = cl.bucket(one);
+        // The store places the item by bucket too: spare it a second CRC.
+        store::bucket_hint = {one.data(), one.size(), b};
+        if (cl.state(b) == repl::BucketState::Active) return true;
+    }
     const bool peer = p->cluster_peer;
     const bool write = is_write(req.cmd);
     uint32_t bucket = 0;
@@ -149,6 +154,7 @@ bool Dispatcher::route_binary(const proto::bin::BinRequest& r, OutBuf& out, Pend
     const bool write = !(r.opcode == bin::Get || r.opcode == bin::GetQ || r.opcode == bin::GetK ||
                          r.opcode == bin::GetKQ);
     uint32_t b = ctx_.cluster->bucket(r.key);
+    store::bucket_hint = {r.key.data(), r.key.size(), b};
     Where w = where(b, write, p->cluster_peer);
     if (w == Where::Local) return true;
     if (w == Where::Remote) {

@@ -216,7 +216,7 @@ bool Store::unlink_core(Shard& s, uint64_t h, Item* it, uint32_t bucket) noexcep
     --c.number;
     c.mem_requested -= it->total_size();
     if (impl_->bucket_items) {
-        uint32_t b = bucket != kNoBucket ? bucket : config_.bucket_fn(it->key(), config_.nbuckets);
+        uint32_t b = bucket != kNoBucket ? bucket : bucket_for(it->key());
         impl_->bucket_items[b].fetch_sub(1, std::memory_order_relaxed);
         impl_->bucket_bytes[b].fetch_sub(static_cast<int64_t>(it->total_size()),
                                          std::memory_order_relaxed);
@@ -240,7 +240,7 @@ void Store::link_locked(Shard& s, uint64_t h, Item* it, RelTime now, uint64_t ca
     s.bytes += it->total_size();
     ++s.total_items;
     if (impl_->bucket_items) {
-        uint32_t b = bucket != kNoBucket ? bucket : config_.bucket_fn(it->key(), config_.nbuckets);
+        uint32_t b = bucket != kNoBucket ? bucket : bucket_for(it->key());
         impl_->bucket_items[b].fetch_add(1, std::memory_order_relaxed);
         impl_->bucket_bytes[b].fetch_add(static_cast<int64_t>(it->total_size()),
                                          std::memory_order_relaxed);
@@ -287,7 +287,7 @@ const std::vector<size_t>& Store::class_sizes() const noexcept {
 // shard lock is free and only the table holds it.
 bool Store::evict_cb(void* ctx, Item* it, RelTime now) noexcept {
     auto* self = static_cast<Store*>(ctx);
-    uint64_t h = hash_key(it->key());  // the key is fixed once kLinked was seen
+    uint64_t h = self->locate(it->key());  // the key is fixed once kLinked was seen
     Shard& s = self->shards_[h & (kShards - 1)];
     std::unique_lock<std::mutex> lk(s.mu, std::try_to_lock);
     if (!lk.owns_lock()) return false;
@@ -325,7 +325,7 @@ AllocStatus Store::alloc(std::string_view key, uint32_t client_flags, RelTime ex
     RelTime now = clock_.now();
     Item* it = impl_->slabs.alloc(total, now);
     if (it == nullptr) {
-        uint64_t h = hash_key(key);
+        uint64_t h = locate(key);
         Shard& hs = shards_[h & (kShards - 1)];
         std::lock_guard<std::mutex> g(hs.mu);
         ++hs.outofmemory;
@@ -398,7 +398,7 @@ static void bump(Item* it, RelTime now) noexcept {
 
 // get and gat: one lookup; a non-null new_exptime also sets the exptime (gat/touch).
 Lookup Store::fetch(std::string_view key, const RelTime* new_exptime) noexcept {
-    uint64_t h = hash_key(key);
+    uint64_t h = locate(key);
     Shard& s = shards_[h & (kShards - 1)];
     RelTime now = clock_.now();
     Lookup r;
@@ -424,9 +424,25 @@ bool Store::touch(std::string_view key, RelTime exptime) noexcept {
 
 unsigned Store::class_of(const Item* it) const noexcept { return impl_->slabs.class_of(it); }
 
+thread_local BucketHint bucket_hint;
+
+uint32_t Store::bucket_for(std::string_view key) const noexcept {
+    const BucketHint& b = bucket_hint;
+    if (b.ptr == key.data() && b.len == key.size()) return b.bucket;
+    return config_.bucket_fn(key, config_.nbuckets);
+}
+
+// The key's hash; in managed mode with the bucket in the shard bits, so that all items of a
+// bucket share shard (bucket mod 64). The slot bits (above the shard bits) stay the hash's.
+uint64_t Store::locate(std::string_view key) const noexcept {
+    uint64_t h = hash_key(key);
+    if (config_.bucket_fn == nullptr) return h;
+    return (h & ~uint64_t{kShards - 1}) | (bucket_for(key) & (kShards - 1));
+}
+
 
 Lookup Store::peek(std::string_view key) noexcept {
-    uint64_t h = hash_key(key);
+    uint64_t h = locate(key);
     Shard& s = shards_[h & (kShards - 1)];
     Lookup r;
     std::lock_guard<std::mutex> g(s.mu);
@@ -438,7 +454,7 @@ Lookup Store::peek(std::string_view key) noexcept {
 }
 
 void Store::meta_get(std::string_view key, const MetaGetArgs& a, MetaGetResult* out) noexcept {
-    uint64_t h = hash_key(key);
+    uint64_t h = locate(key);
     Shard& s = shards_[h & (kShards - 1)];
     ItemRef fresh;  // for N: allocated outside the lock (allocation may evict)
     for (int attempt = 0;; ++attempt) {
@@ -484,7 +500,7 @@ void Store::meta_get(std::string_view key, const MetaGetArgs& a, MetaGetResult* 
 }
 
 MetaDeleteStatus Store::meta_delete(std::string_view key, const MetaDeleteArgs& a) noexcept {
-    uint64_t h = hash_key(key);
+    uint64_t h = locate(key);
     Shard& s = shards_[h & (kShards - 1)];
     std::lock_guard<std::mutex> g(s.mu);
     MissReason why;
@@ -503,7 +519,7 @@ MetaDeleteStatus Store::meta_delete(std::string_view key, const MetaDeleteArgs& 
 }
 
 bool Store::remove(std::string_view key) noexcept {
-    uint64_t h = hash_key(key);
+    uint64_t h = locate(key);
     Shard& s = shards_[h & (kShards - 1)];
     std::lock_guard<std::mutex> g(s.mu);
     MissReason why;
@@ -518,7 +534,7 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
     const uint64_t new_cas = extra != nullptr ? extra->new_cas : 0;
     Item* it = item.get();
     std::string_view key = it->key();
-    uint64_t h = hash_key(key);
+    uint64_t h = locate(key);
     Shard& s = shards_[h & (kShards - 1)];
 
     // append/prepend build a combined item outside the lock (allocation may evict, which takes
@@ -591,7 +607,7 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
             }
         }
         // Old and new share the key, so one bucket computation serves both counters.
-        uint32_t b = impl_->bucket_items ? config_.bucket_fn(key, config_.nbuckets) : kNoBucket;
+        uint32_t b = impl_->bucket_items ? bucket_for(key) : kNoBucket;
         if (old != nullptr) unlink_locked(s, h, old, b);
         uint64_t cas = take_cas(new_cas);
         link_locked(s, h, it, now, cas, config_.hash_expand, b);
@@ -603,7 +619,7 @@ StoreStatus Store::store(ItemRef& item, StoreOp op, uint64_t cas_in, uint64_t* c
 DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint64_t* value,
                          uint64_t* cas_out, DeltaExtra* extra) noexcept {
     const uint64_t new_cas = extra != nullptr ? extra->new_cas : 0;
-    uint64_t h = hash_key(key);
+    uint64_t h = locate(key);
     Shard& s = shards_[h & (kShards - 1)];
     for (int attempt = 0;; ++attempt) {
         std::unique_lock<std::mutex> lk(s.mu);
@@ -775,7 +791,11 @@ std::vector<BucketCounts> Store::bucket_counts() const {
 size_t Store::drop_buckets(uint32_t first, uint32_t last) noexcept {
     if (config_.bucket_fn == nullptr || config_.nbuckets == 0) return 0;
     size_t dropped = 0;
+    // A bucket's items all live in shard (bucket mod 64): walk only the shards concerned.
+    bool want[kShards] = {};
+    for (uint64_t b = first; b <= last && b < config_.nbuckets; ++b) want[b & (kShards - 1)] = true;
     for (size_t i = 0; i < kShards; ++i) {
+        if (!want[i]) continue;
         Shard& s = shards_[i];
         std::lock_guard<std::mutex> g(s.mu);
         migrate(s, SIZE_MAX);  // one table to walk
@@ -802,18 +822,16 @@ size_t Store::visit_bucket(uint32_t bucket,
     RelTime now = clock_.now();
     RelTime ol = impl_->oldest_live.load(std::memory_order_relaxed);
     uint64_t oc = impl_->oldest_cas.load(std::memory_order_relaxed);
-    for (size_t i = 0; i < kShards; ++i) {
-        Shard& s = shards_[i];
-        std::lock_guard<std::mutex> g(s.mu);
-        migrate(s, SIZE_MAX);
-        for (size_t slot = 0; slot <= s.mask; ++slot) {
-            for (Item* it = s.table[slot]; it != nullptr; it = it->hnext) {
-                MissReason why;
-                if (is_dead(it, now, ol, oc, &why)) continue;
-                if (config_.bucket_fn(it->key(), config_.nbuckets) != bucket) continue;
-                fn(*it);
-                ++n;
-            }
+    Shard& s = shards_[bucket & (kShards - 1)];
+    std::lock_guard<std::mutex> g(s.mu);
+    migrate(s, SIZE_MAX);
+    for (size_t slot = 0; slot <= s.mask; ++slot) {
+        for (Item* it = s.table[slot]; it != nullptr; it = it->hnext) {
+            MissReason why;
+            if (is_dead(it, now, ol, oc, &why)) continue;
+            if (config_.bucket_fn(it->key(), config_.nbuckets) != bucket) continue;
+            fn(*it);
+            ++n;
         }
     }
     return n;

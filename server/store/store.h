@@ -38,6 +38,16 @@ struct Config {
     uint32_t (*bucket_fn)(std::string_view key, uint32_t nbuckets) noexcept = nullptr;
 };
 
+// Managed mode: the bucket the request path already computed for a key, so the store need
+// not compute it again. Valid only for the key bytes at ptr/len and only while the request
+// that set it runs (the dispatcher clears it when the request returns).
+struct BucketHint {
+    const char* ptr = nullptr;
+    size_t len = 0;
+    uint32_t bucket = 0;
+};
+extern thread_local BucketHint bucket_hint;
+
 struct BucketCounts {
     uint64_t items = 0;
     uint64_t bytes = 0;
@@ -258,11 +268,11 @@ public:
     StoreStats stats() const noexcept;
     // Managed mode: items and bytes per bucket (empty without buckets).
     std::vector<BucketCounts> bucket_counts() const;
-    // Unlinks every item of buckets [first, last]; returns how many. Walks the whole table
-    // (the cost is proportional to all items, not to the bucket's).
+    // Unlinks every item of buckets [first, last]; returns how many. In managed mode a
+    // bucket's items all live in shard (bucket mod 64): one bucket costs a walk of one shard.
     size_t drop_buckets(uint32_t first, uint32_t last) noexcept;
-    // Calls fn for every live item of the bucket, one shard lock at a time (fn must not call
-    // the store); returns how many. Walks the whole table, like drop_buckets.
+    // Calls fn for every live item of the bucket under its shard's lock (fn must not call
+    // the store); returns how many. Walks that one shard.
     size_t visit_bucket(uint32_t bucket, const std::function<void(const Item&)>& fn) noexcept;
     // Classes that currently hold items or ever held any, in id order.
     std::vector<ClassStats> class_stats() const;
@@ -280,6 +290,8 @@ public:
 
 private:
     static bool evict_cb(void* ctx, Item* it, RelTime now) noexcept;
+    uint32_t bucket_for(std::string_view key) const noexcept;  // hint, or the bucket function
+    uint64_t locate(std::string_view key) const noexcept;      // hash with the shard to use
     static constexpr uint32_t kNoBucket = UINT32_MAX;  // "compute it from the key"
     bool unlink_core(Shard& s, uint64_t h, Item* it, uint32_t bucket = kNoBucket) noexcept;
     void unlink_locked(Shard& s, uint64_t h, Item* it, uint32_t bucket = kNoBucket) noexcept;
