@@ -296,3 +296,28 @@ def test_pipelined_forwarding_keeps_reply_order(cluster):
         assert c.readline() == f"{k}\r\n".encode()
         assert c.readline() == b"END\r\n"
         assert c.readline() == b"MN\r\n"
+
+
+def test_hung_owner_times_out(cluster):
+    """An owner that accepts nothing and answers nothing (stopped with SIGSTOP) costs the
+    client at most the forwarding timeout, then a clean error."""
+    import os
+    import signal
+    servers = cluster()
+    ks = keys_by_owner()
+    c = servers[0].connect(timeout=10)
+    k = ks[2][0]
+    assert c.cmd(f"set {k} 0 0 1\r\nx") == b"STORED\r\n"  # the link to n2 is up
+    os.kill(servers[2].proc.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        line = c.cmd(f"get {k}")
+        waited = time.monotonic() - started
+        assert line == b"SERVER_ERROR forward to n2 failed: timed out\r\n"
+        assert 0.9 < waited < 3
+        assert c.cmd(f"set {ks[0][0]} 0 0 1\r\ny") == b"STORED\r\n"
+    finally:
+        os.kill(servers[2].proc.pid, signal.SIGCONT)
+    # once it answers again, so does forwarding
+    mc.wait_for(lambda: c.cmd(f"get {k}").startswith(b"VALUE") and c.readline() and
+                c.readline() == b"END\r\n", timeout=10, what="forwarding to n2 again")
