@@ -91,6 +91,22 @@ struct Store::Impl {
     std::atomic<size_t> crawl_shard{0};
 };
 
+thread_local BucketHint bucket_hint;
+
+uint32_t Store::bucket_for(std::string_view key) const noexcept {
+    const BucketHint& b = bucket_hint;
+    if (b.ptr == key.data() && b.len == key.size()) return b.bucket;
+    return config_.bucket_fn(key, config_.nbuckets);
+}
+
+// The key's hash; in managed mode with the bucket in the shard bits, so that all items of a
+// bucket share shard (bucket mod 64). The slot bits (above the shard bits) stay the hash's.
+[[gnu::always_inline]] inline uint64_t Store::locate(std::string_view key) const noexcept {
+    uint64_t h = hash_key(key);
+    if (config_.bucket_fn == nullptr) [[likely]] return h;
+    return (h & ~uint64_t{kShards - 1}) | (bucket_for(key) & (kShards - 1));
+}
+
 // ---- Free functions on a locked shard (hash table, LRU). ----
 
 namespace {
@@ -424,21 +440,6 @@ bool Store::touch(std::string_view key, RelTime exptime) noexcept {
 
 unsigned Store::class_of(const Item* it) const noexcept { return impl_->slabs.class_of(it); }
 
-thread_local BucketHint bucket_hint;
-
-uint32_t Store::bucket_for(std::string_view key) const noexcept {
-    const BucketHint& b = bucket_hint;
-    if (b.ptr == key.data() && b.len == key.size()) return b.bucket;
-    return config_.bucket_fn(key, config_.nbuckets);
-}
-
-// The key's hash; in managed mode with the bucket in the shard bits, so that all items of a
-// bucket share shard (bucket mod 64). The slot bits (above the shard bits) stay the hash's.
-uint64_t Store::locate(std::string_view key) const noexcept {
-    uint64_t h = hash_key(key);
-    if (config_.bucket_fn == nullptr) return h;
-    return (h & ~uint64_t{kShards - 1}) | (bucket_for(key) & (kShards - 1));
-}
 
 
 Lookup Store::peek(std::string_view key) noexcept {
