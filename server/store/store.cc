@@ -87,6 +87,9 @@ struct Store::Impl {
     std::atomic<RelTime> oldest_live{0};
     std::unique_ptr<std::atomic<int64_t>[]> bucket_items;  // managed mode only
     std::unique_ptr<std::atomic<int64_t>[]> bucket_bytes;
+    // Per-bucket sequence numbers; bucket b's is guarded by shard (b mod 64)'s lock, the
+    // shard that holds all of the bucket's items.
+    std::unique_ptr<uint64_t[]> bucket_seq;
     std::atomic<uint64_t> oldest_cas{0};
     std::atomic<size_t> crawl_shard{0};
 };
@@ -197,6 +200,7 @@ Store::Store(const Config& config, Clock& clock)
     if (config.nbuckets > 0 && config.bucket_fn != nullptr) {
         impl_->bucket_items.reset(new std::atomic<int64_t>[config.nbuckets]());
         impl_->bucket_bytes.reset(new std::atomic<int64_t>[config.nbuckets]());
+        impl_->bucket_seq.reset(new uint64_t[config.nbuckets]());
     }
     unsigned per_shard_power = config.hash_power > kShardBits ? config.hash_power - kShardBits : 4;
     if (per_shard_power < 4) per_shard_power = 4;
@@ -266,6 +270,31 @@ void Store::link_locked(Shard& s, uint64_t h, Item* it, RelTime now, uint64_t ca
     ++c.total_items;
     c.mem_requested += it->total_size();
     maybe_grow(s, may_grow);
+    if (config_.on_mutation != nullptr) report(MutationKind::Set, it, bucket);
+}
+
+void Store::report(MutationKind kind, const Item* it, uint32_t bucket) noexcept {
+    if (config_.on_mutation == nullptr || !impl_->bucket_seq) return;
+    Mutation m;
+    m.kind = kind;
+    m.key = it->key();
+    m.bucket = bucket != kNoBucket ? bucket : bucket_for(m.key);
+    m.seqno = ++impl_->bucket_seq[m.bucket];
+    m.exptime = it->exptime;
+    m.cas = it->cas;
+    if (kind == MutationKind::Set) {
+        m.client_flags = it->client_flags;
+        m.value = std::string_view(it->value(), it->value_len());
+        m.iflags = it->iflags.load(std::memory_order_relaxed) & (Item::kStale | Item::kKeyBinary);
+    }
+    config_.on_mutation(config_.mutation_ctx, m);
+}
+
+uint64_t Store::bucket_seqno(uint32_t bucket) const noexcept {
+    if (!impl_->bucket_seq || bucket >= config_.nbuckets) return 0;
+    Shard& s = shards_[bucket & (kShards - 1)];
+    std::lock_guard<std::mutex> g(s.mu);
+    return impl_->bucket_seq[bucket];
 }
 
 namespace {
@@ -421,7 +450,10 @@ Lookup Store::fetch(std::string_view key, const RelTime* new_exptime) noexcept {
     std::lock_guard<std::mutex> g(s.mu);
     Item* it = find_live(s, h, key, now, &r.reason);
     if (it == nullptr) return r;
-    if (new_exptime != nullptr) it->exptime = *new_exptime;
+    if (new_exptime != nullptr) {
+        it->exptime = *new_exptime;
+        if (config_.on_mutation != nullptr) report(MutationKind::Touch, it);
+    }
     bump(it, now);
     it->refcount.fetch_add(1, std::memory_order_relaxed);
     r.item = ItemRef(this, it);
@@ -483,7 +515,10 @@ void Store::meta_get(std::string_view key, const MetaGetArgs& a, MetaGetResult* 
         out->last_access = it->time;
         out->exptime_before = created ? 0 : it->exptime;
         RelTime exp_before_touch = it->exptime;
-        if (a.touch && (!created || a.touch_after_vivify)) it->exptime = a.exptime;
+        if (a.touch && (!created || a.touch_after_vivify)) {
+            it->exptime = a.exptime;
+            if (config_.on_mutation != nullptr) report(MutationKind::Touch, it);
+        }
         bool won = created;
         bool sent = it->has(Item::kWinSent);
         RelTime seen = a.recache_after_touch ? it->exptime : exp_before_touch;
@@ -513,8 +548,10 @@ MetaDeleteStatus Store::meta_delete(std::string_view key, const MetaDeleteArgs& 
         it->set(Item::kStale);
         it->clear(Item::kWinSent);  // the next reader wins the recache
         it->cas = config_.use_cas ? take_cas(a.new_cas) : 0;
+        if (config_.on_mutation != nullptr) report(MutationKind::Set, it);
         return MetaDeleteStatus::Invalidated;
     }
+    if (config_.on_mutation != nullptr) report(MutationKind::Delete, it);
     unlink_locked(s, h, it);
     return MetaDeleteStatus::Deleted;
 }
@@ -526,6 +563,7 @@ bool Store::remove(std::string_view key) noexcept {
     MissReason why;
     Item* it = find_live(s, h, key, clock_.now(), &why);
     if (it == nullptr) return false;
+    if (config_.on_mutation != nullptr) report(MutationKind::Delete, it);
     unlink_locked(s, h, it);
     return true;
 }
@@ -664,6 +702,7 @@ DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint6
                 if (extra->touch) it->exptime = extra->exptime;
                 extra->exptime_out = it->exptime;
             }
+            if (config_.on_mutation != nullptr) report(MutationKind::Set, it);  // value in place
             bump(it, now);
             if (cas_out != nullptr) *cas_out = config_.use_cas ? it->cas : 0;
             return DeltaStatus::Ok;
@@ -694,6 +733,7 @@ DeltaStatus Store::delta(std::string_view key, bool incr, uint64_t amount, uint6
 }
 
 void Store::flush(int64_t delay_exptime) noexcept {
+    report_flush(delay_exptime);
     // memcached's process_flush_all_command: with a delay the flush point is that time; with
     // none it is now, and the cas cut makes it exact within the current second.
     RelTime now = clock_.now();
@@ -704,6 +744,23 @@ void Store::flush(int64_t delay_exptime) noexcept {
         // Takes a unique of its own, as memcached's get_cas_id() here does.
         impl_->oldest_cas.store(impl_->next_cas.fetch_add(1, std::memory_order_relaxed),
                                 std::memory_order_relaxed);
+    }
+}
+
+// A flush barrier in every bucket's stream, in order with the bucket's writes.
+void Store::report_flush(int64_t delay_exptime) noexcept {
+    if (config_.on_mutation == nullptr || !impl_->bucket_seq) return;
+    for (size_t i = 0; i < kShards; ++i) {
+        Shard& s = shards_[i];
+        std::lock_guard<std::mutex> g(s.mu);
+        for (uint32_t b = static_cast<uint32_t>(i); b < config_.nbuckets; b += kShards) {
+            Mutation m;
+            m.kind = MutationKind::Flush;
+            m.bucket = b;
+            m.seqno = ++impl_->bucket_seq[b];
+            m.flush_delay = delay_exptime;
+            config_.on_mutation(config_.mutation_ctx, m);
+        }
     }
 }
 

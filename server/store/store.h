@@ -25,6 +25,31 @@
 
 namespace mcm::store {
 
+// Managed mode's replication hook (issue 6 builds the stream on it): every write reports its
+// resulting state, with a per-bucket sequence number assigned under the same shard lock as
+// the write, so records of one bucket arrive in the order the writes happened. Evictions and
+// expiry are not reported. The hook runs under the shard lock: it must be quick and must not
+// call the store.
+enum class MutationKind : uint8_t {
+    Set,     // the item as it now is (any storage command, incr/decr, invalidation, vivify)
+    Touch,   // only the exptime changed (touch, gat, mg T)
+    Delete,  // a delete
+    Flush,   // flush_all barrier (one per bucket)
+};
+struct Mutation {
+    MutationKind kind = MutationKind::Set;
+    uint32_t bucket = 0;
+    uint64_t seqno = 0;
+    std::string_view key;        // Set, Touch, Delete
+    uint32_t client_flags = 0;   // Set
+    RelTime exptime = 0;         // Set, Touch (the store's relative time; 0 = never)
+    uint64_t cas = 0;            // Set, Touch
+    std::string_view value;      // Set: the value without its "\r\n"
+    uint8_t iflags = 0;          // Set: Item::kStale / kKeyBinary as the item has them
+    int64_t flush_delay = 0;     // Flush: flush_all's delay argument
+};
+using MutationFn = void (*)(void* ctx, const Mutation& m) noexcept;
+
 struct Config {
     size_t max_bytes = 64 * 1024 * 1024;  // -m: bytes the allocator hands out for items
     size_t item_size_max = 1024 * 1024;   // -I: largest Item::total_size accepted
@@ -36,6 +61,9 @@ struct Config {
     // Managed mode: the bucket of a key (nbuckets > 0), for per-bucket counts and drops.
     uint32_t nbuckets = 0;
     uint32_t (*bucket_fn)(std::string_view key, uint32_t nbuckets) noexcept = nullptr;
+    // With buckets: called for every write (see Mutation). Null: nothing is reported.
+    MutationFn on_mutation = nullptr;
+    void* mutation_ctx = nullptr;
 };
 
 // Managed mode: the bucket the request path already computed for a key, so the store need
@@ -47,6 +75,7 @@ struct BucketHint {
     uint32_t bucket = 0;
 };
 extern thread_local BucketHint bucket_hint;
+
 
 struct BucketCounts {
     uint64_t items = 0;
@@ -268,6 +297,8 @@ public:
     StoreStats stats() const noexcept;
     // Managed mode: items and bytes per bucket (empty without buckets).
     std::vector<BucketCounts> bucket_counts() const;
+    // The sequence number of the bucket's last reported write (0: none yet).
+    uint64_t bucket_seqno(uint32_t bucket) const noexcept;
     // Unlinks every item of buckets [first, last]; returns how many. In managed mode a
     // bucket's items all live in shard (bucket mod 64): one bucket costs a walk of one shard.
     size_t drop_buckets(uint32_t first, uint32_t last) noexcept;
@@ -291,6 +322,9 @@ public:
 private:
     static bool evict_cb(void* ctx, Item* it, RelTime now) noexcept;
     uint32_t bucket_for(std::string_view key) const noexcept;  // hint, or the bucket function
+    // Reports a write to the hook (the caller holds the key's shard lock).
+    void report(MutationKind kind, const Item* it, uint32_t bucket = UINT32_MAX) noexcept;
+    void report_flush(int64_t delay_exptime) noexcept;
     uint64_t locate(std::string_view key) const noexcept;      // hash with the shard to use
     static constexpr uint32_t kNoBucket = UINT32_MAX;  // "compute it from the key"
     bool unlink_core(Shard& s, uint64_t h, Item* it, uint32_t bucket = kNoBucket) noexcept;

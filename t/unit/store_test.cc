@@ -525,3 +525,83 @@ TEST_F(StoreTest, BucketsVisitDropAndCount) {
     EXPECT_EQ(st->drop_buckets(0, 15), 400 - by_bucket[b].size());
     EXPECT_EQ(st->stats().curr_items, 0u);
 }
+
+// Managed mode's replication hook: every write reports the resulting state with a per-bucket
+// sequence number that grows by one per write of that bucket; evictions and lazy expiry are
+// not reported; flush_all is a barrier in every bucket.
+TEST_F(StoreTest, MutationStream) {
+    struct Rec {
+        MutationKind kind;
+        uint32_t bucket;
+        uint64_t seqno;
+        std::string key, value;
+        uint32_t flags;
+        uint64_t cas;
+        RelTime exptime;
+        uint8_t iflags;
+    };
+    static std::vector<Rec>* recs;
+    std::vector<Rec> got;
+    recs = &got;
+    Config c;
+    c.nbuckets = 8;
+    c.bucket_fn = &mcm::repl::bucket_of;
+    c.on_mutation = [](void*, const Mutation& m) noexcept {
+        recs->push_back({m.kind, m.bucket, m.seqno, std::string(m.key), std::string(m.value),
+                         m.client_flags, m.cas, m.exptime, m.iflags});
+    };
+    auto st = make(c);
+    uint64_t cas = 0;
+    ASSERT_EQ(put(*st, "k", "hello", StoreOp::Set, 0, 7, 0, &cas), StoreStatus::Stored);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].kind, MutationKind::Set);
+    EXPECT_EQ(got[0].value, "hello");
+    EXPECT_EQ(got[0].flags, 7u);
+    EXPECT_EQ(got[0].cas, cas);
+    EXPECT_EQ(got[0].bucket, mcm::repl::bucket_of("k", 8));
+    EXPECT_EQ(got[0].seqno, 1u);
+    ASSERT_EQ(put(*st, "k", "!", StoreOp::Append), StoreStatus::Stored);
+    EXPECT_EQ(got.back().value, "hello!");  // the state, not the command
+    ASSERT_TRUE(st->touch("k", 500));
+    EXPECT_EQ(got.back().kind, MutationKind::Touch);
+    EXPECT_EQ(got.back().exptime, 500u);
+    put(*st, "n", "10");
+    uint64_t v = 0;
+    ASSERT_EQ(st->delta("n", true, 5, &v), DeltaStatus::Ok);
+    EXPECT_EQ(got.back().value, "15");
+    ASSERT_EQ(st->delta("n", false, 10, &v), DeltaStatus::Ok);  // in place, padded
+    EXPECT_EQ(got.back().value, "5 ");
+    MetaDeleteArgs inval;
+    inval.invalidate = true;
+    ASSERT_EQ(st->meta_delete("k", inval), MetaDeleteStatus::Invalidated);
+    EXPECT_EQ(got.back().kind, MutationKind::Set);
+    EXPECT_TRUE(got.back().iflags & Item::kStale);
+    ASSERT_TRUE(st->remove("k"));
+    EXPECT_EQ(got.back().kind, MutationKind::Delete);
+    EXPECT_EQ(got.back().key, "k");
+    size_t before = got.size();
+    EXPECT_FALSE(st->remove("k"));                      // nothing happened: nothing reported
+    EXPECT_EQ(put(*st, "n", "x", StoreOp::Add), StoreStatus::NotStored);
+    EXPECT_EQ(got.size(), before);
+    st->flush(0);
+    EXPECT_EQ(got.size(), before + 8);  // one barrier per bucket
+    for (size_t i = before; i < got.size(); ++i) EXPECT_EQ(got[i].kind, MutationKind::Flush);
+    // Per bucket, sequence numbers run 1, 2, 3 ... and match bucket_seqno.
+    std::map<uint32_t, uint64_t> last;
+    for (const Rec& r : got) {
+        EXPECT_EQ(r.seqno, last[r.bucket] + 1) << r.bucket;
+        last[r.bucket] = r.seqno;
+    }
+    for (auto& [b, seq] : last) EXPECT_EQ(st->bucket_seqno(b), seq);
+    // Evictions are not reported.
+    Config small = c;
+    small.max_bytes = 1 << 20;
+    got.clear();
+    auto st2 = make(small);
+    for (int i = 0; i < 3000; ++i) put(*st2, "e" + std::to_string(i), std::string(1000, 'x'));
+    ASSERT_GT(st2->stats().evictions, 0u);
+    size_t deletes = 0;
+    for (const Rec& r : got) deletes += r.kind == MutationKind::Delete;
+    EXPECT_EQ(deletes, 0u);
+    EXPECT_EQ(got.size(), 3000u);
+}
