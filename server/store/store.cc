@@ -290,6 +290,13 @@ void Store::report(MutationKind kind, const Item* it, uint32_t bucket) noexcept 
     config_.on_mutation(config_.mutation_ctx, m);
 }
 
+void Store::observe_cas(uint64_t cas) noexcept {
+    uint64_t cur = impl_->next_cas.load(std::memory_order_relaxed);
+    while (cur <= cas &&
+           !impl_->next_cas.compare_exchange_weak(cur, cas + 1, std::memory_order_relaxed)) {
+    }
+}
+
 uint64_t Store::bucket_seqno(uint32_t bucket) const noexcept {
     if (!impl_->bucket_seq || bucket >= config_.nbuckets) return 0;
     Shard& s = shards_[bucket & (kShards - 1)];

@@ -297,6 +297,8 @@ public:
     StoreStats stats() const noexcept;
     // Managed mode: items and bytes per bucket (empty without buckets).
     std::vector<BucketCounts> bucket_counts() const;
+    // A replica took a unique from its active: later local uniques must be above it.
+    void observe_cas(uint64_t cas) noexcept;
     // The sequence number of the bucket's last reported write (0: none yet).
     uint64_t bucket_seqno(uint32_t bucket) const noexcept;
     // Unlinks every item of buckets [first, last]; returns how many. In managed mode a
