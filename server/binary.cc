@@ -332,16 +332,10 @@ Next Dispatcher::binary_update(const BinRequest& r, uint8_t cmd, bool quiet, Out
     uint32_t vlen = r.value_len();
     if (ctx_.prefix_stats.enabled()) ctx_.prefix_stats.record_set(r.key);
     store::ItemRef item;
-    auto rc = ctx_.store.alloc(r.key, flags, append ? 0 : ctx_.clock.realtime(exp), vlen, &item);
+    auto rc = alloc_for_store(r.key, flags, append ? 0 : ctx_.clock.realtime(exp), vlen,
+                              cmd == bin::Set, &item);
     if (rc != store::AllocStatus::Ok) {
-        if (rc == store::AllocStatus::TooLarge) {
-            stats_.store_too_large.add();
-            error(out, r, bin::TooBig);
-        } else {
-            stats_.store_no_memory.add();
-            error(out, r, bin::NoMemory);
-        }
-        if (cmd == bin::Set) (void)ctx_.store.remove(r.key);
+        error(out, r, rc == store::AllocStatus::TooLarge ? bin::TooBig : bin::NoMemory);
         *swallow = vlen;
         return Next::Swallow;
     }
@@ -356,7 +350,7 @@ Next Dispatcher::binary_update(const BinRequest& r, uint8_t cmd, bool quiet, Out
     // A cas value turns set, add and replace into cas; append/prepend compare it.
     if (r.cas != 0 && !append) as_text = proto::Cmd::Cas;
     pending->cmd = as_text;
-    pending->binary = true;
+    pending->kind = PendingStore::Kind::Binary;
     pending->noreply = quiet;
     pending->bin_opcode = r.opcode;
     pending->bin_opaque = r.opaque;
@@ -368,7 +362,6 @@ Next Dispatcher::binary_update(const BinRequest& r, uint8_t cmd, bool quiet, Out
 
 void Dispatcher::finish_binary_store(PendingStore* pending, OutBuf& out) {
     store::ItemRef item = std::move(pending->item);
-    pending->binary = false;
     stats_.set_cmds.add();
     // The wire has no "\r\n" after a binary value; the item stores one.
     std::memcpy(item->value() + item->value_len(), "\r\n", 2);
@@ -432,7 +425,8 @@ void Dispatcher::binary_stat(const BinRequest& r, OutBuf& out) {
         error(out, r, bin::KeyNotFound);
         return;
     }
-    std::string all = text.text();
+    std::string all;
+    text.drain_to(&all);  // stats text has no item values
     std::string_view rest(all);
     while (!rest.empty()) {
         size_t eol = rest.find("\r\n");

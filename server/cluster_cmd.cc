@@ -102,7 +102,7 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
             *swallow = static_cast<size_t>(len) + 2;
             return Next::Swallow;
         }
-        p->cluster_map = true;
+        p->kind = PendingStore::Kind::ClusterMap;
         p->blob.assign(static_cast<size_t>(len) + 2, '\0');
         p->wire_len = len + 2;
         return Next::ReadValue;
@@ -145,7 +145,6 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
 }
 
 void Dispatcher::finish_cluster_map(PendingStore* p, OutBuf& out) {
-    p->cluster_map = false;
     std::string text = std::move(p->blob);
     p->blob.clear();
     if (text.size() < 2 || text[text.size() - 2] != '\r' || text.back() != '\n') {

@@ -201,7 +201,7 @@ Conn::Step Conn::process() {
                 break;
             }
             case ConnState::WaitForward:
-                if (nfwds_ >= kMaxForwards) return Step::Wait;
+                if (forwards_full()) return Step::Wait;
                 state_ = ConnState::Parse;
                 break;
             case ConnState::Swallow: {
@@ -215,7 +215,7 @@ Conn::Step Conn::process() {
             }
             case ConnState::Parse: {
                 if (rstart_ == rend_) return Step::NeedRead;
-                if (nfwds_ >= kMaxForwards) {  // enough replies owed: wait for some
+                if (forwards_full()) {  // enough replies owed: wait for some
                     state_ = ConnState::WaitForward;
                     return Step::Wait;
                 }
@@ -295,7 +295,6 @@ Conn::Step Conn::process() {
                         pending_.forward->conn = this;
                         pending_.forward->hole = out_.hole();
                         fwds_.push_back(std::move(pending_.forward));
-                        ++nfwds_;
                         if (fwds_.back()->value_pending > 0) {
                             state_ = ConnState::ForwardValue;
                             break;
@@ -395,15 +394,10 @@ void Conn::start_forward() {
 
 void Conn::forward_done(ForwardJob* job) {
     if (closed_) return;
-    OutBuf reply(&ctx_.store);
-    dispatcher_.finish_forward(*job, reply);
-    std::string bytes;
-    reply.drain_to(&bytes);
-    out_.fill(job->hole, bytes);
+    out_.fill(job->hole, dispatcher_.finish_forward(*job));
     for (auto it = fwds_.begin(); it != fwds_.end(); ++it) {
         if (it->get() == job) {
             fwds_.erase(it);
-            --nfwds_;
             break;
         }
     }
@@ -417,7 +411,6 @@ void Conn::close() {
         for (auto& j : fwds_) worker_->peers()->cancel(j.get());
     }
     fwds_.clear();
-    nfwds_ = 0;
     state_ = ConnState::Closing;
     closed_ = true;
     if (ev_ != nullptr) {

@@ -81,8 +81,11 @@ private:
     PendingStore pending_;  // the storage command whose value is being read
     // Requests other servers are answering, oldest first; each holds a place in out_.
     std::deque<std::unique_ptr<ForwardJob>> fwds_;
-    size_t nfwds_ = 0;  // fwds_.size(), cheap to test on every command
     static constexpr size_t kMaxForwards = 64;  // then parsing waits for replies
+    // Tested on every command: empty() first, it is cheaper than a deque's size().
+    bool forwards_full() const noexcept {
+        return !fwds_.empty() && fwds_.size() >= kMaxForwards;
+    }
     size_t value_filled_ = 0;
     size_t swallow_left_ = 0;
 

@@ -42,6 +42,20 @@ void Dispatcher::count_cas(store::StoreOp op, store::StoreStatus s) noexcept {
     if (s == store::StoreStatus::NotFound) stats_.cas_misses.add();
 }
 
+store::AllocStatus Dispatcher::alloc_for_store(std::string_view key, uint32_t flags,
+                                               store::RelTime exp, uint32_t len, bool drop_old,
+                                               store::ItemRef* item) {
+    store::AllocStatus rc = ctx_.store.alloc(key, flags, exp, len, item);
+    if (rc == store::AllocStatus::Ok) return rc;
+    if (rc == store::AllocStatus::TooLarge) {
+        stats_.store_too_large.add();
+    } else {
+        stats_.store_no_memory.add();
+    }
+    if (drop_old) (void)ctx_.store.remove(key);  // a failed set leaves no old value readable
+    return rc;
+}
+
 void Dispatcher::reply(const Request& req, OutBuf& out, std::string_view line) {
     if (!req.noreply) out.append(line);
 }
@@ -81,18 +95,13 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
             if (ctx_.prefix_stats.enabled()) ctx_.prefix_stats.record_set(req.key);
             store::RelTime exp = ctx_.clock.realtime(req.exptime);
             store::ItemRef item;
-            auto rc =
-                st.alloc(req.key, req.flags, exp, static_cast<uint32_t>(req.value_len), &item);
+            auto rc = alloc_for_store(req.key, req.flags, exp,
+                                      static_cast<uint32_t>(req.value_len), req.cmd == Cmd::Set,
+                                      &item);
             if (rc != store::AllocStatus::Ok) {
-                if (rc == store::AllocStatus::TooLarge) {
-                    stats_.store_too_large.add();
-                    reply(req, out, proto::kTooLarge);
-                } else {
-                    stats_.store_no_memory.add();
-                    reply(req, out, proto::kOutOfMemoryStoring);
-                }
-                // A failed set must not leave the old value readable (memcached unlinks it).
-                if (req.cmd == Cmd::Set) (void)st.remove(req.key);
+                reply(req, out,
+                      rc == store::AllocStatus::TooLarge ? proto::kTooLarge
+                                                         : proto::kOutOfMemoryStoring);
                 *swallow = static_cast<size_t>(req.value_len) + 2;
                 return Next::Swallow;
             }
@@ -275,9 +284,14 @@ void Dispatcher::arith(const Request& req, OutBuf& out) {
 }
 
 void Dispatcher::finish_store(PendingStore* pending, OutBuf& out) {
-    if (pending->cluster_map) return finish_cluster_map(pending, out);
-    if (pending->meta) return finish_meta_store(pending, out);
-    if (pending->binary) return finish_binary_store(pending, out);
+    PendingStore::Kind kind = pending->kind;
+    pending->kind = PendingStore::Kind::Text;  // the next command starts afresh
+    switch (kind) {
+        case PendingStore::Kind::ClusterMap: return finish_cluster_map(pending, out);
+        case PendingStore::Kind::Meta: return finish_meta_store(pending, out);
+        case PendingStore::Kind::Binary: return finish_binary_store(pending, out);
+        case PendingStore::Kind::Text: break;
+    }
     store::ItemRef item = std::move(pending->item);
     Request r;  // for reply(): only noreply matters
     r.noreply = pending->noreply;

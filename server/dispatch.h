@@ -29,9 +29,11 @@ enum class Next : uint8_t {
 // A storage command between its command line and its value.
 struct PendingStore {
     proto::Cmd cmd = proto::Cmd::Set;  // for ms and binary: the text command it maps to
+    // Whose value is being read: a text storage command, an ms (meta status reply), a binary
+    // set (no "\r\n" on the wire), or `cluster setmap`'s map text (into blob, no item).
+    enum class Kind : uint8_t { Text, Meta, Binary, ClusterMap };
+    Kind kind = Kind::Text;
     bool noreply = false;
-    bool meta = false;    // ms: reply with a meta status line
-    bool binary = false;  // binary protocol: the wire has no "\r\n" after the value
     uint8_t bin_opcode = 0;
     uint32_t bin_opaque = 0;
     uint32_t wire_len = 0;  // value bytes to read from the connection
@@ -39,10 +41,8 @@ struct PendingStore {
     store::StoreExtra extra;   // ms: E and I
     std::string meta_tokens;   // ms: the flags, for the reply (O, k, c in request order)
     store::ItemRef item;
-    // `cluster setmap`: the map text is read into blob instead of an item.
-    bool cluster_map = false;
-    std::string blob;
-    char* dest() noexcept { return cluster_map ? blob.data() : item->value(); }
+    std::string blob;  // Kind::ClusterMap
+    char* dest() noexcept { return kind == Kind::ClusterMap ? blob.data() : item->value(); }
 
     // Managed mode: a request handed to another server (Next::Forward).
     std::unique_ptr<ForwardJob> forward;
@@ -71,8 +71,8 @@ store::StoreOp store_op(proto::Cmd c) noexcept;
 
 class Dispatcher {
 public:
-    // The reply to a forwarded request (or its failure) into out.
-    void finish_forward(ForwardJob& job, OutBuf& out);
+    // The reply to a forwarded request, or its failure, as the client gets it.
+    std::string finish_forward(const ForwardJob& job);
 
     Dispatcher(ServerContext& ctx, ThreadStats& stats) noexcept : ctx_(ctx), stats_(stats) {}
 
@@ -121,6 +121,11 @@ private:
     void debug(const proto::Request& req, OutBuf& out);
     void reply(const proto::Request& req, OutBuf& out, std::string_view line);
     void count_cas(store::StoreOp op, store::StoreStatus s) noexcept;  // cas_hits/badval/misses
+    // The item a storage command (text, meta or binary) reads its value into. On failure the
+    // failure is counted (store_too_large / store_no_memory) and, with drop_old, the key's
+    // old value removed, as memcached does; the caller sends its protocol's error.
+    store::AllocStatus alloc_for_store(std::string_view key, uint32_t flags, store::RelTime exp,
+                                       uint32_t len, bool drop_old, store::ItemRef* item);
 
     ServerContext& ctx_;
     ThreadStats& stats_;

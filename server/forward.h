@@ -24,7 +24,6 @@ struct ForwardJob {
     enum class Kind : uint8_t { Text, MultiGet, Binary };
     Kind kind = Kind::Text;
     Conn* conn = nullptr;     // null once the client is gone: replies are then dropped
-    bool gets = false;        // MultiGet: with cas
     std::string request;      // Text/Binary: the request as the client sent it
     size_t value_pending = 0;  // bytes of the client's value still to append to request
     size_t hole = 0;           // the reply's place in the client's output

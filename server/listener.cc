@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <functional>
 #include <cstdlib>
 #include <cstring>
 
@@ -59,11 +60,16 @@ bool Listener::add_socket(int fd, bool is_unix, std::string name) {
     return true;
 }
 
-bool Listener::listen_tcp(const char* host, int port, FILE* portfile) {
+// One socket per address of host:port (AF_UNSPEC, like memcached), bound, non-blocking; each
+// goes to use() with its family, "addr:port" text and the port the kernel gave. An address
+// the machine cannot bind (no IPv6, say) is skipped; one already in use fails the whole call.
+bool Listener::bind_all(const char* host, int port, int socktype,
+                        const std::function<bool(int fd, int family, const std::string& addr,
+                                                 int bound_port)>& use) {
     addrinfo hints{};
     hints.ai_flags = AI_PASSIVE;
     hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_socktype = socktype;
     char portbuf[16];
     snprintf(portbuf, sizeof(portbuf), "%d", port < 0 ? 0 : port);
     addrinfo* ai = nullptr;
@@ -82,22 +88,12 @@ bool Listener::listen_tcp(const char* host, int port, FILE* portfile) {
         if (fd < 0) continue;
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         if (!set_nonblock(fd) || bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
-            if (errno != EADDRINUSE) {
-                ::close(fd);
-                continue;  // e.g. IPv6 unavailable: memcached skips such addresses too
-            }
+            bool in_use = errno == EADDRINUSE;
+            ::close(fd);
+            if (!in_use) continue;  // e.g. IPv6 unavailable: memcached skips such addresses too
             perror("bind()");
-            ::close(fd);
-            freeaddrinfo(ai);
-            return false;
-        }
-        if (listen(fd, ctx_.settings.backlog) != 0) {
-            perror("listen()");
-            ::close(fd);
             freeaddrinfo(ai);
             return false;
         }
@@ -115,12 +111,8 @@ bool Listener::listen_tcp(const char* host, int port, FILE* portfile) {
             inet_ntop(AF_INET6, &sin6->sin6_addr, hostbuf, sizeof(hostbuf));
             bound_port = ntohs(sin6->sin6_port);
         }
-        if (portfile != nullptr) {
-            fprintf(portfile, "TCP INET%s: %d\n", ss.ss_family == AF_INET6 ? "6" : "", bound_port);
-        }
-        ports_.push_back(bound_port);
-        if (!add_socket(fd, false, std::string(hostbuf) + ":" + std::to_string(bound_port))) {
-            ::close(fd);
+        if (!use(fd, ss.ss_family, std::string(hostbuf) + ":" + std::to_string(bound_port),
+                 bound_port)) {
             freeaddrinfo(ai);
             return false;
         }
@@ -130,50 +122,46 @@ bool Listener::listen_tcp(const char* host, int port, FILE* portfile) {
     return ok;
 }
 
+bool Listener::listen_tcp(const char* host, int port, FILE* portfile) {
+    return bind_all(host, port, SOCK_STREAM,
+                    [&](int fd, int family, const std::string& addr, int bound_port) {
+                        int one = 1;
+                        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+                        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                        if (listen(fd, ctx_.settings.backlog) != 0) {
+                            perror("listen()");
+                            ::close(fd);
+                            return false;
+                        }
+                        if (portfile != nullptr) {
+                            fprintf(portfile, "TCP INET%s: %d\n", family == AF_INET6 ? "6" : "",
+                                    bound_port);
+                        }
+                        ports_.push_back(bound_port);
+                        if (!add_socket(fd, false, addr)) {
+                            ::close(fd);
+                            return false;
+                        }
+                        return true;
+                    });
+}
+
 // -U: one datagram socket per address, read by every worker (each through its own dup, so
 // a worker closes what it registered). The port file gets "UDP INET: <port>" as memcached's.
 bool Listener::listen_udp(const char* host, int port, FILE* portfile) {
-    addrinfo hints{};
-    hints.ai_flags = AI_PASSIVE;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_DGRAM;
-    char portbuf[16];
-    snprintf(portbuf, sizeof(portbuf), "%d", port < 0 ? 0 : port);
-    addrinfo* ai = nullptr;
-    if (getaddrinfo(host, portbuf, &hints, &ai) != 0) return false;
-    bool ok = false;
-    for (addrinfo* a = ai; a != nullptr; a = a->ai_next) {
-        int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) continue;
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        if (!set_nonblock(fd) || bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
-            bool in_use = errno == EADDRINUSE;
-            ::close(fd);
-            if (!in_use) continue;
-            perror("bind()");
-            freeaddrinfo(ai);
-            return false;
-        }
-        sockaddr_storage ss{};
-        socklen_t len = sizeof(ss);
-        getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-        int bound_port = ss.ss_family == AF_INET
-                             ? ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port)
-                             : ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-        if (portfile != nullptr) {
-            fprintf(portfile, "UDP INET%s: %d\n", ss.ss_family == AF_INET6 ? "6" : "", bound_port);
-        }
-        for (Worker* w : ctx_.workers) {
-            int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-            if (copy >= 0) w->hand_over(NewConn{copy, false, "udp", true});
-        }
-        ::close(fd);
-        ok = true;
-    }
-    freeaddrinfo(ai);
-    return ok;
+    return bind_all(host, port, SOCK_DGRAM,
+                    [&](int fd, int family, const std::string&, int bound_port) {
+                        if (portfile != nullptr) {
+                            fprintf(portfile, "UDP INET%s: %d\n", family == AF_INET6 ? "6" : "",
+                                    bound_port);
+                        }
+                        for (Worker* w : ctx_.workers) {
+                            int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+                            if (copy >= 0) w->hand_over(NewConn{copy, false, "udp", true});
+                        }
+                        ::close(fd);
+                        return true;
+                    });
 }
 
 bool Listener::listen_unix(const std::string& path, int mask) {

@@ -6,6 +6,7 @@
 #include <event2/event.h>
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,9 @@ private:
     static void on_accept(evutil_socket_t fd, short what, void* arg);
     void accept_one(Sock* s);
     bool listen_udp(const char* host, int port, FILE* portfile);
+    bool bind_all(const char* host, int port, int socktype,
+                  const std::function<bool(int fd, int family, const std::string& addr,
+                                           int bound_port)>& use);
 
     ServerContext& ctx_;
     event_base* base_;

@@ -194,27 +194,22 @@ void Dispatcher::meta_get(const Request& req, OutBuf& out) {
 Next Dispatcher::meta_set(const Request& req, OutBuf& out, PendingStore* pending,
                           size_t* swallow) {
     const proto::Meta& m = req.meta;
-    store::Store& st = ctx_.store;
     Cmd as_text;
     (void)ms_op(m, &as_text);
     store::RelTime exp = m.has('T') ? ctx_.clock.realtime(m.ttl) : 0;
     store::ItemRef item;
-    auto rc = st.alloc(req.key, m.client_flags, exp, static_cast<uint32_t>(req.value_len), &item);
+    // No stale value survives a failed ms, whatever the mode.
+    auto rc = alloc_for_store(req.key, m.client_flags, exp, static_cast<uint32_t>(req.value_len),
+                              true, &item);
     if (rc != store::AllocStatus::Ok) {
-        if (rc == store::AllocStatus::TooLarge) {
-            stats_.store_too_large.add();
-            out.append(proto::kTooLarge);
-        } else {
-            stats_.store_no_memory.add();
-            out.append(proto::kOutOfMemoryStoring);
-        }
-        (void)st.remove(req.key);  // no stale value survives a failed ms, whatever the mode
+        out.append(rc == store::AllocStatus::TooLarge ? proto::kTooLarge
+                                                      : proto::kOutOfMemoryStoring);
         *swallow = static_cast<size_t>(req.value_len) + 2;
         return Next::Swallow;
     }
     if (m.has('b')) item->set(store::Item::kKeyBinary);
     pending->cmd = as_text;
-    pending->meta = true;
+    pending->kind = PendingStore::Kind::Meta;
     pending->noreply = req.noreply;
     pending->cas_unique = m.has('C') ? m.compare_cas : 0;
     pending->extra.new_cas = m.new_cas;
@@ -227,7 +222,6 @@ Next Dispatcher::meta_set(const Request& req, OutBuf& out, PendingStore* pending
 
 void Dispatcher::finish_meta_store(PendingStore* pending, OutBuf& out) {
     store::ItemRef item = std::move(pending->item);
-    pending->meta = false;
     stats_.set_cmds.add();
     const char* v = item->value();
     if (v[item->nbytes - 2] != '\r' || v[item->nbytes - 1] != '\n') {

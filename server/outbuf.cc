@@ -60,27 +60,16 @@ size_t OutBuf::hole() {
 void OutBuf::fill(size_t h, std::string_view bytes) {
     Seg& s = segs_[h];
     if (!s.hole) return;
-    size_t off = wbuf_len_;
     if (!bytes.empty()) {
         if (wbuf_len_ + bytes.size() > wbuf_cap_) grow(bytes.size());
         std::memcpy(wbuf_ + wbuf_len_, bytes.data(), bytes.size());
-        wbuf_len_ += bytes.size();
     }
-    Seg& t = segs_[h];  // (grow does not move segs_, but keep the reference fresh)
-    t.off = off;
-    t.len = bytes.size();
-    t.hole = false;
+    s.off = wbuf_len_;
+    s.len = bytes.size();
+    s.hole = false;
+    wbuf_len_ += bytes.size();
     pending_ += bytes.size();
     --holes_;
-}
-
-std::string OutBuf::text() const {
-    std::string r;
-    for (size_t i = head_; i < segs_.size(); ++i) {
-        const Seg& s = segs_[i];
-        if (s.item == nullptr) r.append(wbuf_ + s.off, s.len);
-    }
-    return r;
 }
 
 void OutBuf::drain_to(std::string* to) {
@@ -112,13 +101,17 @@ void OutBuf::clear() noexcept {
 IoStatus OutBuf::flush(int fd, size_t* sent) noexcept {
     *sent = 0;
     while (head_ < segs_.size()) {
-        // Empty segments (filled holes with no reply) and the first unfilled hole.
-        while (head_ < segs_.size() && !segs_[head_].hole && segs_[head_].len == 0) ++head_;
-        if (head_ == segs_.size()) break;
-        if (segs_[head_].hole) return IoStatus::Blocked;
+        // Managed mode's forwarded replies: send only up to the first hole still open. (A
+        // filled hole may be empty; an empty iovec costs nothing.)
+        size_t end = segs_.size();
+        if (holes_ != 0) {
+            if (segs_[head_].hole) return IoStatus::Blocked;
+            end = head_;
+            while (end < segs_.size() && !segs_[end].hole) ++end;
+        }
         struct iovec iov[kIovMax];
         size_t n = 0;
-        for (size_t i = head_; i < segs_.size() && n < kIovMax && !segs_[i].hole; ++i, ++n) {
+        for (size_t i = head_; i < end && n < kIovMax; ++i, ++n) {
             const Seg& s = segs_[i];
             const char* base = s.item ? s.ptr : wbuf_ + s.off;
             size_t skip = (i == head_) ? head_off_ : 0;
@@ -137,20 +130,17 @@ IoStatus OutBuf::flush(int fd, size_t* sent) noexcept {
         size_t left = static_cast<size_t>(w);
         *sent += left;
         pending_ -= left;
-        while (left > 0) {
+        // Retire every segment the write covered, empty ones (filled holes without a reply)
+        // included, up to the first one sent only in part.
+        while (head_ < end && left >= segs_[head_].len - head_off_) {
             Seg& s = segs_[head_];
-            size_t rem = s.len - head_off_;
-            if (left >= rem) {
-                left -= rem;
-                if (s.item != nullptr) store_->release(s.item);
-                ++head_;
-                head_off_ = 0;
-            } else {
-                head_off_ += left;
-                left = 0;
-            }
+            left -= s.len - head_off_;
+            if (s.item != nullptr) store_->release(s.item);
+            ++head_;
+            head_off_ = 0;
         }
-        if (head_ < segs_.size() && static_cast<size_t>(w) == 0) return IoStatus::Retry;
+        head_off_ += left;
+        if (head_ < end && w == 0) return IoStatus::Retry;
     }
     segs_.clear();
     head_ = head_off_ = 0;

@@ -85,8 +85,6 @@ public:
     size_t hole();
     void fill(size_t hole, std::string_view bytes);
 
-    // The unsent text segments concatenated (for re-framing a text reply, e.g. binary stats).
-    std::string text() const;
     // Everything unsent, values included, appended to *to; the buffer is then empty.
     void drain_to(std::string* to);
 

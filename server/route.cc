@@ -205,7 +205,6 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
         if (req.cmd == Cmd::Gat || req.cmd == Cmd::Gats) {
             job->get_cmd += " " + std::to_string(req.exptime);
         }
-        job->gets = req.cmd == Cmd::Gets || req.cmd == Cmd::Gats;
         proto::KeyCursor keys(req.keys);
         std::string_view key;
         while (keys.next(&key)) {
@@ -233,7 +232,6 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
             job->keys.emplace_back(key);
             job->owner.push_back(std::move(node));
         }
-        job->request = std::string(req.raw);  // kept for the local part's parameters
         p->forward = std::move(job);
         return Next::Forward;
     }
@@ -283,29 +281,22 @@ Next Dispatcher::forward_binary(const proto::bin::BinRequest& r, OutBuf& out, Pe
     return Next::Forward;
 }
 
-void Dispatcher::finish_forward(ForwardJob& job, OutBuf& out) {
+std::string Dispatcher::finish_forward(const ForwardJob& job) {
     if (!job.error.empty()) {
-        if (job.kind == ForwardJob::Kind::Binary) {
-            // 0x86: temporary failure; the body says which server and why.
-            char h[proto::bin::kHeaderLen];
-            proto::bin::write_header(h, job.bin_opcode, 0x86, 0, 0,
-                                     static_cast<uint32_t>(job.error.size()), job.bin_opaque, 0);
-            out.append(std::string_view(h, sizeof(h)));
-            out.append(job.error);
-        } else {
-            out.append("SERVER_ERROR " + job.error + "\r\n");
-        }
-        return;
+        if (job.kind != ForwardJob::Kind::Binary) return "SERVER_ERROR " + job.error + "\r\n";
+        // 0x86: temporary failure; the body says which server and why.
+        std::string r(proto::bin::kHeaderLen, '\0');
+        proto::bin::write_header(r.data(), job.bin_opcode, 0x86, 0, 0,
+                                 static_cast<uint32_t>(job.error.size()), job.bin_opaque, 0);
+        return r + job.error;
     }
-    if (job.kind != ForwardJob::Kind::MultiGet) {
-        out.append(job.reply);
-        return;
-    }
+    if (job.kind != ForwardJob::Kind::MultiGet) return job.reply;
+    std::string r;
     for (const std::string& key : job.keys) {
         auto it = job.blocks.find(key);
-        if (it != job.blocks.end()) out.append(it->second);
+        if (it != job.blocks.end()) r += it->second;
     }
-    out.append("END\r\n");
+    return r + "END\r\n";
 }
 
 }  // namespace mcm::server

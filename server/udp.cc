@@ -110,7 +110,7 @@ void Worker::serve_datagram(int fd, const char* buf, size_t n, const void* from,
                 if (in.size() < pending.wire_len) {
                     // The value is not all in this datagram: nothing is stored or answered.
                     pending.item.reset();
-                    pending.meta = pending.binary = false;
+                    pending.kind = PendingStore::Kind::Text;
                     stop = true;
                     break;
                 }
