@@ -2,16 +2,34 @@
 
 #include <cstring>
 
+#include "replication/stream.h"
+
 namespace mcm::repl {
+
+namespace {
+
+RecordKind kind_of(store::MutationKind k) noexcept {
+    switch (k) {
+        case store::MutationKind::Set: return RecordKind::Set;
+        case store::MutationKind::Touch: return RecordKind::Touch;
+        case store::MutationKind::Delete: return RecordKind::Delete;
+        case store::MutationKind::Flush: return RecordKind::Flush;
+    }
+    return RecordKind::Set;
+}
+
+// flush_all's delay as the unix time the flush takes effect (0: at once), with memcached's
+// exptime rules (relative up to 30 days, absolute above).
+int64_t flush_time(const store::Mutation& m, const store::Clock& clock) noexcept {
+    if (m.kind != store::MutationKind::Flush || m.flush_delay <= 0) return 0;
+    return clock.process_started() + clock.realtime(m.flush_delay);
+}
+
+}  // namespace
 
 Record from_mutation(const store::Mutation& m, const store::Clock& clock) {
     Record r;
-    switch (m.kind) {
-        case store::MutationKind::Set: r.kind = RecordKind::Set; break;
-        case store::MutationKind::Touch: r.kind = RecordKind::Touch; break;
-        case store::MutationKind::Delete: r.kind = RecordKind::Delete; break;
-        case store::MutationKind::Flush: r.kind = RecordKind::Flush; break;
-    }
+    r.kind = kind_of(m.kind);
     r.bucket = m.bucket;
     r.seqno = m.seqno;
     r.cas = m.cas;
@@ -19,14 +37,52 @@ Record from_mutation(const store::Mutation& m, const store::Clock& clock) {
     r.exptime_unix = m.exptime == 0 ? 0 : clock.process_started() + m.exptime;
     if (m.iflags & store::Item::kStale) r.marks |= kMarkStale;
     if (m.iflags & store::Item::kKeyBinary) r.marks |= kMarkBinaryKey;
-    r.flush_delay = m.flush_delay;
+    r.flush_delay = flush_time(m, clock);
     r.key.assign(m.key);
     r.value.assign(m.value);
     return r;
 }
 
+void frame_mutation(const store::Mutation& m, const store::Clock& clock, std::string* out) {
+    Record r;  // header fields only; key and value go straight from the mutation
+    r.kind = kind_of(m.kind);
+    r.bucket = m.bucket;
+    r.seqno = m.seqno;
+    r.cas = m.cas;
+    r.flags = m.client_flags;
+    r.exptime_unix = m.exptime == 0 ? 0 : clock.process_started() + m.exptime;
+    if (m.iflags & store::Item::kStale) r.marks |= kMarkStale;
+    if (m.iflags & store::Item::kKeyBinary) r.marks |= kMarkBinaryKey;
+    r.flush_delay = flush_time(m, clock);
+    char h[kFrameHeader + kRecordHeader];
+    uint32_t len = static_cast<uint32_t>(1 + kRecordHeader + m.key.size() + m.value.size());
+    for (size_t i = 0; i < 4; ++i) h[i] = static_cast<char>((len >> (8 * i)) & 0xff);
+    h[4] = static_cast<char>(FrameType::Record);
+    encode_header(r, m.key.size(), m.value.size(), h + kFrameHeader);
+    out->reserve(out->size() + 4 + len);
+    out->append(h, sizeof h);
+    out->append(m.key);
+    out->append(m.value);
+}
+
+void frame_item(const store::Item& it, uint32_t bucket, const store::Clock& clock,
+                std::string* out) {
+    store::Mutation m;
+    m.kind = store::MutationKind::Set;
+    m.bucket = bucket;
+    m.seqno = 0;
+    m.key = it.key();
+    m.client_flags = it.client_flags;
+    m.exptime = it.exptime;
+    m.cas = it.cas;
+    m.value = std::string_view(it.value(), it.nbytes - 2);
+    m.iflags = it.iflags.load(std::memory_order_relaxed);
+    frame_mutation(m, clock, out);
+}
+
 Applied Applier::apply(const Record& r) {
-    if (r.bucket < applied_.size() && r.seqno != 0 && r.seqno <= applied_[r.bucket]) {
+    const bool in_range = r.bucket < applied_.size();
+    if (in_range && r.seqno != 0 && r.seqno <= applied_[r.bucket]) {
         return Applied::Duplicate;
     }
     // An absolute exptime already past reads as expired at once, as memcached's realtime()
@@ -53,13 +109,37 @@ Applied Applier::apply(const Record& r) {
         case RecordKind::Delete: (void)st_.remove(r.key); break;
         case RecordKind::Flush:
             // Every item of the bucket here was written before the barrier (records arrive in
-            // the bucket's order), so an immediate flush empties the bucket.
-            if (r.flush_delay > 0) return Applied::Unsupported;
+            // the bucket's order), so an immediate flush empties the bucket. A delayed one
+            // empties it when its time comes (run_due_flushes), as memcached invalidates
+            // everything written before the flush point.
+            if (r.flush_delay > 0 && in_range) {
+                flush_at_[r.bucket] = r.flush_delay;
+                break;
+            }
+            if (in_range) flush_at_[r.bucket] = 0;
             (void)st_.drop_buckets(r.bucket, r.bucket);
             break;
     }
-    if (r.bucket < applied_.size()) applied_[r.bucket] = r.seqno;
+    if (in_range && r.seqno != 0) applied_[r.bucket] = r.seqno;
     return Applied::Done;
+}
+
+void Applier::reset(uint32_t bucket, uint64_t seqno) noexcept {
+    if (bucket >= applied_.size()) return;
+    applied_[bucket] = seqno;
+    flush_at_[bucket] = 0;
+}
+
+size_t Applier::run_due_flushes(int64_t now_unix) noexcept {
+    size_t n = 0;
+    for (uint32_t b = 0; b < flush_at_.size(); ++b) {
+        if (flush_at_[b] != 0 && flush_at_[b] <= now_unix) {
+            flush_at_[b] = 0;
+            (void)st_.drop_buckets(b, b);
+            ++n;
+        }
+    }
+    return n;
 }
 
 }  // namespace mcm::repl

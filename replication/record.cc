@@ -7,10 +7,10 @@ namespace mcm::repl {
 namespace {
 
 template <typename T>
-void put(std::string* out, T v) {
-    char b[sizeof(T)];
-    for (size_t i = 0; i < sizeof(T); ++i) b[i] = static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff);
-    out->append(b, sizeof(T));
+void put_at(char* b, T v) {
+    for (size_t i = 0; i < sizeof(T); ++i) {
+        b[i] = static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff);
+    }
 }
 
 template <typename T>
@@ -22,18 +22,24 @@ T get(const char* p) {
 
 }  // namespace
 
+void encode_header(const Record& r, size_t key_len, size_t value_len, char* h) {
+    h[0] = static_cast<char>(r.kind);
+    put_at<uint32_t>(h + 1, r.bucket);
+    put_at<uint64_t>(h + 5, r.seqno);
+    put_at<uint64_t>(h + 13, r.cas);
+    put_at<uint32_t>(h + 21, r.flags);
+    put_at<int64_t>(h + 25, r.exptime_unix);
+    h[33] = static_cast<char>(r.marks);
+    put_at<uint16_t>(h + 34, static_cast<uint16_t>(key_len));
+    put_at<uint32_t>(h + 36, static_cast<uint32_t>(value_len));
+    put_at<int64_t>(h + 40, r.flush_delay);
+}
+
 void encode(const Record& r, std::string* out) {
+    char h[kRecordHeader];
+    encode_header(r, r.key.size(), r.value.size(), h);
     out->reserve(out->size() + kRecordHeader + r.key.size() + r.value.size());
-    put<uint8_t>(out, static_cast<uint8_t>(r.kind));
-    put<uint32_t>(out, r.bucket);
-    put<uint64_t>(out, r.seqno);
-    put<uint64_t>(out, r.cas);
-    put<uint32_t>(out, r.flags);
-    put<int64_t>(out, r.exptime_unix);
-    put<uint8_t>(out, r.marks);
-    put<uint16_t>(out, static_cast<uint16_t>(r.key.size()));
-    put<uint32_t>(out, static_cast<uint32_t>(r.value.size()));
-    put<int64_t>(out, r.flush_delay);
+    out->append(h, kRecordHeader);
     out->append(r.key);
     out->append(r.value);
 }
@@ -61,9 +67,12 @@ size_t decode(std::string_view in, Record* r) {
     return total;
 }
 
-void Backlog::append(uint64_t seqno, std::string encoded) {
+void Backlog::append(uint64_t seqno, std::string encoded, uint64_t t_us) {
+    if (entries_.empty() && seqno > 0 && evicted_ < seqno - 1 && last_ < seqno - 1) {
+        evicted_ = seqno - 1;  // nothing before the first record is held
+    }
     bytes_ += encoded.size();
-    entries_.push_back(Entry{seqno, std::move(encoded)});
+    entries_.push_back(Entry{seqno, t_us, std::move(encoded)});
     last_ = seqno;
     while (bytes_ > max_bytes_ && !entries_.empty()) {
         bytes_ -= entries_.front().bytes.size();
@@ -73,10 +82,15 @@ void Backlog::append(uint64_t seqno, std::string encoded) {
     }
 }
 
-bool Backlog::since(uint64_t after, std::vector<std::string_view>* out) const {
-    if (after >= last_) return true;  // nothing newer
-    if (after < evicted_) return false;  // some of what follows `after` is gone
-    // Sequence numbers grow: find the first entry past `after`.
+void Backlog::clear() noexcept {
+    entries_.clear();
+    bytes_ = 0;
+    last_ = 0;
+    evicted_ = 0;
+}
+
+size_t Backlog::index_after(uint64_t after) const noexcept {
+    // Sequence numbers grow: binary search for the first entry past `after`.
     size_t lo = 0, hi = entries_.size();
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -86,7 +100,21 @@ bool Backlog::since(uint64_t after, std::vector<std::string_view>* out) const {
             hi = mid;
         }
     }
-    for (size_t i = lo; i < entries_.size(); ++i) out->emplace_back(entries_[i].bytes);
+    return lo;
+}
+
+uint64_t Backlog::time_of(uint64_t seqno) const noexcept {
+    if (seqno == 0) return 0;
+    size_t i = index_after(seqno - 1);
+    return i < entries_.size() && entries_[i].seqno == seqno ? entries_[i].t_us : 0;
+}
+
+bool Backlog::since(uint64_t after, std::vector<std::string_view>* out) const {
+    if (after >= last_) return true;  // nothing newer
+    if (after < evicted_) return false;  // some of what follows `after` is gone
+    for (size_t i = index_after(after); i < entries_.size(); ++i) {
+        out->emplace_back(entries_[i].bytes);
+    }
     return true;
 }
 

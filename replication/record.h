@@ -28,7 +28,7 @@ struct Record {
     uint32_t flags = 0;
     int64_t exptime_unix = 0;  // absolute unix time; 0 = never
     uint8_t marks = 0;         // bit 0: stale, bit 1: binary key
-    int64_t flush_delay = 0;
+    int64_t flush_delay = 0;   // Flush: unix time it takes effect (0 = at once)
     std::string key;
     std::string value;
 };
@@ -40,6 +40,8 @@ inline constexpr size_t kRecordHeader = 48;
 // Appends the record's bytes to *out: a 48-byte little-endian header (kind, bucket, seqno,
 // cas, flags, exptime, marks, key length, value length, flush delay), then key and value.
 void encode(const Record& r, std::string* out);
+// Just the 48-byte header, for a record whose key and value are elsewhere.
+void encode_header(const Record& r, size_t key_len, size_t value_len, char* header);
 // Decodes one record from the front of in. Returns the bytes used, 0 if in holds less than a
 // whole record, SIZE_MAX if the bytes are not a record (unknown kind, key over 250 bytes).
 size_t decode(std::string_view in, Record* r);
@@ -49,9 +51,17 @@ size_t decode(std::string_view in, Record* r);
 // longer holds must be backfilled instead.
 class Backlog {
 public:
-    explicit Backlog(size_t max_bytes) noexcept : max_bytes_(max_bytes) {}
-    // Records must arrive with growing sequence numbers.
-    void append(uint64_t seqno, std::string encoded);
+    explicit Backlog(size_t max_bytes = 0) noexcept : max_bytes_(max_bytes) {}
+    void set_max_bytes(size_t n) noexcept { max_bytes_ = n; }
+    size_t max_bytes() const noexcept { return max_bytes_; }
+    // Records must arrive with growing sequence numbers. A backlog holds nothing from before
+    // its first record: the first append also marks every earlier sequence number as gone.
+    // t_us is the write's time (steady clock, microseconds), for lag figures.
+    void append(uint64_t seqno, std::string encoded, uint64_t t_us = 0);
+    // Forget everything (a new history starts).
+    void clear() noexcept;
+    // The write time of the record with this sequence number, 0 if the backlog lacks it.
+    uint64_t time_of(uint64_t seqno) const noexcept;
     // The records after `after`, oldest first, into *out. False if some of them are gone
     // (the caller must backfill), true otherwise (possibly none).
     bool since(uint64_t after, std::vector<std::string_view>* out) const;
@@ -64,8 +74,10 @@ public:
 private:
     struct Entry {
         uint64_t seqno;
+        uint64_t t_us;
         std::string bytes;
     };
+    size_t index_after(uint64_t after) const noexcept;  // first entry with seqno > after
     size_t max_bytes_;
     size_t bytes_ = 0;
     uint64_t last_ = 0;     // the newest sequence number ever appended

@@ -7,6 +7,10 @@
 //   cluster reset                     every bucket dead, every item dropped, no map
 //   cluster peer [binary]             this connection is a peer's forwarding link (binary:
 //                                     it speaks the binary protocol from here on)
+//   cluster repl <node> <nonce>       this connection is a peer's replication link: the socket
+//                                     goes to the replication thread (doc/replication.md)
+//   cluster dump <bucket>             every live item of the bucket, with its metadata
+//                                     (for comparing a replica with its active)
 // Everything but map and auth needs an authenticated connection.
 #include <charconv>
 #include <ctime>
@@ -14,6 +18,8 @@
 #include <vector>
 
 #include "proto/errors.h"
+#include "proto/base64.h"
+#include "replication/replicator.h"
 #include "server/cluster.h"
 #include "server/dispatch.h"
 
@@ -87,7 +93,8 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
     uint32_t len = 0;
     const bool setmap = sub == "setmap" && w.size() == 2 && to_u32(w[1], &len);
     if (!p->cluster_auth &&
-        (setmap || sub == "state" || sub == "drop" || sub == "reset" || sub == "peer")) {
+        (setmap || sub == "state" || sub == "drop" || sub == "reset" || sub == "peer" ||
+         sub == "repl" || sub == "dump")) {
         out.append("CLIENT_ERROR cluster command needs authentication\r\n");
         if (setmap) {  // the map text that follows must not run as commands
             *swallow = static_cast<size_t>(len) + 2;
@@ -130,18 +137,56 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         out.append("OK\r\n");
         return Next::Continue;
     }
+    if (sub == "repl" && w.size() == 3 && ctx_.replicator != nullptr) {
+        p->repl_handoff = true;
+        p->repl_node.assign(w[1]);
+        p->repl_nonce.assign(w[2]);
+        return Next::Continue;
+    }
+    if (sub == "dump" && w.size() == 2 && parse_range(w[1], cl->nbuckets(), &first, &last) &&
+        first == last) {
+        write_bucket_dump(first, out);
+        return Next::Continue;
+    }
     if (sub == "reset" && w.size() == 1) {
         cl->reset();
         (void)ctx_.store.drop_buckets(0, cl->nbuckets() - 1);
         out.append("OK\r\n");
         return Next::Continue;
     }
-    if (sub == "state" || sub == "drop") {
+    if (sub == "state" || sub == "drop" || sub == "dump") {
         out.append("CLIENT_ERROR bad bucket range\r\n");
         return Next::Continue;
     }
     out.append("ERROR\r\n");
     return Next::Continue;
+}
+
+// ITEM <key> <flags> <exptime unix, 0 never> <cas> <bytes> <marks>\r\n<data>\r\n ... END.
+// marks: "-", or letters s (stale) and b (binary key, then printed in base64).
+void Dispatcher::write_bucket_dump(uint32_t bucket, OutBuf& out) {
+    std::string text;
+    int64_t started = ctx_.clock.process_started();
+    (void)ctx_.store.visit_bucket(bucket, [&](const store::Item& it) {
+        std::string marks;
+        uint8_t f = it.iflags.load(std::memory_order_relaxed);
+        if (f & store::Item::kStale) marks += 's';
+        std::string key(it.key());
+        if (f & store::Item::kKeyBinary) {
+            marks += 'b';
+            std::string enc(proto::base64_encoded_size(key.size()), '\0');
+            enc.resize(proto::base64_encode(key, enc.data()));
+            key = std::move(enc);
+        }
+        if (marks.empty()) marks = "-";
+        int64_t exp = it.exptime == 0 ? 0 : started + it.exptime;
+        text += "ITEM " + key + " " + std::to_string(it.client_flags) + " " +
+                std::to_string(exp) + " " + std::to_string(it.cas) + " " +
+                std::to_string(it.nbytes - 2) + " " + marks + "\r\n";
+        text.append(it.value(), it.nbytes);
+    });
+    out.append(text);
+    out.append("END\r\n");
 }
 
 void Dispatcher::finish_cluster_map(PendingStore* p, OutBuf& out) {
@@ -207,6 +252,7 @@ void write_bucket_stats(ServerContext& ctx, OutBuf& out) {
         out.append(p + "state " + std::string(repl::state_name(s)) + "\r\n");
         out.append(p + "items " + std::to_string(items) + "\r\n");
         out.append(p + "bytes " + std::to_string(bytes) + "\r\n");
+        if (ctx.replicator != nullptr) out.append(ctx.replicator->bucket_stats_text(b));
     }
     out.append("END\r\n");
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "proto/text_parser.h"
+#include "replication/replicator.h"
 #include "server/log.h"
 #include "server/sys.h"
 #include "server/worker.h"
@@ -271,6 +272,7 @@ Conn::Step Conn::process() {
                         pending_.switch_binary = false;
                         proto_ = WireProto::Binary;
                     }
+                    if (pending_.repl_handoff) return Step::Handoff;
                 }
                 switch (next) {
                     case Next::Continue: break;
@@ -335,6 +337,7 @@ void Conn::handle(short what) {
             case Step::Close:
                 if (close_after_write_) (void)flush_output();
                 return close();
+            case Step::Handoff: return handoff();
             case Step::Yield:
                 // Let the other connections of this worker run, then continue here. The
                 // replies so far wait for the next turn unless they already fill a socket
@@ -406,6 +409,19 @@ void Conn::forward_done(ForwardJob* job) {
     event_active(ev_, EV_READ, 0);
 }
 
+// `cluster repl`: the socket becomes a replication link, served by the replication thread
+// from here on. What is still buffered (the peer's first frames) goes with it.
+void Conn::handoff() {
+    pending_.repl_handoff = false;
+    if (!flush_output() || want_write_ || !fwds_.empty()) return close();
+    std::string rest(rbuf_ + rstart_, rend_ - rstart_);
+    int fd = fd_;
+    keep_fd_ = true;
+    close();
+    ctx_.replicator->adopt(fd, std::move(pending_.repl_node), std::move(pending_.repl_nonce),
+                           std::move(rest));
+}
+
 void Conn::close() {
     if (worker_->peers() != nullptr) {
         for (auto& j : fwds_) worker_->peers()->cancel(j.get());
@@ -419,7 +435,7 @@ void Conn::close() {
     out_.clear();
     pending_.item.reset();
     ctx_.conns.remove(fd_);
-    ::close(fd_);
+    if (!keep_fd_) ::close(fd_);
     ctx_.gstats.curr_conns.fetch_sub(1, std::memory_order_relaxed);
     worker_->conn_closed(this);
 }

@@ -46,7 +46,8 @@ public:
     void forward_done(ForwardJob* job);
 
 private:
-    enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close, Wait };
+    enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close, Wait, Handoff };
+    void handoff();
     void start_forward();
     static void on_event(evutil_socket_t fd, short what, void* arg);
     void handle(short what);
@@ -69,6 +70,7 @@ private:
     bool want_write_ = false;  // replies are waiting for the socket to drain
     bool close_after_write_ = false;
     bool closed_ = false;   // the socket is closed and the worker owns the corpse
+    bool keep_fd_ = false;  // handed to the replication thread: close() leaves the socket
     bool drained_ = false;  // the last read found the socket empty
     int budget_ = 0;        // commands left in this event (-R)
 

@@ -17,6 +17,10 @@
 #include "server/store/clock.h"
 #include "server/store/store.h"
 
+namespace mcm::repl {
+class Replicator;
+}
+
 namespace mcm::server {
 
 class Worker;
@@ -68,6 +72,7 @@ struct ServerContext {
     std::atomic<int> reserved_fds{20};
     int64_t started_unix = 0;  // wall-clock start, for uptime
     Cluster* cluster = nullptr;  // managed mode only
+    repl::Replicator* replicator = nullptr;  // managed mode only
 };
 
 }  // namespace mcm::server

@@ -11,6 +11,7 @@
 #include "proto/errors.h"
 #include "proto/numbers.h"
 #include "proto/text_parser.h"
+#include "replication/replicator.h"
 #include "server/log.h"
 #include "server/textfmt.h"
 
@@ -335,6 +336,9 @@ void Dispatcher::stats(const Request& req, OutBuf& out) {
         write_cluster_stats(ctx_, out);
     } else if (sub == "buckets" && ctx_.cluster != nullptr) {
         write_bucket_stats(ctx_, out);
+    } else if (sub == "replication" && ctx_.replicator != nullptr) {
+        out.append(ctx_.replicator->stats_text());
+        out.append("END\r\n");
     } else if (sub == "detail") {
         std::string_view arg = a.size() > sub.size() ? a.substr(sub.size() + 1) : "";
         arg = arg.substr(0, arg.find(' '));

@@ -52,6 +52,10 @@ struct PendingStore {
     bool cluster_auth = false;  // proved the cluster secret
     bool cluster_peer = false;  // a peer's link: never forward what comes on it
     bool switch_binary = false;  // `cluster peer binary`: the rest of the stream is binary
+    // `cluster repl <node> <nonce>`: hand this socket to the replication thread.
+    bool repl_handoff = false;
+    std::string repl_node;
+    std::string repl_nonce;
 };
 
 // Clears the store's bucket hint when a managed-mode request returns (it must not outlive the
@@ -107,6 +111,7 @@ private:
     void stats(const proto::Request& req, OutBuf& out);
     Next cluster(const proto::Request& req, OutBuf& out, PendingStore* pending, size_t* swallow);
     void finish_cluster_map(PendingStore* pending, OutBuf& out);
+    void write_bucket_dump(uint32_t bucket, OutBuf& out);
     enum class Where : uint8_t { Local, Remote, Refuse };
     Where where(uint32_t bucket, bool write, bool from_peer);
     std::string not_my_bucket(uint32_t bucket);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "config.h"
+#include "replication/replicator.h"
 #include "server/cluster.h"
 #include "server/context.h"
 #include "server/daemon.h"
@@ -109,17 +110,23 @@ int run(int argc, char** argv) {
     sc.use_cas = settings.use_cas;
     if (settings.hashpower_init != 0) sc.hash_power = settings.hashpower_init;
     sc.hash_expand = settings.hash_expand;
+    std::unique_ptr<Cluster> cluster;
+    std::unique_ptr<repl::Replicator> replicator;
     if (settings.managed()) {
         sc.nbuckets = settings.buckets;
         sc.bucket_fn = &repl::bucket_of;
+        cluster = std::make_unique<Cluster>(settings);
+        replicator = std::make_unique<repl::Replicator>(settings, *cluster, clock);
+        sc.on_mutation = &repl::Replicator::on_mutation;
+        sc.mutation_ctx = replicator.get();
     }
     store::Store store(sc, clock);
-    std::unique_ptr<Cluster> cluster;
-    if (settings.managed()) cluster = std::make_unique<Cluster>(settings);
+    if (replicator) replicator->attach(store);
 
     ServerContext ctx(settings, store, clock);
     ctx.started_unix = now;
     ctx.cluster = cluster.get();
+    ctx.replicator = replicator.get();
     ctx.verbose.store(settings.verbose);
     ctx.prefix_stats.set_delimiter(settings.prefix_delimiter);
     ctx.prefix_stats.set_enabled(settings.detail_enabled);
@@ -133,6 +140,7 @@ int run(int argc, char** argv) {
         ctx.workers.push_back(workers.back().get());
     }
     for (auto& w : workers) w->start();
+    if (replicator) replicator->start();
 
     event_base* base = event_base_new();
     int rc = EXIT_SUCCESS;
@@ -162,8 +170,10 @@ int run(int argc, char** argv) {
             remove_pid_file(settings);
         }
         for (auto& w : workers) w->stop();
+        if (replicator) replicator->stop();
     }
     workers.clear();
+    replicator.reset();
     event_base_free(base);
     return rc;
 }

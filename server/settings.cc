@@ -442,6 +442,31 @@ void sub_bucket_forward(ParseState& st, const char* value) {
     st.s.bucket_forward = v == 1;
 }
 
+void sub_repl_ack(ParseState& st, const char* value) {
+    std::string v = need(value, "Missing repl_ack value (none, delete or all)");
+    if (v == "none") {
+        st.s.repl_ack = Settings::ReplAck::None;
+    } else if (v == "delete") {
+        st.s.repl_ack = Settings::ReplAck::Delete;
+    } else if (v == "all") {
+        st.s.repl_ack = Settings::ReplAck::All;
+    } else {
+        refuse("repl_ack must be none, delete or all: %s", v.c_str());
+    }
+}
+
+void sub_repl_ack_timeout(ParseState& st, const char* value) {
+    int v = read_int("repl_ack_timeout", need(value, "Missing repl_ack_timeout value"));
+    if (v < 1 || v > 60000) refuse("repl_ack_timeout must be from 1 to 60000 ms: %d", v);
+    st.s.repl_ack_timeout_ms = static_cast<unsigned>(v);
+}
+
+void sub_repl_backlog_mb(ParseState& st, const char* value) {
+    int v = read_int("repl_backlog_mb", need(value, "Missing repl_backlog_mb value"));
+    if (v < 1 || v > 65536) refuse("repl_backlog_mb must be from 1 to 65536: %d", v);
+    st.s.repl_backlog = static_cast<size_t>(v) * 1024 * 1024;
+}
+
 void sub_slab_chunk_max(ParseState& st, const char* value) {
     long long v = 0;
     if (!read_strict(need(value, "Missing slab_chunk_max argument"), true, INT_MIN, INT_MAX, &v)) {
@@ -531,6 +556,14 @@ const SuboptionSpec kSuboptions[] = {
      "managed mode: 1 forwards a request for another server's bucket\n(default), 0 answers "
      "NOT_MY_BUCKET",
      sub_bucket_forward, nullptr},
+    {"repl_ack",
+     "managed mode: none (default), delete or all: which writes wait for\none replica's "
+     "acknowledgement before the reply",
+     sub_repl_ack, nullptr},
+    {"repl_ack_timeout", "managed mode: longest wait for that acknowledgement, in ms\n(default: 500)",
+     sub_repl_ack_timeout, nullptr},
+    {"repl_backlog_mb", "managed mode: memory for replication backlogs, all buckets\n(default: 64)",
+     sub_repl_backlog_mb, nullptr},
     {"slab_chunk_max", "largest chunk in bytes (default: 524288); -I must be a multiple\nof it",
      sub_slab_chunk_max, nullptr},
     {"no_chunked_items", nullptr, [](ParseState& st, const char*) { st.chunk_max = kSlabPageSize; },

@@ -74,6 +74,11 @@ struct Settings {
     unsigned buckets = 1024;          // -o buckets=N
     bool bucket_forward = true;       // -o bucket_forward=0 answers NOT_MY_BUCKET instead
     bool managed() const noexcept { return !node_id.empty(); }
+    // Replication (doc/replication.md).
+    enum class ReplAck : uint8_t { None, Delete, All };
+    ReplAck repl_ack = ReplAck::None;  // -o repl_ack=none|delete|all
+    unsigned repl_ack_timeout_ms = 500;  // -o repl_ack_timeout: longest wait for an ack
+    size_t repl_backlog = 64 * 1024 * 1024;  // -o repl_backlog_mb: all buckets' backlogs
 
     // Debug build only: enables the `debug` command (time travel, fault points).
     bool debug_commands = false;

@@ -3,8 +3,6 @@ their authentication, NOT_MY_BUCKET, one-hop forwarding for stock clients, stats
 this server (memcached has no managed mode); 3-node clusters on loopback, driven by the test
 as the coordinator would."""
 
-import hashlib
-import hmac
 import socket
 import struct
 import time
@@ -12,9 +10,9 @@ import zlib
 
 import pytest
 
+from lib import cluster as cl
 from lib import mc
-
-SECRET = b"test-cluster-secret-0123456789"
+from lib.cluster import SECRET, auth, setmap
 BUCKETS = 16
 
 
@@ -25,20 +23,7 @@ def only_ours(server):
 
 
 def bucket(key, n=BUCKETS):
-    return zlib.crc32(key.encode() if isinstance(key, str) else key) % n
-
-
-def auth(c, secret=SECRET):
-    line = c.cmd("cluster auth")
-    assert line.startswith(b"CHALLENGE ")
-    nonce = line.split()[1]
-    proof = hmac.new(secret, nonce, hashlib.sha256).hexdigest()
-    return c.cmd("cluster auth " + proof)
-
-
-def setmap(c, text):
-    c.send(b"cluster setmap %d\r\n" % len(text) + text.encode() + b"\r\n")
-    return c.readline()
+    return cl.bucket(key, n)
 
 
 def map_text(servers, epoch=1, buckets=BUCKETS):

@@ -1,0 +1,1119 @@
+// The replication thread (see replicator.h and doc/replication.md).
+#include "replication/replicator.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+
+#include "replication/stream.h"
+#include "server/cluster.h"
+#include "server/log.h"
+
+namespace mcm::repl {
+
+namespace {
+
+uint64_t now_us() noexcept {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count());
+}
+
+uint64_t random_history() {
+    uint64_t h = 0;
+    while (h == 0) {
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(&h), sizeof h) != 1) {
+            h = now_us() ^ 0x9e3779b97f4a7c15ULL;
+        }
+    }
+    return h;
+}
+
+thread_local Replicator::WriteRef tls_last_write;
+
+// Record lag (write to acknowledgement) in power-of-two microsecond buckets; two windows of
+// 10 s so the figures describe the recent past.
+struct LagHist {
+    static constexpr int kBins = 40;
+    uint64_t cur[kBins] = {};
+    uint64_t prev[kBins] = {};
+    uint64_t rotated_us = 0;
+    void add(uint64_t us) noexcept {
+        int b = 0;
+        while (b + 1 < kBins && (uint64_t{1} << (b + 1)) <= us) ++b;
+        ++cur[b];
+    }
+    void maybe_rotate(uint64_t now) noexcept {
+        if (now - rotated_us < 10'000'000) return;
+        std::memcpy(prev, cur, sizeof cur);
+        std::memset(cur, 0, sizeof cur);
+        rotated_us = now;
+    }
+    // The upper edge of the bin holding quantile q, 0 if empty.
+    uint64_t quantile(double q) const noexcept {
+        uint64_t total = 0;
+        for (int i = 0; i < kBins; ++i) total += cur[i] + prev[i];
+        if (total == 0) return 0;
+        uint64_t want = static_cast<uint64_t>(q * static_cast<double>(total));
+        uint64_t seen = 0;
+        for (int i = 0; i < kBins; ++i) {
+            seen += cur[i] + prev[i];
+            if (seen > want) return uint64_t{1} << (i + 1);
+        }
+        return uint64_t{1} << kBins;
+    }
+};
+
+}  // namespace
+
+struct Replicator::Bucket {
+    std::atomic<bool> enabled{false};  // active here with replicas: the hook keeps records
+    uint64_t history = 0;              // stripe lock
+    Backlog backlog;                   // stripe lock
+    bool on = false;                   // replication thread's view of enabled
+    std::atomic<uint64_t> seqno{0};    // last record kept (stats)
+    std::atomic<uint64_t> acked{0};    // highest sequence number a replica acknowledged
+    std::atomic<uint64_t> lag_ms{0};   // age of the oldest unacknowledged record
+};
+
+struct Replicator::OutSub {
+    uint64_t history = 0;
+    uint64_t sent = 0;      // the last sequence number put in the link's buffer
+    uint64_t acked = 0;
+    bool backfill = false;  // the bucket's items are still to be sent
+    bool confirmed = false; // the peer acknowledged since this stream started: in sync
+};
+
+struct Replicator::Inbound {
+    std::string source;        // the bucket's active ("" = not replicating it)
+    Link* link = nullptr;      // the link the subscription went out on
+    uint64_t history = 0;      // of the records held (0: none, or incomplete)
+    bool in_sync = false;
+    bool backfilling = false;
+    uint64_t retry_at_us = 0;  // do not subscribe again before
+};
+
+struct Replicator::PeerStats {
+    uint64_t connects = 0, disconnects = 0;
+    uint64_t records_out = 0, bytes_out = 0, records_in = 0, bytes_in = 0;
+    uint64_t resumes = 0, backfills = 0, backfill_items = 0;  // served to the peer
+    uint64_t resumes_in = 0, backfills_in = 0, backfill_items_in = 0;  // received from it
+    uint64_t overflows = 0, rtt_us = 0;
+    std::string last_error;
+    LagHist lag;
+};
+
+struct Replicator::Link {
+    Replicator* r = nullptr;
+    std::string peer;
+    int fd = -1;
+    event* ev = nullptr;
+    short ev_flags = 0;
+    enum class St : uint8_t { Connecting, Challenge, AuthReply, Hello, Up } st = St::Connecting;
+    bool dialer = false;
+    std::string nonce;  // dialer: what the acceptor's Hello must prove
+    std::string rbuf;
+    size_t rpos = 0;
+    std::string wbuf;
+    size_t wpos = 0;
+    uint64_t last_rx_us = 0;
+    uint64_t last_ping_us = 0;
+    std::map<uint32_t, OutSub> out;  // buckets the peer replicates from here
+    std::set<uint32_t> ack_dirty;    // buckets applied since the last Ack
+    PeerStats* stats = nullptr;
+    bool blocked = false;  // a pump stopped at the high mark: pump everything once drained
+    size_t pending() const noexcept { return wbuf.size() - wpos; }
+    ~Link() {
+        if (ev != nullptr) event_free(ev);
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+Replicator::PeerStats& Replicator::peer_stats(const std::string& peer) {
+    auto& p = peer_stats_[peer];
+    if (!p) p = std::make_unique<PeerStats>();
+    return *p;
+}
+
+void Replicator::unconfirm(uint32_t b) noexcept {
+    if (in_sync_out_[b].load(std::memory_order_relaxed) > 0) {
+        in_sync_out_[b].fetch_sub(1, std::memory_order_relaxed);
+    }
+}
+
+Replicator::Replicator(const server::Settings& s, server::Cluster& cluster, store::Clock& clock)
+    : settings_(s),
+      cluster_(cluster),
+      clock_(clock),
+      nbuckets_(cluster.nbuckets()),
+      me_(cluster.node_id()),
+      secret_(s.cluster_secret),
+      buckets_(new Bucket[cluster.nbuckets()]),
+      dirty_(new std::atomic<uint64_t>[(cluster.nbuckets() + 63) / 64]),
+      in_(cluster.nbuckets()),
+      bucket_text_(cluster.nbuckets()),
+      in_sync_out_(new std::atomic<uint8_t>[cluster.nbuckets()]) {
+    per_bucket_backlog_ = std::max<size_t>(64 * 1024, s.repl_backlog / nbuckets_);
+    for (uint32_t b = 0; b < nbuckets_; ++b) {
+        buckets_[b].backlog.set_max_bytes(per_bucket_backlog_);
+        in_sync_out_[b].store(0, std::memory_order_relaxed);
+    }
+    for (size_t i = 0; i < (nbuckets_ + 63) / 64; ++i) dirty_[i].store(0);
+}
+
+Replicator::~Replicator() {
+    stop();
+    links_.clear();
+    dead_links_.clear();
+    for (Adopted& a : adopted_) ::close(a.fd);
+    if (wake_ev_ != nullptr) event_free(wake_ev_);
+    if (tick_ev_ != nullptr) event_free(tick_ev_);
+    if (base_ != nullptr) event_base_free(base_);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void Replicator::attach(store::Store& st) {
+    store_ = &st;
+    applier_ = std::make_unique<Applier>(st, clock_, nbuckets_);
+}
+
+// ---------------------------------------------------------------------------------------
+// The hook: on the writer's thread, under the key's shard lock.
+
+void Replicator::on_mutation(void* ctx, const store::Mutation& m) noexcept {
+    auto* self = static_cast<Replicator*>(ctx);
+    if (m.bucket >= self->nbuckets_) return;
+    Bucket& bk = self->buckets_[m.bucket];
+    if (!bk.enabled.load(std::memory_order_acquire)) return;
+    try {
+        std::string frame;
+        frame_mutation(m, self->clock_, &frame);
+        {
+            std::lock_guard<std::mutex> g(self->stripes_[m.bucket % kStripes]);
+            bk.backlog.append(m.seqno, std::move(frame), now_us());
+        }
+        bk.seqno.store(m.seqno, std::memory_order_relaxed);
+    } catch (...) {
+        return;  // out of memory: the record is lost and the backlog's gap forces a backfill
+    }
+    tls_last_write = WriteRef{m.bucket, m.seqno};
+    self->dirty_[m.bucket / 64].fetch_or(uint64_t{1} << (m.bucket % 64), std::memory_order_release);
+    if (!self->wake_pending_.load(std::memory_order_relaxed) &&
+        !self->wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+        self->wake();
+    }
+}
+
+void Replicator::wake() {
+    uint64_t one = 1;
+    ssize_t n = ::write(wake_fd_, &one, sizeof one);
+    (void)n;
+}
+
+Replicator::WriteRef Replicator::take_last_write() noexcept {
+    WriteRef w = tls_last_write;
+    tls_last_write = WriteRef{};
+    return w;
+}
+
+// ---------------------------------------------------------------------------------------
+// Thread and loop.
+
+void Replicator::start() {
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    base_ = event_base_new();
+    wake_ev_ = event_new(base_, wake_fd_, EV_READ | EV_PERSIST, &Replicator::on_wake, this);
+    event_add(wake_ev_, nullptr);
+    tick_ev_ = event_new(base_, -1, EV_PERSIST, &Replicator::on_tick, this);
+    timeval t{0, 50'000};
+    event_add(tick_ev_, &t);
+    thread_ = std::thread([this] { run(); });
+}
+
+void Replicator::stop() {
+    if (!thread_.joinable()) return;
+    stopping_.store(true);
+    wake();
+    thread_.join();
+}
+
+void Replicator::run() {
+    while (!stopping_.load(std::memory_order_relaxed)) {
+        event_base_loop(base_, EVLOOP_ONCE);
+    }
+}
+
+void Replicator::on_wake(evutil_socket_t fd, short, void* arg) {
+    auto* self = static_cast<Replicator*>(arg);
+    uint64_t v;
+    while (::read(fd, &v, sizeof v) > 0) {
+    }
+    self->wake_pending_.store(false, std::memory_order_release);
+    self->take_adopted();
+    self->pump_dirty();
+}
+
+void Replicator::on_tick(evutil_socket_t, short, void* arg) { static_cast<Replicator*>(arg)->tick(); }
+
+void Replicator::adopt(int fd, std::string node, std::string nonce, std::string buffered) {
+    {
+        std::lock_guard<std::mutex> g(adopt_mu_);
+        adopted_.push_back(Adopted{fd, std::move(node), std::move(nonce), std::move(buffered)});
+    }
+    wake();
+}
+
+void Replicator::take_adopted() {
+    std::vector<Adopted> got;
+    {
+        std::lock_guard<std::mutex> g(adopt_mu_);
+        got.swap(adopted_);
+    }
+    for (Adopted& a : got) {
+        // A peer that dials again replaces its old link (it restarted, or saw it die first).
+        for (auto& l : links_) {
+            if (l->peer == a.node && l->fd >= 0) close_link(l.get(), "replaced by a new link");
+        }
+        auto l = std::make_unique<Link>();
+        l->r = this;
+        l->peer = a.node;
+        l->fd = a.fd;
+        l->dialer = false;
+        l->st = Link::St::Up;
+        l->stats = &peer_stats(a.node);
+        l->stats->connects++;
+        l->last_rx_us = now_us();
+        l->rbuf = std::move(a.buffered);
+        frame_hello(&l->wbuf, me_, server::Cluster::proof(secret_, "repl " + a.nonce));
+        l->ev = event_new(base_, l->fd, EV_READ | EV_PERSIST, &Replicator::on_link_io, l.get());
+        l->ev_flags = EV_READ | EV_PERSIST;
+        event_add(l->ev, nullptr);
+        LOG(server::LogLevel::Info, "replication: link from %s up", a.node.c_str());
+        Link* raw = l.get();
+        links_.push_back(std::move(l));
+        reconcile();  // the peer may subscribe at once: know which buckets are ours first
+        send_subs(raw);
+        if (!read_frames(raw)) {
+            close_link(raw, "bad frames");
+            continue;
+        }
+        (void)flush(raw);
+    }
+}
+
+void Replicator::tick() {
+    uint64_t now = now_us();
+    dead_links_.clear();
+    take_adopted();
+    reconcile();
+    for (auto& lp : links_) {
+        Link* l = lp.get();
+        if (l->fd < 0) continue;
+        if (now > l->last_rx_us && now - l->last_rx_us > kDeadAfterUs) {
+            close_link(l, l->st == Link::St::Up ? "peer silent" : "handshake timed out");
+            continue;
+        }
+        if (l->st == Link::St::Up) {
+            if (now >= l->last_ping_us + kPingEveryUs) {
+                l->last_ping_us = now;
+                frame_u64(&l->wbuf, FrameType::Ping, now);
+            }
+            send_subs(l);
+            if (!flush(l)) close_link(l, "write failed");
+        }
+    }
+    // Drop links that closed.
+    for (size_t i = 0; i < links_.size();) {
+        if (links_[i]->fd < 0) {
+            dead_links_.push_back(std::move(links_[i]));
+            links_.erase(links_.begin() + static_cast<long>(i));
+        } else {
+            ++i;
+        }
+    }
+    // Replica side: delayed flushes that came due.
+    (void)applier_->run_due_flushes(static_cast<int64_t>(time(nullptr)));
+    // repl_ack: waits that ran out.
+    std::vector<AckWaiter> expired;
+    {
+        std::lock_guard<std::mutex> g(ack_mu_);
+        for (size_t i = 0; i < waiters_.size();) {
+            if (waiters_[i].deadline_us <= now) {
+                expired.push_back(waiters_[i]);
+                waiters_[i] = waiters_.back();
+                waiters_.pop_back();
+            } else {
+                ++i;
+            }
+        }
+    }
+    for (AckWaiter& w : expired) {
+        ack_timeouts_.fetch_add(1, std::memory_order_relaxed);
+        w.fn(w.arg, true);
+    }
+    publish_stats();
+}
+
+// ---------------------------------------------------------------------------------------
+// The map decides: which buckets keep a backlog, which we subscribe to, whom we dial.
+
+void Replicator::enable_bucket(uint32_t b) {
+    Bucket& bk = buckets_[b];
+    {
+        std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+        bk.history = random_history();
+        bk.backlog.clear();
+    }
+    bk.acked.store(0, std::memory_order_relaxed);
+    bk.enabled.store(true, std::memory_order_release);
+    bk.on = true;
+}
+
+void Replicator::disable_bucket(uint32_t b) {
+    Bucket& bk = buckets_[b];
+    bk.enabled.store(false, std::memory_order_release);
+    {
+        std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+        bk.history = 0;
+        bk.backlog.clear();
+    }
+    bk.on = false;
+    in_sync_out_[b].store(0, std::memory_order_relaxed);
+}
+
+void Replicator::reconcile() {
+    const BucketMap* map = cluster_.map();
+    uint64_t now = now_us();
+    std::set<std::string> needed;
+    for (uint32_t b = 0; b < nbuckets_; ++b) {
+        BucketState st = cluster_.state(b);
+        bool has_map = map != nullptr && b < map->nbuckets;
+        bool want = st == BucketState::Active && has_map && !map->replicas[b].empty();
+        if (want && !buckets_[b].on) enable_bucket(b);
+        if (!want && buckets_[b].on) disable_bucket(b);
+        if (want) {
+            for (uint16_t n : map->replicas[b]) needed.insert(map->nodes[n].name);
+        }
+        std::string src;
+        if (st == BucketState::Replica && has_map && map->active[b] != kNoNode &&
+            map->nodes[map->active[b]].name != me_) {
+            src = map->nodes[map->active[b]].name;
+        }
+        Inbound& in = in_[b];
+        if (in.source != src) {
+            if (in.link != nullptr) {
+                frame_bucket(&in.link->wbuf, FrameType::Unsub, b);
+                if (in.backfilling) in.history = 0;  // what we hold is incomplete
+            }
+            in.source = src;
+            in.link = nullptr;
+            in.in_sync = false;
+            in.backfilling = false;
+            in.retry_at_us = 0;
+        }
+        if (!src.empty()) needed.insert(src);
+    }
+    // Subscriptions the map no longer allows.
+    for (auto& lp : links_) {
+        Link* l = lp.get();
+        for (auto it = l->out.begin(); it != l->out.end();) {
+            uint32_t b = it->first;
+            bool ok = buckets_[b].on && map != nullptr && it->second.history == buckets_[b].history;
+            if (ok) {
+                ok = false;
+                for (uint16_t n : map->replicas[b]) ok = ok || map->nodes[n].name == l->peer;
+            }
+            if (!ok) {
+                frame_bucket(&l->wbuf, FrameType::NotActive, b);
+                if (it->second.confirmed) unconfirm(b);
+                it = l->out.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    // Dial the peers we need and should call (the name that sorts first dials).
+    if (map == nullptr) return;
+    for (const std::string& p : needed) {
+        if (!(me_ < p)) continue;
+        bool have = false;
+        for (auto& l : links_) have = have || (l->peer == p && l->fd >= 0);
+        if (have || now < next_dial_us_[p]) continue;
+        int idx = map->node_index(p);
+        if (idx < 0) continue;
+        next_dial_us_[p] = now + kRedialUs;
+        dial(p, map->nodes[idx].host, map->nodes[idx].port);
+    }
+}
+
+void Replicator::send_subs(Link* l) {
+    if (l->st != Link::St::Up) return;
+    uint64_t now = now_us();
+    for (uint32_t b = 0; b < nbuckets_; ++b) {
+        Inbound& in = in_[b];
+        if (in.source != l->peer || in.link != nullptr || now < in.retry_at_us) continue;
+        in.link = l;
+        in.in_sync = false;
+        frame_sub(&l->wbuf, SubMsg{b, in.history, applier_->applied_seqno(b)});
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Links.
+
+void Replicator::dial(const std::string& peer, const std::string& host, uint16_t port) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* ai = nullptr;
+    std::string ps = std::to_string(port);
+    PeerStats& ps_ = peer_stats(peer);
+    if (getaddrinfo(host.c_str(), ps.c_str(), &hints, &ai) != 0 || ai == nullptr) {
+        ps_.last_error = "cannot resolve " + host;
+        return;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (rc != 0 && errno != EINPROGRESS) {
+        ps_.last_error = std::string("connect: ") + strerror(errno);
+        ::close(fd);
+        return;
+    }
+    auto l = std::make_unique<Link>();
+    l->r = this;
+    l->peer = peer;
+    l->fd = fd;
+    l->dialer = true;
+    l->st = Link::St::Connecting;
+    l->nonce = cluster_.new_nonce();
+    l->stats = &ps_;
+    l->last_rx_us = now_us();
+    l->ev = event_new(base_, fd, EV_WRITE | EV_PERSIST, &Replicator::on_link_io, l.get());
+    l->ev_flags = EV_WRITE | EV_PERSIST;
+    event_add(l->ev, nullptr);
+    links_.push_back(std::move(l));
+}
+
+void Replicator::close_link(Link* l, const char* why) {
+    if (l->fd < 0) return;
+    LOG(server::LogLevel::Info, "replication: link %s %s closed: %s", l->dialer ? "to" : "from",
+        l->peer.c_str(), why);
+    if (l->st == Link::St::Up) l->stats->disconnects++;
+    l->stats->last_error = why;
+    event_del(l->ev);
+    ::close(l->fd);
+    l->fd = -1;
+    for (uint32_t b = 0; b < nbuckets_; ++b) {
+        Inbound& in = in_[b];
+        if (in.link != l) continue;
+        if (in.backfilling) in.history = 0;  // an interrupted backfill leaves holes
+        in.link = nullptr;
+        in.in_sync = false;
+        in.backfilling = false;
+        in.retry_at_us = 0;
+    }
+    for (auto& [b, s] : l->out) {
+        if (s.confirmed) unconfirm(b);
+    }
+    l->out.clear();
+    if (l->dialer) next_dial_us_[l->peer] = now_us() + kRedialUs;
+}
+
+void Replicator::on_link_io(evutil_socket_t, short what, void* arg) {
+    auto* l = static_cast<Link*>(arg);
+    l->r->handle_io(l, what);
+}
+
+bool Replicator::flush(Link* l) {
+    while (l->pending() > 0) {
+        ssize_t n = ::send(l->fd, l->wbuf.data() + l->wpos, l->pending(), MSG_NOSIGNAL);
+        if (n > 0) {
+            l->wpos += static_cast<size_t>(n);
+            l->stats->bytes_out += static_cast<uint64_t>(n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n < 0 && errno == EINTR) continue;
+        return false;
+    }
+    if (l->wpos == l->wbuf.size()) {
+        l->wbuf.clear();
+        l->wpos = 0;
+    } else if (l->wpos > (1 << 20)) {
+        l->wbuf.erase(0, l->wpos);
+        l->wpos = 0;
+    }
+    short want = EV_READ | EV_PERSIST;
+    if (l->pending() > 0 || l->st == Link::St::Connecting) want |= EV_WRITE;
+    if (l->st == Link::St::Connecting) want = EV_WRITE | EV_PERSIST;
+    if (want != l->ev_flags) {
+        event_del(l->ev);
+        event_assign(l->ev, base_, l->fd, want, &Replicator::on_link_io, l);
+        l->ev_flags = want;
+        event_add(l->ev, nullptr);
+    }
+    return true;
+}
+
+void Replicator::handle_io(Link* l, short what) {
+    if (l->fd < 0) return;
+    if (l->st == Link::St::Connecting) {
+        if (!(what & EV_WRITE)) return;
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0) return close_link(l, strerror(err));
+        l->st = Link::St::Challenge;
+        l->wbuf = "cluster auth\r\n";
+        l->last_rx_us = now_us();
+    }
+    if (what & EV_READ) {
+        char buf[65536];
+        for (int i = 0; i < 64; ++i) {
+            ssize_t n = ::recv(l->fd, buf, sizeof buf, 0);
+            if (n > 0) {
+                l->rbuf.append(buf, static_cast<size_t>(n));
+                l->stats->bytes_in += static_cast<uint64_t>(n);
+                l->last_rx_us = now_us();
+                if (static_cast<size_t>(n) < sizeof buf) break;
+                continue;
+            }
+            if (n == 0) return close_link(l, "connection closed by peer");
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (errno == EINTR) continue;
+            return close_link(l, strerror(errno));
+        }
+        if (l->st != Link::St::Up && !dial_text(l)) return;
+        if (l->fd < 0) return;
+        if (!read_frames(l)) return close_link(l, "bad frames");
+        if (l->fd < 0) return;
+    }
+    // Room in the buffer again: send what waited.
+    if (l->st == Link::St::Up && l->blocked && l->pending() < kHighWater / 2) {
+        l->blocked = false;
+        pump_link(l, nullptr);
+    }
+    if (l->fd >= 0 && !flush(l)) close_link(l, "write failed");
+}
+
+// The dialer's text phase: challenge, proof and "cluster repl", then frames.
+bool Replicator::dial_text(Link* l) {
+    for (;;) {
+        if (l->st == Link::St::Hello || l->st == Link::St::Up) return true;
+        size_t eol = l->rbuf.find("\r\n", l->rpos);
+        if (eol == std::string::npos) {
+            if (l->rbuf.size() - l->rpos > 4096) {
+                close_link(l, "handshake line too long");
+                return false;
+            }
+            return true;
+        }
+        std::string line = l->rbuf.substr(l->rpos, eol - l->rpos);
+        l->rpos = eol + 2;
+        if (l->st == Link::St::Challenge) {
+            if (line.rfind("CHALLENGE ", 0) != 0) {
+                close_link(l, ("handshake refused: " + line).c_str());
+                return false;
+            }
+            l->wbuf += "cluster auth " + server::Cluster::proof(secret_, line.substr(10)) +
+                       "\r\ncluster repl " + me_ + " " + l->nonce + "\r\n";
+            l->st = Link::St::AuthReply;
+        } else if (l->st == Link::St::AuthReply) {
+            if (line != "OK") {
+                close_link(l, ("authentication refused: " + line).c_str());
+                return false;
+            }
+            l->st = Link::St::Hello;
+        }
+    }
+}
+
+bool Replicator::read_frames(Link* l) {
+    size_t records = 0;
+    while (l->fd >= 0) {
+        FrameType t;
+        std::string_view payload;
+        std::string_view in(l->rbuf.data() + l->rpos, l->rbuf.size() - l->rpos);
+        size_t used = next_frame(in, &t, &payload);
+        if (used == 0) break;
+        if (used == SIZE_MAX) return false;
+        if (l->st == Link::St::Hello) {
+            std::string name, proof;
+            if (t != FrameType::Hello || !parse_hello(payload, &name, &proof) ||
+                name != l->peer ||
+                proof != server::Cluster::proof(secret_, "repl " + l->nonce)) {
+                close_link(l, "peer failed to prove the cluster secret");
+                return true;
+            }
+            l->st = Link::St::Up;
+            l->stats->connects++;
+            LOG(server::LogLevel::Info, "replication: link to %s up", l->peer.c_str());
+            send_subs(l);
+        } else if (!on_frame(l, static_cast<uint8_t>(t), payload)) {
+            return false;
+        }
+        if (t == FrameType::Record) ++records;
+        l->rpos += used;
+    }
+    if (l->fd < 0) return true;
+    if (l->rpos == l->rbuf.size()) {
+        l->rbuf.clear();
+        l->rpos = 0;
+    } else if (l->rpos > (1 << 20)) {
+        l->rbuf.erase(0, l->rpos);
+        l->rpos = 0;
+    }
+    if (!l->ack_dirty.empty()) {
+        std::string acks;
+        for (uint32_t b : l->ack_dirty) {
+            const Inbound& in = in_[b];
+            if (in.link != l || in.backfilling) continue;
+            ack_add(&acks, b, applier_->applied_seqno(b));
+        }
+        l->ack_dirty.clear();
+        if (!acks.empty()) frame_ack(&l->wbuf, acks);
+    }
+    (void)records;
+    return true;
+}
+
+bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
+    switch (static_cast<FrameType>(type)) {
+        case FrameType::Record: {
+            Record rec;
+            size_t used = decode(p, &rec);
+            if (used != p.size()) return false;
+            if (rec.bucket >= nbuckets_) return false;
+            Inbound& in = in_[rec.bucket];
+            if (in.link != l) return true;  // unsubscribed meanwhile: late records
+            l->stats->records_in++;
+            (void)applier_->apply(rec);
+            l->ack_dirty.insert(rec.bucket);
+            return true;
+        }
+        case FrameType::Stream: {
+            StreamMsg m;
+            if (!parse_stream(p, &m) || m.bucket >= nbuckets_) return false;
+            Inbound& in = in_[m.bucket];
+            if (in.link != l) return true;
+            in.history = m.history;
+            if (m.backfill) {
+                (void)store_->drop_buckets(m.bucket, m.bucket);
+                applier_->reset(m.bucket, m.seqno);
+                in.backfilling = true;
+                in.in_sync = false;
+                l->stats->backfills_in++;
+            } else {
+                in.in_sync = true;
+                l->stats->resumes_in++;
+            }
+            l->ack_dirty.insert(m.bucket);
+            return true;
+        }
+        case FrameType::BackfillEnd: {
+            BackfillEndMsg m;
+            if (!parse_backfill_end(p, &m) || m.bucket >= nbuckets_) return false;
+            Inbound& in = in_[m.bucket];
+            if (in.link != l) return true;
+            in.backfilling = false;
+            in.in_sync = true;
+            l->stats->backfill_items_in += m.items;
+            l->ack_dirty.insert(m.bucket);
+            return true;
+        }
+        case FrameType::NotActive: {
+            uint32_t b;
+            if (!parse_bucket(p, &b) || b >= nbuckets_) return false;
+            Inbound& in = in_[b];
+            if (in.link != l) return true;
+            if (in.backfilling) in.history = 0;
+            in.link = nullptr;
+            in.in_sync = false;
+            in.backfilling = false;
+            in.retry_at_us = now_us() + kResubUs;
+            return true;
+        }
+        case FrameType::Sub: {
+            SubMsg m;
+            if (!parse_sub(p, &m) || m.bucket >= nbuckets_) return false;
+            on_sub(l, m.bucket, m.history, m.seqno);
+            return true;
+        }
+        case FrameType::Unsub: {
+            uint32_t b;
+            if (!parse_bucket(p, &b) || b >= nbuckets_) return false;
+            auto it = l->out.find(b);
+            if (it != l->out.end()) {
+                if (it->second.confirmed) unconfirm(b);
+                l->out.erase(it);
+            }
+            return true;
+        }
+        case FrameType::Ack: {
+            if (p.size() % 12 != 0) return false;
+            for (size_t i = 0; i < p.size(); i += 12) {
+                uint32_t b = get_u32(p.data() + i);
+                if (b >= nbuckets_) return false;
+                on_ack(l, b, get_u64(p.data() + i + 4));
+            }
+            return true;
+        }
+        case FrameType::Ping: {
+            uint64_t v;
+            if (!parse_u64(p, &v)) return false;
+            frame_u64(&l->wbuf, FrameType::Pong, v);
+            return true;
+        }
+        case FrameType::Pong: {
+            uint64_t v;
+            if (!parse_u64(p, &v)) return false;
+            l->stats->rtt_us = now_us() - v;
+            return true;
+        }
+        case FrameType::Hello: return false;  // only once, first
+    }
+    return false;
+}
+
+// ---------------------------------------------------------------------------------------
+// Active side.
+
+void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
+    if (!buckets_[b].on) reconcile();  // a map installed a moment ago counts
+    const BucketMap* map = cluster_.map();
+    bool ok = buckets_[b].on && map != nullptr && b < map->nbuckets;
+    if (ok) {
+        ok = false;
+        for (uint16_t n : map->replicas[b]) ok = ok || map->nodes[n].name == l->peer;
+    }
+    auto old = l->out.find(b);
+    if (old != l->out.end()) {
+        if (old->second.confirmed) unconfirm(b);
+        l->out.erase(old);
+    }
+    if (!ok) {
+        frame_bucket(&l->wbuf, FrameType::NotActive, b);
+        return;
+    }
+    Bucket& bk = buckets_[b];
+    OutSub s;
+    StreamMsg m;
+    m.bucket = b;
+    {
+        std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+        std::vector<std::string_view> tmp;
+        s.history = bk.history;
+        m.history = bk.history;
+        if (history == bk.history && seqno <= bk.backlog.last_seqno() &&
+            bk.backlog.since(seqno, &tmp)) {
+            s.sent = seqno;  // resume: the backlog holds everything after seqno
+            m.seqno = seqno;
+            l->stats->resumes++;
+        } else {
+            s.sent = bk.backlog.last_seqno();  // backfill: items, then records after this
+            s.backfill = true;
+            m.seqno = s.sent;
+            m.backfill = true;
+            l->stats->backfills++;
+        }
+    }
+    frame_stream(&l->wbuf, m);
+    auto [it, ins] = l->out.emplace(b, s);
+    if (!pump_sub(l, b, it->second)) {
+        l->stats->overflows++;
+        overflows_.fetch_add(1, std::memory_order_relaxed);
+        close_link(l, "backlog overflowed");
+    }
+}
+
+// Copies what bucket b has for this subscription into the link's buffer. False: records the
+// peer needs are gone from the backlog (the link must be cut).
+bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s) {
+    Bucket& bk = buckets_[b];
+    if (s.backfill) {
+        s.backfill = false;
+        size_t n = store_->visit_bucket(
+            b, [&](const store::Item& it) { frame_item(it, b, clock_, &l->wbuf); });
+        frame_backfill_end(&l->wbuf, BackfillEndMsg{b, s.sent, n});
+        l->stats->backfill_items += n;
+        l->stats->records_out += n;
+    }
+    std::vector<std::string_view> v;
+    std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+    if (bk.history != s.history) {
+        // The bucket started a new history here (it stopped and started being ours): the
+        // peer must subscribe again and will be backfilled.
+        frame_bucket(&l->wbuf, FrameType::NotActive, b);
+        s.sent = UINT64_MAX;
+        return true;
+    }
+    if (s.sent == UINT64_MAX) return true;
+    if (!bk.backlog.since(s.sent, &v)) return false;
+    for (std::string_view r : v) l->wbuf.append(r);
+    l->stats->records_out += v.size();
+    if (!v.empty()) s.sent = bk.backlog.last_seqno();
+    return true;
+}
+
+void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only) {
+    auto one = [&](uint32_t b, OutSub& s) {
+        if (l->fd < 0) return;
+        if (l->pending() >= kHighWater) {
+            l->blocked = true;
+            return;
+        }
+        if (!pump_sub(l, b, s)) {
+            l->stats->overflows++;
+            overflows_.fetch_add(1, std::memory_order_relaxed);
+            close_link(l, "backlog overflowed");
+        }
+    };
+    if (only == nullptr) {
+        for (auto& [b, s] : l->out) {
+            one(b, s);
+            if (l->fd < 0) return;
+        }
+        return;
+    }
+    for (uint32_t b : *only) {
+        auto it = l->out.find(b);
+        if (it != l->out.end()) one(b, it->second);
+        if (l->fd < 0) return;
+    }
+}
+
+void Replicator::pump_dirty() {
+    std::vector<uint32_t> dirty;
+    for (size_t i = 0; i < (nbuckets_ + 63) / 64; ++i) {
+        uint64_t bits = dirty_[i].exchange(0, std::memory_order_acquire);
+        while (bits != 0) {
+            int k = __builtin_ctzll(bits);
+            bits &= bits - 1;
+            dirty.push_back(static_cast<uint32_t>(i * 64 + static_cast<size_t>(k)));
+        }
+    }
+    if (dirty.empty()) return;
+    for (auto& lp : links_) {
+        Link* l = lp.get();
+        if (l->fd < 0 || l->st != Link::St::Up || l->out.empty()) continue;
+        pump_link(l, &dirty);
+        if (l->fd >= 0 && !flush(l)) close_link(l, "write failed");
+    }
+}
+
+void Replicator::on_ack(Link* l, uint32_t b, uint64_t seqno) {
+    auto it = l->out.find(b);
+    if (it == l->out.end()) return;
+    OutSub& s = it->second;
+    if (!s.confirmed) {
+        s.confirmed = true;
+        in_sync_out_[b].fetch_add(1, std::memory_order_relaxed);
+    }
+    Bucket& bk = buckets_[b];
+    uint64_t now = now_us();
+    if (seqno > s.acked) {
+        std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+        if (bk.history == s.history) {
+            uint64_t from = std::max(s.acked + 1, seqno > 1024 ? seqno - 1023 : 1);
+            for (uint64_t q = from; q <= seqno; ++q) {
+                uint64_t t = bk.backlog.time_of(q);
+                if (t != 0) l->stats->lag.add(now > t ? now - t : 0);
+            }
+        }
+    }
+    s.acked = std::max(s.acked, seqno);
+    if (seqno > bk.acked.load(std::memory_order_relaxed)) {
+        bk.acked.store(seqno, std::memory_order_relaxed);
+        check_waiters(b, seqno);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// repl_ack.
+
+bool Replicator::can_ack(uint32_t bucket) const noexcept {
+    return bucket < nbuckets_ && in_sync_out_[bucket].load(std::memory_order_relaxed) > 0;
+}
+
+void Replicator::wait_ack(WriteRef w, AckFn fn, void* arg) {
+    ack_waits_.fetch_add(1, std::memory_order_relaxed);
+    {
+        std::lock_guard<std::mutex> g(ack_mu_);
+        waiters_.push_back(
+            AckWaiter{w, fn, arg, now_us() + uint64_t{settings_.repl_ack_timeout_ms} * 1000});
+    }
+    // It may have been acknowledged already: the replication thread looks at once.
+    if (buckets_[w.bucket].acked.load(std::memory_order_relaxed) >= w.seqno) wake();
+}
+
+void Replicator::check_waiters(uint32_t b, uint64_t acked) {
+    std::vector<AckWaiter> done;
+    {
+        std::lock_guard<std::mutex> g(ack_mu_);
+        for (size_t i = 0; i < waiters_.size();) {
+            if (waiters_[i].w.bucket == b && waiters_[i].w.seqno <= acked) {
+                done.push_back(waiters_[i]);
+                waiters_[i] = waiters_.back();
+                waiters_.pop_back();
+            } else {
+                ++i;
+            }
+        }
+    }
+    for (AckWaiter& w : done) w.fn(w.arg, false);
+}
+
+// ---------------------------------------------------------------------------------------
+// Stats.
+
+void Replicator::publish_stats() {
+    uint64_t now = now_us();
+    std::string s;
+    auto line = [&](const std::string& k, const std::string& v) {
+        s += "STAT " + k + " " + v + "\r\n";
+    };
+    size_t backlog_bytes = 0, backlog_records = 0, streaming = 0;
+    uint64_t backlog_dropped = 0;
+    std::vector<std::string> btext(nbuckets_);
+    for (uint32_t b = 0; b < nbuckets_; ++b) {
+        Bucket& bk = buckets_[b];
+        if (bk.on) {
+            ++streaming;
+            uint64_t last, acked = bk.acked.load(std::memory_order_relaxed), t = 0;
+            {
+                std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+                backlog_bytes += bk.backlog.bytes();
+                backlog_records += bk.backlog.records();
+                backlog_dropped += bk.backlog.dropped();
+                last = bk.backlog.last_seqno();
+                if (acked < last) t = bk.backlog.time_of(acked + 1);
+            }
+            uint64_t lag_ms = t != 0 && now > t ? (now - t) / 1000 : 0;
+            bk.lag_ms.store(lag_ms, std::memory_order_relaxed);
+            std::string p = "STAT bucket:" + std::to_string(b) + ":";
+            btext[b] = p + "seqno " + std::to_string(last) + "\r\n" + p + "repl_acked " +
+                       std::to_string(acked) + "\r\n" + p + "repl_lag " +
+                       std::to_string(last > acked ? last - acked : 0) + "\r\n" + p +
+                       "repl_lag_ms " + std::to_string(lag_ms) + "\r\n" + p +
+                       "replicas_in_sync " +
+                       std::to_string(in_sync_out_[b].load(std::memory_order_relaxed)) + "\r\n";
+        }
+        const Inbound& in = in_[b];
+        if (!in.source.empty()) {
+            std::string p = "STAT bucket:" + std::to_string(b) + ":";
+            btext[b] += p + "source " + in.source + "\r\n" + p + "applied_seqno " +
+                        std::to_string(applier_->applied_seqno(b)) + "\r\n" + p + "in_sync " +
+                        (in.in_sync ? "yes" : "no") + "\r\n";
+        }
+    }
+    const char* ack = settings_.repl_ack == server::Settings::ReplAck::None     ? "none"
+                      : settings_.repl_ack == server::Settings::ReplAck::Delete ? "delete"
+                                                                                : "all";
+    line("repl_ack", ack);
+    line("buckets_streaming", std::to_string(streaming));
+    line("backlog_bytes", std::to_string(backlog_bytes));
+    line("backlog_limit", std::to_string(per_bucket_backlog_ * streaming));
+    line("backlog_records", std::to_string(backlog_records));
+    line("backlog_dropped", std::to_string(backlog_dropped));
+    line("backlog_overflows", std::to_string(overflows_.load()));
+    line("ack_waits", std::to_string(ack_waits_.load()));
+    line("ack_timeouts", std::to_string(ack_timeouts_.load()));
+    uint32_t in_buckets = 0, in_synced = 0;
+    for (const Inbound& in : in_) {
+        if (in.source.empty()) continue;
+        ++in_buckets;
+        if (in.in_sync) ++in_synced;
+    }
+    line("buckets_replicated", std::to_string(in_buckets));
+    line("buckets_replicated_in_sync", std::to_string(in_synced));
+    for (auto& [peer, psp] : peer_stats_) {
+        PeerStats& ps = *psp;
+        const Link* l = nullptr;
+        for (auto& lp : links_) {
+            if (lp->peer == peer && lp->fd >= 0) l = lp.get();
+        }
+        ps.lag.maybe_rotate(now);
+        std::string p = "link:" + peer + ":";
+        const char* state = l == nullptr                   ? "down"
+                            : l->st == Link::St::Up        ? "up"
+                                                           : "connecting";
+        line(p + "state", state);
+        line(p + "role", l == nullptr ? "-" : (l->dialer ? "dialer" : "acceptor"));
+        uint64_t lag_records = 0, lag_ms = 0;
+        size_t out_subs = 0, out_sync = 0, in_subs = 0, in_sync = 0;
+        if (l != nullptr) {
+            for (auto& [b, sub] : l->out) {
+                ++out_subs;
+                if (sub.confirmed) ++out_sync;
+                uint64_t last = buckets_[b].seqno.load(std::memory_order_relaxed);
+                if (last > sub.acked) lag_records += last - sub.acked;
+                lag_ms = std::max(lag_ms, buckets_[b].lag_ms.load(std::memory_order_relaxed));
+            }
+            for (uint32_t b = 0; b < nbuckets_; ++b) {
+                if (in_[b].link != l) continue;
+                ++in_subs;
+                if (in_[b].in_sync) ++in_sync;
+            }
+        }
+        line(p + "buckets_out", std::to_string(out_subs));
+        line(p + "buckets_out_in_sync", std::to_string(out_sync));
+        line(p + "buckets_in", std::to_string(in_subs));
+        line(p + "buckets_in_in_sync", std::to_string(in_sync));
+        line(p + "records_out", std::to_string(ps.records_out));
+        line(p + "bytes_out", std::to_string(ps.bytes_out));
+        line(p + "records_in", std::to_string(ps.records_in));
+        line(p + "bytes_in", std::to_string(ps.bytes_in));
+        line(p + "lag_records", std::to_string(lag_records));
+        line(p + "lag_ms", std::to_string(lag_ms));
+        line(p + "lag_p50_us", std::to_string(ps.lag.quantile(0.5)));
+        line(p + "lag_p99_us", std::to_string(ps.lag.quantile(0.99)));
+        line(p + "send_buffer", std::to_string(l == nullptr ? 0 : l->pending()));
+        line(p + "rtt_us", std::to_string(ps.rtt_us));
+        line(p + "connects", std::to_string(ps.connects));
+        line(p + "disconnects", std::to_string(ps.disconnects));
+        line(p + "resumes", std::to_string(ps.resumes));
+        line(p + "backfills", std::to_string(ps.backfills));
+        line(p + "backfill_items", std::to_string(ps.backfill_items));
+        line(p + "resumes_in", std::to_string(ps.resumes_in));
+        line(p + "backfills_in", std::to_string(ps.backfills_in));
+        line(p + "backfill_items_in", std::to_string(ps.backfill_items_in));
+        line(p + "overflows", std::to_string(ps.overflows));
+        if (!ps.last_error.empty()) {
+            std::string e = ps.last_error;
+            std::replace(e.begin(), e.end(), ' ', '_');
+            line(p + "last_error", e);
+        }
+    }
+    std::lock_guard<std::mutex> g(stats_mu_);
+    stats_text_ = std::move(s);
+    bucket_text_ = std::move(btext);
+}
+
+std::string Replicator::stats_text() const {
+    std::lock_guard<std::mutex> g(stats_mu_);
+    return stats_text_;
+}
+
+std::string Replicator::bucket_stats_text(uint32_t b) const {
+    std::lock_guard<std::mutex> g(stats_mu_);
+    return b < bucket_text_.size() ? bucket_text_[b] : std::string{};
+}
+
+}  // namespace mcm::repl

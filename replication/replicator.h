@@ -1,0 +1,179 @@
+// The replication stream of managed mode (issue 6; doc/replication.md): one thread with its
+// own event loop that keeps every bucket's replicas fed.
+//
+// Active side: the store's mutation hook frames each write of a bucket that is active here
+// and has replicas into that bucket's bounded backlog (under a stripe lock, on the writer's
+// thread), marks the bucket dirty and wakes this thread, which copies new records to every
+// link whose peer subscribed to the bucket. A slow peer's link buffer stops growing at a high
+// mark; when the backlog then drops records that peer still needs, the link is cut, and the
+// peer resumes or is backfilled when it returns. Client requests never wait for a link.
+//
+// Replica side: for each bucket this server replicates, it subscribes on the link to the
+// bucket's active with its history id and last applied sequence number, and applies what
+// arrives (repl::Applier), acknowledging as it goes.
+//
+// Links: one per pair of servers, dialled by the one whose node name sorts first, to the
+// other's client port: "cluster auth" challenge-response, then "cluster repl <name> <nonce>",
+// after which the acceptor's worker hands the socket to this thread and the acceptor proves
+// the secret in its Hello frame. Heartbeats every 200 ms; a link silent for 3 s is cut.
+#pragma once
+
+#include <event2/event.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "replication/applier.h"
+#include "replication/record.h"
+#include "server/settings.h"
+#include "server/store/clock.h"
+#include "server/store/store.h"
+
+namespace mcm::server {
+class Cluster;
+}
+
+namespace mcm::repl {
+
+class Replicator {
+public:
+    Replicator(const server::Settings& s, server::Cluster& cluster, store::Clock& clock);
+    ~Replicator();
+    Replicator(const Replicator&) = delete;
+    Replicator& operator=(const Replicator&) = delete;
+
+    // The store must be attached before start(); its Config carries on_mutation/this.
+    void attach(store::Store& st);
+    static void on_mutation(void* ctx, const store::Mutation& m) noexcept;
+    void start();
+    void stop();
+
+    // A worker thread hands over an authenticated connection whose peer said
+    // "cluster repl <node> <nonce>"; buffered: bytes already read past that line.
+    void adopt(int fd, std::string node, std::string nonce, std::string buffered);
+
+    // `stats replication` lines (any thread; figures at most one tick old).
+    std::string stats_text() const;
+    // Extra `stats buckets` lines for bucket b ("" if none).
+    std::string bucket_stats_text(uint32_t b) const;
+
+    // repl_ack: the write this thread made last (its bucket and sequence number), if the
+    // bucket streams to replicas; cleared by take_last_write.
+    struct WriteRef {
+        uint32_t bucket = UINT32_MAX;
+        uint64_t seqno = 0;
+    };
+    static WriteRef take_last_write() noexcept;
+    // Whether some replica is in sync for the bucket and could acknowledge.
+    bool can_ack(uint32_t bucket) const noexcept;
+    // Call done(arg) on this replicator's thread when a replica has acknowledged the write
+    // or after the repl_ack timeout (timed_out then true). The callback must hand over to the
+    // right thread itself.
+    using AckFn = void (*)(void* arg, bool timed_out);
+    void wait_ack(WriteRef w, AckFn fn, void* arg);
+
+    static constexpr uint64_t kPingEveryUs = 200'000;
+    static constexpr uint64_t kDeadAfterUs = 3'000'000;
+    static constexpr uint64_t kRedialUs = 200'000;
+    static constexpr uint64_t kResubUs = 200'000;
+    static constexpr size_t kHighWater = 4 * 1024 * 1024;  // link output buffer
+
+private:
+    struct Link;
+    struct Bucket;       // shared: hook and thread
+    struct OutSub;       // per link, per bucket we send
+    struct Inbound;      // per bucket we replicate
+    struct PeerStats;    // per peer name, across its links
+    struct AckWaiter {
+        WriteRef w;
+        AckFn fn;
+        void* arg;
+        uint64_t deadline_us;
+    };
+
+    static void on_wake(evutil_socket_t fd, short what, void* arg);
+    static void on_tick(evutil_socket_t fd, short what, void* arg);
+    static void on_link_io(evutil_socket_t fd, short what, void* arg);
+    void run();
+    void wake();
+    void take_adopted();
+    void tick();
+    void reconcile();
+    void pump_dirty();
+    void pump_link(Link* l, const std::vector<uint32_t>* only);
+    bool pump_sub(Link* l, uint32_t b, OutSub& s);
+    void handle_io(Link* l, short what);
+    bool read_frames(Link* l);
+    bool dial_text(Link* l);
+    bool on_frame(Link* l, uint8_t type, std::string_view payload);
+    void on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno);
+    void on_ack(Link* l, uint32_t b, uint64_t seqno);
+    void send_subs(Link* l);
+    bool flush(Link* l);
+    void close_link(Link* l, const char* why);
+    void dial(const std::string& peer, const std::string& host, uint16_t port);
+    void enable_bucket(uint32_t b);
+    void disable_bucket(uint32_t b);
+    void publish_stats();
+    void check_waiters(uint32_t b, uint64_t acked);
+    PeerStats& peer_stats(const std::string& peer);
+    void unconfirm(uint32_t b) noexcept;  // one replica fewer in sync for b
+
+    const server::Settings& settings_;
+    server::Cluster& cluster_;
+    store::Clock& clock_;
+    store::Store* store_ = nullptr;
+    std::unique_ptr<Applier> applier_;
+    uint32_t nbuckets_;
+    std::string me_;
+    std::string secret_;
+    size_t per_bucket_backlog_;
+
+    // Shared with writer threads.
+    std::unique_ptr<Bucket[]> buckets_;
+    static constexpr size_t kStripes = 64;
+    mutable std::mutex stripes_[kStripes];  // stripe b % 64 guards bucket b's history/backlog
+    std::unique_ptr<std::atomic<uint64_t>[]> dirty_;  // one bit per bucket
+    std::atomic<bool> wake_pending_{false};
+    int wake_fd_ = -1;
+
+    std::mutex adopt_mu_;
+    struct Adopted {
+        int fd;
+        std::string node, nonce, buffered;
+    };
+    std::vector<Adopted> adopted_;  // guarded by adopt_mu_
+
+    mutable std::mutex ack_mu_;
+    std::vector<AckWaiter> waiters_;  // guarded by ack_mu_
+
+    // This thread only.
+    event_base* base_ = nullptr;
+    event* wake_ev_ = nullptr;
+    event* tick_ev_ = nullptr;
+    std::thread thread_;
+    std::atomic<bool> stopping_{false};
+    std::vector<std::unique_ptr<Link>> links_;
+    std::vector<std::unique_ptr<Link>> dead_links_;  // freed at the next tick
+    std::map<std::string, uint64_t> next_dial_us_;
+    std::vector<Inbound> in_;
+    std::map<std::string, std::unique_ptr<PeerStats>> peer_stats_;
+
+    // Figures for stats (any thread).
+    mutable std::mutex stats_mu_;
+    std::string stats_text_;           // guarded by stats_mu_
+    std::vector<std::string> bucket_text_;  // guarded by stats_mu_
+    std::atomic<uint64_t> overflows_{0};
+    std::atomic<uint64_t> ack_waits_{0};
+    std::atomic<uint64_t> ack_timeouts_{0};
+    std::unique_ptr<std::atomic<uint8_t>[]> in_sync_out_;  // per bucket: replicas in sync
+};
+
+}  // namespace mcm::repl

@@ -1,0 +1,133 @@
+"""Helpers for managed-mode tests: the bucket function, authentication with the cluster
+secret, installing maps, and a TCP fault proxy. The tests play the coordinator's part."""
+
+import hashlib
+import hmac
+import select
+import socket
+import threading
+import zlib
+
+SECRET = b"test-cluster-secret-0123456789"
+
+
+def bucket(key, n):
+    return zlib.crc32(key.encode() if isinstance(key, str) else key) % n
+
+
+def auth(c, secret=SECRET):
+    line = c.cmd("cluster auth")
+    assert line.startswith(b"CHALLENGE ")
+    nonce = line.split()[1]
+    proof = hmac.new(secret, nonce, hashlib.sha256).hexdigest()
+    return c.cmd("cluster auth " + proof)
+
+
+def setmap(c, text):
+    c.send(b"cluster setmap %d\r\n" % len(text) + text.encode() + b"\r\n")
+    return c.readline()
+
+
+def install(servers, text):
+    for s in servers:
+        c = s.connect()
+        assert auth(c) == b"OK\r\n"
+        assert setmap(c, text) == b"OK\r\n"
+        c.close()
+
+
+def dump(server, b):
+    """Every live item of bucket b: {key: (flags, exptime, cas, marks, value)}."""
+    c = server.connect()
+    assert auth(c) == b"OK\r\n"
+    c.send(f"cluster dump {b}\r\n")
+    items = {}
+    while True:
+        line = c.readline()
+        if line == b"END\r\n":
+            break
+        w = line.split()
+        assert w[0] == b"ITEM", line
+        n = int(w[5])
+        data = c.readexact(n + 2)[:-2]
+        items[w[1]] = (int(w[2]), int(w[3]), int(w[4]), w[6], data)
+    c.close()
+    return items
+
+
+class FaultProxy:
+    """A TCP proxy on 127.0.0.1 in front of target_port. cut() closes every connection it
+    carries (the peers see a dead link); block() stops accepting and carrying bytes until
+    unblock(). Runs in a thread; stop() ends it."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.pairs = []
+        self.lock = threading.Lock()
+        self.blocked = False
+        self.cuts = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            with self.lock:
+                socks = [self.lsock] + [s for p in self.pairs for s in p]
+            try:
+                r, _, _ = select.select(socks, [], [], 0.05)
+            except (OSError, ValueError):
+                continue
+            for s in r:
+                if s is self.lsock:
+                    try:
+                        a, _ = self.lsock.accept()
+                        b = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+                    except OSError:
+                        continue
+                    with self.lock:
+                        self.pairs.append((a, b))
+                    continue
+                if self.blocked:
+                    continue
+                with self.lock:
+                    pair = next((p for p in self.pairs if s in p), None)
+                if pair is None:
+                    continue
+                other = pair[1] if s is pair[0] else pair[0]
+                try:
+                    data = s.recv(65536)
+                    if data:
+                        other.sendall(data)
+                        continue
+                except OSError:
+                    pass
+                self._close(pair)
+
+    def _close(self, pair):
+        with self.lock:
+            if pair in self.pairs:
+                self.pairs.remove(pair)
+        for s in pair:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            pairs = list(self.pairs)
+        for p in pairs:
+            self._close(p)
+        self.cuts += 1
+
+    def stop(self):
+        self.running = False
+        self.thread.join(timeout=5)
+        self.cut()
+        self.lsock.close()
