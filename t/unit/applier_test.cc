@@ -146,17 +146,42 @@ TEST(Applier, ReplicaEqualsActive) {
     EXPECT_GT(state(replica, rc, "fresh").cas, highest);
 }
 
-TEST(Applier, DelayedFlushIsNotReplicatedYet) {
+TEST(Applier, DelayedFlushEmptiesTheBucketWhenDue) {
     store::Clock c(kActiveStart);
     store::Config cfg;
     cfg.nbuckets = 4;
     cfg.bucket_fn = &repl::bucket_of;
     store::Store st(cfg, c);
     repl::Applier applier(st, c, 4);
+    repl::Record set;
+    set.kind = repl::RecordKind::Set;
+    set.key = "k";
+    set.value = "v";
+    set.bucket = repl::bucket_of("k", 4);
+    set.seqno = 1;
+    ASSERT_EQ(applier.apply(set), repl::Applied::Done);
     repl::Record r;
     r.kind = repl::RecordKind::Flush;
-    r.bucket = 1;
-    r.seqno = 1;
-    r.flush_delay = 30;
-    EXPECT_EQ(applier.apply(r), repl::Applied::Unsupported);
+    r.bucket = set.bucket;
+    r.seqno = 2;
+    r.flush_delay = kActiveStart + 1000;  // unix time the flush takes effect
+    EXPECT_EQ(applier.apply(r), repl::Applied::Done);
+    EXPECT_EQ(applier.pending_flush(set.bucket), kActiveStart + 1000);
+    EXPECT_EQ(applier.run_due_flushes(kActiveStart + 999), 0u);
+    EXPECT_TRUE(st.peek("k").item);
+    EXPECT_EQ(applier.run_due_flushes(kActiveStart + 1000), 1u);
+    EXPECT_FALSE(st.peek("k").item);
+    EXPECT_EQ(applier.pending_flush(set.bucket), 0);
+    // An immediate flush cancels a pending delayed one, as a later flush_all does in memcached.
+    r.seqno = 3;
+    ASSERT_EQ(applier.apply(r), repl::Applied::Done);
+    r.seqno = 4;
+    r.flush_delay = 0;
+    ASSERT_EQ(applier.apply(r), repl::Applied::Done);
+    EXPECT_EQ(applier.pending_flush(set.bucket), 0);
+    // A backfilled item (sequence number 0) is applied whatever the bucket has seen.
+    set.seqno = 0;
+    EXPECT_EQ(applier.apply(set), repl::Applied::Done);
+    EXPECT_EQ(applier.applied_seqno(set.bucket), 4u);
+    EXPECT_TRUE(st.peek("k").item);
 }

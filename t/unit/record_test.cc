@@ -1,6 +1,7 @@
 // Replication records: encoding round trips at every split, and the per-bucket backlog's
 // resume rule (the records after a sequence number, or "gone: backfill").
 #include "replication/record.h"
+#include "replication/stream.h"
 
 #include <gtest/gtest.h>
 
@@ -105,4 +106,111 @@ TEST(Backlog, ResumeOrBackfill) {
     EXPECT_TRUE(b.since(4, &out));   // everything after 4 is still here
     EXPECT_EQ(out.size(), 10u);
     EXPECT_LE(b.bytes(), 1000u);
+}
+
+TEST(Backlog, StartedMidwayHoldsNothingEarlier) {
+    Backlog b(1000);
+    b.append(41, "a", 100);
+    b.append(42, "b", 200);
+    std::vector<std::string_view> out;
+    EXPECT_FALSE(b.since(0, &out));  // 1..40 were never here: backfill
+    EXPECT_FALSE(b.since(39, &out));
+    EXPECT_TRUE(b.since(40, &out));
+    EXPECT_EQ(out.size(), 2u);
+    EXPECT_EQ(b.time_of(42), 200u);
+    EXPECT_EQ(b.time_of(41), 100u);
+    EXPECT_EQ(b.time_of(40), 0u);
+    b.clear();
+    EXPECT_EQ(b.records(), 0u);
+    EXPECT_EQ(b.last_seqno(), 0u);
+    b.append(7, "c");
+    EXPECT_FALSE(b.since(5, &out));
+}
+
+TEST(Stream, FramesRoundTripAndSplitAnywhere) {
+    std::string w;
+    frame_hello(&w, "node-a", "abcdef");
+    frame_sub(&w, SubMsg{3, 0x1122334455667788ULL, 99});
+    frame_stream(&w, StreamMsg{4, 7, 8, true});
+    frame_backfill_end(&w, BackfillEndMsg{4, 8, 1000});
+    std::string acks;
+    ack_add(&acks, 1, 10);
+    ack_add(&acks, 2, 20);
+    frame_ack(&w, acks);
+    frame_u64(&w, FrameType::Ping, 12345);
+    frame_bucket(&w, FrameType::NotActive, 9);
+    Record r;
+    r.key = "key";
+    r.value = "value";
+    r.bucket = 5;
+    r.seqno = 6;
+    size_t at = begin_frame(&w, FrameType::Record);
+    encode(r, &w);
+    end_frame(&w, at);
+    // Every prefix short of a whole frame asks for more; the whole stream parses in order.
+    std::vector<FrameType> types;
+    size_t pos = 0;
+    while (pos < w.size()) {
+        FrameType t;
+        std::string_view p;
+        size_t n = next_frame(std::string_view(w).substr(pos), &t, &p);
+        ASSERT_NE(n, 0u);
+        for (size_t cut = 0; cut < n; ++cut) {
+            EXPECT_EQ(next_frame(std::string_view(w).substr(pos, cut), &t, &p), 0u);
+        }
+        n = next_frame(std::string_view(w).substr(pos), &t, &p);
+        ASSERT_NE(n, 0u);
+        ASSERT_NE(n, SIZE_MAX);
+        types.push_back(t);
+        switch (t) {
+            case FrameType::Hello: {
+                std::string name, proof;
+                ASSERT_TRUE(parse_hello(p, &name, &proof));
+                EXPECT_EQ(name, "node-a");
+                EXPECT_EQ(proof, "abcdef");
+                break;
+            }
+            case FrameType::Sub: {
+                SubMsg m;
+                ASSERT_TRUE(parse_sub(p, &m));
+                EXPECT_EQ(m.bucket, 3u);
+                EXPECT_EQ(m.history, 0x1122334455667788ULL);
+                EXPECT_EQ(m.seqno, 99u);
+                break;
+            }
+            case FrameType::Stream: {
+                StreamMsg m;
+                ASSERT_TRUE(parse_stream(p, &m));
+                EXPECT_TRUE(m.backfill);
+                EXPECT_EQ(m.seqno, 8u);
+                break;
+            }
+            case FrameType::BackfillEnd: {
+                BackfillEndMsg m;
+                ASSERT_TRUE(parse_backfill_end(p, &m));
+                EXPECT_EQ(m.items, 1000u);
+                break;
+            }
+            case FrameType::Ack:
+                ASSERT_EQ(p.size(), 24u);
+                EXPECT_EQ(get_u32(p.data() + 12), 2u);
+                EXPECT_EQ(get_u64(p.data() + 16), 20u);
+                break;
+            case FrameType::Record: {
+                Record d;
+                ASSERT_EQ(decode(p, &d), p.size());
+                EXPECT_EQ(d.key, "key");
+                EXPECT_EQ(d.value, "value");
+                EXPECT_EQ(d.seqno, 6u);
+                break;
+            }
+            default: break;
+        }
+        pos += n;
+    }
+    EXPECT_EQ(types.size(), 8u);
+    // A zero length is not a frame.
+    FrameType t;
+    std::string_view p;
+    EXPECT_EQ(next_frame(std::string_view("\0\0\0\0\1", 5), &t, &p), SIZE_MAX);
 }
