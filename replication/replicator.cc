@@ -206,7 +206,7 @@ void Replicator::on_mutation(void* ctx, const store::Mutation& m) noexcept {
     } catch (...) {
         return;  // out of memory: the record is lost and the backlog's gap forces a backfill
     }
-    tls_last_write = WriteRef{m.bucket, m.seqno};
+    tls_last_write = WriteRef{m.bucket, m.seqno, m.kind};
     self->dirty_[m.bucket / 64].fetch_or(uint64_t{1} << (m.bucket % 64), std::memory_order_release);
     if (!self->wake_pending_.load(std::memory_order_relaxed) &&
         !self->wake_pending_.exchange(true, std::memory_order_acq_rel)) {
@@ -261,6 +261,9 @@ void Replicator::on_wake(evutil_socket_t fd, short, void* arg) {
     self->wake_pending_.store(false, std::memory_order_release);
     self->take_adopted();
     self->pump_dirty();
+    if (self->ack_recheck_.exchange(false, std::memory_order_relaxed)) {
+        self->check_waiters(UINT32_MAX, 0);
+    }
 }
 
 void Replicator::on_tick(evutil_socket_t, short, void* arg) { static_cast<Replicator*>(arg)->tick(); }
@@ -359,7 +362,7 @@ void Replicator::tick() {
     }
     for (AckWaiter& w : expired) {
         ack_timeouts_.fetch_add(1, std::memory_order_relaxed);
-        w.fn(w.arg, true);
+        w.fn(w.ctx, w.token, true);
     }
     publish_stats();
 }
@@ -952,15 +955,18 @@ bool Replicator::can_ack(uint32_t bucket) const noexcept {
     return bucket < nbuckets_ && in_sync_out_[bucket].load(std::memory_order_relaxed) > 0;
 }
 
-void Replicator::wait_ack(WriteRef w, AckFn fn, void* arg) {
+void Replicator::wait_ack(WriteRef w, AckFn fn, void* ctx, uint64_t token) {
     ack_waits_.fetch_add(1, std::memory_order_relaxed);
     {
         std::lock_guard<std::mutex> g(ack_mu_);
-        waiters_.push_back(
-            AckWaiter{w, fn, arg, now_us() + uint64_t{settings_.repl_ack_timeout_ms} * 1000});
+        waiters_.push_back(AckWaiter{w, fn, ctx, token,
+                                     now_us() + uint64_t{settings_.repl_ack_timeout_ms} * 1000});
     }
     // It may have been acknowledged already: the replication thread looks at once.
-    if (buckets_[w.bucket].acked.load(std::memory_order_relaxed) >= w.seqno) wake();
+    if (buckets_[w.bucket].acked.load(std::memory_order_relaxed) >= w.seqno) {
+        ack_recheck_.store(true, std::memory_order_relaxed);
+        wake();
+    }
 }
 
 void Replicator::check_waiters(uint32_t b, uint64_t acked) {
@@ -968,7 +974,11 @@ void Replicator::check_waiters(uint32_t b, uint64_t acked) {
     {
         std::lock_guard<std::mutex> g(ack_mu_);
         for (size_t i = 0; i < waiters_.size();) {
-            if (waiters_[i].w.bucket == b && waiters_[i].w.seqno <= acked) {
+            uint32_t wb = waiters_[i].w.bucket;
+            bool hit = b == UINT32_MAX
+                           ? waiters_[i].w.seqno <= buckets_[wb].acked.load(std::memory_order_relaxed)
+                           : wb == b && waiters_[i].w.seqno <= acked;
+            if (hit) {
                 done.push_back(waiters_[i]);
                 waiters_[i] = waiters_.back();
                 waiters_.pop_back();
@@ -977,7 +987,7 @@ void Replicator::check_waiters(uint32_t b, uint64_t acked) {
             }
         }
     }
-    for (AckWaiter& w : done) w.fn(w.arg, false);
+    for (AckWaiter& w : done) w.fn(w.ctx, w.token, false);
 }
 
 // ---------------------------------------------------------------------------------------

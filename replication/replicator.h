@@ -69,15 +69,16 @@ public:
     struct WriteRef {
         uint32_t bucket = UINT32_MAX;
         uint64_t seqno = 0;
+        store::MutationKind kind = store::MutationKind::Set;
     };
     static WriteRef take_last_write() noexcept;
     // Whether some replica is in sync for the bucket and could acknowledge.
     bool can_ack(uint32_t bucket) const noexcept;
-    // Call done(arg) on this replicator's thread when a replica has acknowledged the write
-    // or after the repl_ack timeout (timed_out then true). The callback must hand over to the
-    // right thread itself.
-    using AckFn = void (*)(void* arg, bool timed_out);
-    void wait_ack(WriteRef w, AckFn fn, void* arg);
+    // Calls fn(ctx, token, timed_out) on the replication thread once a replica has
+    // acknowledged the write, or after -o repl_ack_timeout (timed_out then true). fn must hand
+    // over to the right thread itself.
+    using AckFn = void (*)(void* ctx, uint64_t token, bool timed_out);
+    void wait_ack(WriteRef w, AckFn fn, void* ctx, uint64_t token);
 
     static constexpr uint64_t kPingEveryUs = 200'000;
     static constexpr uint64_t kDeadAfterUs = 3'000'000;
@@ -94,7 +95,8 @@ private:
     struct AckWaiter {
         WriteRef w;
         AckFn fn;
-        void* arg;
+        void* ctx;
+        uint64_t token;
         uint64_t deadline_us;
     };
 
@@ -122,6 +124,8 @@ private:
     void enable_bucket(uint32_t b);
     void disable_bucket(uint32_t b);
     void publish_stats();
+    // Completes the ack waits of bucket b up to acked (b = UINT32_MAX: of every bucket, each
+    // against its own highest acknowledgement).
     void check_waiters(uint32_t b, uint64_t acked);
     PeerStats& peer_stats(const std::string& peer);
     void unconfirm(uint32_t b) noexcept;  // one replica fewer in sync for b
@@ -153,6 +157,7 @@ private:
 
     mutable std::mutex ack_mu_;
     std::vector<AckWaiter> waiters_;  // guarded by ack_mu_
+    std::atomic<bool> ack_recheck_{false};  // a wait began after its ack arrived
 
     // This thread only.
     event_base* base_ = nullptr;

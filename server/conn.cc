@@ -58,6 +58,7 @@ Conn::Conn(Worker* worker, int fd, bool is_unix, const std::string& listen_addr)
     info_.addr = is_unix ? listen_addr : peer_name(fd, false);
     info_.listen_addr = listen_addr;
     info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
+    ack_mode_ = ctx_.replicator != nullptr && ctx_.settings.repl_ack != Settings::ReplAck::None;
     ctx_.conns.add(fd_, &info_);
 }
 
@@ -184,7 +185,13 @@ Conn::Step Conn::process() {
                     value_filled_ += n;
                 }
                 if (value_filled_ < pending_.wire_len) return Step::NeedRead;
-                dispatcher_.finish_store(&pending_, out_);
+                if (ack_mode_) {
+                    OutBuf::Mark m = begin_ack_check();
+                    dispatcher_.finish_store(&pending_, out_);
+                    maybe_wait_ack(m);
+                } else {
+                    dispatcher_.finish_store(&pending_, out_);
+                }
                 state_ = ConnState::Parse;
                 break;
             }
@@ -249,7 +256,13 @@ Conn::Step Conn::process() {
                     }
                     --budget_;
                     info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
-                    next = dispatcher_.execute_binary(breq, out_, &pending_, &swallow);
+                    if (ack_mode_) {
+                        OutBuf::Mark m = begin_ack_check();
+                        next = dispatcher_.execute_binary(breq, out_, &pending_, &swallow);
+                        if (next == Next::Continue) maybe_wait_ack(m);
+                    } else {
+                        next = dispatcher_.execute_binary(breq, out_, &pending_, &swallow);
+                    }
                     rstart_ += consumed;
                 } else {
                     proto::Request req;
@@ -266,7 +279,13 @@ Conn::Step Conn::process() {
                         while (len > 0 && (in[len - 1] == '\n' || in[len - 1] == '\r')) --len;
                         LOG(LogLevel::Debug, "<%d %.*s", fd_, static_cast<int>(len), in.data());
                     }
-                    next = dispatcher_.execute(req, out_, &pending_, &swallow);
+                    if (ack_mode_) {
+                        OutBuf::Mark m = begin_ack_check();
+                        next = dispatcher_.execute(req, out_, &pending_, &swallow);
+                        if (next == Next::Continue) maybe_wait_ack(m);
+                    } else {
+                        next = dispatcher_.execute(req, out_, &pending_, &swallow);
+                    }
                     rstart_ += consumed;  // the request's views are dead from here on
                     if (pending_.switch_binary) {
                         pending_.switch_binary = false;
@@ -409,6 +428,34 @@ void Conn::forward_done(ForwardJob* job) {
     event_active(ev_, EV_READ, 0);
 }
 
+// -o repl_ack: a write's reply waits (in a hole of the output, so later replies queue behind
+// it in order) until one replica acknowledged the write, or the timeout passed. Only when some
+// replica is in sync for the bucket: with none, waiting could only time out.
+OutBuf::Mark Conn::begin_ack_check() {
+    (void)repl::Replicator::take_last_write();
+    return out_.mark();
+}
+
+void Conn::maybe_wait_ack(OutBuf::Mark m) {
+    repl::Replicator::WriteRef w = repl::Replicator::take_last_write();
+    if (w.bucket == UINT32_MAX || w.kind == store::MutationKind::Flush) return;
+    if (ctx_.settings.repl_ack == Settings::ReplAck::Delete &&
+        w.kind != store::MutationKind::Delete) {
+        return;
+    }
+    if (!ctx_.replicator->can_ack(w.bucket)) return;
+    std::string reply = out_.take_since(m);
+    if (reply.empty()) return;  // noreply / quiet: nobody waits for it
+    auto job = std::make_unique<ForwardJob>();
+    job->kind = ForwardJob::Kind::Text;
+    job->conn = this;
+    job->reply = std::move(reply);
+    job->hole = out_.hole();
+    job->ack_token = worker_->track_ack(job.get());
+    ctx_.replicator->wait_ack(w, &Worker::ack_done, worker_, job->ack_token);
+    fwds_.push_back(std::move(job));
+}
+
 // `cluster repl`: the socket becomes a replication link, served by the replication thread
 // from here on. What is still buffered (the peer's first frames) goes with it.
 void Conn::handoff() {
@@ -423,8 +470,12 @@ void Conn::handoff() {
 }
 
 void Conn::close() {
-    if (worker_->peers() != nullptr) {
-        for (auto& j : fwds_) worker_->peers()->cancel(j.get());
+    for (auto& j : fwds_) {
+        if (j->ack_token != 0) {
+            worker_->forget_ack(j->ack_token);
+        } else if (worker_->peers() != nullptr) {
+            worker_->peers()->cancel(j.get());
+        }
     }
     fwds_.clear();
     state_ = ConnState::Closing;

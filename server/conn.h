@@ -48,6 +48,8 @@ public:
 private:
     enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close, Wait, Handoff };
     void handoff();
+    OutBuf::Mark begin_ack_check();
+    void maybe_wait_ack(OutBuf::Mark m);
     void start_forward();
     static void on_event(evutil_socket_t fd, short what, void* arg);
     void handle(short what);
@@ -71,6 +73,7 @@ private:
     bool close_after_write_ = false;
     bool closed_ = false;   // the socket is closed and the worker owns the corpse
     bool keep_fd_ = false;  // handed to the replication thread: close() leaves the socket
+    bool ack_mode_ = false;  // -o repl_ack is not none (managed mode)
     bool drained_ = false;  // the last read found the socket empty
     int budget_ = 0;        // commands left in this event (-R)
 

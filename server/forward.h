@@ -41,6 +41,7 @@ struct ForwardJob {
     uint8_t bin_opcode = 0;   // Binary: for an error response of our own
     uint32_t bin_opaque = 0;
     std::string error;  // the first failure, if any
+    uint64_t ack_token = 0;  // repl_ack: a local reply waiting for a replica (reply holds it)
 };
 
 class PeerLinks {

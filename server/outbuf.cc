@@ -51,6 +51,27 @@ void OutBuf::rollback(Mark m) noexcept {
     wbuf_len_ = m.wlen;
 }
 
+std::string OutBuf::take_since(Mark m) {
+    std::string r;
+    // Text appended to the segment that was last at the mark extends it in place.
+    if (m.nsegs > 0 && m.nsegs <= segs_.size()) {
+        const Seg& s = segs_[m.nsegs - 1];
+        if (s.item == nullptr && !s.hole && s.off + s.len > m.wlen) {
+            r.append(wbuf_ + m.wlen, s.off + s.len - m.wlen);
+        }
+    }
+    for (size_t i = m.nsegs; i < segs_.size(); ++i) {
+        const Seg& s = segs_[i];
+        if (s.item != nullptr) {
+            r.append(s.ptr, s.len);
+        } else if (!s.hole) {
+            r.append(wbuf_ + s.off, s.len);
+        }
+    }
+    rollback(m);
+    return r;
+}
+
 size_t OutBuf::hole() {
     segs_.push_back(Seg{nullptr, wbuf_len_, 0, nullptr, true});
     ++holes_;

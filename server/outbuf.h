@@ -69,6 +69,8 @@ public:
     };
     Mark mark() const noexcept { return {segs_.size(), wbuf_len_}; }
     void rollback(Mark m) noexcept;
+    // The bytes queued after the mark (text and values, in order), which are then rolled back.
+    std::string take_since(Mark m);
 
     bool empty() const noexcept { return head_ == segs_.size(); }
     size_t pending_bytes() const noexcept { return pending_; }

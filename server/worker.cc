@@ -116,11 +116,36 @@ void Worker::on_notify(evutil_socket_t fd, short, void* arg) {
     w->accept_queued();
 }
 
+uint64_t Worker::track_ack(ForwardJob* job) {
+    uint64_t t = next_ack_token_++;
+    ack_jobs_[t] = job;
+    return t;
+}
+
+void Worker::ack_done(void* worker, uint64_t token, bool) {
+    auto* w = static_cast<Worker*>(worker);
+    {
+        std::lock_guard<std::mutex> g(w->mu_);
+        w->acked_.push_back(token);
+    }
+    uint64_t one = 1;
+    (void)!::write(w->notify_fd_, &one, sizeof(one));
+}
+
 void Worker::accept_queued() {
     std::deque<NewConn> q;
+    std::vector<uint64_t> acked;
     {
         std::lock_guard<std::mutex> g(mu_);
         q.swap(queue_);
+        acked.swap(acked_);
+    }
+    for (uint64_t t : acked) {
+        auto it = ack_jobs_.find(t);
+        if (it == ack_jobs_.end()) continue;  // its connection closed meanwhile
+        ForwardJob* job = it->second;
+        ack_jobs_.erase(it);
+        job->conn->forward_done(job);
     }
     for (NewConn& nc : q) {
         if (nc.udp) {

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "server/context.h"
@@ -54,6 +55,13 @@ public:
 
     void conn_closed(Conn* c);  // a connection finished; free it after the callback returns
 
+    // repl_ack: a reply waiting for a replica's acknowledgement. track_ack gives the job a
+    // token; ack_done (any thread) hands the token back when the wait is over; forget_ack
+    // drops a job whose connection closed first.
+    uint64_t track_ack(ForwardJob* job);
+    void forget_ack(uint64_t token) { ack_jobs_.erase(token); }
+    static void ack_done(void* worker, uint64_t token, bool timed_out);
+
 private:
     static void on_notify(evutil_socket_t fd, short what, void* arg);
     static void on_udp(evutil_socket_t fd, short what, void* arg);
@@ -70,6 +78,9 @@ private:
     std::atomic<bool> stopping_{false};  // set by stop(); the loop breaks on its next wake-up
     std::mutex mu_;
     std::deque<NewConn> queue_;  // guarded by mu_
+    std::vector<uint64_t> acked_;  // guarded by mu_: ack waits that are over
+    std::unordered_map<uint64_t, ForwardJob*> ack_jobs_;  // this thread only
+    uint64_t next_ack_token_ = 1;
     ThreadStats stats_;
     Dispatcher dispatcher_;
     std::vector<char*> rbuf_pool_;
