@@ -136,6 +136,7 @@ struct Options {
     std::string key_prefix = "key:";
     int key_width = 10;
     double warmup = 0;
+    double rate = 0;  // total requests per second over every connection; 0 = as fast as possible
 };
 
 enum class Kind : uint8_t { Get, Set };
@@ -153,6 +154,7 @@ struct Conn {
     std::deque<Pending> inflight;
     uint64_t issued = 0;
     bool want_out = false;  // registered for EPOLLOUT
+    std::chrono::steady_clock::time_point next_send{};  // --rate: when the next may go
 };
 
 struct ThreadResult {
@@ -188,6 +190,10 @@ public:
         : o_(o), rng_(0x9e3779b97f4a7c15ull * static_cast<uint64_t>(id + 1)), stop_(stop),
           zipf_(o.keys, o.zipf > 0 ? o.zipf : 1.0) {
         value_.assign(o.vmax, 'x');
+        if (o.rate > 0) {
+            interval_ = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                std::chrono::duration<double>(o.threads * o.conns / o.rate));
+        }
     }
 
     void prefill(uint64_t from, uint64_t to) {
@@ -224,7 +230,12 @@ public:
                 if (!c.inflight.empty() || !done(c)) all_done = false;
             }
             if (all_done) break;
-            int n = epoll_wait(ep, evs, 64, 100);
+            int n = epoll_wait(ep, evs, 64, o_.rate > 0 ? 1 : 100);
+            if (o_.rate > 0) {
+                for (Conn& c : conns_) {
+                    if (c.issued != UINT64_MAX) fill(c, r);  // paced sends that came due
+                }
+            }
             for (int i = 0; i < n; ++i) {
                 Conn& c = conns_[evs[i].data.u64];
                 if (evs[i].events & EPOLLOUT) flush(c);
@@ -294,6 +305,13 @@ private:
         auto now = std::chrono::steady_clock::now();
         int total = o_.get_ratio + o_.set_ratio;
         while (static_cast<int>(c.inflight.size()) < o_.depth && !done(c)) {
+            if (o_.rate > 0) {
+                // Open-loop pacing: each connection sends on its own schedule; a late reply
+                // does not push the schedule back (latency then includes the queueing).
+                if (c.next_send == std::chrono::steady_clock::time_point{}) c.next_send = now;
+                if (now < c.next_send) break;
+                c.next_send += interval_;
+            }
             bool is_get = std::uniform_int_distribution<int>(0, total - 1)(rng_) < o_.get_ratio;
             uint64_t k = next_key();
             if (is_get) {
@@ -479,6 +497,7 @@ private:
     std::vector<Conn> conns_;
     int ep_ = -1;
     std::chrono::steady_clock::time_point measure_from_;
+    std::chrono::steady_clock::duration interval_{};  // --rate: between one connection's sends
 };
 
 void usage() {
@@ -493,6 +512,8 @@ void usage() {
         "  -z, --zipf=S               Zipf exponent (default uniform)\n"
         "  -v, --value=N|MIN-MAX      value size in bytes (default 32)\n"
         "  -D, --duration=SECONDS     run time (default 5)\n"
+        "  -R, --rate=OPS             total requests per second, paced per connection\n"
+        "                             (default: as fast as replies allow)\n"
         "  -n, --requests=N           requests per connection instead of a duration\n"
         "  -w, --warmup=SECONDS       not measured at the start (default 0)\n"
         "  -p, --prefill              set every key once before the run\n"
@@ -510,6 +531,7 @@ bool parse_options(int argc, char** argv, Options* o) {
         {"ratio", required_argument, nullptr, 'r'},  {"keys", required_argument, nullptr, 'k'},
         {"zipf", required_argument, nullptr, 'z'},   {"value", required_argument, nullptr, 'v'},
         {"duration", required_argument, nullptr, 'D'},
+        {"rate", required_argument, nullptr, 'R'},
         {"requests", required_argument, nullptr, 'n'},
         {"warmup", required_argument, nullptr, 'w'}, {"prefill", no_argument, nullptr, 'p'},
         {"prefill-only", no_argument, nullptr, 'F'},
@@ -517,7 +539,7 @@ bool parse_options(int argc, char** argv, Options* o) {
         {"key-width", required_argument, nullptr, 'W'}, {"json", no_argument, nullptr, 'j'},
         {"help", no_argument, nullptr, 'h'},         {nullptr, 0, nullptr, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "s:t:c:d:r:k:z:v:D:n:w:pFmP:W:jh", longopts, nullptr)) !=
+    while ((ch = getopt_long(argc, argv, "s:t:c:d:r:k:z:v:D:R:n:w:pFmP:W:jh", longopts, nullptr)) !=
            -1) {
         switch (ch) {
             case 's': {
@@ -542,6 +564,7 @@ bool parse_options(int argc, char** argv, Options* o) {
                 }
                 break;
             case 'D': o->duration = atof(optarg); break;
+            case 'R': o->rate = atof(optarg); break;
             case 'n': o->requests = strtoull(optarg, nullptr, 10); break;
             case 'w': o->warmup = atof(optarg); break;
             case 'p': o->prefill = true; break;

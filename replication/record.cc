@@ -90,7 +90,15 @@ void Backlog::clear() noexcept {
 }
 
 size_t Backlog::index_after(uint64_t after) const noexcept {
-    // Sequence numbers grow: binary search for the first entry past `after`.
+    if (entries_.empty() || after < entries_.front().seqno) return 0;
+    // A bucket's sequence numbers are consecutive, so the place is usually known at once.
+    size_t guess = static_cast<size_t>(after - entries_.front().seqno) + 1;
+    if (guess >= entries_.size()) {
+        if (entries_.back().seqno <= after) return entries_.size();
+    } else if (entries_[guess - 1].seqno <= after && entries_[guess].seqno > after) {
+        return guess;
+    }
+    // Otherwise (a gap): binary search for the first entry past `after`.
     size_t lo = 0, hi = entries_.size();
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;

@@ -62,6 +62,14 @@ public:
     void clear() noexcept;
     // The write time of the record with this sequence number, 0 if the backlog lacks it.
     uint64_t time_of(uint64_t seqno) const noexcept;
+    // fn(t_us) for each record held with a sequence number in [from, to], oldest first.
+    template <typename Fn>
+    void for_each_time(uint64_t from, uint64_t to, Fn&& fn) const {
+        for (size_t i = index_after(from == 0 ? 0 : from - 1);
+             i < entries_.size() && entries_[i].seqno <= to; ++i) {
+            fn(entries_[i].t_us);
+        }
+    }
     // The records after `after`, oldest first, into *out. False if some of them are gone
     // (the caller must backfill), true otherwise (possibly none).
     bool since(uint64_t after, std::vector<std::string_view>* out) const;

@@ -41,18 +41,28 @@ uint64_t random_history() {
 
 thread_local Replicator::WriteRef tls_last_write;
 
-// Record lag (write to acknowledgement) in power-of-two microsecond buckets; two windows of
-// 10 s so the figures describe the recent past.
+// Record lag (write to acknowledgement) in log-linear microsecond bins: four per power of
+// two, so a quantile is known within 19%. Two windows of 10 s, so the figures describe the
+// recent past.
 struct LagHist {
-    static constexpr int kBins = 40;
+    static constexpr int kBins = 4 * 40;
     uint64_t cur[kBins] = {};
     uint64_t prev[kBins] = {};
     uint64_t rotated_us = 0;
-    void add(uint64_t us) noexcept {
-        int b = 0;
-        while (b + 1 < kBins && (uint64_t{1} << (b + 1)) <= us) ++b;
-        ++cur[b];
+    static int bin_of(uint64_t us) noexcept {
+        if (us < 4) return static_cast<int>(us);
+        int p = 63 - __builtin_clzll(us);                      // 2^p <= us < 2^(p+1)
+        int sub = static_cast<int>((us >> (p - 2)) & 3);       // the next two bits
+        int b = 4 * (p - 1) + sub;
+        return b < kBins ? b : kBins - 1;
     }
+    static uint64_t upper_edge(int b) noexcept {
+        if (b < 4) return static_cast<uint64_t>(b) + 1;
+        int p = b / 4 + 1;
+        int sub = b % 4;
+        return (uint64_t{4} + static_cast<uint64_t>(sub) + 1) << (p - 2);
+    }
+    void add(uint64_t us) noexcept { ++cur[bin_of(us)]; }
     void maybe_rotate(uint64_t now) noexcept {
         if (now - rotated_us < 10'000'000) return;
         std::memcpy(prev, cur, sizeof cur);
@@ -68,9 +78,9 @@ struct LagHist {
         uint64_t seen = 0;
         for (int i = 0; i < kBins; ++i) {
             seen += cur[i] + prev[i];
-            if (seen > want) return uint64_t{1} << (i + 1);
+            if (seen > want) return upper_edge(i);
         }
-        return uint64_t{1} << kBins;
+        return upper_edge(kBins - 1);
     }
 };
 
@@ -178,6 +188,7 @@ Replicator::~Replicator() {
     for (Adopted& a : adopted_) ::close(a.fd);
     if (wake_ev_ != nullptr) event_free(wake_ev_);
     if (tick_ev_ != nullptr) event_free(tick_ev_);
+    if (rearm_ev_ != nullptr) event_free(rearm_ev_);
     if (base_ != nullptr) event_base_free(base_);
     if (wake_fd_ >= 0) ::close(wake_fd_);
 }
@@ -207,11 +218,10 @@ void Replicator::on_mutation(void* ctx, const store::Mutation& m) noexcept {
         return;  // out of memory: the record is lost and the backlog's gap forces a backfill
     }
     tls_last_write = WriteRef{m.bucket, m.seqno, m.kind};
-    self->dirty_[m.bucket / 64].fetch_or(uint64_t{1} << (m.bucket % 64), std::memory_order_release);
-    if (!self->wake_pending_.load(std::memory_order_relaxed) &&
-        !self->wake_pending_.exchange(true, std::memory_order_acq_rel)) {
-        self->wake();
-    }
+    // Wake the replication thread unless it is awake or polling (see on_rearm): under load
+    // writers make no system call here. seq_cst pairs with on_rearm's store and sweep.
+    self->dirty_[m.bucket / 64].fetch_or(uint64_t{1} << (m.bucket % 64));
+    if (!self->wake_pending_.load() && !self->wake_pending_.exchange(true)) self->wake();
 }
 
 void Replicator::wake() {
@@ -231,7 +241,11 @@ Replicator::WriteRef Replicator::take_last_write() noexcept {
 
 void Replicator::start() {
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    base_ = event_base_new();
+    event_config* cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);  // the 200 us rearm timer
+    base_ = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    rearm_ev_ = event_new(base_, -1, 0, &Replicator::on_rearm, this);
     wake_ev_ = event_new(base_, wake_fd_, EV_READ | EV_PERSIST, &Replicator::on_wake, this);
     event_add(wake_ev_, nullptr);
     tick_ev_ = event_new(base_, -1, EV_PERSIST, &Replicator::on_tick, this);
@@ -258,11 +272,31 @@ void Replicator::on_wake(evutil_socket_t fd, short, void* arg) {
     uint64_t v;
     while (::read(fd, &v, sizeof v) > 0) {
     }
-    self->wake_pending_.store(false, std::memory_order_release);
     self->take_adopted();
-    self->pump_dirty();
+    (void)self->pump_dirty();
     if (self->ack_recheck_.exchange(false, std::memory_order_relaxed)) {
         self->check_waiters(UINT32_MAX, 0);
+    }
+    self->schedule_rearm();
+}
+
+// Writes come in bursts: after a wake-up the thread polls every kCoalesceUs while there is
+// something to send, and writers skip the eventfd meanwhile (wake_pending_ stays set). Only
+// when a sweep finds nothing does it go back to sleeping on the eventfd.
+void Replicator::schedule_rearm() {
+    if (rearm_scheduled_) return;
+    rearm_scheduled_ = true;
+    timeval t{0, kCoalesceUs};
+    event_add(rearm_ev_, &t);
+}
+
+void Replicator::on_rearm(evutil_socket_t, short, void* arg) {
+    auto* self = static_cast<Replicator*>(arg);
+    self->rearm_scheduled_ = false;
+    self->wake_pending_.store(false);
+    if (self->pump_dirty()) {
+        self->wake_pending_.store(true);
+        self->schedule_rearm();
     }
 }
 
@@ -902,23 +936,24 @@ void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only) {
     }
 }
 
-void Replicator::pump_dirty() {
+bool Replicator::pump_dirty() {
     std::vector<uint32_t> dirty;
     for (size_t i = 0; i < (nbuckets_ + 63) / 64; ++i) {
-        uint64_t bits = dirty_[i].exchange(0, std::memory_order_acquire);
+        uint64_t bits = dirty_[i].exchange(0);
         while (bits != 0) {
             int k = __builtin_ctzll(bits);
             bits &= bits - 1;
             dirty.push_back(static_cast<uint32_t>(i * 64 + static_cast<size_t>(k)));
         }
     }
-    if (dirty.empty()) return;
+    if (dirty.empty()) return false;
     for (auto& lp : links_) {
         Link* l = lp.get();
         if (l->fd < 0 || l->st != Link::St::Up || l->out.empty()) continue;
         pump_link(l, &dirty);
         if (l->fd >= 0 && !flush(l)) close_link(l, "write failed");
     }
+    return true;
 }
 
 void Replicator::on_ack(Link* l, uint32_t b, uint64_t seqno) {
@@ -935,10 +970,9 @@ void Replicator::on_ack(Link* l, uint32_t b, uint64_t seqno) {
         std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
         if (bk.history == s.history) {
             uint64_t from = std::max(s.acked + 1, seqno > 1024 ? seqno - 1023 : 1);
-            for (uint64_t q = from; q <= seqno; ++q) {
-                uint64_t t = bk.backlog.time_of(q);
-                if (t != 0) l->stats->lag.add(now > t ? now - t : 0);
-            }
+            bk.backlog.for_each_time(from, seqno, [&](uint64_t t) {
+                l->stats->lag.add(now > t ? now - t : 0);
+            });
         }
     }
     s.acked = std::max(s.acked, seqno);

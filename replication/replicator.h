@@ -85,6 +85,7 @@ public:
     static constexpr uint64_t kRedialUs = 200'000;
     static constexpr uint64_t kResubUs = 200'000;
     static constexpr size_t kHighWater = 4 * 1024 * 1024;  // link output buffer
+    static constexpr long kCoalesceUs = 200;  // polling period while writes flow
 
 private:
     struct Link;
@@ -108,7 +109,9 @@ private:
     void take_adopted();
     void tick();
     void reconcile();
-    void pump_dirty();
+    bool pump_dirty();  // false if no bucket was dirty
+    static void on_rearm(evutil_socket_t fd, short what, void* arg);
+    void schedule_rearm();
     void pump_link(Link* l, const std::vector<uint32_t>* only);
     bool pump_sub(Link* l, uint32_t b, OutSub& s);
     void handle_io(Link* l, short what);
@@ -163,6 +166,8 @@ private:
     event_base* base_ = nullptr;
     event* wake_ev_ = nullptr;
     event* tick_ev_ = nullptr;
+    event* rearm_ev_ = nullptr;
+    bool rearm_scheduled_ = false;
     std::thread thread_;
     std::atomic<bool> stopping_{false};
     std::vector<std::unique_ptr<Link>> links_;
