@@ -24,6 +24,7 @@ import compare  # noqa: E402
 from managed import SECRET, control  # noqa: E402
 
 WORKLOADS = {
+    "get90_100B": ["-r", "9:1", "-v", "100", "-c", "8"],
     "set50_100B": ["-r", "1:1", "-v", "100", "-c", "8"],
     "set100_100B": ["-r", "0:1", "-v", "100", "-c", "8"],
     "set100_100B_p16": ["-r", "0:1", "-v", "100", "-c", "8", "-d", "16"],

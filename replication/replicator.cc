@@ -88,8 +88,8 @@ struct LagHist {
 
 struct Replicator::Bucket {
     std::atomic<bool> enabled{false};  // active here with replicas: the hook keeps records
-    uint64_t history = 0;              // stripe lock
-    Backlog backlog;                   // stripe lock
+    uint64_t history = 0;              // the bucket's store lock
+    Backlog backlog;                   // the bucket's store lock
     bool on = false;                   // replication thread's view of enabled
     std::atomic<uint64_t> seqno{0};    // last record kept (stats)
     std::atomic<uint64_t> acked{0};    // highest sequence number a replica acknowledged
@@ -209,10 +209,7 @@ void Replicator::on_mutation(void* ctx, const store::Mutation& m) noexcept {
     try {
         std::string frame;
         frame_mutation(m, self->clock_, &frame);
-        {
-            std::lock_guard<std::mutex> g(self->stripes_[m.bucket % kStripes]);
-            bk.backlog.append(m.seqno, std::move(frame), now_us());
-        }
+        bk.backlog.append(m.seqno, std::move(frame), now_us());  // under the bucket's lock
         bk.seqno.store(m.seqno, std::memory_order_relaxed);
     } catch (...) {
         return;  // out of memory: the record is lost and the backlog's gap forces a backfill
@@ -407,7 +404,7 @@ void Replicator::tick() {
 void Replicator::enable_bucket(uint32_t b) {
     Bucket& bk = buckets_[b];
     {
-        std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+        std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
         bk.history = random_history();
         bk.backlog.clear();
     }
@@ -420,7 +417,7 @@ void Replicator::disable_bucket(uint32_t b) {
     Bucket& bk = buckets_[b];
     bk.enabled.store(false, std::memory_order_release);
     {
-        std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+        std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
         bk.history = 0;
         bk.backlog.clear();
     }
@@ -854,7 +851,7 @@ void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
     StreamMsg m;
     m.bucket = b;
     {
-        std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+        std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
         std::vector<std::string_view> tmp;
         s.history = bk.history;
         m.history = bk.history;
@@ -893,7 +890,7 @@ bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s) {
         l->stats->records_out += n;
     }
     std::vector<std::string_view> v;
-    std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+    std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
     if (bk.history != s.history) {
         // The bucket started a new history here (it stopped and started being ours): the
         // peer must subscribe again and will be backfilled.
@@ -967,7 +964,7 @@ void Replicator::on_ack(Link* l, uint32_t b, uint64_t seqno) {
     Bucket& bk = buckets_[b];
     uint64_t now = now_us();
     if (seqno > s.acked) {
-        std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+        std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
         if (bk.history == s.history) {
             uint64_t from = std::max(s.acked + 1, seqno > 1024 ? seqno - 1023 : 1);
             bk.backlog.for_each_time(from, seqno, [&](uint64_t t) {
@@ -1042,7 +1039,7 @@ void Replicator::publish_stats() {
             ++streaming;
             uint64_t last, acked = bk.acked.load(std::memory_order_relaxed), t = 0;
             {
-                std::lock_guard<std::mutex> g(stripes_[b % kStripes]);
+                std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
                 backlog_bytes += bk.backlog.bytes();
                 backlog_records += bk.backlog.records();
                 backlog_dropped += bk.backlog.dropped();

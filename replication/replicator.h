@@ -2,8 +2,8 @@
 // own event loop that keeps every bucket's replicas fed.
 //
 // Active side: the store's mutation hook frames each write of a bucket that is active here
-// and has replicas into that bucket's bounded backlog (under a stripe lock, on the writer's
-// thread), marks the bucket dirty and wakes this thread, which copies new records to every
+// and has replicas into that bucket's bounded backlog (on the writer's thread, under the
+// store's lock for the bucket), marks the bucket dirty and wakes this thread, which copies new records to every
 // link whose peer subscribed to the bucket. A slow peer's link buffer stops growing at a high
 // mark; when the backlog then drops records that peer still needs, the link is cut, and the
 // peer resumes or is backfilled when it returns. Client requests never wait for a link.
@@ -85,7 +85,7 @@ public:
     static constexpr uint64_t kRedialUs = 200'000;
     static constexpr uint64_t kResubUs = 200'000;
     static constexpr size_t kHighWater = 4 * 1024 * 1024;  // link output buffer
-    static constexpr long kCoalesceUs = 200;  // polling period while writes flow
+    static constexpr long kCoalesceUs = 1000;  // polling period while writes flow
 
 private:
     struct Link;
@@ -143,10 +143,9 @@ private:
     std::string secret_;
     size_t per_bucket_backlog_;
 
-    // Shared with writer threads.
+    // Shared with writer threads. A bucket's history and backlog are guarded by the store's
+    // lock for the bucket (Store::bucket_mutex), which the hook already runs under.
     std::unique_ptr<Bucket[]> buckets_;
-    static constexpr size_t kStripes = 64;
-    mutable std::mutex stripes_[kStripes];  // stripe b % 64 guards bucket b's history/backlog
     std::unique_ptr<std::atomic<uint64_t>[]> dirty_;  // one bit per bucket
     std::atomic<bool> wake_pending_{false};
     int wake_fd_ = -1;

@@ -880,6 +880,10 @@ size_t Store::drop_buckets(uint32_t first, uint32_t last) noexcept {
     return dropped;
 }
 
+std::mutex& Store::bucket_mutex(uint32_t bucket) noexcept {
+    return shards_[bucket & (kShards - 1)].mu;
+}
+
 size_t Store::visit_bucket(uint32_t bucket,
                            const std::function<void(const Item&)>& fn) noexcept {
     if (config_.bucket_fn == nullptr || bucket >= config_.nbuckets) return 0;

@@ -299,6 +299,9 @@ public:
     std::vector<BucketCounts> bucket_counts() const;
     // A replica took a unique from its active: later local uniques must be above it.
     void observe_cas(uint64_t cas) noexcept;
+    // The lock a bucket's writes (and so its mutation reports) happen under: a replication
+    // backlog fed by the hook is read under it. Hold it briefly and call nothing in the store.
+    std::mutex& bucket_mutex(uint32_t bucket) noexcept;
     // The sequence number of the bucket's last reported write (0: none yet).
     uint64_t bucket_seqno(uint32_t bucket) const noexcept;
     // Unlinks every item of buckets [first, last]; returns how many. In managed mode a
