@@ -105,6 +105,7 @@ struct Replicator::OutSub {
 };
 
 struct Replicator::Inbound {
+    uint32_t bucket = 0;
     std::string source;        // the bucket's active ("" = not replicating it)
     Link* link = nullptr;      // the link the subscription went out on
     uint64_t history = 0;      // of the records held (0: none, or incomplete)
@@ -149,6 +150,11 @@ struct Replicator::Link {
     }
 };
 
+void Replicator::set_in_sync(Inbound& in, bool v) noexcept {
+    in.in_sync = v;
+    in_sync_in_[in.bucket].store(v ? 1 : 0, std::memory_order_relaxed);
+}
+
 Replicator::PeerStats& Replicator::peer_stats(const std::string& peer) {
     auto& p = peer_stats_[peer];
     if (!p) p = std::make_unique<PeerStats>();
@@ -172,11 +178,16 @@ Replicator::Replicator(const server::Settings& s, server::Cluster& cluster, stor
       dirty_(new std::atomic<uint64_t>[(cluster.nbuckets() + 63) / 64]),
       in_(cluster.nbuckets()),
       bucket_text_(cluster.nbuckets()),
-      in_sync_out_(new std::atomic<uint8_t>[cluster.nbuckets()]) {
+      in_sync_out_(new std::atomic<uint8_t>[cluster.nbuckets()]),
+      in_sync_in_(new std::atomic<uint8_t>[cluster.nbuckets()]),
+      applied_live_(new std::atomic<uint64_t>[cluster.nbuckets()]) {
     per_bucket_backlog_ = std::max<size_t>(64 * 1024, s.repl_backlog / nbuckets_);
     for (uint32_t b = 0; b < nbuckets_; ++b) {
         buckets_[b].backlog.set_max_bytes(per_bucket_backlog_);
         in_sync_out_[b].store(0, std::memory_order_relaxed);
+        in_sync_in_[b].store(0, std::memory_order_relaxed);
+        applied_live_[b].store(0, std::memory_order_relaxed);
+        in_[b].bucket = b;
     }
     for (size_t i = 0; i < (nbuckets_ + 63) / 64; ++i) dirty_[i].store(0);
 }
@@ -451,7 +462,7 @@ void Replicator::reconcile() {
             }
             in.source = src;
             in.link = nullptr;
-            in.in_sync = false;
+            set_in_sync(in, false);
             in.backfilling = false;
             in.retry_at_us = 0;
         }
@@ -497,7 +508,7 @@ void Replicator::send_subs(Link* l) {
         Inbound& in = in_[b];
         if (in.source != l->peer || in.link != nullptr || now < in.retry_at_us) continue;
         in.link = l;
-        in.in_sync = false;
+        set_in_sync(in, false);
         frame_sub(&l->wbuf, SubMsg{b, in.history, applier_->applied_seqno(b)});
     }
 }
@@ -559,7 +570,7 @@ void Replicator::close_link(Link* l, const char* why) {
         if (in.link != l) continue;
         if (in.backfilling) in.history = 0;  // an interrupted backfill leaves holes
         in.link = nullptr;
-        in.in_sync = false;
+        set_in_sync(in, false);
         in.backfilling = false;
         in.retry_at_us = 0;
     }
@@ -739,6 +750,8 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             if (in.link != l) return true;  // unsubscribed meanwhile: late records
             l->stats->records_in++;
             (void)applier_->apply(rec);
+            applied_live_[rec.bucket].store(applier_->applied_seqno(rec.bucket),
+                                            std::memory_order_relaxed);
             l->ack_dirty.insert(rec.bucket);
             return true;
         }
@@ -751,11 +764,12 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             if (m.backfill) {
                 (void)store_->drop_buckets(m.bucket, m.bucket);
                 applier_->reset(m.bucket, m.seqno);
+                applied_live_[m.bucket].store(m.seqno, std::memory_order_relaxed);
                 in.backfilling = true;
-                in.in_sync = false;
+                set_in_sync(in, false);
                 l->stats->backfills_in++;
             } else {
-                in.in_sync = true;
+                set_in_sync(in, true);
                 l->stats->resumes_in++;
             }
             l->ack_dirty.insert(m.bucket);
@@ -767,7 +781,7 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             Inbound& in = in_[m.bucket];
             if (in.link != l) return true;
             in.backfilling = false;
-            in.in_sync = true;
+            set_in_sync(in, true);
             l->stats->backfill_items_in += m.items;
             l->ack_dirty.insert(m.bucket);
             return true;
@@ -779,7 +793,7 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             if (in.link != l) return true;
             if (in.backfilling) in.history = 0;
             in.link = nullptr;
-            in.in_sync = false;
+            set_in_sync(in, false);
             in.backfilling = false;
             in.retry_at_us = now_us() + kResubUs;
             return true;
@@ -993,11 +1007,12 @@ void Replicator::wait_ack(WriteRef w, AckFn fn, void* ctx, uint64_t token) {
         waiters_.push_back(AckWaiter{w, fn, ctx, token,
                                      now_us() + uint64_t{settings_.repl_ack_timeout_ms} * 1000});
     }
-    // It may have been acknowledged already: the replication thread looks at once.
+    // Someone waits: send the record now rather than at the next poll, and look whether it
+    // was acknowledged already.
     if (buckets_[w.bucket].acked.load(std::memory_order_relaxed) >= w.seqno) {
         ack_recheck_.store(true, std::memory_order_relaxed);
-        wake();
     }
+    wake();
 }
 
 void Replicator::check_waiters(uint32_t b, uint64_t acked) {
@@ -1048,21 +1063,10 @@ void Replicator::publish_stats() {
             }
             uint64_t lag_ms = t != 0 && now > t ? (now - t) / 1000 : 0;
             bk.lag_ms.store(lag_ms, std::memory_order_relaxed);
-            std::string p = "STAT bucket:" + std::to_string(b) + ":";
-            btext[b] = p + "seqno " + std::to_string(last) + "\r\n" + p + "repl_acked " +
-                       std::to_string(acked) + "\r\n" + p + "repl_lag " +
-                       std::to_string(last > acked ? last - acked : 0) + "\r\n" + p +
-                       "repl_lag_ms " + std::to_string(lag_ms) + "\r\n" + p +
-                       "replicas_in_sync " +
-                       std::to_string(in_sync_out_[b].load(std::memory_order_relaxed)) + "\r\n";
+            btext[b] = "A";  // active with replicas: live figures (bucket_stats_text)
         }
         const Inbound& in = in_[b];
-        if (!in.source.empty()) {
-            std::string p = "STAT bucket:" + std::to_string(b) + ":";
-            btext[b] += p + "source " + in.source + "\r\n" + p + "applied_seqno " +
-                        std::to_string(applier_->applied_seqno(b)) + "\r\n" + p + "in_sync " +
-                        (in.in_sync ? "yes" : "no") + "\r\n";
-        }
+        if (!in.source.empty()) btext[b] += "R" + in.source;  // replicated from that node
     }
     const char* ack = settings_.repl_ack == server::Settings::ReplAck::None     ? "none"
                       : settings_.repl_ack == server::Settings::ReplAck::Delete ? "delete"
@@ -1152,9 +1156,38 @@ std::string Replicator::stats_text() const {
     return stats_text_;
 }
 
+// Sequence numbers, acknowledgements and sync states are read live, so a client that just
+// wrote sees its write counted; the lag in ms and the source are from the last tick.
 std::string Replicator::bucket_stats_text(uint32_t b) const {
-    std::lock_guard<std::mutex> g(stats_mu_);
-    return b < bucket_text_.size() ? bucket_text_[b] : std::string{};
+    if (b >= nbuckets_) return {};
+    std::string snap;
+    {
+        std::lock_guard<std::mutex> g(stats_mu_);
+        snap = bucket_text_[b];
+    }
+    std::string out;
+    std::string p = "STAT bucket:" + std::to_string(b) + ":";
+    if (!snap.empty() && snap[0] == 'A') {
+        const Bucket& bk = buckets_[b];
+        uint64_t last = bk.seqno.load(std::memory_order_relaxed);
+        uint64_t acked = bk.acked.load(std::memory_order_relaxed);
+        out += p + "seqno " + std::to_string(last) + "\r\n";
+        out += p + "repl_acked " + std::to_string(acked) + "\r\n";
+        out += p + "repl_lag " + std::to_string(last > acked ? last - acked : 0) + "\r\n";
+        out += p + "repl_lag_ms " + std::to_string(bk.lag_ms.load(std::memory_order_relaxed)) +
+               "\r\n";
+        out += p + "replicas_in_sync " +
+               std::to_string(in_sync_out_[b].load(std::memory_order_relaxed)) + "\r\n";
+        snap.erase(0, 1);
+    }
+    if (!snap.empty() && snap[0] == 'R') {
+        out += p + "source " + snap.substr(1) + "\r\n";
+        out += p + "applied_seqno " +
+               std::to_string(applied_live_[b].load(std::memory_order_relaxed)) + "\r\n";
+        out += p + "in_sync " +
+               (in_sync_in_[b].load(std::memory_order_relaxed) ? "yes" : "no") + "\r\n";
+    }
+    return out;
 }
 
 }  // namespace mcm::repl

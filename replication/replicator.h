@@ -61,7 +61,7 @@ public:
 
     // `stats replication` lines (any thread; figures at most one tick old).
     std::string stats_text() const;
-    // Extra `stats buckets` lines for bucket b ("" if none).
+    // Extra `stats buckets` lines for bucket b ("" if none); live figures.
     std::string bucket_stats_text(uint32_t b) const;
 
     // repl_ack: the write this thread made last (its bucket and sequence number), if the
@@ -132,6 +132,7 @@ private:
     void check_waiters(uint32_t b, uint64_t acked);
     PeerStats& peer_stats(const std::string& peer);
     void unconfirm(uint32_t b) noexcept;  // one replica fewer in sync for b
+    void set_in_sync(Inbound& in, bool v) noexcept;
 
     const server::Settings& settings_;
     server::Cluster& cluster_;
@@ -183,6 +184,8 @@ private:
     std::atomic<uint64_t> ack_waits_{0};
     std::atomic<uint64_t> ack_timeouts_{0};
     std::unique_ptr<std::atomic<uint8_t>[]> in_sync_out_;  // per bucket: replicas in sync
+    std::unique_ptr<std::atomic<uint8_t>[]> in_sync_in_;   // per bucket: in sync here
+    std::unique_ptr<std::atomic<uint64_t>[]> applied_live_;  // per bucket: applied here
 };
 
 }  // namespace mcm::repl

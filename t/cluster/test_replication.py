@@ -406,7 +406,10 @@ def test_slow_replica_does_not_slow_the_active(node):
 
 def test_stats_replication_names_the_links(pair):
     n0, n1 = pair
-    st = repl_stats(n0)
+    # link figures are refreshed every 50 ms: wait for a snapshot taken after the sync
+    st = mc.wait_for(lambda: (lambda s: s if s["link:n1:buckets_out_in_sync"] == "8" and
+                              s["buckets_replicated_in_sync"] == "8" else None)(repl_stats(n0)),
+                     what="a fresh snapshot")
     for k in ["repl_ack", "backlog_bytes", "backlog_limit", "backlog_overflows",
               "buckets_streaming", "buckets_replicated", "link:n1:state", "link:n1:records_out",
               "link:n1:bytes_in", "link:n1:lag_records", "link:n1:lag_ms", "link:n1:resumes",
