@@ -25,9 +25,8 @@ int64_t flush_time(const store::Mutation& m, const store::Clock& clock) noexcept
     return clock.process_started() + clock.realtime(m.flush_delay);
 }
 
-}  // namespace
-
-Record from_mutation(const store::Mutation& m, const store::Clock& clock) {
+// The record's header fields (not its key and value) for a mutation.
+Record header_of(const store::Mutation& m, const store::Clock& clock) {
     Record r;
     r.kind = kind_of(m.kind);
     r.bucket = m.bucket;
@@ -38,22 +37,20 @@ Record from_mutation(const store::Mutation& m, const store::Clock& clock) {
     if (m.iflags & store::Item::kStale) r.marks |= kMarkStale;
     if (m.iflags & store::Item::kKeyBinary) r.marks |= kMarkBinaryKey;
     r.flush_delay = flush_time(m, clock);
+    return r;
+}
+
+}  // namespace
+
+Record from_mutation(const store::Mutation& m, const store::Clock& clock) {
+    Record r = header_of(m, clock);
     r.key.assign(m.key);
     r.value.assign(m.value);
     return r;
 }
 
 void frame_mutation(const store::Mutation& m, const store::Clock& clock, std::string* out) {
-    Record r;  // header fields only; key and value go straight from the mutation
-    r.kind = kind_of(m.kind);
-    r.bucket = m.bucket;
-    r.seqno = m.seqno;
-    r.cas = m.cas;
-    r.flags = m.client_flags;
-    r.exptime_unix = m.exptime == 0 ? 0 : clock.process_started() + m.exptime;
-    if (m.iflags & store::Item::kStale) r.marks |= kMarkStale;
-    if (m.iflags & store::Item::kKeyBinary) r.marks |= kMarkBinaryKey;
-    r.flush_delay = flush_time(m, clock);
+    const Record r = header_of(m, clock);  // key and value go straight from the mutation
     char h[kFrameHeader + kRecordHeader];
     uint32_t len = static_cast<uint32_t>(1 + kRecordHeader + m.key.size() + m.value.size());
     for (size_t i = 0; i < 4; ++i) h[i] = static_cast<char>((len >> (8 * i)) & 0xff);
