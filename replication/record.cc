@@ -1,5 +1,7 @@
 #include "replication/record.h"
 
+#include "replication/stream.h"
+
 #include <cstring>
 
 namespace mcm::repl {
@@ -13,12 +15,6 @@ void put_at(char* b, T v) {
     }
 }
 
-template <typename T>
-T get(const char* p) {
-    uint64_t v = 0;
-    for (size_t i = 0; i < sizeof(T); ++i) v |= uint64_t{static_cast<uint8_t>(p[i])} << (8 * i);
-    return static_cast<T>(v);
-}
 
 }  // namespace
 
@@ -47,21 +43,21 @@ void encode(const Record& r, std::string* out) {
 size_t decode(std::string_view in, Record* r) {
     if (in.size() < kRecordHeader) return 0;
     const char* p = in.data();
-    uint8_t kind = get<uint8_t>(p);
+    uint8_t kind = static_cast<uint8_t>(p[0]);
     if (kind < 1 || kind > 4) return SIZE_MAX;
-    uint16_t klen = get<uint16_t>(p + 34);
-    uint32_t vlen = get<uint32_t>(p + 36);
+    uint16_t klen = get_u16(p + 34);
+    uint32_t vlen = get_u32(p + 36);
     if (klen > 250) return SIZE_MAX;
     size_t total = kRecordHeader + klen + size_t{vlen};
     if (in.size() < total) return 0;
     r->kind = static_cast<RecordKind>(kind);
-    r->bucket = get<uint32_t>(p + 1);
-    r->seqno = get<uint64_t>(p + 5);
-    r->cas = get<uint64_t>(p + 13);
-    r->flags = get<uint32_t>(p + 21);
-    r->exptime_unix = get<int64_t>(p + 25);
-    r->marks = get<uint8_t>(p + 33);
-    r->flush_delay = get<int64_t>(p + 40);
+    r->bucket = get_u32(p + 1);
+    r->seqno = get_u64(p + 5);
+    r->cas = get_u64(p + 13);
+    r->flags = get_u32(p + 21);
+    r->exptime_unix = static_cast<int64_t>(get_u64(p + 25));
+    r->marks = static_cast<uint8_t>(p[33]);
+    r->flush_delay = static_cast<int64_t>(get_u64(p + 40));
     r->key.assign(p + kRecordHeader, klen);
     r->value.assign(p + kRecordHeader + klen, vlen);
     return total;
@@ -119,7 +115,7 @@ uint64_t Backlog::time_of(uint64_t seqno) const noexcept {
 
 bool Backlog::since(uint64_t after, std::vector<std::string_view>* out) const {
     if (after >= last_) return true;  // nothing newer
-    if (after < evicted_) return false;  // some of what follows `after` is gone
+    if (!holds_after(after)) return false;  // some of what follows `after` is gone
     for (size_t i = index_after(after); i < entries_.size(); ++i) {
         out->emplace_back(entries_[i].bytes);
     }

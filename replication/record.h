@@ -73,6 +73,8 @@ public:
     // The records after `after`, oldest first, into *out. False if some of them are gone
     // (the caller must backfill), true otherwise (possibly none).
     bool since(uint64_t after, std::vector<std::string_view>* out) const;
+    // Whether every record after `after` is still here (since() would return true).
+    bool holds_after(uint64_t after) const noexcept { return after >= last_ || after >= evicted_; }
     uint64_t first_seqno() const noexcept { return entries_.empty() ? 0 : entries_.front().seqno; }
     uint64_t last_seqno() const noexcept { return last_; }
     size_t bytes() const noexcept { return bytes_; }

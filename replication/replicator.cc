@@ -90,7 +90,7 @@ struct Replicator::Bucket {
     std::atomic<bool> enabled{false};  // active here with replicas: the hook keeps records
     uint64_t history = 0;              // the bucket's store lock
     Backlog backlog;                   // the bucket's store lock
-    bool on = false;                   // replication thread's view of enabled
+    bool on() const noexcept { return enabled.load(std::memory_order_relaxed); }
     std::atomic<uint64_t> seqno{0};    // last record kept (stats)
     std::atomic<uint64_t> acked{0};    // highest sequence number a replica acknowledged
     std::atomic<uint64_t> lag_ms{0};   // age of the oldest unacknowledged record
@@ -421,7 +421,6 @@ void Replicator::enable_bucket(uint32_t b) {
     }
     bk.acked.store(0, std::memory_order_relaxed);
     bk.enabled.store(true, std::memory_order_release);
-    bk.on = true;
 }
 
 void Replicator::disable_bucket(uint32_t b) {
@@ -432,7 +431,6 @@ void Replicator::disable_bucket(uint32_t b) {
         bk.history = 0;
         bk.backlog.clear();
     }
-    bk.on = false;
     in_sync_out_[b].store(0, std::memory_order_relaxed);
 }
 
@@ -444,8 +442,8 @@ void Replicator::reconcile() {
         BucketState st = cluster_.state(b);
         bool has_map = map != nullptr && b < map->nbuckets;
         bool want = st == BucketState::Active && has_map && !map->replicas[b].empty();
-        if (want && !buckets_[b].on) enable_bucket(b);
-        if (!want && buckets_[b].on) disable_bucket(b);
+        if (want && !buckets_[b].on()) enable_bucket(b);
+        if (!want && buckets_[b].on()) disable_bucket(b);
         if (want) {
             for (uint16_t n : map->replicas[b]) needed.insert(map->nodes[n].name);
         }
@@ -473,7 +471,7 @@ void Replicator::reconcile() {
         Link* l = lp.get();
         for (auto it = l->out.begin(); it != l->out.end();) {
             uint32_t b = it->first;
-            bool ok = buckets_[b].on && map != nullptr && it->second.history == buckets_[b].history;
+            bool ok = buckets_[b].on() && map != nullptr && it->second.history == buckets_[b].history;
             if (ok) {
                 ok = false;
                 for (uint16_t n : map->replicas[b]) ok = ok || map->nodes[n].name == l->peer;
@@ -691,7 +689,6 @@ bool Replicator::dial_text(Link* l) {
 }
 
 bool Replicator::read_frames(Link* l) {
-    size_t records = 0;
     while (l->fd >= 0) {
         FrameType t;
         std::string_view payload;
@@ -714,7 +711,6 @@ bool Replicator::read_frames(Link* l) {
         } else if (!on_frame(l, static_cast<uint8_t>(t), payload)) {
             return false;
         }
-        if (t == FrameType::Record) ++records;
         l->rpos += used;
     }
     if (l->fd < 0) return true;
@@ -735,7 +731,6 @@ bool Replicator::read_frames(Link* l) {
         l->ack_dirty.clear();
         if (!acks.empty()) frame_ack(&l->wbuf, acks);
     }
-    (void)records;
     return true;
 }
 
@@ -844,9 +839,9 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
 // Active side.
 
 void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
-    if (!buckets_[b].on) reconcile();  // a map installed a moment ago counts
+    if (!buckets_[b].on()) reconcile();  // a map installed a moment ago counts
     const BucketMap* map = cluster_.map();
-    bool ok = buckets_[b].on && map != nullptr && b < map->nbuckets;
+    bool ok = buckets_[b].on() && map != nullptr && b < map->nbuckets;
     if (ok) {
         ok = false;
         for (uint16_t n : map->replicas[b]) ok = ok || map->nodes[n].name == l->peer;
@@ -866,11 +861,10 @@ void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
     m.bucket = b;
     {
         std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
-        std::vector<std::string_view> tmp;
         s.history = bk.history;
         m.history = bk.history;
         if (history == bk.history && seqno <= bk.backlog.last_seqno() &&
-            bk.backlog.since(seqno, &tmp)) {
+            bk.backlog.holds_after(seqno)) {
             s.sent = seqno;  // resume: the backlog holds everything after seqno
             m.seqno = seqno;
             l->stats->resumes++;
@@ -1050,7 +1044,7 @@ void Replicator::publish_stats() {
     std::vector<std::string> btext(nbuckets_);
     for (uint32_t b = 0; b < nbuckets_; ++b) {
         Bucket& bk = buckets_[b];
-        if (bk.on) {
+        if (bk.on()) {
             ++streaming;
             uint64_t last, acked = bk.acked.load(std::memory_order_relaxed), t = 0;
             {

@@ -185,13 +185,9 @@ Conn::Step Conn::process() {
                     value_filled_ += n;
                 }
                 if (value_filled_ < pending_.wire_len) return Step::NeedRead;
-                if (ack_mode_) {
-                    OutBuf::Mark m = begin_ack_check();
-                    dispatcher_.finish_store(&pending_, out_);
-                    maybe_wait_ack(m);
-                } else {
-                    dispatcher_.finish_store(&pending_, out_);
-                }
+                OutBuf::Mark m = begin_ack_check();
+                dispatcher_.finish_store(&pending_, out_);
+                maybe_wait_ack(m, Next::Continue);
                 state_ = ConnState::Parse;
                 break;
             }
@@ -256,13 +252,9 @@ Conn::Step Conn::process() {
                     }
                     --budget_;
                     info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
-                    if (ack_mode_) {
-                        OutBuf::Mark m = begin_ack_check();
-                        next = dispatcher_.execute_binary(breq, out_, &pending_, &swallow);
-                        if (next == Next::Continue) maybe_wait_ack(m);
-                    } else {
-                        next = dispatcher_.execute_binary(breq, out_, &pending_, &swallow);
-                    }
+                    OutBuf::Mark m = begin_ack_check();
+                    next = dispatcher_.execute_binary(breq, out_, &pending_, &swallow);
+                    maybe_wait_ack(m, next);
                     rstart_ += consumed;
                 } else {
                     proto::Request req;
@@ -279,13 +271,9 @@ Conn::Step Conn::process() {
                         while (len > 0 && (in[len - 1] == '\n' || in[len - 1] == '\r')) --len;
                         LOG(LogLevel::Debug, "<%d %.*s", fd_, static_cast<int>(len), in.data());
                     }
-                    if (ack_mode_) {
-                        OutBuf::Mark m = begin_ack_check();
-                        next = dispatcher_.execute(req, out_, &pending_, &swallow);
-                        if (next == Next::Continue) maybe_wait_ack(m);
-                    } else {
-                        next = dispatcher_.execute(req, out_, &pending_, &swallow);
-                    }
+                    OutBuf::Mark m = begin_ack_check();
+                    next = dispatcher_.execute(req, out_, &pending_, &swallow);
+                    maybe_wait_ack(m, next);
                     rstart_ += consumed;  // the request's views are dead from here on
                     if (pending_.switch_binary) {
                         pending_.switch_binary = false;
@@ -431,12 +419,13 @@ void Conn::forward_done(ForwardJob* job) {
 // -o repl_ack: a write's reply waits (in a hole of the output, so later replies queue behind
 // it in order) until one replica acknowledged the write, or the timeout passed. Only when some
 // replica is in sync for the bucket: with none, waiting could only time out.
-OutBuf::Mark Conn::begin_ack_check() {
+OutBuf::Mark Conn::ack_mark() {
     (void)repl::Replicator::take_last_write();
     return out_.mark();
 }
 
-void Conn::maybe_wait_ack(OutBuf::Mark m) {
+// Only a finished command's reply waits (not one still reading its value, say).
+void Conn::wait_ack(OutBuf::Mark m) {
     repl::Replicator::WriteRef w = repl::Replicator::take_last_write();
     if (w.bucket == UINT32_MAX || w.kind == store::MutationKind::Flush) return;
     if (ctx_.settings.repl_ack == Settings::ReplAck::Delete &&

@@ -48,8 +48,14 @@ public:
 private:
     enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close, Wait, Handoff };
     void handoff();
-    OutBuf::Mark begin_ack_check();
-    void maybe_wait_ack(OutBuf::Mark m);
+    // -o repl_ack, around each command: inline so that without it the request path pays a
+    // branch only.
+    OutBuf::Mark begin_ack_check() { return ack_mode_ ? ack_mark() : OutBuf::Mark{}; }
+    void maybe_wait_ack(OutBuf::Mark m, Next next) {
+        if (ack_mode_ && next == Next::Continue) wait_ack(m);
+    }
+    OutBuf::Mark ack_mark();
+    void wait_ack(OutBuf::Mark m);
     void start_forward();
     static void on_event(evutil_socket_t fd, short what, void* arg);
     void handle(short what);

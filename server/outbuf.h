@@ -64,8 +64,8 @@ public:
 
     // A point to roll back to, dropping what was queued after it (and its item references).
     struct Mark {
-        size_t nsegs;
-        size_t wlen;
+        size_t nsegs = 0;
+        size_t wlen = 0;
     };
     Mark mark() const noexcept { return {segs_.size(), wbuf_len_}; }
     void rollback(Mark m) noexcept;

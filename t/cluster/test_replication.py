@@ -6,7 +6,6 @@ maps as the coordinator would, and reads the replica's copy with `cluster dump`.
 import os
 import random
 import signal
-import socket
 import struct
 import threading
 import time
@@ -14,6 +13,7 @@ import time
 import pytest
 
 from lib import mc
+from lib.binproto import ADD, APPEND, DELETE, INCR, SET, TOUCH, Bin
 from lib.cluster import FaultProxy, auth, bucket, dump, install
 
 BUCKETS = 16
@@ -167,48 +167,23 @@ def test_meta_writes_replicate_item_by_item(pair):
     assert ks[4].encode() not in items
 
 
-def bin_req(op, key=b"", value=b"", extras=b"", cas=0, opaque=0):
-    return struct.pack(">BBHBBHIIQ", 0x80, op, len(key), len(extras), 0, 0,
-                       len(extras) + len(key) + len(value), opaque, cas) + extras + key + value
-
-
-def bin_resp(sock):
-    h = b""
-    while len(h) < 24:
-        h += sock.recv(24 - len(h))
-    blen = struct.unpack(">I", h[8:12])[0]
-    body = b""
-    while len(body) < blen:
-        body += sock.recv(blen - len(body))
-    return struct.unpack(">H", h[6:8])[0], body
-
-
 def test_binary_writes_replicate_item_by_item(pair):
     n0, n1 = pair
     ks = [k.encode() for k in keys_in(range(0, 8), 5, prefix="b")]
-    s = socket.create_connection(("127.0.0.1", n0.port), timeout=5)
-    s.sendall(bin_req(0x01, ks[0], b"hello", struct.pack(">II", 3, 0)))  # set
-    assert bin_resp(s)[0] == 0
-    s.sendall(bin_req(0x02, ks[1], b"v", struct.pack(">II", 4, 100)))  # add
-    assert bin_resp(s)[0] == 0
-    s.sendall(bin_req(0x05, ks[2], extras=struct.pack(">QQI", 1, 7, 0)))  # incr, create at 7
-    assert bin_resp(s)[0] == 0
-    s.sendall(bin_req(0x05, ks[2], extras=struct.pack(">QQI", 5, 0, 0)))
-    assert bin_resp(s)[0] == 0
-    s.sendall(bin_req(0x0E, ks[0], b"!"))  # append
-    assert bin_resp(s)[0] == 0
-    s.sendall(bin_req(0x1C, ks[1], extras=struct.pack(">I", 3000)))  # touch
-    assert bin_resp(s)[0] == 0
-    s.sendall(bin_req(0x01, ks[3], b"gone", struct.pack(">II", 0, 0)))
-    assert bin_resp(s)[0] == 0
-    s.sendall(bin_req(0x04, ks[3]))  # delete
-    assert bin_resp(s)[0] == 0
-    s.close()
+    b = Bin(n0)
+    assert b.call(SET, ks[0], struct.pack(">II", 3, 0), b"hello")[1] == 0
+    assert b.call(ADD, ks[1], struct.pack(">II", 4, 100), b"v")[1] == 0
+    assert b.call(INCR, ks[2], struct.pack(">QQI", 1, 7, 0))[1] == 0  # created at 7
+    assert b.call(INCR, ks[2], struct.pack(">QQI", 5, 0, 0))[1] == 0
+    assert b.call(APPEND, ks[0], val=b"!")[1] == 0
+    assert b.call(TOUCH, ks[1], struct.pack(">I", 3000))[1] == 0
+    assert b.call(SET, ks[3], struct.pack(">II", 0, 0), b"gone")[1] == 0
+    assert b.call(DELETE, ks[3])[1] == 0
     wait_drained(n0, n1, range(0, 8))
     assert_same(n0, n1, range(0, 8))
     items = {}
-    for b in range(8):
-        items.update(dump(n1, b))
+    for bk in range(8):
+        items.update(dump(n1, bk))
     assert items[ks[0]][4] == b"hello!" and items[ks[0]][0] == 3
     assert items[ks[2]][4] == b"12"
     assert ks[3] not in items
