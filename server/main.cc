@@ -144,6 +144,12 @@ int run(int argc, char** argv) {
 
     event_base* base = event_base_new();
     int rc = EXIT_SUCCESS;
+    // The stop signals are caught before the listener publishes its ports (the port file): a
+    // supervisor that reads the port and then sends SIGTERM at once must get a clean exit.
+    event* sigs[3] = {evsignal_new(base, SIGINT, on_stop_signal, base),
+                      evsignal_new(base, SIGTERM, on_stop_signal, base),
+                      evsignal_new(base, SIGUSR1, on_stop_signal, base)};
+    for (event* e : sigs) event_add(e, nullptr);
     {
         Listener listener(ctx, base);
         if (!listener.setup()) {
@@ -157,14 +163,8 @@ int run(int argc, char** argv) {
             tick.ev = event_new(base, -1, EV_PERSIST, on_clock, &tick);
             timeval one_sec{1, 0};
             event_add(tick.ev, &one_sec);
-            event* sigs[3] = {evsignal_new(base, SIGINT, on_stop_signal, base),
-                              evsignal_new(base, SIGTERM, on_stop_signal, base),
-                              evsignal_new(base, SIGUSR1, on_stop_signal, base)};
-            for (event* e : sigs) event_add(e, nullptr);
-
             event_base_dispatch(base);
 
-            for (event* e : sigs) event_free(e);
             event_free(tick.ev);
             crawler.reset();
             remove_pid_file(settings);
@@ -174,6 +174,7 @@ int run(int argc, char** argv) {
     }
     workers.clear();
     replicator.reset();
+    for (event* e : sigs) event_free(e);
     event_base_free(base);
     return rc;
 }
