@@ -33,7 +33,7 @@ WORKLOADS = {
 
 def node(secret_path, name):
     return compare.Server("ours", extra=["-o", f"node_id={name},cluster_secret_file={secret_path},"
-                                               "no_lru_crawler"])
+                                               "no_lru_crawler" + os.environ.get("REPL_EXTRA", "")])
 
 
 def stats(port, group):
@@ -102,15 +102,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=float, default=3.0)
+    ap.add_argument("--only", nargs="*", choices=sorted(WORKLOADS), help="these workloads only")
+    ap.add_argument("--no-lag", action="store_true", help="skip the lag measurement")
     a = ap.parse_args()
+    workloads = {w: WORKLOADS[w] for w in (a.only or WORKLOADS)}
     d = tempfile.mkdtemp(prefix="mcm-repl")
     secret_path = os.path.join(d, "secret")
     with open(secret_path, "wb") as f:
         f.write(SECRET)
     kinds = ["none", "one-replica"]
-    runs = {w: {k: [] for k in kinds} for w in WORKLOADS}
+    runs = {w: {k: [] for k in kinds} for w in workloads}
     for rep in range(a.reps):
-        for w in WORKLOADS:
+        for w in workloads:
             for k in kinds:
                 r = run(k, w, a.duration, secret_path)
                 runs[w][k].append(r)
@@ -119,7 +122,7 @@ def main():
                       f"active cpu {r['cpu_us']:.2f} us/req", flush=True)
     print()
     print(f"{'workload':17s} {'ops/s one-replica/none':>28s} {'active cpu/req':>16s}")
-    for w in WORKLOADS:
+    for w in workloads:
         ratios = [x["ops_per_sec"] / b["ops_per_sec"]
                   for x, b in zip(runs[w]["one-replica"], runs[w]["none"])]
         cpu = [x["cpu_us"] / b["cpu_us"] for x, b in zip(runs[w]["one-replica"], runs[w]["none"])
@@ -129,6 +132,8 @@ def main():
               f"   none {statistics.median(r['ops_per_sec'] for r in runs[w]['none']):,.0f}"
               f"  one-replica "
               f"{statistics.median(r['ops_per_sec'] for r in runs[w]['one-replica']):,.0f} ops/s")
+    if a.no_lag or "set100_100B" not in workloads:
+        return
     peak = statistics.median(r["ops_per_sec"] for r in runs["set100_100B"]["one-replica"])
     rate = int(0.7 * peak)
     res, p50, p99 = lag(rate, max(a.duration, 5.0), secret_path)

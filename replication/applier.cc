@@ -26,8 +26,8 @@ int64_t flush_time(const store::Mutation& m, const store::Clock& clock) noexcept
 }
 
 // The record's header fields (not its key and value) for a mutation.
-Record header_of(const store::Mutation& m, const store::Clock& clock) {
-    Record r;
+RecordHead header_of(const store::Mutation& m, const store::Clock& clock) {
+    RecordHead r;
     r.kind = kind_of(m.kind);
     r.bucket = m.bucket;
     r.seqno = m.seqno;
@@ -43,20 +43,25 @@ Record header_of(const store::Mutation& m, const store::Clock& clock) {
 }  // namespace
 
 Record from_mutation(const store::Mutation& m, const store::Clock& clock) {
-    Record r = header_of(m, clock);
+    Record r;
+    static_cast<RecordHead&>(r) = header_of(m, clock);
     r.key.assign(m.key);
     r.value.assign(m.value);
     return r;
 }
 
-void frame_mutation(const store::Mutation& m, const store::Clock& clock, std::string* out) {
-    const Record r = header_of(m, clock);  // key and value go straight from the mutation
-    char h[kFrameHeader + kRecordHeader];
+void frame_header(const store::Mutation& m, const store::Clock& clock, char* h) {
+    const RecordHead r = header_of(m, clock);  // key and value go straight from the mutation
     uint32_t len = static_cast<uint32_t>(1 + kRecordHeader + m.key.size() + m.value.size());
     for (size_t i = 0; i < 4; ++i) h[i] = static_cast<char>((len >> (8 * i)) & 0xff);
     h[4] = static_cast<char>(FrameType::Record);
     encode_header(r, m.key.size(), m.value.size(), h + kFrameHeader);
-    out->reserve(out->size() + 4 + len);
+}
+
+void frame_mutation(const store::Mutation& m, const store::Clock& clock, std::string* out) {
+    char h[kMutationFrameHeader];
+    frame_header(m, clock, h);
+    out->reserve(out->size() + sizeof h + m.key.size() + m.value.size());
     out->append(h, sizeof h);
     out->append(m.key);
     out->append(m.value);
@@ -78,6 +83,14 @@ void frame_item(const store::Item& it, uint32_t bucket, const store::Clock& cloc
 }
 
 Applied Applier::apply(const Record& r) {
+    RecordView v;
+    static_cast<RecordHead&>(v) = r;
+    v.key = r.key;
+    v.value = r.value;
+    return apply(v);
+}
+
+Applied Applier::apply(const RecordView& r) {
     const bool in_range = r.bucket < applied_.size();
     if (in_range && r.seqno != 0 && r.seqno <= applied_[r.bucket]) {
         return Applied::Duplicate;

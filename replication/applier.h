@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "replication/record.h"
+#include "replication/stream.h"
 #include "server/store/store.h"
 
 namespace mcm::repl {
@@ -18,6 +19,10 @@ Record from_mutation(const store::Mutation& m, const store::Clock& clock);
 // The same record, encoded straight into *out as a Record frame (stream.h): the active's hot
 // path, without the intermediate copies.
 void frame_mutation(const store::Mutation& m, const store::Clock& clock, std::string* out);
+// Just the frame's header and the record's (kMutationFrameHeader bytes into h): the key and
+// value follow. For the hook, which copies the three parts straight into a backlog.
+inline constexpr size_t kMutationFrameHeader = kFrameHeader + kRecordHeader;
+void frame_header(const store::Mutation& m, const store::Clock& clock, char* h);
 // A backfilled item as a Record frame: a Set with sequence number 0.
 void frame_item(const store::Item& it, uint32_t bucket, const store::Clock& clock,
                 std::string* out);
@@ -34,6 +39,7 @@ public:
         : st_(st), clock_(clock), applied_(nbuckets, 0), flush_at_(nbuckets, 0) {}
 
     // Sequence number 0 is a backfilled item: applied whatever the bucket has seen.
+    Applied apply(const RecordView& r);
     Applied apply(const Record& r);
     uint64_t applied_seqno(uint32_t bucket) const noexcept {
         return bucket < applied_.size() ? applied_[bucket] : 0;

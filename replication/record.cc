@@ -2,6 +2,7 @@
 
 #include "replication/stream.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace mcm::repl {
@@ -18,7 +19,7 @@ void put_at(char* b, T v) {
 
 }  // namespace
 
-void encode_header(const Record& r, size_t key_len, size_t value_len, char* h) {
+void encode_header(const RecordHead& r, size_t key_len, size_t value_len, char* h) {
     h[0] = static_cast<char>(r.kind);
     put_at<uint32_t>(h + 1, r.bucket);
     put_at<uint64_t>(h + 5, r.seqno);
@@ -40,7 +41,7 @@ void encode(const Record& r, std::string* out) {
     out->append(r.value);
 }
 
-size_t decode(std::string_view in, Record* r) {
+size_t decode(std::string_view in, RecordView* r) {
     if (in.size() < kRecordHeader) return 0;
     const char* p = in.data();
     uint8_t kind = static_cast<uint8_t>(p[0]);
@@ -58,67 +59,110 @@ size_t decode(std::string_view in, Record* r) {
     r->exptime_unix = static_cast<int64_t>(get_u64(p + 25));
     r->marks = static_cast<uint8_t>(p[33]);
     r->flush_delay = static_cast<int64_t>(get_u64(p + 40));
-    r->key.assign(p + kRecordHeader, klen);
-    r->value.assign(p + kRecordHeader + klen, vlen);
+    r->key = std::string_view(p + kRecordHeader, klen);
+    r->value = std::string_view(p + kRecordHeader + klen, vlen);
     return total;
 }
 
-void Backlog::append(uint64_t seqno, std::string encoded, uint64_t t_us) {
-    if (entries_.empty() && seqno > 0 && evicted_ < seqno - 1 && last_ < seqno - 1) {
-        evicted_ = seqno - 1;  // nothing before the first record is held
+size_t decode(std::string_view in, Record* r) {
+    RecordView v;
+    size_t used = decode(in, &v);
+    if (used == 0 || used == SIZE_MAX) return used;
+    static_cast<RecordHead&>(*r) = v;
+    r->key.assign(v.key);
+    r->value.assign(v.value);
+    return used;
+}
+
+void Backlog::drop_all(uint64_t gone_through) noexcept {
+    dropped_ += count_;
+    count_ = 0;
+    idx_first_ = 0;
+    head_ = tail_;
+    evicted_ = gone_through;
+}
+
+void Backlog::grow_index() {
+    std::vector<Entry> bigger(idx_.empty() ? 64 : idx_.size() * 2);
+    for (size_t i = 0; i < count_; ++i) bigger[i] = idx_[(idx_first_ + i) & (idx_.size() - 1)];
+    idx_.swap(bigger);
+    idx_first_ = 0;
+}
+
+void Backlog::append(uint64_t seqno, uint64_t t_us, std::initializer_list<std::string_view> parts) {
+    size_t len = 0;
+    for (std::string_view p : parts) len += p.size();
+    if (len > max_bytes_) {  // can never be held
+        drop_all(seqno);
+        last_ = seqno;
+        return;
     }
-    bytes_ += encoded.size();
-    entries_.push_back(Entry{seqno, t_us, std::move(encoded)});
-    last_ = seqno;
-    while (bytes_ > max_bytes_ && !entries_.empty()) {
-        bytes_ -= entries_.front().bytes.size();
-        evicted_ = entries_.front().seqno;
-        entries_.pop_front();
+    if (!ring_) {
+        size_t cap = 1;
+        while (cap < max_bytes_) cap <<= 1;
+        ring_.reset(new char[cap]);  // not value-initialised: pages are touched as used
+        ring_cap_ = cap;
+    }
+    if (count_ == idx_.size()) grow_index();
+    // Past the allocations: nothing below throws.
+    if (seqno != last_ + 1) drop_all(seqno - 1);  // a gap, or a backlog started mid-way
+    while (count_ > 0 && static_cast<size_t>(tail_ - head_) + len > max_bytes_) {
+        evicted_ = first_++;
+        idx_first_ = (idx_first_ + 1) & (idx_.size() - 1);
+        --count_;
+        head_ = count_ > 0 ? idx_[idx_first_].pos : tail_;
         ++dropped_;
     }
+    const uint64_t start = tail_;
+    const size_t mask = ring_cap_ - 1;
+    for (std::string_view p : parts) {
+        size_t at = static_cast<size_t>(tail_) & mask;
+        size_t n1 = std::min(p.size(), ring_cap_ - at);
+        std::memcpy(ring_.get() + at, p.data(), n1);
+        std::memcpy(ring_.get(), p.data() + n1, p.size() - n1);
+        tail_ += p.size();
+    }
+    if (count_ == 0) {
+        first_ = seqno;
+        idx_first_ = 0;
+        head_ = start;
+    }
+    idx_[(idx_first_ + count_) & (idx_.size() - 1)] = Entry{start, t_us};
+    ++count_;
+    last_ = seqno;
 }
 
 void Backlog::clear() noexcept {
-    entries_.clear();
-    bytes_ = 0;
+    count_ = 0;
+    idx_first_ = 0;
+    head_ = tail_ = 0;
     last_ = 0;
     evicted_ = 0;
 }
 
-size_t Backlog::index_after(uint64_t after) const noexcept {
-    if (entries_.empty() || after < entries_.front().seqno) return 0;
-    // A bucket's sequence numbers are consecutive, so the place is usually known at once.
-    size_t guess = static_cast<size_t>(after - entries_.front().seqno) + 1;
-    if (guess >= entries_.size()) {
-        if (entries_.back().seqno <= after) return entries_.size();
-    } else if (entries_[guess - 1].seqno <= after && entries_[guess].seqno > after) {
-        return guess;
-    }
-    // Otherwise (a gap): binary search for the first entry past `after`.
-    size_t lo = 0, hi = entries_.size();
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (entries_[mid].seqno <= after) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
+void Backlog::release() noexcept {
+    clear();
+    ring_.reset();
+    ring_cap_ = 0;
+    std::vector<Entry>().swap(idx_);
 }
 
 uint64_t Backlog::time_of(uint64_t seqno) const noexcept {
-    if (seqno == 0) return 0;
-    size_t i = index_after(seqno - 1);
-    return i < entries_.size() && entries_[i].seqno == seqno ? entries_[i].t_us : 0;
+    if (count_ == 0 || seqno < first_ || seqno > last_) return 0;
+    return entry(seqno).t_us;
 }
 
-bool Backlog::since(uint64_t after, std::vector<std::string_view>* out) const {
-    if (after >= last_) return true;  // nothing newer
+bool Backlog::copy_since(uint64_t after, std::string* out, size_t* records) const {
+    *records = 0;
+    if (after >= last_) return true;         // nothing newer
     if (!holds_after(after)) return false;  // some of what follows `after` is gone
-    for (size_t i = index_after(after); i < entries_.size(); ++i) {
-        out->emplace_back(entries_[i].bytes);
-    }
+    const uint64_t from = entry(after + 1).pos;
+    const size_t n = static_cast<size_t>(tail_ - from);
+    const size_t at = static_cast<size_t>(from) & (ring_cap_ - 1);
+    const size_t n1 = std::min(n, ring_cap_ - at);
+    out->append(ring_.get() + at, n1);
+    out->append(ring_.get(), n - n1);
+    *records = static_cast<size_t>(last_ - after);
     return true;
 }
 

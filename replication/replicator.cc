@@ -62,7 +62,7 @@ struct LagHist {
         int sub = b % 4;
         return (uint64_t{4} + static_cast<uint64_t>(sub) + 1) << (p - 2);
     }
-    void add(uint64_t us) noexcept { ++cur[bin_of(us)]; }
+    void add(uint64_t us, uint64_t n = 1) noexcept { cur[bin_of(us)] += n; }
     void maybe_rotate(uint64_t now) noexcept {
         if (now - rotated_us < 10'000'000) return;
         std::memcpy(prev, cur, sizeof cur);
@@ -140,7 +140,14 @@ struct Replicator::Link {
     uint64_t last_rx_us = 0;
     uint64_t last_ping_us = 0;
     std::map<uint32_t, OutSub> out;  // buckets the peer replicates from here
-    std::set<uint32_t> ack_dirty;    // buckets applied since the last Ack
+    std::vector<uint32_t> ack_dirty;  // buckets applied since the last Ack, each once
+    std::vector<bool> ack_marked;     // per bucket: in ack_dirty
+    void mark_ack(uint32_t b) {
+        if (ack_marked.empty()) ack_marked.resize(r->nbuckets_);
+        if (ack_marked[b]) return;
+        ack_marked[b] = true;
+        ack_dirty.push_back(b);
+    }
     PeerStats* stats = nullptr;
     bool blocked = false;  // a pump stopped at the high mark: pump everything once drained
     size_t pending() const noexcept { return wbuf.size() - wpos; }
@@ -218,9 +225,10 @@ void Replicator::on_mutation(void* ctx, const store::Mutation& m) noexcept {
     Bucket& bk = self->buckets_[m.bucket];
     if (!bk.enabled.load(std::memory_order_acquire)) return;
     try {
-        std::string frame;
-        frame_mutation(m, self->clock_, &frame);
-        bk.backlog.append(m.seqno, std::move(frame), now_us());  // under the bucket's lock
+        char h[kMutationFrameHeader];
+        frame_header(m, self->clock_, h);
+        // under the bucket's lock
+        bk.backlog.append(m.seqno, now_us(), {std::string_view(h, sizeof h), m.key, m.value});
         bk.seqno.store(m.seqno, std::memory_order_relaxed);
     } catch (...) {
         return;  // out of memory: the record is lost and the backlog's gap forces a backfill
@@ -429,7 +437,7 @@ void Replicator::disable_bucket(uint32_t b) {
     {
         std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
         bk.history = 0;
-        bk.backlog.clear();
+        bk.backlog.release();
     }
     in_sync_out_[b].store(0, std::memory_order_relaxed);
 }
@@ -724,6 +732,7 @@ bool Replicator::read_frames(Link* l) {
     if (!l->ack_dirty.empty()) {
         std::string acks;
         for (uint32_t b : l->ack_dirty) {
+            l->ack_marked[b] = false;
             const Inbound& in = in_[b];
             if (in.link != l || in.backfilling) continue;
             ack_add(&acks, b, applier_->applied_seqno(b));
@@ -737,7 +746,7 @@ bool Replicator::read_frames(Link* l) {
 bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
     switch (static_cast<FrameType>(type)) {
         case FrameType::Record: {
-            Record rec;
+            RecordView rec;
             size_t used = decode(p, &rec);
             if (used != p.size()) return false;
             if (rec.bucket >= nbuckets_) return false;
@@ -747,7 +756,7 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             (void)applier_->apply(rec);
             applied_live_[rec.bucket].store(applier_->applied_seqno(rec.bucket),
                                             std::memory_order_relaxed);
-            l->ack_dirty.insert(rec.bucket);
+            l->mark_ack(rec.bucket);
             return true;
         }
         case FrameType::Stream: {
@@ -767,7 +776,7 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
                 set_in_sync(in, true);
                 l->stats->resumes_in++;
             }
-            l->ack_dirty.insert(m.bucket);
+            l->mark_ack(m.bucket);
             return true;
         }
         case FrameType::BackfillEnd: {
@@ -778,7 +787,7 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             in.backfilling = false;
             set_in_sync(in, true);
             l->stats->backfill_items_in += m.items;
-            l->ack_dirty.insert(m.bucket);
+            l->mark_ack(m.bucket);
             return true;
         }
         case FrameType::NotActive: {
@@ -897,7 +906,6 @@ bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s) {
         l->stats->backfill_items += n;
         l->stats->records_out += n;
     }
-    std::vector<std::string_view> v;
     std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
     if (bk.history != s.history) {
         // The bucket started a new history here (it stopped and started being ours): the
@@ -907,10 +915,10 @@ bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s) {
         return true;
     }
     if (s.sent == UINT64_MAX) return true;
-    if (!bk.backlog.since(s.sent, &v)) return false;
-    for (std::string_view r : v) l->wbuf.append(r);
-    l->stats->records_out += v.size();
-    if (!v.empty()) s.sent = bk.backlog.last_seqno();
+    size_t n = 0;
+    if (!bk.backlog.copy_since(s.sent, &l->wbuf, &n)) return false;
+    l->stats->records_out += n;
+    if (n != 0) s.sent = bk.backlog.last_seqno();
     return true;
 }
 
@@ -972,13 +980,15 @@ void Replicator::on_ack(Link* l, uint32_t b, uint64_t seqno) {
     Bucket& bk = buckets_[b];
     uint64_t now = now_us();
     if (seqno > s.acked) {
-        std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
-        if (bk.history == s.history) {
-            uint64_t from = std::max(s.acked + 1, seqno > 1024 ? seqno - 1023 : 1);
-            bk.backlog.for_each_time(from, seqno, [&](uint64_t t) {
-                l->stats->lag.add(now > t ? now - t : 0);
-            });
+        // The records this acknowledgement covers (the last 1024 at most) count at the age of
+        // the oldest: one lookup per acknowledgement, and an upper bound for the others.
+        uint64_t from = std::max(s.acked + 1, seqno > 1024 ? seqno - 1023 : 1);
+        uint64_t t = 0;
+        {
+            std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
+            if (bk.history == s.history) t = bk.backlog.time_of(from);
         }
+        if (t != 0) l->stats->lag.add(now > t ? now - t : 0, seqno - from + 1);
     }
     s.acked = std::max(s.acked, seqno);
     if (seqno > bk.acked.load(std::memory_order_relaxed)) {

@@ -87,24 +87,30 @@ TEST(Record, GarbageIsRefused) {
 
 TEST(Backlog, ResumeOrBackfill) {
     Backlog b(10 * 100);  // room for ten 100-byte records
-    std::vector<std::string_view> out;
-    EXPECT_TRUE(b.since(0, &out));  // empty: nothing to send, nothing missing
+    std::string out;
+    size_t n = 99;
+    EXPECT_TRUE(b.copy_since(0, &out, &n));  // empty: nothing to send, nothing missing
+    EXPECT_EQ(n, 0u);
     EXPECT_TRUE(out.empty());
     for (uint64_t s = 1; s <= 10; ++s) b.append(s, std::string(100, char('a' + s)));
     EXPECT_EQ(b.records(), 10u);
-    EXPECT_TRUE(b.since(7, &out));
-    ASSERT_EQ(out.size(), 3u);
-    EXPECT_EQ(out[0], std::string(100, char('a' + 8)));
+    EXPECT_TRUE(b.copy_since(7, &out, &n));
+    EXPECT_EQ(n, 3u);
+    EXPECT_EQ(out, std::string(100, 'i') + std::string(100, 'j') + std::string(100, 'k'));
     out.clear();
-    EXPECT_TRUE(b.since(10, &out));  // up to date
+    EXPECT_TRUE(b.copy_since(10, &out, &n));  // up to date
+    EXPECT_EQ(n, 0u);
     EXPECT_TRUE(out.empty());
     for (uint64_t s = 11; s <= 14; ++s) b.append(s, std::string(100, char('a' + s)));
     EXPECT_EQ(b.records(), 10u);
     EXPECT_EQ(b.dropped(), 4u);
     EXPECT_EQ(b.first_seqno(), 5u);
-    EXPECT_FALSE(b.since(3, &out));  // 4 is gone: backfill
-    EXPECT_TRUE(b.since(4, &out));   // everything after 4 is still here
-    EXPECT_EQ(out.size(), 10u);
+    EXPECT_FALSE(b.copy_since(3, &out, &n));  // 4 is gone: backfill
+    EXPECT_TRUE(out.empty());
+    EXPECT_TRUE(b.copy_since(4, &out, &n));   // everything after 4 is still here
+    EXPECT_EQ(n, 10u);
+    EXPECT_EQ(out.size(), 1000u);
+    EXPECT_EQ(out.substr(900), std::string(100, char('a' + 14)));
     EXPECT_LE(b.bytes(), 1000u);
 }
 
@@ -112,11 +118,12 @@ TEST(Backlog, StartedMidwayHoldsNothingEarlier) {
     Backlog b(1000);
     b.append(41, "a", 100);
     b.append(42, "b", 200);
-    std::vector<std::string_view> out;
-    EXPECT_FALSE(b.since(0, &out));  // 1..40 were never here: backfill
-    EXPECT_FALSE(b.since(39, &out));
-    EXPECT_TRUE(b.since(40, &out));
-    EXPECT_EQ(out.size(), 2u);
+    std::string out;
+    size_t n = 0;
+    EXPECT_FALSE(b.copy_since(0, &out, &n));  // 1..40 were never here: backfill
+    EXPECT_FALSE(b.copy_since(39, &out, &n));
+    EXPECT_TRUE(b.copy_since(40, &out, &n));
+    EXPECT_EQ(out, "ab");
     EXPECT_EQ(b.time_of(42), 200u);
     EXPECT_EQ(b.time_of(41), 100u);
     EXPECT_EQ(b.time_of(40), 0u);
@@ -124,7 +131,55 @@ TEST(Backlog, StartedMidwayHoldsNothingEarlier) {
     EXPECT_EQ(b.records(), 0u);
     EXPECT_EQ(b.last_seqno(), 0u);
     b.append(7, "c");
-    EXPECT_FALSE(b.since(5, &out));
+    EXPECT_FALSE(b.copy_since(5, &out, &n));
+    // A gap (a record the hook could not keep) makes everything before it gone.
+    b.append(8, "d");
+    b.append(10, "f");
+    EXPECT_FALSE(b.copy_since(8, &out, &n));
+    out.clear();
+    EXPECT_TRUE(b.copy_since(9, &out, &n));
+    EXPECT_EQ(out, "f");
+}
+
+// Records of odd sizes, in parts, wrapping around the ring many times: what comes out is
+// always exactly what went in after the asked position, and the budget holds.
+TEST(Backlog, WrapsAroundTheRing) {
+    Backlog b(1024);
+    std::vector<std::string> all(1);
+    uint32_t x = 12345;
+    for (uint64_t s = 1; s <= 2000; ++s) {
+        x = x * 1103515245 + 12345;
+        std::string head = "h" + std::to_string(s) + ":";
+        std::string body((x >> 16) % 200, char('a' + s % 26));
+        b.append(s, s * 10, {head, body});
+        all.push_back(head + body);
+        ASSERT_LE(b.bytes(), 1024u);
+        ASSERT_EQ(b.last_seqno(), s);
+        for (uint64_t after = s > 12 ? s - 12 : 0; after <= s; ++after) {
+            std::string out;
+            size_t n = 0;
+            if (!b.copy_since(after, &out, &n)) {
+                ASSERT_LT(after + 1, b.first_seqno());
+                continue;
+            }
+            std::string want;
+            for (uint64_t k = after + 1; k <= s; ++k) want += all[k];
+            ASSERT_EQ(out, want) << "after " << after << " at " << s;
+            ASSERT_EQ(n, s - after);
+            if (after < s) ASSERT_EQ(b.time_of(after + 1), (after + 1) * 10);
+        }
+    }
+    b.append(2001, std::string(2000, 'x'));  // larger than the budget: not kept
+    std::string out;
+    size_t n = 0;
+    EXPECT_FALSE(b.copy_since(2000, &out, &n));
+    EXPECT_TRUE(b.copy_since(2001, &out, &n));
+    EXPECT_EQ(b.records(), 0u);
+    b.append(2002, "y");
+    EXPECT_TRUE(b.copy_since(2001, &out, &n));
+    EXPECT_EQ(out, "y");
+    b.release();
+    EXPECT_EQ(b.footprint(), 0u);
 }
 
 TEST(Stream, FramesRoundTripAndSplitAnywhere) {
