@@ -54,7 +54,7 @@ def setup(kind, secret_path):
         control(a.port, [f"MAP 1 1024\r\nNODE a 127.0.0.1:{a.port}\r\nRANGE 0 1023 a\r\nEND\r\n"])
         return [a], a.port
     b = node(secret_path, "b")
-    subprocess.run(["taskset", "-a", "-p", "-c", compare.CLIENT_CPU, str(b.proc.pid)],
+    subprocess.run(["taskset", "-a", "-p", "-c", os.environ.get("REPLICA_CPU", compare.CLIENT_CPU), str(b.proc.pid)],
                    check=True, capture_output=True)
     text = (f"MAP 1 1024\r\nNODE a 127.0.0.1:{a.port}\r\nNODE b 127.0.0.1:{b.port}\r\n"
             "RANGE 0 1023 a b\r\nEND\r\n")

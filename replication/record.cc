@@ -89,6 +89,30 @@ void Backlog::grow_index() {
     idx_first_ = 0;
 }
 
+// Makes room for len more bytes, and then some: at least an eighth of the budget goes at once,
+// found by a binary search of the index, so a full backlog reads a few index entries per batch
+// of records pushed out rather than one (mostly out of cache) per record.
+void Backlog::evict(size_t len) noexcept {
+    const size_t need = static_cast<size_t>(tail_ - head_) + len - max_bytes_;
+    const uint64_t target = head_ + std::max(need, max_bytes_ / 8);
+    const size_t mask = idx_.size() - 1;
+    size_t lo = 1, hi = count_;  // the first kept record is in [lo, hi]; hi: none kept
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (idx_[(idx_first_ + mid) & mask].pos >= target) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    first_ += lo;
+    evicted_ = first_ - 1;
+    idx_first_ = (idx_first_ + lo) & mask;
+    count_ -= lo;
+    dropped_ += lo;
+    head_ = count_ > 0 ? idx_[idx_first_].pos : tail_;
+}
+
 void Backlog::append(uint64_t seqno, uint64_t t_us, std::initializer_list<std::string_view> parts) {
     size_t len = 0;
     for (std::string_view p : parts) len += p.size();
@@ -106,13 +130,7 @@ void Backlog::append(uint64_t seqno, uint64_t t_us, std::initializer_list<std::s
     if (count_ == idx_.size()) grow_index();
     // Past the allocations: nothing below throws.
     if (seqno != last_ + 1) drop_all(seqno - 1);  // a gap, or a backlog started mid-way
-    while (count_ > 0 && static_cast<size_t>(tail_ - head_) + len > max_bytes_) {
-        evicted_ = first_++;
-        idx_first_ = (idx_first_ + 1) & (idx_.size() - 1);
-        --count_;
-        head_ = count_ > 0 ? idx_[idx_first_].pos : tail_;
-        ++dropped_;
-    }
+    if (count_ > 0 && static_cast<size_t>(tail_ - head_) + len > max_bytes_) evict(len);
     const uint64_t start = tail_;
     const size_t mask = ring_cap_ - 1;
     for (std::string_view p : parts) {
@@ -130,6 +148,12 @@ void Backlog::append(uint64_t seqno, uint64_t t_us, std::initializer_list<std::s
     idx_[(idx_first_ + count_) & (idx_.size() - 1)] = Entry{start, t_us};
     ++count_;
     last_ = seqno;
+    // The next record goes after this one. Its lines were last written a whole ring ago and
+    // are out of cache by now: ask for them while the bucket is idle, rather than have the
+    // next writer stall on them (under the store's lock).
+    for (size_t off = 0; off < 256; off += 64) {
+        __builtin_prefetch(ring_.get() + ((static_cast<size_t>(tail_) + off) & mask), 1, 3);
+    }
 }
 
 void Backlog::clear() noexcept {

@@ -112,6 +112,7 @@ private:
     }
     void drop_all(uint64_t gone_through) noexcept;  // every record up to gone_through is gone
     void grow_index();
+    void evict(size_t len) noexcept;  // push out the oldest records to make room
     size_t max_bytes_;
     std::unique_ptr<char[]> ring_;
     size_t ring_cap_ = 0;  // a power of two, at least max_bytes_

@@ -182,7 +182,7 @@ Replicator::Replicator(const server::Settings& s, server::Cluster& cluster, stor
       me_(cluster.node_id()),
       secret_(s.cluster_secret),
       buckets_(new Bucket[cluster.nbuckets()]),
-      dirty_(new std::atomic<uint64_t>[(cluster.nbuckets() + 63) / 64]),
+      dirty_(new std::atomic<uint64_t>[dirty_words()]),
       in_(cluster.nbuckets()),
       bucket_text_(cluster.nbuckets()),
       in_sync_out_(new std::atomic<uint8_t>[cluster.nbuckets()]),
@@ -196,7 +196,7 @@ Replicator::Replicator(const server::Settings& s, server::Cluster& cluster, stor
         applied_live_[b].store(0, std::memory_order_relaxed);
         in_[b].bucket = b;
     }
-    for (size_t i = 0; i < (nbuckets_ + 63) / 64; ++i) dirty_[i].store(0);
+    for (size_t i = 0; i < dirty_words(); ++i) dirty_[i].store(0);
 }
 
 Replicator::~Replicator() {
@@ -234,9 +234,16 @@ void Replicator::on_mutation(void* ctx, const store::Mutation& m) noexcept {
         return;  // out of memory: the record is lost and the backlog's gap forces a backfill
     }
     tls_last_write = WriteRef{m.bucket, m.seqno, m.kind};
+    // Mark the bucket's group dirty. If its bit is already set, the sweep that clears it has
+    // yet to lock this bucket (we hold the lock), so it will see this record: no atomic
+    // read-modify-write, which under load would cost a full barrier behind the copy above.
+    const uint32_t g = m.bucket >> kDirtyGroupShift;
+    std::atomic<uint64_t>& word = self->dirty_[g / 64];
+    const uint64_t bit = uint64_t{1} << (g % 64);
+    if (word.load(std::memory_order_relaxed) & bit) return;
     // Wake the replication thread unless it is awake or polling (see on_rearm): under load
     // writers make no system call here. seq_cst pairs with on_rearm's store and sweep.
-    self->dirty_[m.bucket / 64].fetch_or(uint64_t{1} << (m.bucket % 64));
+    word.fetch_or(bit);
     if (!self->wake_pending_.load() && !self->wake_pending_.exchange(true)) self->wake();
 }
 
@@ -950,13 +957,19 @@ void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only) {
 }
 
 bool Replicator::pump_dirty() {
-    std::vector<uint32_t> dirty;
-    for (size_t i = 0; i < (nbuckets_ + 63) / 64; ++i) {
+    // Every bucket of a dirty group is pumped (under its lock, in pump_sub), whether or not
+    // it wrote: that is what lets a writer skip setting a bit already set.
+    std::vector<uint32_t>& dirty = dirty_scratch_;
+    dirty.clear();
+    for (size_t i = 0; i < dirty_words(); ++i) {
         uint64_t bits = dirty_[i].exchange(0);
         while (bits != 0) {
-            int k = __builtin_ctzll(bits);
+            const uint32_t g = static_cast<uint32_t>(i * 64) + static_cast<uint32_t>(__builtin_ctzll(bits));
             bits &= bits - 1;
-            dirty.push_back(static_cast<uint32_t>(i * 64 + static_cast<size_t>(k)));
+            const uint32_t end = std::min(nbuckets_, (g + 1) << kDirtyGroupShift);
+            for (uint32_t b = g << kDirtyGroupShift; b < end; ++b) {
+                if (buckets_[b].on()) dirty.push_back(b);
+            }
         }
     }
     if (dirty.empty()) return false;

@@ -147,7 +147,13 @@ private:
     // Shared with writer threads. A bucket's history and backlog are guarded by the store's
     // lock for the bucket (Store::bucket_mutex), which the hook already runs under.
     std::unique_ptr<Bucket[]> buckets_;
-    std::unique_ptr<std::atomic<uint64_t>[]> dirty_;  // one bit per bucket
+    // One bit per group of 2^kDirtyGroupShift buckets: set by a writer, cleared by a sweep.
+    static constexpr uint32_t kDirtyGroupShift = 4;
+    size_t dirty_words() const noexcept {
+        return (((size_t{nbuckets_} + (1u << kDirtyGroupShift) - 1) >> kDirtyGroupShift) + 63) / 64;
+    }
+    std::unique_ptr<std::atomic<uint64_t>[]> dirty_;
+    std::vector<uint32_t> dirty_scratch_;  // the replication thread's list of buckets to pump
     std::atomic<bool> wake_pending_{false};
     int wake_fd_ = -1;
 

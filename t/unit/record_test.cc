@@ -166,7 +166,9 @@ TEST(Backlog, WrapsAroundTheRing) {
             for (uint64_t k = after + 1; k <= s; ++k) want += all[k];
             ASSERT_EQ(out, want) << "after " << after << " at " << s;
             ASSERT_EQ(n, s - after);
-            if (after < s) ASSERT_EQ(b.time_of(after + 1), (after + 1) * 10);
+            if (after < s) {
+                ASSERT_EQ(b.time_of(after + 1), (after + 1) * 10);
+            }
         }
     }
     b.append(2001, std::string(2000, 'x'));  // larger than the budget: not kept
