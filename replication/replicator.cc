@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <ctime>
 
 #include "replication/stream.h"
@@ -102,6 +103,16 @@ struct Replicator::OutSub {
     uint64_t acked = 0;
     bool backfill = false;  // the bucket's items are still to be sent
     bool confirmed = false; // the peer acknowledged since this stream started: in sync
+    // Runs of records sent and not yet acknowledged, for the lag figures: the last sequence
+    // number of each run and the write time of its first record (looked up while pump_sub
+    // holds the bucket's lock, so an acknowledgement needs no lock). At most kMaxRuns: past
+    // that a run grows and keeps its older time.
+    struct Run {
+        uint64_t last;
+        uint64_t t_us;
+    };
+    static constexpr size_t kMaxRuns = 256;
+    std::deque<Run> runs;
 };
 
 struct Replicator::Inbound {
@@ -140,6 +151,11 @@ struct Replicator::Link {
     uint64_t last_rx_us = 0;
     uint64_t last_ping_us = 0;
     std::map<uint32_t, OutSub> out;  // buckets the peer replicates from here
+    std::vector<OutSub*> out_at;     // the same, by bucket (null: not subscribed)
+    OutSub* sub(uint32_t b) const noexcept { return b < out_at.size() ? out_at[b] : nullptr; }
+    void forget(uint32_t b) noexcept {
+        if (b < out_at.size()) out_at[b] = nullptr;
+    }
     std::vector<uint32_t> ack_dirty;  // buckets applied since the last Ack, each once
     std::vector<bool> ack_marked;     // per bucket: in ack_dirty
     void mark_ack(uint32_t b) {
@@ -234,9 +250,11 @@ void Replicator::on_mutation(void* ctx, const store::Mutation& m) noexcept {
         return;  // out of memory: the record is lost and the backlog's gap forces a backfill
     }
     tls_last_write = WriteRef{m.bucket, m.seqno, m.kind};
-    // Mark the bucket's group dirty. If its bit is already set, the sweep that clears it has
-    // yet to lock this bucket (we hold the lock), so it will see this record: no atomic
-    // read-modify-write, which under load would cost a full barrier behind the copy above.
+    // Mark the bucket's group dirty. If its bit is already set, a sweep is due that has yet to
+    // clear it, and it looks at every bucket of the group: no atomic read-modify-write, which
+    // under load would cost a full barrier behind the copy above. (If that sweep reads this
+    // bucket's sequence number before the store above is visible, tick() sends the record
+    // within 50 ms; any later write to the group sends it sooner.)
     const uint32_t g = m.bucket >> kDirtyGroupShift;
     std::atomic<uint64_t>& word = self->dirty_[g / 64];
     const uint64_t bit = uint64_t{1} << (g % 64);
@@ -389,7 +407,8 @@ void Replicator::tick() {
                 frame_u64(&l->wbuf, FrameType::Ping, now);
             }
             send_subs(l);
-            if (!flush(l)) close_link(l, "write failed");
+            pump_link(l, nullptr);
+            if (l->fd >= 0 && !flush(l)) close_link(l, "write failed");
         }
     }
     // Drop links that closed.
@@ -494,6 +513,7 @@ void Replicator::reconcile() {
             if (!ok) {
                 frame_bucket(&l->wbuf, FrameType::NotActive, b);
                 if (it->second.confirmed) unconfirm(b);
+                l->forget(b);
                 it = l->out.erase(it);
             } else {
                 ++it;
@@ -591,6 +611,7 @@ void Replicator::close_link(Link* l, const char* why) {
         if (s.confirmed) unconfirm(b);
     }
     l->out.clear();
+    l->out_at.clear();
     if (l->dialer) next_dial_us_[l->peer] = now_us() + kRedialUs;
 }
 
@@ -821,16 +842,18 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             auto it = l->out.find(b);
             if (it != l->out.end()) {
                 if (it->second.confirmed) unconfirm(b);
+                l->forget(b);
                 l->out.erase(it);
             }
             return true;
         }
         case FrameType::Ack: {
             if (p.size() % 12 != 0) return false;
+            const uint64_t now = now_us();
             for (size_t i = 0; i < p.size(); i += 12) {
                 uint32_t b = get_u32(p.data() + i);
                 if (b >= nbuckets_) return false;
-                on_ack(l, b, get_u64(p.data() + i + 4));
+                on_ack(l, b, get_u64(p.data() + i + 4), now);
             }
             return true;
         }
@@ -865,6 +888,7 @@ void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
     auto old = l->out.find(b);
     if (old != l->out.end()) {
         if (old->second.confirmed) unconfirm(b);
+        l->forget(b);
         l->out.erase(old);
     }
     if (!ok) {
@@ -894,6 +918,8 @@ void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
     }
     frame_stream(&l->wbuf, m);
     auto [it, ins] = l->out.emplace(b, s);
+    if (l->out_at.size() < nbuckets_) l->out_at.resize(nbuckets_, nullptr);
+    l->out_at[b] = &it->second;
     if (!pump_sub(l, b, it->second)) {
         l->stats->overflows++;
         overflows_.fetch_add(1, std::memory_order_relaxed);
@@ -903,7 +929,7 @@ void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
 
 // Copies what bucket b has for this subscription into the link's buffer. False: records the
 // peer needs are gone from the backlog (the link must be cut).
-bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s) {
+bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s, bool wait) {
     Bucket& bk = buckets_[b];
     if (s.backfill) {
         s.backfill = false;
@@ -913,7 +939,16 @@ bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s) {
         l->stats->backfill_items += n;
         l->stats->records_out += n;
     }
-    std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
+    std::unique_lock<std::mutex> g(store_->bucket_mutex(b), std::defer_lock);
+    if (wait) {
+        g.lock();
+    } else if (!g.try_lock()) {
+        // A worker holds the shard (this thread may have preempted it there, on a shared
+        // core): come back at the next sweep rather than sleep on the lock.
+        const uint32_t grp = b >> kDirtyGroupShift;
+        dirty_[grp / 64].fetch_or(uint64_t{1} << (grp % 64));
+        return true;
+    }
     if (bk.history != s.history) {
         // The bucket started a new history here (it stopped and started being ours): the
         // peer must subscribe again and will be backfilled.
@@ -924,8 +959,15 @@ bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s) {
     if (s.sent == UINT64_MAX) return true;
     size_t n = 0;
     if (!bk.backlog.copy_since(s.sent, &l->wbuf, &n)) return false;
+    if (n == 0) return true;
     l->stats->records_out += n;
-    if (n != 0) s.sent = bk.backlog.last_seqno();
+    const uint64_t t = bk.backlog.time_of(s.sent + 1);
+    s.sent = bk.backlog.last_seqno();
+    if (s.runs.size() < OutSub::kMaxRuns) {
+        s.runs.push_back(OutSub::Run{s.sent, t});
+    } else {
+        s.runs.back().last = s.sent;
+    }
     return true;
 }
 
@@ -936,7 +978,7 @@ void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only) {
             l->blocked = true;
             return;
         }
-        if (!pump_sub(l, b, s)) {
+        if (!pump_sub(l, b, s, only == nullptr)) {
             l->stats->overflows++;
             overflows_.fetch_add(1, std::memory_order_relaxed);
             close_link(l, "backlog overflowed");
@@ -950,15 +992,20 @@ void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only) {
         return;
     }
     for (uint32_t b : *only) {
-        auto it = l->out.find(b);
-        if (it != l->out.end()) one(b, it->second);
+        OutSub* s = l->sub(b);
+        if (s == nullptr) continue;
+        // Nothing new, by the bucket's sequence number read without its lock. A write whose
+        // number this thread does not see yet is sent by the next sweep of its group, or at the
+        // latest by tick(), which pumps every subscription under its lock.
+        if (!s->backfill && s->sent == buckets_[b].seqno.load(std::memory_order_relaxed)) continue;
+        one(b, *s);
         if (l->fd < 0) return;
     }
 }
 
 bool Replicator::pump_dirty() {
-    // Every bucket of a dirty group is pumped (under its lock, in pump_sub), whether or not
-    // it wrote: that is what lets a writer skip setting a bit already set.
+    // Every bucket of a dirty group is looked at, whether or not it wrote: that is what lets a
+    // writer skip setting a bit already set.
     std::vector<uint32_t>& dirty = dirty_scratch_;
     dirty.clear();
     for (size_t i = 0; i < dirty_words(); ++i) {
@@ -982,26 +1029,23 @@ bool Replicator::pump_dirty() {
     return true;
 }
 
-void Replicator::on_ack(Link* l, uint32_t b, uint64_t seqno) {
-    auto it = l->out.find(b);
-    if (it == l->out.end()) return;
-    OutSub& s = it->second;
+void Replicator::on_ack(Link* l, uint32_t b, uint64_t seqno, uint64_t now) {
+    OutSub* sp = l->sub(b);
+    if (sp == nullptr) return;
+    OutSub& s = *sp;
     if (!s.confirmed) {
         s.confirmed = true;
         in_sync_out_[b].fetch_add(1, std::memory_order_relaxed);
     }
     Bucket& bk = buckets_[b];
-    uint64_t now = now_us();
-    if (seqno > s.acked) {
-        // The records this acknowledgement covers (the last 1024 at most) count at the age of
-        // the oldest: one lookup per acknowledgement, and an upper bound for the others.
-        uint64_t from = std::max(s.acked + 1, seqno > 1024 ? seqno - 1023 : 1);
-        uint64_t t = 0;
-        {
-            std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
-            if (bk.history == s.history) t = bk.backlog.time_of(from);
-        }
-        if (t != 0) l->stats->lag.add(now > t ? now - t : 0, seqno - from + 1);
+    // Each run of records this acknowledgement completes counts at the age of the run's first
+    // record: an upper bound for the others, which were written within one sweep after it.
+    uint64_t done = s.acked;
+    while (!s.runs.empty() && s.runs.front().last <= seqno) {
+        const OutSub::Run& r = s.runs.front();
+        l->stats->lag.add(now > r.t_us ? now - r.t_us : 0, r.last - done);
+        done = r.last;
+        s.runs.pop_front();
     }
     s.acked = std::max(s.acked, seqno);
     if (seqno > bk.acked.load(std::memory_order_relaxed)) {
@@ -1033,6 +1077,7 @@ void Replicator::wait_ack(WriteRef w, AckFn fn, void* ctx, uint64_t token) {
 }
 
 void Replicator::check_waiters(uint32_t b, uint64_t acked) {
+    if (settings_.repl_ack == server::Settings::ReplAck::None) return;  // nobody waits
     std::vector<AckWaiter> done;
     {
         std::lock_guard<std::mutex> g(ack_mu_);

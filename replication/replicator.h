@@ -113,13 +113,15 @@ private:
     static void on_rearm(evutil_socket_t fd, short what, void* arg);
     void schedule_rearm();
     void pump_link(Link* l, const std::vector<uint32_t>* only);
-    bool pump_sub(Link* l, uint32_t b, OutSub& s);
+    // wait: block on the bucket's lock; otherwise a busy lock re-marks the bucket for the
+    // next sweep.
+    bool pump_sub(Link* l, uint32_t b, OutSub& s, bool wait = true);
     void handle_io(Link* l, short what);
     bool read_frames(Link* l);
     bool dial_text(Link* l);
     bool on_frame(Link* l, uint8_t type, std::string_view payload);
     void on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno);
-    void on_ack(Link* l, uint32_t b, uint64_t seqno);
+    void on_ack(Link* l, uint32_t b, uint64_t seqno, uint64_t now);
     void send_subs(Link* l);
     bool flush(Link* l);
     void close_link(Link* l, const char* why);
