@@ -315,6 +315,9 @@ void Replicator::on_wake(evutil_socket_t fd, short, void* arg) {
     }
     self->take_adopted();
     (void)self->pump_dirty();
+    self->poll_us_ = kCoalesceUs;  // writes resume after a pause: start from the short period
+    self->swept_records_ = 0;
+    self->last_sweep_us_ = now_us();
     if (self->ack_recheck_.exchange(false, std::memory_order_relaxed)) {
         self->check_waiters(UINT32_MAX, 0);
     }
@@ -324,18 +327,33 @@ void Replicator::on_wake(evutil_socket_t fd, short, void* arg) {
 // Writes come in bursts: after a wake-up the thread polls every kCoalesceUs while there is
 // something to send, and writers skip the eventfd meanwhile (wake_pending_ stays set). Only
 // when a sweep finds nothing does it go back to sleeping on the eventfd.
+//
+// The period adapts to the write rate: a sweep should carry about kSweepRecords records. Under
+// load that is every kCoalesceUs; when writes are few it stretches to kMaxCoalesceUs, because
+// each sweep's send wakes the replica (and its ack wakes this thread), which costs more than
+// the records themselves at low rates.
 void Replicator::schedule_rearm() {
     if (rearm_scheduled_) return;
     rearm_scheduled_ = true;
-    timeval t{0, kCoalesceUs};
+    timeval t{0, static_cast<long>(poll_us_)};
     event_add(rearm_ev_, &t);
+}
+
+void Replicator::adapt_poll(uint64_t now) {
+    const uint64_t elapsed = now > last_sweep_us_ ? now - last_sweep_us_ : kCoalesceUs;
+    const uint64_t n = std::max<uint64_t>(swept_records_, 1);
+    poll_us_ = std::clamp<uint64_t>(elapsed * kSweepRecords / n, kCoalesceUs, kMaxCoalesceUs);
+    swept_records_ = 0;
+    last_sweep_us_ = now;
 }
 
 void Replicator::on_rearm(evutil_socket_t, short, void* arg) {
     auto* self = static_cast<Replicator*>(arg);
     self->rearm_scheduled_ = false;
     self->wake_pending_.store(false);
-    if (self->pump_dirty()) {
+    const bool sent = self->pump_dirty();
+    self->adapt_poll(now_us());
+    if (sent) {
         self->wake_pending_.store(true);
         self->schedule_rearm();
     }
@@ -961,6 +979,7 @@ bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s, bool wait) {
     if (!bk.backlog.copy_since(s.sent, &l->wbuf, &n)) return false;
     if (n == 0) return true;
     l->stats->records_out += n;
+    swept_records_ += n;
     const uint64_t t = bk.backlog.time_of(s.sent + 1);
     s.sent = bk.backlog.last_seqno();
     if (s.runs.size() < OutSub::kMaxRuns) {

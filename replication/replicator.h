@@ -85,7 +85,9 @@ public:
     static constexpr uint64_t kRedialUs = 200'000;
     static constexpr uint64_t kResubUs = 200'000;
     static constexpr size_t kHighWater = 4 * 1024 * 1024;  // link output buffer
-    static constexpr long kCoalesceUs = 1000;  // polling period while writes flow
+    static constexpr uint64_t kCoalesceUs = 1000;     // polling period under load
+    static constexpr uint64_t kMaxCoalesceUs = 4000;  // ... and when writes are few
+    static constexpr uint64_t kSweepRecords = 64;     // what a sweep should carry
 
 private:
     struct Link;
@@ -112,6 +114,7 @@ private:
     bool pump_dirty();  // false if no bucket was dirty
     static void on_rearm(evutil_socket_t fd, short what, void* arg);
     void schedule_rearm();
+    void adapt_poll(uint64_t now);
     void pump_link(Link* l, const std::vector<uint32_t>* only);
     // wait: block on the bucket's lock; otherwise a busy lock re-marks the bucket for the
     // next sweep.
@@ -176,6 +179,9 @@ private:
     event* tick_ev_ = nullptr;
     event* rearm_ev_ = nullptr;
     bool rearm_scheduled_ = false;
+    uint64_t poll_us_ = kCoalesceUs;  // the current polling period (adapt_poll)
+    uint64_t swept_records_ = 0;      // records sent since the last sweep
+    uint64_t last_sweep_us_ = 0;
     std::thread thread_;
     std::atomic<bool> stopping_{false};
     std::vector<std::unique_ptr<Link>> links_;
