@@ -9,7 +9,11 @@ CPU 0, mcload to CPU 1, and the replica to CPU 1 too: in production it is anothe
 here its apply work can only slow the client, never flatter the replicated case. The
 active's CPU time per request is measured as well. Then the lag: writes paced at 70% of the one-replica peak write rate, and the
 active's `stats replication` record lag (write to acknowledgement) p50/p99 over the run.
-Standard library only; re-run: bench/replication.py [--reps N] [--duration S]."""
+Standard library only; re-run: bench/replication.py [--reps N] [--duration S] [--only W ...]
+[--no-lag]. Environment: REPLICA_CPU puts the replica on another CPU (default: the client's);
+REPL_EXTRA appends -o options to both servers (e.g. ",repl_backlog_mb=16"). Per request it
+reports the active's CPU, split into its workers and its replication thread, and the
+replica's CPU."""
 
 import argparse
 import os
@@ -65,6 +69,23 @@ def setup(kind, secret_path):
     return [a, b], a.port
 
 
+def thread_cpu(pid):
+    """CPU seconds of a process by thread name (mc-worker, mc-repl, memcached: the main
+    thread)."""
+    out = {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf(
+            "SC_CLK_TCK")
+    return out
+
+
 def stop(servers):
     for s in servers:
         s.stop()
@@ -75,10 +96,17 @@ def run(kind, name, duration, secret_path):
     try:
         compare.mcload(port, ["-F", "-k", str(compare.KEYS), "-v", "100"])
         cpu0 = servers[0].cpu_seconds()
+        threads0 = [thread_cpu(s.proc.pid) for s in servers]
         res = compare.mcload(port, WORKLOADS[name] + ["-k", str(compare.KEYS), "-D",
                                                       str(duration), "-w", "0.5"])
         ops = res["ops_per_sec"] * (res["seconds"] + 0.5)
-        res["cpu_us"] = (servers[0].cpu_seconds() - cpu0) * 1e6 / ops if ops else 0
+        per = (lambda sec: sec * 1e6 / ops) if ops else (lambda sec: 0)
+        res["cpu_us"] = per(servers[0].cpu_seconds() - cpu0)
+        a1 = thread_cpu(servers[0].proc.pid)
+        res["worker_us"] = per(a1.get("mc-worker", 0) - threads0[0].get("mc-worker", 0))
+        res["repl_us"] = per(a1.get("mc-repl", 0) - threads0[0].get("mc-repl", 0))
+        res["replica_us"] = (per(sum(thread_cpu(servers[1].proc.pid).values()) -
+                                 sum(threads0[1].values())) if len(servers) > 1 else 0)
         return res
     finally:
         stop(servers)
@@ -119,9 +147,12 @@ def main():
                 runs[w][k].append(r)
                 print(f"  rep {rep + 1} {w:16s} {k:12s} {r['ops_per_sec']:>12,.0f} ops/s  "
                       f"p50 {r['latency_us']['p50']:.0f} p99 {r['latency_us']['p99']:.0f} us  "
-                      f"active cpu {r['cpu_us']:.2f} us/req", flush=True)
+                      f"active cpu {r['cpu_us']:.2f} us/req (workers {r['worker_us']:.2f}, "
+                      f"repl thread {r['repl_us']:.2f}), replica {r['replica_us']:.2f}",
+                      flush=True)
     print()
-    print(f"{'workload':17s} {'ops/s one-replica/none':>28s} {'active cpu/req':>16s}")
+    print(f"{'workload':17s} {'ops/s one-replica/none':>28s} {'active cpu/req':>16s}"
+          f" {'workers':>8s} {'repl thr':>9s} {'replica':>8s} (us/req, medians)")
     for w in workloads:
         ratios = [x["ops_per_sec"] / b["ops_per_sec"]
                   for x, b in zip(runs[w]["one-replica"], runs[w]["none"])]
@@ -129,6 +160,10 @@ def main():
                if b["cpu_us"]]
         print(f"{w:17s} {statistics.median(ratios):>11.3f}x ({min(ratios):.3f}-{max(ratios):.3f})"
               f" {statistics.median(cpu):>10.3f}x"
+              f" {statistics.median(r['worker_us'] for r in runs[w]['none']):>5.2f}->"
+              f"{statistics.median(r['worker_us'] for r in runs[w]['one-replica']):.2f}"
+              f" {statistics.median(r['repl_us'] for r in runs[w]['one-replica']):>6.2f}"
+              f" {statistics.median(r['replica_us'] for r in runs[w]['one-replica']):>8.2f}"
               f"   none {statistics.median(r['ops_per_sec'] for r in runs[w]['none']):,.0f}"
               f"  one-replica "
               f"{statistics.median(r['ops_per_sec'] for r in runs[w]['one-replica']):,.0f} ops/s")

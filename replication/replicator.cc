@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -292,7 +293,10 @@ void Replicator::start() {
     tick_ev_ = event_new(base_, -1, EV_PERSIST, &Replicator::on_tick, this);
     timeval t{0, 50'000};
     event_add(tick_ev_, &t);
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "mc-repl");
+        run();
+    });
 }
 
 void Replicator::stop() {
