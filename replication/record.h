@@ -70,7 +70,8 @@ size_t decode(std::string_view in, Record* r);  // the same, copying key and val
 class Backlog {
 public:
     explicit Backlog(size_t max_bytes = 0) noexcept : max_bytes_(max_bytes) {}
-    // The byte budget; the ring is sized to it when it is next allocated (after release()).
+    // The byte budget; the ring is sized to it when it is next allocated (after release()),
+    // rounded up to a power of two: a budget that is one wastes nothing.
     void set_max_bytes(size_t n) noexcept { max_bytes_ = n; }
     size_t max_bytes() const noexcept { return max_bytes_; }
     // Appends the record made of parts, written back to back. t_us is the write's time (steady

@@ -205,7 +205,12 @@ Replicator::Replicator(const server::Settings& s, server::Cluster& cluster, stor
       in_sync_out_(new std::atomic<uint8_t>[cluster.nbuckets()]),
       in_sync_in_(new std::atomic<uint8_t>[cluster.nbuckets()]),
       applied_live_(new std::atomic<uint64_t>[cluster.nbuckets()]) {
+    // A power of two, so that each bucket's ring is exactly its budget (a ring wraps at a
+    // power of two and touches all of it over time).
     per_bucket_backlog_ = std::max<size_t>(64 * 1024, s.repl_backlog / nbuckets_);
+    while ((per_bucket_backlog_ & (per_bucket_backlog_ - 1)) != 0) {
+        per_bucket_backlog_ &= per_bucket_backlog_ - 1;  // round down
+    }
     for (uint32_t b = 0; b < nbuckets_; ++b) {
         buckets_[b].backlog.set_max_bytes(per_bucket_backlog_);
         in_sync_out_[b].store(0, std::memory_order_relaxed);
