@@ -134,10 +134,11 @@ void Backlog::append(uint64_t seqno, uint64_t t_us, std::initializer_list<std::s
     const uint64_t start = tail_;
     const size_t mask = ring_cap_ - 1;
     for (std::string_view p : parts) {
+        if (p.empty()) continue;  // (an empty view's data() may be null: no memcpy from it)
         size_t at = static_cast<size_t>(tail_) & mask;
         size_t n1 = std::min(p.size(), ring_cap_ - at);
         std::memcpy(ring_.get() + at, p.data(), n1);
-        std::memcpy(ring_.get(), p.data() + n1, p.size() - n1);
+        if (n1 < p.size()) std::memcpy(ring_.get(), p.data() + n1, p.size() - n1);
         tail_ += p.size();
     }
     if (count_ == 0) {
@@ -185,7 +186,7 @@ bool Backlog::copy_since(uint64_t after, std::string* out, size_t* records) cons
     const size_t at = static_cast<size_t>(from) & (ring_cap_ - 1);
     const size_t n1 = std::min(n, ring_cap_ - at);
     out->append(ring_.get() + at, n1);
-    out->append(ring_.get(), n - n1);
+    if (n1 < n) out->append(ring_.get(), n - n1);
     *records = static_cast<size_t>(last_ - after);
     return true;
 }
