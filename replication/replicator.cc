@@ -1101,6 +1101,10 @@ void Replicator::wait_ack(WriteRef w, AckFn fn, void* ctx, uint64_t token) {
     if (buckets_[w.bucket].acked.load(std::memory_order_relaxed) >= w.seqno) {
         ack_recheck_.store(true, std::memory_order_relaxed);
     }
+    // The bucket's group is marked again, so the sweep this wakes looks at the bucket even if
+    // an earlier sweep read its sequence number before this write's was visible.
+    const uint32_t grp = w.bucket >> kDirtyGroupShift;
+    dirty_[grp / 64].fetch_or(uint64_t{1} << (grp % 64));
     wake();
 }
 
