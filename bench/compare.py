@@ -49,6 +49,13 @@ WORKLOADS = {
 KEYS = 100000
 
 
+def stat_cpu_seconds(path):
+    """utime + stime from a /proc/.../stat file."""
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """A server process pinned to SERVER_CPU on a port the OS picks."""
 
@@ -85,9 +92,20 @@ class Server:
 
     def cpu_seconds(self):
         # utime + stime of the server process (the first child under taskset is exec'd)
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return stat_cpu_seconds(f"/proc/{self.proc.pid}/stat")
+
+    def thread_cpu_seconds(self):
+        """CPU seconds by thread name (mc-worker, mc-repl; the main thread is memcached)."""
+        out = {}
+        for t in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{t}/comm") as f:
+                    name = f.read().strip()
+                sec = stat_cpu_seconds(f"/proc/{self.proc.pid}/task/{t}/stat")
+            except FileNotFoundError:  # the thread ended meanwhile
+                continue
+            out[name] = out.get(name, 0.0) + sec
+        return out
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

@@ -45,6 +45,27 @@ def control(port, lines):
     s.close()
 
 
+def secret_file(prefix):
+    """A temporary file holding SECRET, for the servers' -o cluster_secret_file."""
+    path = os.path.join(tempfile.mkdtemp(prefix=prefix), "secret")
+    with open(path, "wb") as f:
+        f.write(SECRET)
+    return path
+
+
+def alternate(kinds, workloads, reps, run_one, describe):
+    """Runs every workload on every kind in turn (A B, A B, ...), reps times, printing
+    describe(result) for each run. Returns {workload: {kind: [result, ...]}}."""
+    runs = {w: {k: [] for k in kinds} for w in workloads}
+    for rep in range(reps):
+        for w in workloads:
+            for k in kinds:
+                r = run_one(k, w)
+                runs[w][k].append(r)
+                print(f"  rep {rep + 1} {w:16s} {k:14s} {describe(r)}", flush=True)
+    return runs
+
+
 def managed(secret_path, name, wrapper=()):
     return compare.Server("ours", extra=["-o", f"node_id={name},cluster_secret_file={secret_path},"
                                                "no_lru_crawler"], wrapper=wrapper)
@@ -110,20 +131,14 @@ def main():
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--skip-profile", action="store_true")
     a = ap.parse_args()
-    d = tempfile.mkdtemp(prefix="mcm-managed")
-    secret_path = os.path.join(d, "secret")
-    with open(secret_path, "wb") as f:
-        f.write(SECRET)
+    secret_path = secret_file("mcm-managed")
     kinds = ["standalone", "managed-local", "forwarded"]
-    runs = {w: {k: [] for k in kinds} for w in WORKLOADS}
-    for rep in range(a.reps):
-        for w in WORKLOADS:
-            for k in kinds:
-                r = run(k, w, a.duration, secret_path)
-                runs[w][k].append(r)
-                print(f"  rep {rep + 1} {w:15s} {k:14s} {r['ops_per_sec']:>12,.0f} ops/s  "
-                      f"p50 {r['latency_us']['p50']:.0f} p99 {r['latency_us']['p99']:.0f} us  "
-                      f"cpu {r['cpu_us']:.2f} us/req", flush=True)
+    runs = alternate(kinds, WORKLOADS, a.reps,
+                     lambda k, w: run(k, w, a.duration, secret_path),
+                     lambda r: f"{r['ops_per_sec']:>12,.0f} ops/s  "
+                               f"p50 {r['latency_us']['p50']:.0f} "
+                               f"p99 {r['latency_us']['p99']:.0f} us  "
+                               f"cpu {r['cpu_us']:.2f} us/req")
     print()
     print(f"{'workload':16s} {'managed/standalone':>20s} {'forwarded/standalone':>22s}")
     for w in WORKLOADS:

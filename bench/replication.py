@@ -21,11 +21,10 @@ import socket
 import subprocess
 import statistics
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare  # noqa: E402
-from managed import SECRET, control  # noqa: E402
+from managed import alternate, control, secret_file  # noqa: E402
 
 WORKLOADS = {
     "get90_100B": ["-r", "9:1", "-v", "100", "-c", "8"],
@@ -69,23 +68,6 @@ def setup(kind, secret_path):
     return [a, b], a.port
 
 
-def thread_cpu(pid):
-    """CPU seconds of a process by thread name (mc-worker, mc-repl, memcached: the main
-    thread)."""
-    out = {}
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{t}/comm") as f:
-                name = f.read().strip()
-            with open(f"/proc/{pid}/task/{t}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf(
-            "SC_CLK_TCK")
-    return out
-
-
 def stop(servers):
     for s in servers:
         s.stop()
@@ -96,16 +78,16 @@ def run(kind, name, duration, secret_path):
     try:
         compare.mcload(port, ["-F", "-k", str(compare.KEYS), "-v", "100"])
         cpu0 = servers[0].cpu_seconds()
-        threads0 = [thread_cpu(s.proc.pid) for s in servers]
+        threads0 = [s.thread_cpu_seconds() for s in servers]
         res = compare.mcload(port, WORKLOADS[name] + ["-k", str(compare.KEYS), "-D",
                                                       str(duration), "-w", "0.5"])
         ops = res["ops_per_sec"] * (res["seconds"] + 0.5)
         per = (lambda sec: sec * 1e6 / ops) if ops else (lambda sec: 0)
         res["cpu_us"] = per(servers[0].cpu_seconds() - cpu0)
-        a1 = thread_cpu(servers[0].proc.pid)
+        a1 = servers[0].thread_cpu_seconds()
         res["worker_us"] = per(a1.get("mc-worker", 0) - threads0[0].get("mc-worker", 0))
         res["repl_us"] = per(a1.get("mc-repl", 0) - threads0[0].get("mc-repl", 0))
-        res["replica_us"] = (per(sum(thread_cpu(servers[1].proc.pid).values()) -
+        res["replica_us"] = (per(sum(servers[1].thread_cpu_seconds().values()) -
                                  sum(threads0[1].values())) if len(servers) > 1 else 0)
         return res
     finally:
@@ -134,22 +116,16 @@ def main():
     ap.add_argument("--no-lag", action="store_true", help="skip the lag measurement")
     a = ap.parse_args()
     workloads = {w: WORKLOADS[w] for w in (a.only or WORKLOADS)}
-    d = tempfile.mkdtemp(prefix="mcm-repl")
-    secret_path = os.path.join(d, "secret")
-    with open(secret_path, "wb") as f:
-        f.write(SECRET)
-    kinds = ["none", "one-replica"]
-    runs = {w: {k: [] for k in kinds} for w in workloads}
-    for rep in range(a.reps):
-        for w in workloads:
-            for k in kinds:
-                r = run(k, w, a.duration, secret_path)
-                runs[w][k].append(r)
-                print(f"  rep {rep + 1} {w:16s} {k:12s} {r['ops_per_sec']:>12,.0f} ops/s  "
-                      f"p50 {r['latency_us']['p50']:.0f} p99 {r['latency_us']['p99']:.0f} us  "
-                      f"active cpu {r['cpu_us']:.2f} us/req (workers {r['worker_us']:.2f}, "
-                      f"repl thread {r['repl_us']:.2f}), replica {r['replica_us']:.2f}",
-                      flush=True)
+    secret_path = secret_file("mcm-repl")
+    runs = alternate(["none", "one-replica"], workloads, a.reps,
+                     lambda k, w: run(k, w, a.duration, secret_path),
+                     lambda r: f"{r['ops_per_sec']:>12,.0f} ops/s  "
+                               f"p50 {r['latency_us']['p50']:.0f} "
+                               f"p99 {r['latency_us']['p99']:.0f} us  "
+                               f"active cpu {r['cpu_us']:.2f} us/req "
+                               f"(workers {r['worker_us']:.2f}, "
+                               f"repl thread {r['repl_us']:.2f}), "
+                               f"replica {r['replica_us']:.2f}")
     print()
     print(f"{'workload':17s} {'ops/s one-replica/none':>28s} {'active cpu/req':>16s}"
           f" {'workers':>8s} {'repl thr':>9s} {'replica':>8s} (us/req, medians)")

@@ -136,8 +136,36 @@ struct Replicator::PeerStats {
     LagHist lag;
 };
 
+// The buckets a peer replicates from here: in bucket order (full pumps, stats) and indexed by
+// bucket (sweeps, acknowledgements), kept together so the two cannot disagree.
+class Replicator::SubTable {
+public:
+    explicit SubTable(uint32_t nbuckets) : at_(nbuckets, nullptr) {}
+    OutSub* find(uint32_t b) const noexcept { return at_[b]; }
+    OutSub& put(uint32_t b, const OutSub& s) {
+        auto [it, fresh] = by_.insert_or_assign(b, s);
+        at_[b] = &it->second;
+        return it->second;
+    }
+    void erase(uint32_t b) {
+        at_[b] = nullptr;
+        by_.erase(b);
+    }
+    bool empty() const noexcept { return by_.empty(); }
+    auto begin() noexcept { return by_.begin(); }
+    auto end() noexcept { return by_.end(); }
+    auto begin() const noexcept { return by_.cbegin(); }
+    auto end() const noexcept { return by_.cend(); }
+
+private:
+    std::map<uint32_t, OutSub> by_;
+    std::vector<OutSub*> at_;
+};
+
 struct Replicator::Link {
-    Replicator* r = nullptr;
+    explicit Link(Replicator* owner)
+        : r(owner), out(owner->nbuckets_), ack_marked(owner->nbuckets_, false) {}
+    Replicator* r;
     std::string peer;
     int fd = -1;
     event* ev = nullptr;
@@ -151,16 +179,10 @@ struct Replicator::Link {
     size_t wpos = 0;
     uint64_t last_rx_us = 0;
     uint64_t last_ping_us = 0;
-    std::map<uint32_t, OutSub> out;  // buckets the peer replicates from here
-    std::vector<OutSub*> out_at;     // the same, by bucket (null: not subscribed)
-    OutSub* sub(uint32_t b) const noexcept { return b < out_at.size() ? out_at[b] : nullptr; }
-    void forget(uint32_t b) noexcept {
-        if (b < out_at.size()) out_at[b] = nullptr;
-    }
+    SubTable out;                     // buckets the peer replicates from here
     std::vector<uint32_t> ack_dirty;  // buckets applied since the last Ack, each once
     std::vector<bool> ack_marked;     // per bucket: in ack_dirty
     void mark_ack(uint32_t b) {
-        if (ack_marked.empty()) ack_marked.resize(r->nbuckets_);
         if (ack_marked[b]) return;
         ack_marked[b] = true;
         ack_dirty.push_back(b);
@@ -183,6 +205,22 @@ Replicator::PeerStats& Replicator::peer_stats(const std::string& peer) {
     auto& p = peer_stats_[peer];
     if (!p) p = std::make_unique<PeerStats>();
     return *p;
+}
+
+// Whether the map makes peer a replica of bucket b.
+static bool replicates_to(const BucketMap* map, uint32_t b, const std::string& peer) {
+    if (map == nullptr || b >= map->nbuckets) return false;
+    for (uint16_t n : map->replicas[b]) {
+        if (map->nodes[n].name == peer) return true;
+    }
+    return false;
+}
+
+void Replicator::drop_sub(Link* l, uint32_t b) {
+    OutSub* s = l->out.find(b);
+    if (s == nullptr) return;
+    if (s->confirmed) unconfirm(b);
+    l->out.erase(b);
 }
 
 void Replicator::unconfirm(uint32_t b) noexcept {
@@ -261,13 +299,11 @@ void Replicator::on_mutation(void* ctx, const store::Mutation& m) noexcept {
     // under load would cost a full barrier behind the copy above. (If that sweep reads this
     // bucket's sequence number before the store above is visible, tick() sends the record
     // within 50 ms; any later write to the group sends it sooner.)
-    const uint32_t g = m.bucket >> kDirtyGroupShift;
-    std::atomic<uint64_t>& word = self->dirty_[g / 64];
-    const uint64_t bit = uint64_t{1} << (g % 64);
-    if (word.load(std::memory_order_relaxed) & bit) return;
+    std::atomic<uint64_t>& word = self->dirty_word(m.bucket);
+    if (word.load(std::memory_order_relaxed) & dirty_bit(m.bucket)) return;
     // Wake the replication thread unless it is awake or polling (see on_rearm): under load
     // writers make no system call here. seq_cst pairs with on_rearm's store and sweep.
-    word.fetch_or(bit);
+    word.fetch_or(dirty_bit(m.bucket));
     if (!self->wake_pending_.load() && !self->wake_pending_.exchange(true)) self->wake();
 }
 
@@ -389,8 +425,7 @@ void Replicator::take_adopted() {
         for (auto& l : links_) {
             if (l->peer == a.node && l->fd >= 0) close_link(l.get(), "replaced by a new link");
         }
-        auto l = std::make_unique<Link>();
-        l->r = this;
+        auto l = std::make_unique<Link>(this);
         l->peer = a.node;
         l->fd = a.fd;
         l->dialer = false;
@@ -530,21 +565,16 @@ void Replicator::reconcile() {
     // Subscriptions the map no longer allows.
     for (auto& lp : links_) {
         Link* l = lp.get();
-        for (auto it = l->out.begin(); it != l->out.end();) {
-            uint32_t b = it->first;
-            bool ok = buckets_[b].on() && map != nullptr && it->second.history == buckets_[b].history;
-            if (ok) {
-                ok = false;
-                for (uint16_t n : map->replicas[b]) ok = ok || map->nodes[n].name == l->peer;
+        std::vector<uint32_t> gone;
+        for (auto& [b, sub] : l->out) {
+            if (!buckets_[b].on() || sub.history != buckets_[b].history ||
+                !replicates_to(map, b, l->peer)) {
+                gone.push_back(b);
             }
-            if (!ok) {
-                frame_bucket(&l->wbuf, FrameType::NotActive, b);
-                if (it->second.confirmed) unconfirm(b);
-                l->forget(b);
-                it = l->out.erase(it);
-            } else {
-                ++it;
-            }
+        }
+        for (uint32_t b : gone) {
+            frame_bucket(&l->wbuf, FrameType::NotActive, b);
+            drop_sub(l, b);
         }
     }
     // Dial the peers we need and should call (the name that sorts first dials).
@@ -601,8 +631,7 @@ void Replicator::dial(const std::string& peer, const std::string& host, uint16_t
         ::close(fd);
         return;
     }
-    auto l = std::make_unique<Link>();
-    l->r = this;
+    auto l = std::make_unique<Link>(this);
     l->peer = peer;
     l->fd = fd;
     l->dialer = true;
@@ -634,11 +663,7 @@ void Replicator::close_link(Link* l, const char* why) {
         in.backfilling = false;
         in.retry_at_us = 0;
     }
-    for (auto& [b, s] : l->out) {
-        if (s.confirmed) unconfirm(b);
-    }
-    l->out.clear();
-    l->out_at.clear();
+    while (!l->out.empty()) drop_sub(l, l->out.begin()->first);
     if (l->dialer) next_dial_us_[l->peer] = now_us() + kRedialUs;
 }
 
@@ -866,12 +891,7 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
         case FrameType::Unsub: {
             uint32_t b;
             if (!parse_bucket(p, &b) || b >= nbuckets_) return false;
-            auto it = l->out.find(b);
-            if (it != l->out.end()) {
-                if (it->second.confirmed) unconfirm(b);
-                l->forget(b);
-                l->out.erase(it);
-            }
+            drop_sub(l, b);
             return true;
         }
         case FrameType::Ack: {
@@ -907,18 +927,8 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
 void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
     if (!buckets_[b].on()) reconcile();  // a map installed a moment ago counts
     const BucketMap* map = cluster_.map();
-    bool ok = buckets_[b].on() && map != nullptr && b < map->nbuckets;
-    if (ok) {
-        ok = false;
-        for (uint16_t n : map->replicas[b]) ok = ok || map->nodes[n].name == l->peer;
-    }
-    auto old = l->out.find(b);
-    if (old != l->out.end()) {
-        if (old->second.confirmed) unconfirm(b);
-        l->forget(b);
-        l->out.erase(old);
-    }
-    if (!ok) {
+    drop_sub(l, b);
+    if (!buckets_[b].on() || !replicates_to(map, b, l->peer)) {
         frame_bucket(&l->wbuf, FrameType::NotActive, b);
         return;
     }
@@ -944,10 +954,7 @@ void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
         }
     }
     frame_stream(&l->wbuf, m);
-    auto [it, ins] = l->out.emplace(b, s);
-    if (l->out_at.size() < nbuckets_) l->out_at.resize(nbuckets_, nullptr);
-    l->out_at[b] = &it->second;
-    if (!pump_sub(l, b, it->second)) {
+    if (!pump_sub(l, b, l->out.put(b, s))) {
         l->stats->overflows++;
         overflows_.fetch_add(1, std::memory_order_relaxed);
         close_link(l, "backlog overflowed");
@@ -972,8 +979,7 @@ bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s, bool wait) {
     } else if (!g.try_lock()) {
         // A worker holds the shard (this thread may have preempted it there, on a shared
         // core): come back at the next sweep rather than sleep on the lock.
-        const uint32_t grp = b >> kDirtyGroupShift;
-        dirty_[grp / 64].fetch_or(uint64_t{1} << (grp % 64));
+        dirty_word(b).fetch_or(dirty_bit(b));
         return true;
     }
     if (bk.history != s.history) {
@@ -1020,7 +1026,7 @@ void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only) {
         return;
     }
     for (uint32_t b : *only) {
-        OutSub* s = l->sub(b);
+        OutSub* s = l->out.find(b);
         if (s == nullptr) continue;
         // Nothing new, by the bucket's sequence number read without its lock. A write whose
         // number this thread does not see yet is sent by the next sweep of its group, or at the
@@ -1058,7 +1064,7 @@ bool Replicator::pump_dirty() {
 }
 
 void Replicator::on_ack(Link* l, uint32_t b, uint64_t seqno, uint64_t now) {
-    OutSub* sp = l->sub(b);
+    OutSub* sp = l->out.find(b);
     if (sp == nullptr) return;
     OutSub& s = *sp;
     if (!s.confirmed) {
@@ -1103,8 +1109,7 @@ void Replicator::wait_ack(WriteRef w, AckFn fn, void* ctx, uint64_t token) {
     }
     // The bucket's group is marked again, so the sweep this wakes looks at the bucket even if
     // an earlier sweep read its sequence number before this write's was visible.
-    const uint32_t grp = w.bucket >> kDirtyGroupShift;
-    dirty_[grp / 64].fetch_or(uint64_t{1} << (grp % 64));
+    dirty_word(w.bucket).fetch_or(dirty_bit(w.bucket));
     wake();
 }
 

@@ -93,6 +93,7 @@ private:
     struct Link;
     struct Bucket;       // shared: hook and thread
     struct OutSub;       // per link, per bucket we send
+    class SubTable;      // a link's OutSubs
     struct Inbound;      // per bucket we replicate
     struct PeerStats;    // per peer name, across its links
     struct AckWaiter {
@@ -137,6 +138,7 @@ private:
     void check_waiters(uint32_t b, uint64_t acked);
     PeerStats& peer_stats(const std::string& peer);
     void unconfirm(uint32_t b) noexcept;  // one replica fewer in sync for b
+    void drop_sub(Link* l, uint32_t b);   // end l's subscription to b, if any
     void set_in_sync(Inbound& in, bool v) noexcept;
 
     const server::Settings& settings_;
@@ -156,6 +158,12 @@ private:
     static constexpr uint32_t kDirtyGroupShift = 4;
     size_t dirty_words() const noexcept {
         return (((size_t{nbuckets_} + (1u << kDirtyGroupShift) - 1) >> kDirtyGroupShift) + 63) / 64;
+    }
+    std::atomic<uint64_t>& dirty_word(uint32_t b) const noexcept {
+        return dirty_[(b >> kDirtyGroupShift) / 64];
+    }
+    static uint64_t dirty_bit(uint32_t b) noexcept {
+        return uint64_t{1} << ((b >> kDirtyGroupShift) % 64);
     }
     std::unique_ptr<std::atomic<uint64_t>[]> dirty_;
     std::vector<uint32_t> dirty_scratch_;  // the replication thread's list of buckets to pump
