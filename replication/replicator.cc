@@ -17,184 +17,18 @@
 #include <deque>
 #include <ctime>
 
+#include "replication/auth.h"
+#include "replication/replicator_impl.h"
 #include "replication/stream.h"
-#include "server/cluster.h"
 #include "server/log.h"
 
 namespace mcm::repl {
 
 namespace {
 
-uint64_t now_us() noexcept {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                     std::chrono::steady_clock::now().time_since_epoch())
-                                     .count());
-}
-
-uint64_t random_history() {
-    uint64_t h = 0;
-    while (h == 0) {
-        if (RAND_bytes(reinterpret_cast<unsigned char*>(&h), sizeof h) != 1) {
-            h = now_us() ^ 0x9e3779b97f4a7c15ULL;
-        }
-    }
-    return h;
-}
-
 thread_local Replicator::WriteRef tls_last_write;
 
-// Record lag (write to acknowledgement) in log-linear microsecond bins: four per power of
-// two, so a quantile is known within 19%. Two windows of 10 s, so the figures describe the
-// recent past.
-struct LagHist {
-    static constexpr int kBins = 4 * 40;
-    uint64_t cur[kBins] = {};
-    uint64_t prev[kBins] = {};
-    uint64_t rotated_us = 0;
-    static int bin_of(uint64_t us) noexcept {
-        if (us < 4) return static_cast<int>(us);
-        int p = 63 - __builtin_clzll(us);                      // 2^p <= us < 2^(p+1)
-        int sub = static_cast<int>((us >> (p - 2)) & 3);       // the next two bits
-        int b = 4 * (p - 1) + sub;
-        return b < kBins ? b : kBins - 1;
-    }
-    static uint64_t upper_edge(int b) noexcept {
-        if (b < 4) return static_cast<uint64_t>(b) + 1;
-        int p = b / 4 + 1;
-        int sub = b % 4;
-        return (uint64_t{4} + static_cast<uint64_t>(sub) + 1) << (p - 2);
-    }
-    void add(uint64_t us, uint64_t n = 1) noexcept { cur[bin_of(us)] += n; }
-    void maybe_rotate(uint64_t now) noexcept {
-        if (now - rotated_us < 10'000'000) return;
-        std::memcpy(prev, cur, sizeof cur);
-        std::memset(cur, 0, sizeof cur);
-        rotated_us = now;
-    }
-    // The upper edge of the bin holding quantile q, 0 if empty.
-    uint64_t quantile(double q) const noexcept {
-        uint64_t total = 0;
-        for (int i = 0; i < kBins; ++i) total += cur[i] + prev[i];
-        if (total == 0) return 0;
-        uint64_t want = static_cast<uint64_t>(q * static_cast<double>(total));
-        uint64_t seen = 0;
-        for (int i = 0; i < kBins; ++i) {
-            seen += cur[i] + prev[i];
-            if (seen > want) return upper_edge(i);
-        }
-        return upper_edge(kBins - 1);
-    }
-};
-
 }  // namespace
-
-struct Replicator::Bucket {
-    std::atomic<bool> enabled{false};  // active here with replicas: the hook keeps records
-    uint64_t history = 0;              // the bucket's store lock
-    Backlog backlog;                   // the bucket's store lock
-    bool on() const noexcept { return enabled.load(std::memory_order_relaxed); }
-    std::atomic<uint64_t> seqno{0};    // last record kept (stats)
-    std::atomic<uint64_t> acked{0};    // highest sequence number a replica acknowledged
-    std::atomic<uint64_t> lag_ms{0};   // age of the oldest unacknowledged record
-};
-
-struct Replicator::OutSub {
-    uint64_t history = 0;
-    uint64_t sent = 0;      // the last sequence number put in the link's buffer
-    uint64_t acked = 0;
-    bool backfill = false;  // the bucket's items are still to be sent
-    bool confirmed = false; // the peer acknowledged since this stream started: in sync
-    // Runs of records sent and not yet acknowledged, for the lag figures: the last sequence
-    // number of each run and the write time of its first record (looked up while pump_sub
-    // holds the bucket's lock, so an acknowledgement needs no lock). At most kMaxRuns: past
-    // that a run grows and keeps its older time.
-    struct Run {
-        uint64_t last;
-        uint64_t t_us;
-    };
-    static constexpr size_t kMaxRuns = 256;
-    std::deque<Run> runs;
-};
-
-struct Replicator::Inbound {
-    uint32_t bucket = 0;
-    std::string source;        // the bucket's active ("" = not replicating it)
-    Link* link = nullptr;      // the link the subscription went out on
-    uint64_t history = 0;      // of the records held (0: none, or incomplete)
-    bool in_sync = false;
-    bool backfilling = false;
-    uint64_t retry_at_us = 0;  // do not subscribe again before
-};
-
-struct Replicator::PeerStats {
-    uint64_t connects = 0, disconnects = 0;
-    uint64_t records_out = 0, bytes_out = 0, records_in = 0, bytes_in = 0;
-    uint64_t resumes = 0, backfills = 0, backfill_items = 0;  // served to the peer
-    uint64_t resumes_in = 0, backfills_in = 0, backfill_items_in = 0;  // received from it
-    uint64_t overflows = 0, rtt_us = 0;
-    std::string last_error;
-    LagHist lag;
-};
-
-// The buckets a peer replicates from here: in bucket order (full pumps, stats) and indexed by
-// bucket (sweeps, acknowledgements), kept together so the two cannot disagree.
-class Replicator::SubTable {
-public:
-    explicit SubTable(uint32_t nbuckets) : at_(nbuckets, nullptr) {}
-    OutSub* find(uint32_t b) const noexcept { return at_[b]; }
-    OutSub& put(uint32_t b, const OutSub& s) {
-        auto [it, fresh] = by_.insert_or_assign(b, s);
-        at_[b] = &it->second;
-        return it->second;
-    }
-    void erase(uint32_t b) {
-        at_[b] = nullptr;
-        by_.erase(b);
-    }
-    bool empty() const noexcept { return by_.empty(); }
-    auto begin() noexcept { return by_.begin(); }
-    auto end() noexcept { return by_.end(); }
-    auto begin() const noexcept { return by_.cbegin(); }
-    auto end() const noexcept { return by_.cend(); }
-
-private:
-    std::map<uint32_t, OutSub> by_;
-    std::vector<OutSub*> at_;
-};
-
-struct Replicator::Link {
-    explicit Link(Replicator* owner)
-        : r(owner), out(owner->nbuckets_), ack_marked(owner->nbuckets_, false) {}
-    Replicator* r;
-    std::string peer;
-    int fd = -1;
-    event* ev = nullptr;
-    short ev_flags = 0;
-    enum class St : uint8_t { Connecting, Challenge, AuthReply, Hello, Up } st = St::Connecting;
-    bool dialer = false;
-    std::string nonce;  // dialer: what the acceptor's Hello must prove
-    std::string rbuf;
-    size_t rpos = 0;
-    std::string wbuf;
-    size_t wpos = 0;
-    uint64_t last_rx_us = 0;
-    uint64_t last_ping_us = 0;
-    SubTable out;                     // buckets the peer replicates from here
-    std::vector<uint32_t> ack_dirty;  // buckets applied since the last Ack, each once
-    std::vector<bool> ack_marked;     // per bucket: in ack_dirty
-    void mark_ack(uint32_t b) {
-        if (ack_marked[b]) return;
-        ack_marked[b] = true;
-        ack_dirty.push_back(b);
-    }
-    PeerStats* stats = nullptr;
-    bool blocked = false;  // a pump stopped at the high mark: pump everything once drained
-    size_t pending() const noexcept { return wbuf.size() - wpos; }
-    ~Link() {
-        if (ev != nullptr) event_free(ev);
-        if (fd >= 0) ::close(fd);
-    }
-};
 
 void Replicator::set_in_sync(Inbound& in, bool v) noexcept {
     in.in_sync = v;
@@ -229,23 +63,23 @@ void Replicator::unconfirm(uint32_t b) noexcept {
     }
 }
 
-Replicator::Replicator(const server::Settings& s, server::Cluster& cluster, store::Clock& clock)
-    : settings_(s),
+Replicator::Replicator(const ReplConfig& cfg, ClusterView& cluster, store::Clock& clock)
+    : cfg_(cfg),
       cluster_(cluster),
       clock_(clock),
-      nbuckets_(cluster.nbuckets()),
-      me_(cluster.node_id()),
-      secret_(s.cluster_secret),
-      buckets_(new Bucket[cluster.nbuckets()]),
+      nbuckets_(cfg.nbuckets),
+      me_(cfg.node_id),
+      secret_(cfg.secret),
+      buckets_(new Bucket[cfg.nbuckets]),
       dirty_(new std::atomic<uint64_t>[dirty_words()]),
-      in_(cluster.nbuckets()),
-      bucket_text_(cluster.nbuckets()),
-      in_sync_out_(new std::atomic<uint8_t>[cluster.nbuckets()]),
-      in_sync_in_(new std::atomic<uint8_t>[cluster.nbuckets()]),
-      applied_live_(new std::atomic<uint64_t>[cluster.nbuckets()]) {
+      in_(cfg.nbuckets),
+      bucket_text_(cfg.nbuckets),
+      in_sync_out_(new std::atomic<uint8_t>[cfg.nbuckets]),
+      in_sync_in_(new std::atomic<uint8_t>[cfg.nbuckets]),
+      applied_live_(new std::atomic<uint64_t>[cfg.nbuckets]) {
     // A power of two, so that each bucket's ring is exactly its budget (a ring wraps at a
     // power of two and touches all of it over time).
-    per_bucket_backlog_ = std::max<size_t>(64 * 1024, s.repl_backlog / nbuckets_);
+    per_bucket_backlog_ = std::max<size_t>(64 * 1024, cfg.backlog_bytes / nbuckets_);
     while ((per_bucket_backlog_ & (per_bucket_backlog_ - 1)) != 0) {
         per_bucket_backlog_ &= per_bucket_backlog_ - 1;  // round down
     }
@@ -332,7 +166,7 @@ void Replicator::start() {
     wake_ev_ = event_new(base_, wake_fd_, EV_READ | EV_PERSIST, &Replicator::on_wake, this);
     event_add(wake_ev_, nullptr);
     tick_ev_ = event_new(base_, -1, EV_PERSIST, &Replicator::on_tick, this);
-    timeval t{0, 50'000};
+    timeval t{0, static_cast<long>(kTickUs)};
     event_add(tick_ev_, &t);
     thread_ = std::thread([this] {
         pthread_setname_np(pthread_self(), "mc-repl");
@@ -359,6 +193,7 @@ void Replicator::on_wake(evutil_socket_t fd, short, void* arg) {
     while (::read(fd, &v, sizeof v) > 0) {
     }
     self->take_adopted();
+    self->take_activations();
     (void)self->pump_dirty();
     self->poll_us_ = kCoalesceUs;  // writes resume after a pause: start from the short period
     self->swept_records_ = 0;
@@ -434,7 +269,7 @@ void Replicator::take_adopted() {
         l->stats->connects++;
         l->last_rx_us = now_us();
         l->rbuf = std::move(a.buffered);
-        frame_hello(&l->wbuf, me_, server::Cluster::proof(secret_, "repl " + a.nonce));
+        frame_hello(&l->wbuf, me_, hmac_hex(secret_, "repl " + a.nonce));
         l->ev = event_new(base_, l->fd, EV_READ | EV_PERSIST, &Replicator::on_link_io, l.get());
         l->ev_flags = EV_READ | EV_PERSIST;
         event_add(l->ev, nullptr);
@@ -455,6 +290,7 @@ void Replicator::tick() {
     uint64_t now = now_us();
     dead_links_.clear();
     take_adopted();
+    take_activations();
     reconcile();
     for (auto& lp : links_) {
         Link* l = lp.get();
@@ -467,6 +303,9 @@ void Replicator::tick() {
             if (now >= l->last_ping_us + kPingEveryUs) {
                 l->last_ping_us = now;
                 frame_u64(&l->wbuf, FrameType::Ping, now);
+                CoordinatorView cv = cluster_.coordinator();
+                frame_coord(&l->wbuf, CoordMsg{cluster_.epoch(),
+                                               cv.leased ? cv.silent_ms : UINT32_MAX});
             }
             send_subs(l);
             pump_link(l, nullptr);
@@ -482,6 +321,7 @@ void Replicator::tick() {
             ++i;
         }
     }
+    check_coordinator();
     // Replica side: delayed flushes that came due.
     (void)applier_->run_due_flushes(static_cast<int64_t>(time(nullptr)));
     // repl_ack: waits that ran out.
@@ -508,12 +348,17 @@ void Replicator::tick() {
 // ---------------------------------------------------------------------------------------
 // The map decides: which buckets keep a backlog, which we subscribe to, whom we dial.
 
+// A bucket active here gains replicas: a new history starts at the bucket's current
+// sequence number (its earlier records were never kept), so a new replica is backfilled up
+// to it and then streamed from it.
 void Replicator::enable_bucket(uint32_t b) {
     Bucket& bk = buckets_[b];
     {
         std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
         bk.history = random_history();
-        bk.backlog.clear();
+        const uint64_t at = store_->bucket_seqno_locked(b);
+        bk.backlog.clear(at);
+        bk.seqno.store(at, std::memory_order_relaxed);
     }
     bk.acked.store(0, std::memory_order_relaxed);
     bk.enabled.store(true, std::memory_order_release);
@@ -549,6 +394,14 @@ void Replicator::reconcile() {
             src = map->nodes[map->active[b]].name;
         }
         Inbound& in = in_[b];
+        const bool keep = !src.empty() && map->replicas[b].size() >= 2;
+        if (in.keep != keep) {
+            in.keep = keep;
+            if (!keep && !buckets_[b].on()) {
+                std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
+                buckets_[b].backlog.release();
+            }
+        }
         if (in.source != src) {
             if (in.link != nullptr) {
                 frame_bucket(&in.link->wbuf, FrameType::Unsub, b);
@@ -636,7 +489,7 @@ void Replicator::dial(const std::string& peer, const std::string& host, uint16_t
     l->fd = fd;
     l->dialer = true;
     l->st = Link::St::Connecting;
-    l->nonce = cluster_.new_nonce();
+    l->nonce = random_hex32();
     l->stats = &ps_;
     l->last_rx_us = now_us();
     l->ev = event_new(base_, fd, EV_WRITE | EV_PERSIST, &Replicator::on_link_io, l.get());
@@ -763,7 +616,7 @@ bool Replicator::dial_text(Link* l) {
                 close_link(l, ("handshake refused: " + line).c_str());
                 return false;
             }
-            l->wbuf += "cluster auth " + server::Cluster::proof(secret_, line.substr(10)) +
+            l->wbuf += "cluster auth " + hmac_hex(secret_, line.substr(10)) +
                        "\r\ncluster repl " + me_ + " " + l->nonce + "\r\n";
             l->st = Link::St::AuthReply;
         } else if (l->st == Link::St::AuthReply) {
@@ -788,7 +641,7 @@ bool Replicator::read_frames(Link* l) {
             std::string name, proof;
             if (t != FrameType::Hello || !parse_hello(payload, &name, &proof) ||
                 name != l->peer ||
-                proof != server::Cluster::proof(secret_, "repl " + l->nonce)) {
+                proof != hmac_hex(secret_, "repl " + l->nonce)) {
                 close_link(l, "peer failed to prove the cluster secret");
                 return true;
             }
@@ -833,7 +686,10 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             Inbound& in = in_[rec.bucket];
             if (in.link != l) return true;  // unsubscribed meanwhile: late records
             l->stats->records_in++;
-            (void)applier_->apply(rec);
+            if (cluster_.state(rec.bucket) != BucketState::Replica) return true;  // promoted
+            if (applier_->apply(rec) == Applied::Done && in.keep) {
+                keep_inbound(rec.bucket, type, p, rec.seqno);
+            }
             applied_live_[rec.bucket].store(applier_->applied_seqno(rec.bucket),
                                             std::memory_order_relaxed);
             l->mark_ack(rec.bucket);
@@ -845,6 +701,11 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             Inbound& in = in_[m.bucket];
             if (in.link != l) return true;
             in.history = m.history;
+            if (in.keep) {
+                std::lock_guard<std::mutex> g(store_->bucket_mutex(m.bucket));
+                Backlog& bl = buckets_[m.bucket].backlog;
+                if (m.backfill || bl.last_seqno() != m.seqno) bl.clear(m.seqno);
+            }
             if (m.backfill) {
                 (void)store_->drop_buckets(m.bucket, m.bucket);
                 applier_->reset(m.bucket, m.seqno);
@@ -914,6 +775,15 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             uint64_t v;
             if (!parse_u64(p, &v)) return false;
             l->stats->rtt_us = now_us() - v;
+            return true;
+        }
+        case FrameType::Coord: {
+            CoordMsg m;
+            if (!parse_coord(p, &m)) return false;
+            l->coord_rx_us = now_us();
+            l->coord_epoch = m.epoch;
+            l->coord_silent_ms = m.silent_ms;
+            check_coordinator();
             return true;
         }
         case FrameType::Hello: return false;  // only once, first
@@ -1100,7 +970,7 @@ void Replicator::wait_ack(WriteRef w, AckFn fn, void* ctx, uint64_t token) {
     {
         std::lock_guard<std::mutex> g(ack_mu_);
         waiters_.push_back(AckWaiter{w, fn, ctx, token,
-                                     now_us() + uint64_t{settings_.repl_ack_timeout_ms} * 1000});
+                                     now_us() + uint64_t{cfg_.ack_timeout_ms} * 1000});
     }
     // Someone waits: send the record now rather than at the next poll, and look whether it
     // was acknowledged already.
@@ -1114,7 +984,7 @@ void Replicator::wait_ack(WriteRef w, AckFn fn, void* ctx, uint64_t token) {
 }
 
 void Replicator::check_waiters(uint32_t b, uint64_t acked) {
-    if (settings_.repl_ack == server::Settings::ReplAck::None) return;  // nobody waits
+    if (cfg_.ack == AckMode::None) return;  // nobody waits
     std::vector<AckWaiter> done;
     {
         std::lock_guard<std::mutex> g(ack_mu_);
@@ -1167,9 +1037,9 @@ void Replicator::publish_stats() {
         const Inbound& in = in_[b];
         if (!in.source.empty()) btext[b] += "R" + in.source;  // replicated from that node
     }
-    const char* ack = settings_.repl_ack == server::Settings::ReplAck::None     ? "none"
-                      : settings_.repl_ack == server::Settings::ReplAck::Delete ? "delete"
-                                                                                : "all";
+    const char* ack = cfg_.ack == AckMode::None     ? "none"
+                      : cfg_.ack == AckMode::Delete ? "delete"
+                                                    : "all";
     line("repl_ack", ack);
     line("buckets_streaming", std::to_string(streaming));
     line("backlog_bytes", std::to_string(backlog_bytes));
