@@ -205,4 +205,13 @@ struct Replicator::Link {
     }
 };
 
+// Whether the map makes peer a replica of bucket b.
+inline bool replicates_to(const BucketMap* map, uint32_t b, const std::string& peer) {
+    if (map == nullptr || b >= map->nbuckets) return false;
+    for (uint16_t n : map->replicas[b]) {
+        if (map->nodes[n].name == peer) return true;
+    }
+    return false;
+}
+
 }  // namespace mcm::repl
