@@ -1,0 +1,385 @@
+"""The coordinator (doc/coordinator.md) with real servers: the first map, failover of a
+server killed under load, R = 2 resumes, fencing of a paused or cut-off server, the
+coordinator's own death and restart, the cut-off rule, rejoin, and the admin API's secret.
+Every process is real; the fault proxy cuts only the coordinator's connection where a
+network fault is needed."""
+
+import os
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from lib import mc
+from lib.cluster import FaultProxy, bucket, dump
+from lib.coord import Coordinator, parse_map, server_map, wait_settled
+
+BUCKETS = 64
+SECRET = b"test-cluster-secret-0123456789\n"
+
+if not os.path.abspath(mc.server_binary()).startswith(mc.TOP + os.sep):
+    pytest.skip("managed mode is this server's own", allow_module_level=True)
+
+pymemcache = pytest.importorskip("pymemcache")
+from pymemcache.client.base import Client  # noqa: E402
+
+
+@pytest.fixture
+def cluster(make_server, tmp_path, request):
+    """cluster(n, replicas) -> (servers {name: Server}, coordinator); the coordinator is
+    stopped by PID at the end, and its log printed if the test failed."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    coords = []
+
+    def node(name, port=None):
+        args = ["-o", f"node_id={name},cluster_secret_file={secret},buckets={BUCKETS}"]
+        if port is not None:
+            args += ["-p", str(port)]
+        return make_server(*args)
+
+    def start(n=3, replicas=1, control=None, settle=True, **kw):
+        servers = {f"n{i}": node(f"n{i}") for i in range(n)}
+        c = Coordinator(tmp_path / "coord", secret, sorted(servers.items()), replicas=replicas,
+                        buckets=BUCKETS, control=control(servers) if control else None, **kw)
+        coords.append(c)
+        if settle:
+            wait_settled(c, replicas, sorted(servers))
+        return servers, c
+
+    def restart_coordinator(old, **kw):
+        c = Coordinator(tmp_path / "coord", secret, [], replicas=kw.pop("replicas", 1),
+                        buckets=BUCKETS, state=old.state, **kw)
+        coords.append(c)
+        return c
+
+    start.node = node
+    start.restart_coordinator = restart_coordinator
+    start.secret = secret
+    yield start
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for c in coords:
+        rc = c.stop()
+        if failed:
+            print(f"--- coordinator log (exit {rc}) ---\n{c.read_log()[-8000:]}")
+
+
+def keys_for(owner_map, owner, n, prefix="k"):
+    out, i = [], 0
+    while len(out) < n:
+        k = f"{prefix}{i}"
+        if owner_map["active"][bucket(k, BUCKETS)] == owner:
+            out.append(k)
+        i += 1
+    return out
+
+
+def client(server, timeout=1.0):
+    return Client(("127.0.0.1", server.port), connect_timeout=timeout, timeout=timeout)
+
+
+def test_first_map_is_even_and_every_replica_in_sync(cluster):
+    servers, coord = cluster(n=4, replicas=1)
+    m = parse_map(coord.map_text())
+    for name, s in servers.items():
+        assert server_map(s) == m
+    actives = {n: m["active"].count(n) for n in servers}
+    reps = {n: sum(r.count(n) for r in m["replicas"]) for n in servers}
+    assert max(actives.values()) - min(actives.values()) <= 1
+    assert max(reps.values()) - min(reps.values()) <= 1
+    for b in range(BUCKETS):
+        assert m["active"][b] not in m["replicas"][b]
+    # the replicas of one server's actives are spread over every other server
+    for n in servers:
+        holders = {r for b in range(BUCKETS) if m["active"][b] == n for r in m["replicas"][b]}
+        assert holders == set(servers) - {n}
+    st = coord.status()
+    assert st["epoch"] == m["epoch"] and not st["cut_off"] and st["failovers"] == 0
+    assert "mc_coordinator_epoch" in coord.metrics()
+
+
+class Load:
+    """Stock pymemcache clients on the given servers: writers set k<i> = <i>:<n> and remember
+    when each write was acknowledged (and its CAS unique, read back with gets); readers
+    count errors. Bounded in time and count."""
+
+    def __init__(self, servers, keys, seconds=20.0):
+        self.servers = servers
+        self.keys = keys
+        self.acked = {}  # key -> (value, cas, time acknowledged)
+        self.lock = threading.Lock()
+        self.stop_ev = threading.Event()
+        self.deadline = time.monotonic() + seconds
+        self.errors = 0
+        self.threads = [threading.Thread(target=self._writer, args=(i,), daemon=True)
+                        for i in range(2)]
+        for t in self.threads:
+            t.start()
+
+    def _writer(self, i):
+        c = client(self.servers[i % len(self.servers)])
+        rnd = random.Random(i)
+        n = 0
+        while not self.stop_ev.is_set() and time.monotonic() < self.deadline and n < 200000:
+            k = rnd.choice(self.keys)
+            v = f"{k}:{i}:{n}".encode()
+            n += 1
+            try:
+                c.set(k, v, noreply=False)
+                got = c.gets(k)
+                now = time.monotonic()
+            except Exception:
+                with self.lock:
+                    self.errors += 1
+                continue
+            if got[0] == v:
+                with self.lock:
+                    old = self.acked.get(k)
+                    if old is None or old[2] < now:
+                        self.acked[k] = (v, int(got[1]), now)
+
+    def stop(self):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(timeout=10)
+
+
+def test_kill_under_load_fails_over_within_a_second(cluster):
+    servers, coord = cluster(n=3, replicas=1)
+    m = parse_map(coord.map_text())
+    victim = "n0"
+    survivors = [servers[n] for n in ("n1", "n2")]
+    keys = [f"key{i}" for i in range(600)]
+    victim_keys = [k for k in keys if m["active"][bucket(k, BUCKETS)] == victim]
+    load = Load(survivors, keys)
+    try:
+        mc.wait_for(lambda: len(load.acked) > 500, timeout=10, what="load running")
+        time.sleep(0.3)  # let the load run a while before the kill (part of the scenario)
+        probe = client(survivors[0], timeout=0.5)
+        k = victim_keys[0]
+        killed = time.monotonic()
+        os.kill(servers[victim].proc.pid, signal.SIGKILL)
+        servers[victim].proc.wait(timeout=5)
+
+        def served():
+            try:
+                return probe.set(k, b"probe", noreply=False) and probe.get(k) == b"probe"
+            except Exception:
+                return False
+        mc.wait_for(served, timeout=5, interval=0.01, what="the dead server's bucket served")
+        took = time.monotonic() - killed
+        time.sleep(0.5)  # the load goes on a little after the failover
+    finally:
+        load.stop()
+    assert took < 1.0, f"served again after {took:.3f}s"
+    st = wait_settled(coord, 1, ["n1", "n2"])
+    assert st["failovers"] >= 1 and st["cold_buckets"] == 0
+    m2 = parse_map(coord.map_text())
+    assert victim not in m2["active"]
+    # >= 99% of the keys acknowledged >= 100 ms before the kill read back, value and CAS
+    old = {k: v for k, v in load.acked.items() if v[2] <= killed - 0.1 and k != victim_keys[0]}
+    assert len(old) > 300
+    c = client(survivors[1])
+    ok = 0
+    for k, (v, cas, _) in old.items():
+        got = c.gets(k)
+        ok += got[0] == v and int(got[1]) == cas
+    assert ok >= 0.99 * len(old), f"{ok} of {len(old)} read back"
+    # every bucket on the survivors equals its replica
+    for b in range(BUCKETS):
+        a = servers[m2["active"][b]]
+        for r in m2["replicas"][b]:
+            mc.wait_for(lambda: dump(a, b) == dump(servers[r], b), timeout=5,
+                        what=f"bucket {b} equal on its replica")
+
+
+def replication_counts(server):
+    c = server.connect()
+    st = c.stats("replication")
+    c.close()
+    res = sum(int(v) for k, v in st.items() if k.endswith(":resumes_in"))
+    bf = sum(int(v) for k, v in st.items() if k.endswith(":backfills_in"))
+    return res, bf
+
+
+def test_r2_other_replica_resumes_after_failover(cluster):
+    servers, coord = cluster(n=4, replicas=2)
+    m = parse_map(coord.map_text())
+    c = client(servers["n1"])
+    for i in range(400):
+        c.set(f"r{i}", b"v%d" % i, noreply=False)
+    wait_settled(coord, 2, sorted(servers))
+    before = {n: replication_counts(servers[n]) for n in ("n1", "n2", "n3")}
+    os.kill(servers["n0"].proc.pid, signal.SIGKILL)
+    servers["n0"].proc.wait(timeout=5)
+    wait_settled(coord, 2, ["n1", "n2", "n3"])
+    m2 = parse_map(coord.map_text())
+    # Replicas the map added (they are backfilled); every other subscription resumed.
+    added = sum(len(set(m2["replicas"][b]) - set(m["replicas"][b])) for b in range(BUCKETS))
+    after = {n: replication_counts(servers[n]) for n in ("n1", "n2", "n3")}
+    backfills = sum(after[n][1] - before[n][1] for n in after)
+    resumes = sum(after[n][0] - before[n][0] for n in after)
+    moved = sum(1 for b in range(BUCKETS) if m["active"][b] == "n0")
+    assert backfills == added, (backfills, added)
+    assert resumes >= moved - added  # the other replica of each promoted bucket resumed
+    for i in range(0, 400, 7):
+        assert client(servers["n2"]).get(f"r{i}") == b"v%d" % i
+
+
+def never_stale(conn_server, keys, old, seconds):
+    """Reads keys through one server for `seconds`; returns the values seen (never old)."""
+    c = client(conn_server, timeout=1.0)
+    seen = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for k in keys:
+            try:
+                v = c.get(k)
+            except Exception as e:  # FENCED / forward errors are acceptable, stale is not
+                seen.add(type(e).__name__)
+                continue
+            assert v != old, f"{k}: stale value {v!r} served"
+            seen.add(v)
+    return seen
+
+
+def test_paused_server_is_fenced_and_never_serves_stale(cluster):
+    servers, coord = cluster(n=3, replicas=1)
+    m = parse_map(coord.map_text())
+    keys = keys_for(m, "n0", 20, "f")
+    c0 = client(servers["n0"])
+    for k in keys:
+        c0.set(k, b"old", noreply=False)
+    wait_settled(coord, 1, sorted(servers))
+    victim = servers["n0"]
+    os.kill(victim.proc.pid, signal.SIGSTOP)
+    try:
+        mc.wait_for(lambda: "n0" not in parse_map(coord.map_text())["active"], timeout=5,
+                    what="n0 failed over")
+        c1 = client(servers["n1"])
+        for k in keys:
+            c1.set(k, b"new", noreply=False)
+    finally:
+        os.kill(victim.proc.pid, signal.SIGCONT)
+    seen = never_stale(victim, keys, b"old", 2.0)
+    assert b"new" in seen  # once reset, it forwards to the new owners
+    wait_settled(coord, 1, sorted(servers))
+    for k in keys:
+        assert client(victim).get(k) == b"new"
+
+
+def test_coordinator_cut_off_from_one_server_fences_it(cluster):
+    proxies = {}
+
+    def control(servers):
+        proxies["n0"] = FaultProxy(servers["n0"].port)
+        return {"n0": proxies["n0"].port}
+    servers, coord = cluster(n=3, replicas=1, control=control)
+    try:
+        m = parse_map(coord.map_text())
+        keys = keys_for(m, "n0", 20, "x")
+        c0 = client(servers["n0"])
+        for k in keys:
+            c0.set(k, b"old", noreply=False)
+        wait_settled(coord, 1, sorted(servers))
+        proxies["n0"].blocked = True
+        proxies["n0"].cut()
+        mc.wait_for(lambda: "n0" not in parse_map(coord.map_text())["active"], timeout=5,
+                    what="n0 failed over")
+        c1 = client(servers["n1"])
+        for k in keys:
+            c1.set(k, b"new", noreply=False)
+        # n0 still talks to its peers, but must not serve its old buckets
+        never_stale(servers["n0"], keys, b"old", 1.5)
+        proxies["n0"].blocked = False
+        wait_settled(coord, 1, sorted(servers))
+        for k in keys:
+            assert client(servers["n0"]).get(k) == b"new"
+    finally:
+        for p in proxies.values():
+            p.stop()
+
+
+def test_coordinator_dead_cluster_keeps_serving_then_adopted(cluster):
+    servers, coord = cluster(n=3, replicas=1)
+    epoch = coord.status()["epoch"]
+    coord.kill()
+    seconds = float(os.environ.get("MC_TEST_COORD_DOWN_SECONDS", "30"))
+    clients = [client(s) for s in servers.values()]
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline and n < 10**6:  # bounded in time and count
+        c = clients[n % 3]
+        k = f"d{n % 500}"
+        c.set(k, b"%d" % n, noreply=False)  # raises on any error
+        assert c.get(k) == b"%d" % n
+        n += 1
+    coord2 = cluster.restart_coordinator(coord)
+    wait_settled(coord2, 1, sorted(servers))
+    assert coord2.status()["epoch"] == epoch
+    for s in servers.values():
+        assert server_map(s)["epoch"] == epoch
+
+
+def test_more_than_half_unreachable_changes_nothing(cluster):
+    servers, coord = cluster(n=3, replicas=1)
+    epoch = coord.status()["epoch"]
+    for n in ("n1", "n2"):
+        os.kill(servers[n].proc.pid, signal.SIGSTOP)
+    try:
+        mc.wait_for(lambda: coord.status()["cut_off"], timeout=5, what="cut_off reported")
+        assert "mc_coordinator_cut_off 1" in coord.metrics()
+        time.sleep(1.0)  # well past the dead timeout: still nothing may change
+        assert coord.status()["epoch"] == epoch
+        assert server_map(servers["n0"])["epoch"] == epoch
+    finally:
+        for n in ("n1", "n2"):
+            os.kill(servers[n].proc.pid, signal.SIGCONT)
+    wait_settled(coord, 1, sorted(servers))
+    assert coord.status()["epoch"] == epoch
+
+
+def test_rejoin_after_kill_and_restart(cluster):
+    servers, coord = cluster(n=3, replicas=1)
+    m = parse_map(coord.map_text())
+    keys = keys_for(m, "n0", 20, "j")
+    c0 = client(servers["n0"])
+    for k in keys:
+        c0.set(k, b"before", noreply=False)
+    wait_settled(coord, 1, sorted(servers))
+    port = servers["n0"].port
+    os.kill(servers["n0"].proc.pid, signal.SIGKILL)
+    servers["n0"].proc.wait(timeout=5)
+    mc.wait_for(lambda: "n0" not in parse_map(coord.map_text())["active"], timeout=5,
+                what="n0 failed over")
+    for k in keys:
+        client(servers["n1"]).set(k, b"after", noreply=False)
+    n0 = cluster.node("n0", port=port)
+    servers["n0"] = n0
+    never_stale(n0, keys, b"before", 1.0)
+    st = wait_settled(coord, 1, sorted(servers))
+    by = {s["name"]: s for s in st["servers"]}
+    assert by["n0"]["replicas"] > 0 and by["n0"]["replicas_in_sync"] == by["n0"]["replicas"]
+    for k in keys:
+        assert client(n0).get(k) == b"after"
+
+
+def test_admin_api_refuses_mutations_without_the_secret(cluster):
+    servers, coord = cluster(n=3, replicas=1)
+    epoch = coord.status()["epoch"]
+    st, j = coord.request("POST", "/failover/n1", auth=False)
+    assert st == 401 and "error" in j
+    st, j = coord.request("POST", "/failover/n1", secret=b"wrong-secret-0123456789")
+    assert st == 401
+    st, j = coord.request("DELETE", "/nodes/n2", auth=False)
+    assert st == 401
+    st, j = coord.request("POST", "/nodes", {"name": "n9", "addr": "127.0.0.1:1"}, auth=False)
+    assert st == 401
+    assert coord.status()["epoch"] == epoch
+    assert [s["name"] for s in coord.status()["servers"]] == sorted(servers)
+    # with it, a manual failover works
+    st, j = coord.request("POST", "/failover/n1")
+    assert st == 200 and j["ok"] and j["epoch"] > epoch
+    assert "n1" not in parse_map(coord.map_text())["active"]

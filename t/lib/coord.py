@@ -1,0 +1,163 @@
+"""Test harness for the coordinator: start `mc-coordinator` beside real servers, talk to its
+admin API (doc/coordinator.md), wait for the cluster to settle. Standard library only."""
+
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import signal
+import subprocess
+
+import mc
+
+COORD_BIN = os.path.join(mc.TOP, "mc-coordinator")
+MCCTL = os.path.join(mc.TOP, "mcctl", "mcctl")
+
+
+class Coordinator:
+    """One mc-coordinator process in tmpdir. nodes: [(name, server)] (their map address is
+    the server's port); control: {name: port} where the coordinator should reach a server
+    instead (a fault proxy in front of it)."""
+
+    def __init__(self, tmpdir, secret_path, nodes=(), replicas=1, buckets=64, hb_ms=100,
+                 dead_ms=500, state=None, control=None, extra=()):
+        self.tmpdir = str(tmpdir)
+        os.makedirs(self.tmpdir, exist_ok=True)
+        self.secret = open(secret_path, "rb").read().rstrip(b"\r\n")
+        self.state = state or os.path.join(self.tmpdir, "coord.state")
+        self.port_file = os.path.join(self.tmpdir, "coord.port")
+        if os.path.exists(self.port_file):
+            os.unlink(self.port_file)
+        self.log_path = os.path.join(self.tmpdir, "coord.log")
+        cmd = [COORD_BIN, "--secret-file", str(secret_path), "--state", self.state,
+               "--buckets", str(buckets), "--replicas", str(replicas),
+               "--heartbeat-ms", str(hb_ms), "--dead-after-ms", str(dead_ms),
+               "--listen", "127.0.0.1:0", "--port-file", self.port_file, "-v"]
+        for name, s in nodes:
+            cmd += ["--node", f"{name}=127.0.0.1:{s.port}"]
+        for name, port in (control or {}).items():
+            cmd += ["--control", f"{name}=127.0.0.1:{port}"]
+        cmd += list(extra)
+        self.cmd = cmd
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=self.tmpdir, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        self.port = mc.wait_for(self._read_port, timeout=15, what="coordinator's port file")
+
+    def _read_port(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"mc-coordinator exited with {self.proc.returncode}: "
+                               f"{self.read_log()[-3000:]}")
+        try:
+            with open(self.port_file) as f:
+                text = f.read().strip()
+        except OSError:
+            return None
+        return int(text.rsplit(":", 1)[-1]) if text else None
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def request(self, method, path, body=b"", auth=True, secret=None):
+        """(status, parsed JSON or text)."""
+        headers = {}
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        if method != "GET" and auth:
+            _, ch = self.request("GET", "/auth")
+            key = self.secret if secret is None else secret
+            msg = f"{ch['challenge']}\n{method}\n{path}\n".encode() + body
+            proof = hmac.new(key, msg, hashlib.sha256).hexdigest()
+            headers["Authorization"] = f"MC-HMAC {ch['challenge']} {proof}"
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            c.request(method, path, body=body, headers=headers)
+            r = c.getresponse()
+            data = r.read()
+        finally:
+            c.close()
+        try:
+            return r.status, json.loads(data)
+        except ValueError:
+            return r.status, data.decode(errors="replace")
+
+    def status(self):
+        st, j = self.request("GET", "/status")
+        assert st == 200, j
+        return j
+
+    def map_text(self):
+        st, j = self.request("GET", "/map")
+        assert st == 200, j
+        return j["text"]
+
+    def metrics(self):
+        st, text = self.request("GET", "/metrics")
+        assert st == 200
+        return text
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        self.log.close()
+        return self.proc.returncode
+
+
+def parse_map(text):
+    """{"epoch", "nodes": {name: addr}, "active": [name per bucket], "replicas": [[names]]}"""
+    lines = [l.split() for l in text.replace("\r\n", "\n").split("\n") if l.strip()]
+    assert lines[0][0] == "MAP"
+    epoch, n = int(lines[0][1]), int(lines[0][2])
+    m = {"epoch": epoch, "nodes": {}, "active": [None] * n, "replicas": [[] for _ in range(n)]}
+    for w in lines[1:]:
+        if w[0] == "NODE":
+            m["nodes"][w[1]] = w[2]
+        elif w[0] == "RANGE":
+            for b in range(int(w[1]), int(w[2]) + 1):
+                m["active"][b] = w[3]
+                m["replicas"][b] = w[4:]
+    return m
+
+
+def server_map(server):
+    c = server.connect()
+    c.send("cluster map\r\n")
+    text = c.read_until(b"END\r\n").decode()
+    c.close()
+    return parse_map(text)
+
+
+def settled(coord, replicas, names):
+    """Every named server up, every bucket with `replicas` replicas, all in sync."""
+    st = coord.status()
+    if st.get("cut_off"):
+        return None
+    by = {s["name"]: s for s in st["servers"]}
+    for n in names:
+        s = by.get(n)
+        if s is None or s["health"] != "up":
+            return None
+        if s["replicas_in_sync"] != s["replicas"]:
+            return None
+    m = parse_map(coord.map_text())
+    for b, reps in enumerate(m["replicas"]):
+        if m["active"][b] not in names or len([r for r in reps if r in names]) != replicas:
+            return None
+    return st
+
+
+def wait_settled(coord, replicas, names, timeout=15):
+    return mc.wait_for(lambda: settled(coord, replicas, names), timeout=timeout,
+                       interval=0.05, what=f"cluster {names} settled")
