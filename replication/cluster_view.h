@@ -47,6 +47,10 @@ public:
     virtual void take_activations(std::vector<std::pair<uint32_t, BucketState>>* out) = 0;
     virtual void activate(uint32_t b) noexcept = 0;
 
+    // Counts `cluster reset`s: every item was dropped, so what this server held as a replica
+    // is gone and must not be resumed from.
+    virtual uint64_t resets() const noexcept = 0;
+
     virtual CoordinatorView coordinator() const noexcept = 0;
     // The "coordinator is gone" rule holds until this time (CLOCK_MONOTONIC microseconds;
     // 0: it does not hold).

@@ -13,9 +13,38 @@
 namespace mcm::repl {
 
 void Replicator::take_activations() {
+    if (cluster_.resets() != resets_seen_) forget_after_reset();
     cluster_.take_activations(&activations_);
     for (auto [b, was] : activations_) activate_bucket(b, was);
     activations_.clear();
+}
+
+// `cluster reset` dropped every item: a history held as a replica is no longer held, and an
+// active's backlog describes data that is gone. Every bucket starts over (the next
+// subscription is a backfill).
+void Replicator::forget_after_reset() {
+    resets_seen_ = cluster_.resets();
+    for (uint32_t b = 0; b < nbuckets_; ++b) {
+        Inbound& in = in_[b];
+        if (in.link != nullptr) frame_bucket(&in.link->wbuf, FrameType::Unsub, b);
+        in.link = nullptr;
+        in.source.clear();
+        in.history = 0;
+        in.backfilling = false;
+        set_in_sync(in, false);
+        applier_->reset(b, 0);
+        applied_live_[b].store(0, std::memory_order_relaxed);
+        if (buckets_[b].on()) disable_bucket(b);
+    }
+    for (auto& lp : links_) {
+        std::vector<uint32_t> subs;
+        for (auto& [b, sub] : lp->out) subs.push_back(b);
+        for (uint32_t b : subs) {
+            frame_bucket(&lp->wbuf, FrameType::NotActive, b);
+            drop_sub(lp.get(), b);
+        }
+    }
+    LOG(server::LogLevel::Info, "replication: cluster reset, every bucket starts over");
 }
 
 // b is pending here because a map made it active. A replica that holds a consistent prefix

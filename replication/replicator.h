@@ -137,6 +137,7 @@ private:
     void dial(const std::string& peer, const std::string& host, uint16_t port);
     void enable_bucket(uint32_t b);
     void take_activations();
+    void forget_after_reset();  // cluster reset: nothing held here may be resumed from
     void activate_bucket(uint32_t b, BucketState was);
     void check_coordinator();  // the "coordinator is gone" rule
     void keep_inbound(uint32_t b, uint8_t type, std::string_view payload, uint64_t seqno);
@@ -206,6 +207,7 @@ private:
     std::map<std::string, uint64_t> next_dial_us_;
     std::vector<Inbound> in_;
     std::vector<std::pair<uint32_t, BucketState>> activations_;  // scratch
+    uint64_t resets_seen_ = 0;
     std::map<std::string, std::unique_ptr<PeerStats>> peer_stats_;
 
     // Figures for stats (any thread).

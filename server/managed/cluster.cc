@@ -88,6 +88,7 @@ void Cluster::reset() noexcept {
     set_states(0, nbuckets_ - 1, repl::BucketState::Dead);
     map_.store(nullptr, std::memory_order_release);
     activations_.clear();
+    resets_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -78,6 +78,7 @@ public:
     void grant_lease(int64_t issued_us, uint32_t lease_ms, uint32_t quiet_ms) noexcept;
     int64_t lease_left_ms() const noexcept;
     repl::CoordinatorView coordinator() const noexcept override;
+    uint64_t resets() const noexcept override { return resets_.load(std::memory_order_acquire); }
     void set_gone_until(int64_t mono_us) noexcept override {
         gone_until_us_.store(mono_us, std::memory_order_relaxed);
     }
@@ -115,6 +116,7 @@ private:
     void (*wake_fn_)(void*) = nullptr;
     void* wake_ctx_ = nullptr;
 
+    std::atomic<uint64_t> resets_{0};
     std::atomic<bool> leased_{false};
     std::atomic<int64_t> lease_end_us_{0};
     std::atomic<int64_t> gone_until_us_{0};

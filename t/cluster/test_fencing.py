@@ -301,3 +301,25 @@ def test_promoted_replica_continues_history_and_other_replica_resumes(node):
     assert after.get("link:n1:backfills_in") == "0"
     assert after["link:n0:backfills_in"] == before["link:n0:backfills_in"]
     assert dump(ns[1], b0) == dump(ns[2], b0)
+
+
+def test_reset_replica_is_backfilled_not_resumed(node):
+    """`cluster reset` drops every item: a replica that then gets the same buckets back must
+    be backfilled, not resume from the position it held before the reset."""
+    a, b = node("a"), node("b")
+    nodes = [("a", a), ("b", b)]
+    install([a, b], map_text(1, nodes, [(0, 15, "a", ["b"])]))
+    c = a.connect()
+    for i in range(50):
+        assert c.cmd(f"set r{i} 0 0 2\r\nv{i % 10}") == b"STORED\r\n"
+    for bk in range(BUCKETS):
+        mc.wait_for(lambda: drained(a, b, bk), timeout=5, what="drained")
+    adm = b.connect()
+    assert auth(adm) == b"OK\r\n"
+    assert adm.cmd("cluster reset") == b"OK\r\n"
+    install([a, b], map_text(2, nodes, [(0, 15, "a", ["b"])]))
+    mc.wait_for(lambda: stats(b, "replication").get("link:a:backfills_in") == str(2 * BUCKETS),
+                timeout=5, what="every bucket backfilled again")
+    for bk in range(BUCKETS):
+        mc.wait_for(lambda: drained(a, b, bk), timeout=5, what="drained after reset")
+        assert dump(a, bk) == dump(b, bk)
