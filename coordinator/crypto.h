@@ -17,5 +17,6 @@ bool equal_ct(std::string_view a, std::string_view b) noexcept;
 // Monotonic and wall clocks in milliseconds.
 int64_t mono_ms() noexcept;
 int64_t unix_ms() noexcept;
+int64_t mono_us() noexcept;
 
 }  // namespace mcm::coord
