@@ -157,12 +157,12 @@ void Backlog::append(uint64_t seqno, uint64_t t_us, std::initializer_list<std::s
     }
 }
 
-void Backlog::clear() noexcept {
+void Backlog::clear(uint64_t start) noexcept {
     count_ = 0;
     idx_first_ = 0;
     head_ = tail_ = 0;
-    last_ = 0;
-    evicted_ = 0;
+    last_ = start;
+    evicted_ = start;
 }
 
 void Backlog::release() noexcept {

@@ -84,8 +84,9 @@ public:
     void append(uint64_t seqno, std::string_view bytes, uint64_t t_us = 0) {
         append(seqno, t_us, {bytes});
     }
-    // Forget everything (a new history starts); keeps the memory.
-    void clear() noexcept;
+    // Forget everything; keeps the memory. The next record is start + 1 and a reader at
+    // start or later is up to date (a backlog begun for a bucket that already has history).
+    void clear(uint64_t start = 0) noexcept;
     // Forget everything and give the memory back.
     void release() noexcept;
     // The write time of the record with this sequence number, 0 if the backlog lacks it.

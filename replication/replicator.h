@@ -31,20 +31,16 @@
 #include <vector>
 
 #include "replication/applier.h"
+#include "replication/cluster_view.h"
 #include "replication/record.h"
-#include "server/settings.h"
 #include "server/store/clock.h"
 #include "server/store/store.h"
-
-namespace mcm::server {
-class Cluster;
-}
 
 namespace mcm::repl {
 
 class Replicator {
 public:
-    Replicator(const server::Settings& s, server::Cluster& cluster, store::Clock& clock);
+    Replicator(const ReplConfig& cfg, ClusterView& cluster, store::Clock& clock);
     ~Replicator();
     Replicator(const Replicator&) = delete;
     Replicator& operator=(const Replicator&) = delete;
@@ -63,6 +59,11 @@ public:
     std::string stats_text() const;
     // Extra `stats buckets` lines for bucket b ("" if none); live figures.
     std::string bucket_stats_text(uint32_t b) const;
+    // The coordinator's heartbeat line for bucket b in state s (doc/coordinator.md):
+    // "A <b> <seqno> <replicas in sync>" or "R <b> <applied> <in sync>"; nothing if dead.
+    void heartbeat_line(uint32_t b, BucketState s, std::string* out) const;
+    // Wakes this thread to prepare buckets a map made active (ClusterView::take_activations).
+    static void wake_for_activations(void* self) { static_cast<Replicator*>(self)->wake(); }
 
     // repl_ack: the write this thread made last (its bucket and sequence number), if the
     // bucket streams to replicas; cleared by take_last_write.
@@ -80,7 +81,11 @@ public:
     using AckFn = void (*)(void* ctx, uint64_t token, bool timed_out);
     void wait_ack(WriteRef w, AckFn fn, void* ctx, uint64_t token);
 
-    static constexpr uint64_t kPingEveryUs = 200'000;
+    // Pings also carry this server's view of the coordinator (fencing), so they come often.
+    static constexpr uint64_t kPingEveryUs = 50'000;
+    static constexpr uint64_t kTickUs = 25'000;
+    // A peer's report of the coordinator counts for this long (doc/coordinator.md).
+    static constexpr uint64_t kReportFreshUs = 300'000;
     static constexpr uint64_t kDeadAfterUs = 3'000'000;
     static constexpr uint64_t kRedialUs = 200'000;
     static constexpr uint64_t kResubUs = 200'000;
@@ -131,6 +136,10 @@ private:
     void close_link(Link* l, const char* why);
     void dial(const std::string& peer, const std::string& host, uint16_t port);
     void enable_bucket(uint32_t b);
+    void take_activations();
+    void activate_bucket(uint32_t b, BucketState was);
+    void check_coordinator();  // the "coordinator is gone" rule
+    void keep_inbound(uint32_t b, uint8_t type, std::string_view payload, uint64_t seqno);
     void disable_bucket(uint32_t b);
     void publish_stats();
     // Completes the ack waits of bucket b up to acked (b = UINT32_MAX: of every bucket, each
@@ -141,8 +150,8 @@ private:
     void drop_sub(Link* l, uint32_t b);   // end l's subscription to b, if any
     void set_in_sync(Inbound& in, bool v) noexcept;
 
-    const server::Settings& settings_;
-    server::Cluster& cluster_;
+    const ReplConfig cfg_;
+    ClusterView& cluster_;
     store::Clock& clock_;
     store::Store* store_ = nullptr;
     std::unique_ptr<Applier> applier_;
@@ -196,6 +205,7 @@ private:
     std::vector<std::unique_ptr<Link>> dead_links_;  // freed at the next tick
     std::map<std::string, uint64_t> next_dial_us_;
     std::vector<Inbound> in_;
+    std::vector<std::pair<uint32_t, BucketState>> activations_;  // scratch
     std::map<std::string, std::unique_ptr<PeerStats>> peer_stats_;
 
     // Figures for stats (any thread).

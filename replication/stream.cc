@@ -142,6 +142,20 @@ bool parse_u64(std::string_view p, uint64_t* v) noexcept {
     return true;
 }
 
+void frame_coord(std::string* out, const CoordMsg& m) {
+    size_t at = begin_frame(out, FrameType::Coord);
+    put_u64(out, m.epoch);
+    put_u32(out, m.silent_ms);
+    end_frame(out, at);
+}
+
+bool parse_coord(std::string_view p, CoordMsg* m) noexcept {
+    if (p.size() != 12) return false;
+    m->epoch = get_u64(p.data());
+    m->silent_ms = get_u32(p.data() + 8);
+    return true;
+}
+
 void ack_add(std::string* payload, uint32_t bucket, uint64_t seqno) {
     put_u32(payload, bucket);
     put_u64(payload, seqno);

@@ -35,6 +35,7 @@ enum class FrameType : uint8_t {
     Ping = 8,
     Pong = 9,
     NotActive = 10,
+    Coord = 11,
 };
 
 inline constexpr size_t kFrameHeader = 5;
@@ -66,6 +67,12 @@ struct StreamMsg {
     uint64_t seqno = 0;
     bool backfill = false;
 };
+// With every Ping: the sender's map epoch and how long it has not heard the coordinator
+// (UINT32_MAX: it never had a lease). Fencing's "coordinator is gone" rule counts these.
+struct CoordMsg {
+    uint64_t epoch = 0;
+    uint32_t silent_ms = 0;
+};
 struct BackfillEndMsg {
     uint32_t bucket = 0;
     uint64_t seqno = 0;
@@ -84,6 +91,8 @@ void frame_backfill_end(std::string* out, const BackfillEndMsg& m);
 bool parse_backfill_end(std::string_view p, BackfillEndMsg* m) noexcept;
 void frame_u64(std::string* out, FrameType t, uint64_t v);  // Ping, Pong
 bool parse_u64(std::string_view p, uint64_t* v) noexcept;
+void frame_coord(std::string* out, const CoordMsg& m);
+bool parse_coord(std::string_view p, CoordMsg* m) noexcept;
 // Ack payload: 12 bytes per bucket.
 void ack_add(std::string* payload, uint32_t bucket, uint64_t seqno);
 void frame_ack(std::string* out, std::string_view payload);

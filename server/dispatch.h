@@ -10,7 +10,7 @@
 #include "proto/binary.h"
 #include "proto/request.h"
 #include "server/context.h"
-#include "server/forward.h"
+#include "server/managed/forward.h"
 #include "server/outbuf.h"
 #include "server/stats.h"
 #include "server/store/store.h"
@@ -56,6 +56,10 @@ struct PendingStore {
     bool repl_handoff = false;
     std::string repl_node;
     std::string repl_nonce;
+    // `cluster hb`: the token this connection's last heartbeat reply carried, and when it
+    // was issued (CLOCK_MONOTONIC us): the next heartbeat's lease runs from then.
+    uint64_t hb_token = 0;
+    int64_t hb_issued_us = 0;
 };
 
 // Clears the store's bucket hint when a managed-mode request returns (it must not outlive the
@@ -112,6 +116,8 @@ private:
     Next cluster(const proto::Request& req, OutBuf& out, PendingStore* pending, size_t* swallow);
     void finish_cluster_map(PendingStore* pending, OutBuf& out);
     void write_bucket_dump(uint32_t bucket, OutBuf& out);
+    void write_heartbeat(uint32_t lease_ms, uint64_t token, uint32_t quiet_ms, PendingStore* p,
+                         OutBuf& out);
     enum class Where : uint8_t { Local, Remote, Refuse };
     Where where(uint32_t bucket, bool write, bool from_peer);
     std::string not_my_bucket(uint32_t bucket);

@@ -21,7 +21,7 @@
 
 #include "config.h"
 #include "replication/replicator.h"
-#include "server/cluster.h"
+#include "server/managed/cluster.h"
 #include "server/context.h"
 #include "server/daemon.h"
 #include "server/listener.h"
@@ -116,7 +116,17 @@ int run(int argc, char** argv) {
         sc.nbuckets = settings.buckets;
         sc.bucket_fn = &repl::bucket_of;
         cluster = std::make_unique<Cluster>(settings);
-        replicator = std::make_unique<repl::Replicator>(settings, *cluster, clock);
+        repl::ReplConfig rc;
+        rc.node_id = settings.node_id;
+        rc.secret = settings.cluster_secret;
+        rc.nbuckets = settings.buckets;
+        rc.backlog_bytes = settings.repl_backlog;
+        rc.ack = settings.repl_ack == Settings::ReplAck::None     ? repl::AckMode::None
+                 : settings.repl_ack == Settings::ReplAck::Delete ? repl::AckMode::Delete
+                                                                  : repl::AckMode::All;
+        rc.ack_timeout_ms = settings.repl_ack_timeout_ms;
+        replicator = std::make_unique<repl::Replicator>(rc, *cluster, clock);
+        cluster->set_activation_wake(&repl::Replicator::wake_for_activations, replicator.get());
         sc.on_mutation = &repl::Replicator::on_mutation;
         sc.mutation_ctx = replicator.get();
     }

@@ -16,7 +16,7 @@
 
 #include "server/context.h"
 #include "server/dispatch.h"
-#include "server/forward.h"
+#include "server/managed/forward.h"
 #include "server/stats.h"
 
 namespace mcm::server {

@@ -297,6 +297,16 @@ void Store::observe_cas(uint64_t cas) noexcept {
     }
 }
 
+uint64_t Store::bucket_seqno_locked(uint32_t bucket) const noexcept {
+    if (!impl_->bucket_seq || bucket >= config_.nbuckets) return 0;
+    return impl_->bucket_seq[bucket];
+}
+
+void Store::set_bucket_seqno_locked(uint32_t bucket, uint64_t seqno) noexcept {
+    if (!impl_->bucket_seq || bucket >= config_.nbuckets) return;
+    impl_->bucket_seq[bucket] = seqno;
+}
+
 uint64_t Store::bucket_seqno(uint32_t bucket) const noexcept {
     if (!impl_->bucket_seq || bucket >= config_.nbuckets) return 0;
     Shard& s = shards_[bucket & (kShards - 1)];

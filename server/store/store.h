@@ -304,6 +304,10 @@ public:
     std::mutex& bucket_mutex(uint32_t bucket) noexcept;
     // The sequence number of the bucket's last reported write (0: none yet).
     uint64_t bucket_seqno(uint32_t bucket) const noexcept;
+    // The same, and setting it, for a caller that holds bucket_mutex(bucket): a promoted
+    // replica continues the sequence numbers of the bucket's history.
+    uint64_t bucket_seqno_locked(uint32_t bucket) const noexcept;
+    void set_bucket_seqno_locked(uint32_t bucket, uint64_t seqno) noexcept;
     // Unlinks every item of buckets [first, last]; returns how many. In managed mode a
     // bucket's items all live in shard (bucket mod 64): one bucket costs a walk of one shard.
     size_t drop_buckets(uint32_t first, uint32_t last) noexcept;

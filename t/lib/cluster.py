@@ -131,3 +131,36 @@ class FaultProxy:
         self.thread.join(timeout=5)
         self.cut()
         self.lsock.close()
+
+
+class Heartbeat:
+    """Plays the coordinator's heartbeat on one authenticated connection (doc/coordinator.md):
+    beat() sends `cluster hb` with the token of the previous reply and returns the parsed
+    reply {"node", "epoch", "boot", "token", "lease_left", "fenced", "A": {b: (seqno,
+    in_sync)}, "R": {b: (applied, in_sync)}}."""
+
+    def __init__(self, server, lease_ms=300, quiet_ms=150):
+        self.c = server.connect()
+        assert auth(self.c) == b"OK\r\n"
+        self.token = 0
+        self.lease_ms = lease_ms
+        self.quiet_ms = quiet_ms
+
+    def beat(self, lease_ms=None):
+        lease = self.lease_ms if lease_ms is None else lease_ms
+        self.c.send(f"cluster hb {lease} {self.token} {self.quiet_ms}\r\n")
+        w = self.c.readline().split()
+        assert w[0] == b"HB", w
+        r = {"node": w[1].decode(), "epoch": int(w[2]), "boot": w[3].decode(),
+             "token": int(w[4]), "lease_left": int(w[5]), "fenced": w[6] == b"1",
+             "A": {}, "R": {}}
+        self.token = r["token"]
+        while True:
+            line = self.c.readline()
+            if line == b"END\r\n":
+                return r
+            kind, b, n, s = line.split()
+            r[kind.decode()][int(b)] = (int(n), int(s))
+
+    def close(self):
+        self.c.close()

@@ -11,6 +11,9 @@
 //                                     goes to the replication thread (doc/replication.md)
 //   cluster dump <bucket>             every live item of the bucket, with its metadata
 //                                     (for comparing a replica with its active)
+//   cluster hb <lease_ms> <token> <quiet_ms>
+//                                     the coordinator's heartbeat: renews the lease, answers
+//                                     the epoch and every bucket's position (doc/coordinator.md)
 // Everything but map and auth needs an authenticated connection.
 #include <charconv>
 #include <ctime>
@@ -20,7 +23,7 @@
 #include "proto/errors.h"
 #include "proto/base64.h"
 #include "replication/replicator.h"
-#include "server/cluster.h"
+#include "server/managed/cluster.h"
 #include "server/dispatch.h"
 
 namespace mcm::server {
@@ -94,7 +97,7 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
     const bool setmap = sub == "setmap" && w.size() == 2 && to_u32(w[1], &len);
     if (!p->cluster_auth &&
         (setmap || sub == "state" || sub == "drop" || sub == "reset" || sub == "peer" ||
-         sub == "repl" || sub == "dump")) {
+         sub == "repl" || sub == "dump" || sub == "hb")) {
         out.append("CLIENT_ERROR cluster command needs authentication\r\n");
         if (setmap) {  // the map text that follows must not run as commands
             *swallow = static_cast<size_t>(len) + 2;
@@ -148,6 +151,18 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         write_bucket_dump(first, out);
         return Next::Continue;
     }
+    if (sub == "hb" && w.size() == 4) {
+        uint32_t lease_ms = 0, quiet_ms = 0;
+        uint64_t token = 0;
+        auto r = std::from_chars(w[2].data(), w[2].data() + w[2].size(), token);
+        if (!to_u32(w[1], &lease_ms) || !to_u32(w[3], &quiet_ms) || lease_ms > 60000 ||
+            r.ec != std::errc() || r.ptr != w[2].data() + w[2].size()) {
+            out.append("CLIENT_ERROR bad heartbeat\r\n");
+            return Next::Continue;
+        }
+        write_heartbeat(lease_ms, token, quiet_ms, p, out);
+        return Next::Continue;
+    }
     if (sub == "reset" && w.size() == 1) {
         cl->reset();
         (void)ctx_.store.drop_buckets(0, cl->nbuckets() - 1);
@@ -187,6 +202,29 @@ void Dispatcher::write_bucket_dump(uint32_t bucket, OutBuf& out) {
     });
     out.append(text);
     out.append("END\r\n");
+}
+
+// The lease runs from when the token being returned was issued, not from now: a heartbeat
+// that waited in a buffer while this server was paused grants nothing it should not.
+void Dispatcher::write_heartbeat(uint32_t lease_ms, uint64_t token, uint32_t quiet_ms,
+                                 PendingStore* p, OutBuf& out) {
+    Cluster& cl = *ctx_.cluster;
+    cl.heartbeats.fetch_add(1, std::memory_order_relaxed);
+    if (token != 0 && token == p->hb_token) cl.grant_lease(p->hb_issued_us, lease_ms, quiet_ms);
+    static std::atomic<uint64_t> next_token{1};
+    p->hb_token = next_token.fetch_add(1, std::memory_order_relaxed);
+    p->hb_issued_us = mono_us();
+    std::string text = "HB " + cl.node_id() + " " + std::to_string(cl.epoch()) + " " +
+                       cl.boot_id() + " " + std::to_string(p->hb_token) + " " +
+                       std::to_string(cl.lease_left_ms()) + " " + (cl.serving() ? "0" : "1") +
+                       "\r\n";
+    if (ctx_.replicator != nullptr) {
+        for (uint32_t b = 0; b < cl.nbuckets(); ++b) {
+            ctx_.replicator->heartbeat_line(b, cl.state(b), &text);
+        }
+    }
+    text += "END\r\n";
+    out.append(text);
 }
 
 void Dispatcher::finish_cluster_map(PendingStore* p, OutBuf& out) {
@@ -234,6 +272,11 @@ void write_cluster_stats(ServerContext& ctx, OutBuf& out) {
     line("forwarded", std::to_string(cl.forwarded.load()));
     line("forward_errors", std::to_string(cl.forward_errors.load()));
     line("not_my_bucket", std::to_string(cl.not_my_bucket.load()));
+    line("fenced", cl.serving() ? "no" : "yes");
+    line("fenced_refusals", std::to_string(cl.fenced_refusals.load()));
+    line("lease_left_ms", std::to_string(cl.lease_left_ms()));
+    line("heartbeats", std::to_string(cl.heartbeats.load()));
+    line("boot_id", cl.boot_id());
     line("maps_installed", std::to_string(cl.maps_installed.load()));
     line("maps_refused", std::to_string(cl.maps_refused.load()));
     line("auth_failures", std::to_string(cl.auth_failures.load()));

@@ -3,7 +3,7 @@
 // marker (text: "mn", binary: a NOOP with a private opaque) so that the replies, quiet ones
 // included, can be cut apart in order. A link authenticates with the cluster secret and says
 // "cluster peer", so the other side never forwards what it gets from it.
-#include "server/forward.h"
+#include "server/managed/forward.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -18,7 +18,7 @@
 #include <cstring>
 
 #include "proto/binary.h"
-#include "server/cluster.h"
+#include "server/managed/cluster.h"
 #include "server/conn.h"
 #include "server/worker.h"
 

@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "proto/binary.h"
-#include "server/cluster.h"
+#include "server/managed/cluster.h"
 #include "server/dispatch.h"
 #include "proto/text_parser.h"
 
@@ -44,14 +44,25 @@ Dispatcher::Where Dispatcher::where(uint32_t b, bool write, bool from_peer) {
             s = cl.state(b);
         }
     }
-    if (s == repl::BucketState::Active) return Where::Local;
+    // A pending bucket's data is here: reads are served (a promoted replica waits as pending
+    // for a moment, a handover's old owner too); its writes waited above.
+    if (s == repl::BucketState::Active || (s == repl::BucketState::Pending && !write)) {
+        return cl.serving() ? Where::Local : Where::Refuse;  // fenced: refused, never stale
+    }
     if (from_peer || !ctx_.settings.bucket_forward) return Where::Refuse;
     return Where::Remote;
 }
 
 std::string Dispatcher::not_my_bucket(uint32_t b) {
-    ctx_.cluster->not_my_bucket.fetch_add(1, std::memory_order_relaxed);
-    return "NOT_MY_BUCKET " + std::to_string(b) + " " + std::to_string(ctx_.cluster->epoch());
+    Cluster& cl = *ctx_.cluster;
+    repl::BucketState s = cl.state(b);
+    if ((s == repl::BucketState::Active || s == repl::BucketState::Pending) && !cl.serving()) {
+        // Ours by the map held, but the lease ran out: the bucket may have moved.
+        cl.fenced_refusals.fetch_add(1, std::memory_order_relaxed);
+        return "FENCED " + std::to_string(b) + " " + std::to_string(cl.epoch());
+    }
+    cl.not_my_bucket.fetch_add(1, std::memory_order_relaxed);
+    return "NOT_MY_BUCKET " + std::to_string(b) + " " + std::to_string(cl.epoch());
 }
 
 bool Dispatcher::route_text(const Request& req, OutBuf& out, PendingStore* p, size_t* swallow,
@@ -67,7 +78,7 @@ bool Dispatcher::route_text(const Request& req, OutBuf& out, PendingStore* p, si
         uint32_t b = cl.bucket(one);
         // The store places the item by bucket too: spare it a second CRC.
         store::bucket_hint = {one.data(), one.size(), b};
-        if (cl.state(b) == repl::BucketState::Active) return true;
+        if (cl.state(b) == repl::BucketState::Active && cl.serving()) return true;
     }
     const bool peer = p->cluster_peer;
     const bool write = is_write(req.cmd);

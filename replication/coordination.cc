@@ -1,0 +1,138 @@
+// What the replication thread does for the coordinator (doc/coordinator.md): it prepares the
+// buckets a map made active here (a promoted replica continues its bucket's history and
+// sequence numbers, so the bucket's other replicas resume instead of being backfilled), keeps
+// what a replica applies when the bucket has other replicas, answers the heartbeat's
+// per-bucket lines, and decides the fencing rule's "the coordinator is gone" case from its
+// peers' reports.
+#include <mutex>
+
+#include "replication/replicator_impl.h"
+#include "replication/stream.h"
+#include "server/log.h"
+
+namespace mcm::repl {
+
+void Replicator::take_activations() {
+    cluster_.take_activations(&activations_);
+    for (auto [b, was] : activations_) activate_bucket(b, was);
+    activations_.clear();
+}
+
+// b is pending here because a map made it active. A replica that holds a consistent prefix
+// of the bucket's history (in.history set: records applied in order, no backfill left
+// half-done) continues it: same history id, the next write numbered after the last record
+// applied, the backlog of applied records (if kept) still valid. A replica with an
+// incomplete copy drops it: the bucket starts cold rather than serve values that may be
+// stale. A bucket that was not a replica here starts a new history.
+void Replicator::activate_bucket(uint32_t b, BucketState was) {
+    if (b >= nbuckets_ || cluster_.state(b) != BucketState::Pending) return;
+    Inbound& in = in_[b];
+    const uint64_t applied = applier_->applied_seqno(b);
+    const bool promoted = was == BucketState::Replica;
+    const bool warm = promoted && in.history != 0;
+    if (in.link != nullptr) {  // no more records from the former active
+        frame_bucket(&in.link->wbuf, FrameType::Unsub, b);
+        in.link = nullptr;
+    }
+    in.source.clear();
+    in.backfilling = false;
+    set_in_sync(in, false);
+    if (promoted && !warm) (void)store_->drop_buckets(b, b);
+    Bucket& bk = buckets_[b];
+    const BucketMap* map = cluster_.map();
+    const bool replicas = map != nullptr && b < map->nbuckets && !map->replicas[b].empty();
+    {
+        std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
+        if (warm) {
+            store_->set_bucket_seqno_locked(b, applied);
+            bk.history = in.history;
+            if (bk.backlog.last_seqno() != applied) bk.backlog.clear(applied);
+        } else {
+            bk.history = random_history();
+            bk.backlog.clear(store_->bucket_seqno_locked(b));
+        }
+        bk.seqno.store(bk.backlog.last_seqno(), std::memory_order_relaxed);
+        if (!replicas) bk.backlog.release();
+    }
+    in.keep = false;
+    bk.acked.store(0, std::memory_order_relaxed);
+    bk.enabled.store(replicas, std::memory_order_release);
+    cluster_.activate(b);
+    if (promoted) {
+        LOG(server::LogLevel::Info, "replication: bucket %u promoted here %s at seqno %llu", b,
+            warm ? "warm" : "cold (no complete copy)", static_cast<unsigned long long>(applied));
+    }
+}
+
+// A record applied to a bucket whose other replicas may one day resume from this server.
+void Replicator::keep_inbound(uint32_t b, uint8_t type, std::string_view payload,
+                              uint64_t seqno) {
+    char h[kFrameHeader];
+    const uint32_t len = static_cast<uint32_t>(payload.size() + 1);
+    for (int i = 0; i < 4; ++i) h[i] = static_cast<char>((len >> (8 * i)) & 0xff);
+    h[4] = static_cast<char>(type);
+    std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
+    try {
+        buckets_[b].backlog.append(seqno, now_us(), {std::string_view(h, sizeof h), payload});
+    } catch (...) {
+        // Out of memory: the gap makes a later resume from here a backfill.
+    }
+}
+
+void Replicator::heartbeat_line(uint32_t b, BucketState s, std::string* out) const {
+    if (b >= nbuckets_) return;
+    if (s == BucketState::Active || s == BucketState::Pending) {
+        const uint64_t seqno = buckets_[b].on() ? buckets_[b].seqno.load(std::memory_order_relaxed)
+                                                : store_->bucket_seqno(b);
+        *out += "A " + std::to_string(b) + " " + std::to_string(seqno) + " " +
+                std::to_string(in_sync_out_[b].load(std::memory_order_relaxed)) + "\r\n";
+    } else if (s == BucketState::Replica) {
+        *out += "R " + std::to_string(b) + " " +
+                std::to_string(applied_live_[b].load(std::memory_order_relaxed)) + " " +
+                (in_sync_in_[b].load(std::memory_order_relaxed) ? "1" : "0") + "\r\n";
+    }
+}
+
+// Fencing's second clause (doc/coordinator.md): with the lease out, active buckets are
+// served only while more than half of the map's servers, this one included, say in fresh
+// reports that they have not heard the coordinator for quiet_ms either, and none of them
+// holds a newer map. Then the coordinator is gone (or cut off from most of the cluster,
+// where it changes nothing), not merely out of reach from here.
+void Replicator::check_coordinator() {
+    CoordinatorView me = cluster_.coordinator();
+    const BucketMap* map = cluster_.map();
+    if (!me.leased || map == nullptr || me.silent_ms < me.quiet_ms) {
+        cluster_.set_gone_until(0);
+        return;
+    }
+    const uint64_t now = now_us();
+    const uint64_t epoch = cluster_.epoch();
+    size_t agree = 1;  // this server
+    uint64_t until = now + kReportFreshUs;  // re-decided every tick meanwhile
+    for (const BucketMap::Node& n : map->nodes) {
+        if (n.name == me_) continue;
+        for (auto& lp : links_) {
+            const Link& l = *lp;
+            if (l.peer != n.name || l.fd < 0 || l.st != Link::St::Up || l.coord_rx_us == 0 ||
+                now - l.coord_rx_us > kReportFreshUs) {
+                continue;
+            }
+            if (l.coord_epoch > epoch) {  // a newer map exists: this one may be stale
+                cluster_.set_gone_until(0);
+                return;
+            }
+            if (l.coord_silent_ms >= me.quiet_ms) {
+                ++agree;
+                until = std::min(until, l.coord_rx_us + kReportFreshUs);
+            }
+            break;
+        }
+    }
+    if (agree * 2 > map->nodes.size()) {
+        cluster_.set_gone_until(static_cast<int64_t>(until));
+    } else {
+        cluster_.set_gone_until(0);
+    }
+}
+
+}  // namespace mcm::repl

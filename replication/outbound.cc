@@ -1,0 +1,234 @@
+// The active side of replication: subscriptions served from the backlog or by backfill,
+// the sweeps that send new records, acknowledgements and repl_ack waits.
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+#include "replication/auth.h"
+#include "replication/replicator_impl.h"
+#include "replication/stream.h"
+#include "server/log.h"
+
+namespace mcm::repl {
+// ---------------------------------------------------------------------------------------
+// Active side.
+
+void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
+    if (!buckets_[b].on()) reconcile();  // a map installed a moment ago counts
+    const BucketMap* map = cluster_.map();
+    drop_sub(l, b);
+    if (!buckets_[b].on() || !replicates_to(map, b, l->peer)) {
+        frame_bucket(&l->wbuf, FrameType::NotActive, b);
+        return;
+    }
+    Bucket& bk = buckets_[b];
+    OutSub s;
+    StreamMsg m;
+    m.bucket = b;
+    {
+        std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
+        s.history = bk.history;
+        m.history = bk.history;
+        if (history == bk.history && seqno <= bk.backlog.last_seqno() &&
+            bk.backlog.holds_after(seqno)) {
+            s.sent = seqno;  // resume: the backlog holds everything after seqno
+            m.seqno = seqno;
+            l->stats->resumes++;
+        } else {
+            s.sent = bk.backlog.last_seqno();  // backfill: items, then records after this
+            s.backfill = true;
+            m.seqno = s.sent;
+            m.backfill = true;
+            l->stats->backfills++;
+        }
+    }
+    frame_stream(&l->wbuf, m);
+    if (!pump_sub(l, b, l->out.put(b, s))) {
+        l->stats->overflows++;
+        overflows_.fetch_add(1, std::memory_order_relaxed);
+        close_link(l, "backlog overflowed");
+    }
+}
+
+// Copies what bucket b has for this subscription into the link's buffer. False: records the
+// peer needs are gone from the backlog (the link must be cut).
+bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s, bool wait) {
+    Bucket& bk = buckets_[b];
+    if (s.backfill) {
+        s.backfill = false;
+        size_t n = store_->visit_bucket(
+            b, [&](const store::Item& it) { frame_item(it, b, clock_, &l->wbuf); });
+        frame_backfill_end(&l->wbuf, BackfillEndMsg{b, s.sent, n});
+        l->stats->backfill_items += n;
+        l->stats->records_out += n;
+    }
+    std::unique_lock<std::mutex> g(store_->bucket_mutex(b), std::defer_lock);
+    if (wait) {
+        g.lock();
+    } else if (!g.try_lock()) {
+        // A worker holds the shard (this thread may have preempted it there, on a shared
+        // core): come back at the next sweep rather than sleep on the lock.
+        dirty_word(b).fetch_or(dirty_bit(b));
+        return true;
+    }
+    if (bk.history != s.history) {
+        // The bucket started a new history here (it stopped and started being ours): the
+        // peer must subscribe again and will be backfilled.
+        frame_bucket(&l->wbuf, FrameType::NotActive, b);
+        s.sent = UINT64_MAX;
+        return true;
+    }
+    if (s.sent == UINT64_MAX) return true;
+    size_t n = 0;
+    if (!bk.backlog.copy_since(s.sent, &l->wbuf, &n)) return false;
+    if (n == 0) return true;
+    l->stats->records_out += n;
+    swept_records_ += n;
+    const uint64_t t = bk.backlog.time_of(s.sent + 1);
+    s.sent = bk.backlog.last_seqno();
+    if (s.runs.size() < OutSub::kMaxRuns) {
+        s.runs.push_back(OutSub::Run{s.sent, t});
+    } else {
+        s.runs.back().last = s.sent;
+    }
+    return true;
+}
+
+void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only) {
+    auto one = [&](uint32_t b, OutSub& s) {
+        if (l->fd < 0) return;
+        if (l->pending() >= kHighWater) {
+            l->blocked = true;
+            return;
+        }
+        if (!pump_sub(l, b, s, only == nullptr)) {
+            l->stats->overflows++;
+            overflows_.fetch_add(1, std::memory_order_relaxed);
+            close_link(l, "backlog overflowed");
+        }
+    };
+    if (only == nullptr) {
+        for (auto& [b, s] : l->out) {
+            one(b, s);
+            if (l->fd < 0) return;
+        }
+        return;
+    }
+    for (uint32_t b : *only) {
+        OutSub* s = l->out.find(b);
+        if (s == nullptr) continue;
+        // Nothing new, by the bucket's sequence number read without its lock. A write whose
+        // number this thread does not see yet is sent by the next sweep of its group, or at the
+        // latest by tick(), which pumps every subscription under its lock.
+        if (!s->backfill && s->sent == buckets_[b].seqno.load(std::memory_order_relaxed)) continue;
+        one(b, *s);
+        if (l->fd < 0) return;
+    }
+}
+
+bool Replicator::pump_dirty() {
+    // Every bucket of a dirty group is looked at, whether or not it wrote: that is what lets a
+    // writer skip setting a bit already set.
+    std::vector<uint32_t>& dirty = dirty_scratch_;
+    dirty.clear();
+    for (size_t i = 0; i < dirty_words(); ++i) {
+        uint64_t bits = dirty_[i].exchange(0);
+        while (bits != 0) {
+            const uint32_t g = static_cast<uint32_t>(i * 64) + static_cast<uint32_t>(__builtin_ctzll(bits));
+            bits &= bits - 1;
+            const uint32_t end = std::min(nbuckets_, (g + 1) << kDirtyGroupShift);
+            for (uint32_t b = g << kDirtyGroupShift; b < end; ++b) {
+                if (buckets_[b].on()) dirty.push_back(b);
+            }
+        }
+    }
+    if (dirty.empty()) return false;
+    for (auto& lp : links_) {
+        Link* l = lp.get();
+        if (l->fd < 0 || l->st != Link::St::Up || l->out.empty()) continue;
+        pump_link(l, &dirty);
+        if (l->fd >= 0 && !flush(l)) close_link(l, "write failed");
+    }
+    return true;
+}
+
+void Replicator::on_ack(Link* l, uint32_t b, uint64_t seqno, uint64_t now) {
+    OutSub* sp = l->out.find(b);
+    if (sp == nullptr) return;
+    OutSub& s = *sp;
+    if (!s.confirmed) {
+        s.confirmed = true;
+        in_sync_out_[b].fetch_add(1, std::memory_order_relaxed);
+    }
+    Bucket& bk = buckets_[b];
+    // Each run of records this acknowledgement completes counts at the age of the run's first
+    // record: an upper bound for the others, which were written within one sweep after it.
+    uint64_t done = s.acked;
+    while (!s.runs.empty() && s.runs.front().last <= seqno) {
+        const OutSub::Run& r = s.runs.front();
+        l->stats->lag.add(now > r.t_us ? now - r.t_us : 0, r.last - done);
+        done = r.last;
+        s.runs.pop_front();
+    }
+    s.acked = std::max(s.acked, seqno);
+    if (seqno > bk.acked.load(std::memory_order_relaxed)) {
+        bk.acked.store(seqno, std::memory_order_relaxed);
+        check_waiters(b, seqno);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// repl_ack.
+
+bool Replicator::can_ack(uint32_t bucket) const noexcept {
+    return bucket < nbuckets_ && in_sync_out_[bucket].load(std::memory_order_relaxed) > 0;
+}
+
+void Replicator::wait_ack(WriteRef w, AckFn fn, void* ctx, uint64_t token) {
+    ack_waits_.fetch_add(1, std::memory_order_relaxed);
+    {
+        std::lock_guard<std::mutex> g(ack_mu_);
+        waiters_.push_back(AckWaiter{w, fn, ctx, token,
+                                     now_us() + uint64_t{cfg_.ack_timeout_ms} * 1000});
+    }
+    // Someone waits: send the record now rather than at the next poll, and look whether it
+    // was acknowledged already.
+    if (buckets_[w.bucket].acked.load(std::memory_order_relaxed) >= w.seqno) {
+        ack_recheck_.store(true, std::memory_order_relaxed);
+    }
+    // The bucket's group is marked again, so the sweep this wakes looks at the bucket even if
+    // an earlier sweep read its sequence number before this write's was visible.
+    dirty_word(w.bucket).fetch_or(dirty_bit(w.bucket));
+    wake();
+}
+
+void Replicator::check_waiters(uint32_t b, uint64_t acked) {
+    if (cfg_.ack == AckMode::None) return;  // nobody waits
+    std::vector<AckWaiter> done;
+    {
+        std::lock_guard<std::mutex> g(ack_mu_);
+        for (size_t i = 0; i < waiters_.size();) {
+            uint32_t wb = waiters_[i].w.bucket;
+            bool hit = b == UINT32_MAX
+                           ? waiters_[i].w.seqno <= buckets_[wb].acked.load(std::memory_order_relaxed)
+                           : wb == b && waiters_[i].w.seqno <= acked;
+            if (hit) {
+                done.push_back(waiters_[i]);
+                waiters_[i] = waiters_.back();
+                waiters_.pop_back();
+            } else {
+                ++i;
+            }
+        }
+    }
+    for (AckWaiter& w : done) w.fn(w.ctx, w.token, false);
+}
+
+}  // namespace mcm::repl

@@ -1,0 +1,145 @@
+#include "server/managed/cluster.h"
+
+#include <algorithm>
+
+#include "replication/auth.h"
+
+namespace mcm::server {
+
+Cluster::Cluster(const Settings& s)
+    : node_id_(s.node_id), secret_(s.cluster_secret), boot_id_(repl::random_hex32().substr(0, 16)),
+      nbuckets_(s.buckets), states_(new std::atomic<uint8_t>[s.buckets]()) {}
+
+Cluster::Install Cluster::install(const repl::BucketMap& m, std::string* err) {
+    if (m.nbuckets != nbuckets_) {
+        *err = "the map has " + std::to_string(m.nbuckets) + " buckets, this server " +
+               std::to_string(nbuckets_);
+        maps_refused.fetch_add(1, std::memory_order_relaxed);
+        return Install::Invalid;
+    }
+    bool wake = false;
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        uint64_t held = epoch_.load(std::memory_order_relaxed);
+        const repl::BucketMap* cur = map_.load(std::memory_order_relaxed);
+        bool same = cur != nullptr && m.epoch == held && cur->format() == m.format();
+        if (same) return Install::Ok;  // the same map again: nothing changes
+        if (m.epoch < held || (m.epoch == held && cur != nullptr)) {
+            *err = "epoch " + std::to_string(m.epoch) + " is not newer than " +
+                   std::to_string(held);
+            maps_refused.fetch_add(1, std::memory_order_relaxed);
+            return Install::Stale;
+        }
+        int self = m.node_index(node_id_);
+        // The map first, then the states: a request that sees a bucket leave this server
+        // finds its new owner in the map.
+        maps_.push_back(std::make_unique<repl::BucketMap>(m));
+        map_.store(maps_.back().get(), std::memory_order_release);
+        epoch_.store(m.epoch, std::memory_order_release);
+        for (uint32_t b = 0; b < nbuckets_; ++b) {
+            repl::BucketState s = repl::BucketState::Dead;
+            if (self >= 0 && m.active[b] == self) {
+                s = repl::BucketState::Active;
+            } else if (self >= 0) {
+                for (uint16_t r : m.replicas[b]) {
+                    if (r == self) s = repl::BucketState::Replica;
+                }
+            }
+            if (s == repl::BucketState::Active && state(b) != repl::BucketState::Active) {
+                // Not served as active until the replication thread has set the bucket's
+                // history and sequence number (a promoted replica continues its active's).
+                s = repl::BucketState::Pending;
+                activations_.emplace_back(b, state(b));
+                wake = true;
+            }
+            states_[b].store(static_cast<uint8_t>(s), std::memory_order_relaxed);
+        }
+        maps_installed.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (wake && wake_fn_ != nullptr) wake_fn_(wake_ctx_);
+    return Install::Ok;
+}
+
+void Cluster::take_activations(std::vector<std::pair<uint32_t, repl::BucketState>>* out) {
+    std::lock_guard<std::mutex> g(mu_);
+    out->swap(activations_);
+    activations_.clear();
+}
+
+void Cluster::activate(uint32_t b) noexcept {
+    std::lock_guard<std::mutex> g(mu_);
+    const repl::BucketMap* m = map_.load(std::memory_order_relaxed);
+    if (m == nullptr || b >= nbuckets_ || state(b) != repl::BucketState::Pending) return;
+    int self = m->node_index(node_id_);
+    if (self >= 0 && m->active[b] == self) {
+        states_[b].store(static_cast<uint8_t>(repl::BucketState::Active),
+                         std::memory_order_relaxed);
+    }
+}
+
+void Cluster::set_states(uint32_t first, uint32_t last, repl::BucketState s) noexcept {
+    for (uint32_t b = first; b <= last && b < nbuckets_; ++b) {
+        states_[b].store(static_cast<uint8_t>(s), std::memory_order_relaxed);
+    }
+}
+
+void Cluster::reset() noexcept {
+    std::lock_guard<std::mutex> g(mu_);
+    set_states(0, nbuckets_ - 1, repl::BucketState::Dead);
+    map_.store(nullptr, std::memory_order_release);
+    activations_.clear();
+}
+
+// ---------------------------------------------------------------------------------------
+// Fencing (doc/coordinator.md).
+
+void Cluster::grant_lease(int64_t issued_us, uint32_t lease_ms, uint32_t quiet_ms) noexcept {
+    quiet_ms_.store(quiet_ms, std::memory_order_relaxed);
+    if (lease_ms == 0) return;
+    const int64_t end = issued_us + int64_t{lease_ms} * 1000;
+    int64_t cur = lease_end_us_.load(std::memory_order_relaxed);
+    while (end > cur && !lease_end_us_.compare_exchange_weak(cur, end)) {
+    }
+    last_grant_us_.store(mono_us(), std::memory_order_relaxed);
+    leased_.store(true, std::memory_order_release);
+}
+
+bool Cluster::serving_slow() const noexcept {
+    const int64_t now = mono_us();
+    return now < lease_end_us_.load(std::memory_order_relaxed) ||
+           now < gone_until_us_.load(std::memory_order_relaxed);
+}
+
+int64_t Cluster::lease_left_ms() const noexcept {
+    if (!leased_.load(std::memory_order_relaxed)) return 0;
+    int64_t left = lease_end_us_.load(std::memory_order_relaxed) - mono_us();
+    return left > 0 ? left / 1000 : 0;
+}
+
+repl::CoordinatorView Cluster::coordinator() const noexcept {
+    repl::CoordinatorView v;
+    v.leased = leased_.load(std::memory_order_acquire);
+    v.quiet_ms = quiet_ms_.load(std::memory_order_relaxed);
+    if (v.leased) {
+        const int64_t now = mono_us();
+        v.lease_valid = now < lease_end_us_.load(std::memory_order_relaxed);
+        int64_t silent = (now - last_grant_us_.load(std::memory_order_relaxed)) / 1000;
+        v.silent_ms = static_cast<uint32_t>(std::clamp<int64_t>(silent, 0, UINT32_MAX - 1));
+    }
+    return v;
+}
+
+// ---------------------------------------------------------------------------------------
+// Authentication.
+
+std::string Cluster::new_nonce() const { return repl::random_hex32(); }
+
+std::string Cluster::proof(const std::string& secret, std::string_view challenge) {
+    return repl::hmac_hex(secret, challenge);
+}
+
+bool Cluster::verify(std::string_view nonce, std::string_view proof_hex) const {
+    return repl::proof_ok(secret_, nonce, proof_hex);
+}
+
+}  // namespace mcm::server

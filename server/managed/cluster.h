@@ -1,0 +1,125 @@
+// Managed mode on one server: the bucket map it holds, each bucket's local state, the
+// coordinator's lease (fencing), the cluster secret and the counters of `stats cluster`.
+// Request threads read without locks: a bucket's state is one relaxed atomic load, the lease
+// two more, and the map is an immutable snapshot behind an atomic pointer. A replaced map is
+// kept (not freed) until the server stops, so a reader never sees it disappear; maps change
+// only when the coordinator installs one. See doc/managed.md and doc/coordinator.md.
+#pragma once
+
+#include <time.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "replication/bucket_map.h"
+#include "replication/cluster_view.h"
+#include "server/settings.h"
+
+namespace mcm::server {
+
+// CLOCK_MONOTONIC in microseconds: the clock leases are measured on (it runs on while the
+// process is stopped, so a paused server wakes up with its lease already gone).
+inline int64_t mono_us() noexcept {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t{ts.tv_sec} * 1'000'000 + ts.tv_nsec / 1000;
+}
+
+class Cluster final : public repl::ClusterView {
+public:
+    explicit Cluster(const Settings& s);
+
+    uint32_t nbuckets() const noexcept { return nbuckets_; }
+    const std::string& node_id() const noexcept { return node_id_; }
+    const std::string& boot_id() const noexcept { return boot_id_; }
+    uint32_t bucket(std::string_view key) const noexcept {
+        return repl::bucket_of(key, nbuckets_);
+    }
+    repl::BucketState state(uint32_t b) const noexcept override {
+        return static_cast<repl::BucketState>(states_[b].load(std::memory_order_relaxed));
+    }
+    uint64_t epoch() const noexcept override { return epoch_.load(std::memory_order_acquire); }
+    // The map held (null before the first install or after reset). Valid until shutdown.
+    const repl::BucketMap* map() const noexcept override {
+        return map_.load(std::memory_order_acquire);
+    }
+
+    enum class Install : uint8_t { Ok, Stale, Invalid };
+    // A new map: its epoch must be above the one held (the same epoch is accepted only for
+    // the identical map). Bucket states follow it: replica where it lists this node as a
+    // replica, dead elsewhere, active where it names this node, except that a bucket that
+    // was not active here waits as pending until the replication thread has prepared it
+    // (take_activations/activate).
+    Install install(const repl::BucketMap& m, std::string* err);
+    void set_states(uint32_t first, uint32_t last, repl::BucketState s) noexcept;
+    void reset() noexcept;  // every bucket dead, no map (the epoch stays: older maps stay refused)
+
+    void take_activations(std::vector<std::pair<uint32_t, repl::BucketState>>* out) override;
+    void activate(uint32_t b) noexcept override;
+    // Called (on the installing thread) when activations are waiting.
+    void set_activation_wake(void (*fn)(void*), void* ctx) noexcept {
+        wake_fn_ = fn;
+        wake_ctx_ = ctx;
+    }
+
+    // Fencing. serving(): whether active buckets may be served now. Never fenced until a
+    // heartbeat granted a lease; then only while the lease runs or the "coordinator is gone"
+    // rule holds (doc/coordinator.md).
+    bool serving() const noexcept {
+        if (!leased_.load(std::memory_order_relaxed)) return true;
+        return serving_slow();
+    }
+    // A heartbeat granting lease_ms from issued_us (when the token it returned was issued).
+    void grant_lease(int64_t issued_us, uint32_t lease_ms, uint32_t quiet_ms) noexcept;
+    int64_t lease_left_ms() const noexcept;
+    repl::CoordinatorView coordinator() const noexcept override;
+    void set_gone_until(int64_t mono_us) noexcept override {
+        gone_until_us_.store(mono_us, std::memory_order_relaxed);
+    }
+
+    // Challenge-response: the proof is HMAC-SHA256(secret, challenge text), in hex.
+    static std::string proof(const std::string& secret, std::string_view challenge);
+    std::string new_nonce() const;
+    bool verify(std::string_view nonce, std::string_view proof_hex) const;
+
+    // Counters for `stats cluster`.
+    std::atomic<uint64_t> forwarded{0};
+    std::atomic<uint64_t> forward_errors{0};
+    std::atomic<uint64_t> not_my_bucket{0};
+    std::atomic<uint64_t> fenced_refusals{0};
+    std::atomic<uint64_t> maps_installed{0};
+    std::atomic<uint64_t> maps_refused{0};
+    std::atomic<uint64_t> auth_failures{0};
+    std::atomic<uint64_t> heartbeats{0};
+    std::atomic<int64_t> last_control_unix{0};
+
+private:
+    bool serving_slow() const noexcept;
+
+    std::string node_id_;
+    std::string secret_;
+    std::string boot_id_;
+    uint32_t nbuckets_;
+    std::unique_ptr<std::atomic<uint8_t>[]> states_;
+    std::atomic<uint64_t> epoch_{0};
+    std::mutex mu_;  // serialises installs, resets and activations
+    std::atomic<const repl::BucketMap*> map_{nullptr};
+    std::vector<std::unique_ptr<repl::BucketMap>> maps_;  // every map installed, owned here
+    // (bucket, its state before): guarded by mu_
+    std::vector<std::pair<uint32_t, repl::BucketState>> activations_;
+    void (*wake_fn_)(void*) = nullptr;
+    void* wake_ctx_ = nullptr;
+
+    std::atomic<bool> leased_{false};
+    std::atomic<int64_t> lease_end_us_{0};
+    std::atomic<int64_t> gone_until_us_{0};
+    std::atomic<int64_t> last_grant_us_{0};
+    std::atomic<uint32_t> quiet_ms_{0};
+};
+
+}  // namespace mcm::server
