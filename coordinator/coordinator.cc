@@ -46,10 +46,13 @@ bool Coordinator::setup() {
             if (!load_state(st)) return false;
             break;
     }
+    // Decisions run four times a heartbeat (at most every 25 ms), so a death is acted on
+    // within 25 ms of its deadline rather than a whole heartbeat later.
+    int64_t tick_ms = std::clamp<int64_t>(opts_.heartbeat_ms / 4, 5, 25);
     tick_ = event_new(base_, -1, EV_PERSIST, tick_cb, this);
-    timeval tv{static_cast<time_t>(opts_.heartbeat_ms / 1000),
-               static_cast<suseconds_t>((opts_.heartbeat_ms % 1000) * 1000)};
+    timeval tv{0, static_cast<suseconds_t>(tick_ms * 1000)};
     event_add(tick_, &tv);
+    next_beat_ms_ = start_ms_;
     for (auto& s : servers_) s->link->start();
     return true;
 }
@@ -150,7 +153,11 @@ void Coordinator::tick() {
     graveyard_.clear();
     int64_t now = mono_ms();
     for (auto& s : servers_) s->link->check_timeouts(now);
-    send_heartbeats(now);
+    if (now >= next_beat_ms_) {
+        send_heartbeats(now);
+        next_beat_ms_ += opts_.heartbeat_ms;
+        if (next_beat_ms_ <= now) next_beat_ms_ = now + opts_.heartbeat_ms;  // the loop lagged
+    }
     if (mode_ == Mode::FirstStart) {
         first_start_tick(now);
     } else {
@@ -200,7 +207,7 @@ void Coordinator::on_heartbeat(Server* s, uint64_t seq, int64_t sent_us,
     ++counters_.heartbeats;
     counters_.observe_rtt(static_cast<double>(mono_us() - sent_us) / 1e6);
     s->note_answer(now, opts_.heartbeat_ms);
-    s->take_report(h, map_.nbuckets == 0 ? opts_.buckets : map_.nbuckets);
+    s->take_report(h, map_.nbuckets == 0 ? opts_.buckets : map_.nbuckets, now);
     check_identity(s, h);
     if (s->phase == Phase::Dead && seq > s->dead_hb_seq) s->back = true;
     reconcile_epoch(s);
@@ -208,25 +215,24 @@ void Coordinator::on_heartbeat(Server* s, uint64_t seq, int64_t sent_us,
 
 // A new boot id means the process restarted and lost its data; a server with no map at all
 // while the map gives it buckets lost it too. Either way its buckets must fail over.
+// A new boot id means the process restarted and lost its data: its buckets must fail over.
+// (The same boot with an older epoch only missed a push: reconcile_epoch sends it the map.)
 void Coordinator::check_identity(Server* s, const HbReply& h) {
-    if (s->known_boot != h.boot_id) {
-        if (!s->known_boot.empty()) {
-            CLOG_WARN("%s restarted (boot %s, was %s)", s->name.c_str(), h.boot_id.c_str(),
-                      s->known_boot.c_str());
-            if (mode_ == Mode::Running && s->phase != Phase::Dead) s->needs_failover = true;
-        }
-        s->known_boot = h.boot_id;
-        state_dirty_ = true;
+    if (s->known_boot == h.boot_id) return;
+    bool unknown = s->known_boot.empty();
+    if (!unknown) {
+        CLOG_WARN("%s restarted (boot %s, was %s)", s->name.c_str(), h.boot_id.c_str(),
+                  s->known_boot.c_str());
     }
-    if (mode_ != Mode::Running || s->phase != Phase::Live || h.epoch != 0) return;
+    s->known_boot = h.boot_id;
+    state_dirty_ = true;
+    if (mode_ != Mode::Running || s->phase == Phase::Dead) return;
+    // Without a boot id to compare (an old state file), an epoch behind ours while the map
+    // gives it buckets is the sign of a restart.
     int idx = map_.node_index(s->name);
-    if (idx < 0) return;
     Load l = load_of(map_);
-    if (l.actives[idx] + l.replicas[idx] > 0 && !s->needs_failover) {
-        CLOG_WARN("%s holds no map but the map gives it buckets: it lost its data",
-                  s->name.c_str());
-        s->needs_failover = true;
-    }
+    bool holds = idx >= 0 && l.actives[idx] + l.replicas[idx] > 0;
+    if (!unknown || (h.epoch < map_.epoch && holds)) s->needs_failover = true;
 }
 
 void Coordinator::reconcile_epoch(Server* s) {
@@ -348,7 +354,7 @@ void Coordinator::declare_dead(Server* s, int64_t now, const std::string& why, b
     if (close_link) s->link->reset("declared dead");
     int idx = map_.node_index(s->name);
     if (idx < 0) return;
-    FailoverPlan p = plan_failover(map_, static_cast<uint16_t>(idx), view());
+    FailoverPlan p = plan_failover(map_, static_cast<uint16_t>(idx), failover_view(*s));
     if (p.changed) {
         if (p.moved > 0) {
             last_failover_ = FailoverRecord{s->name, unix_ms(), detect, -1, p.moved, p.cold};
@@ -429,6 +435,10 @@ void Coordinator::check_caught_up(Server* s) {
 
 void Coordinator::maintain_replicas() {
     BucketMap next;
+    if (uint32_t n = plan_orphans(map_, view(), &next)) {
+        counters_.cold_buckets += n;
+        commit(std::move(next), std::to_string(n) + " buckets without any holder given out empty");
+    }
     if (plan_restore(map_, view(), opts_.replicas, &next)) {
         commit(std::move(next), "replicas restored");
     }
@@ -449,6 +459,25 @@ View Coordinator::view() const {
         v.live[i] = !s->needs_failover &&
                     (s->phase == Phase::Live || s->phase == Phase::CatchingUp);
         v.reports[i] = s->replicas;
+    }
+    return v;
+}
+
+// The view for failing `dead` over: a replica of one of its buckets counts as in sync when it
+// was reported in sync within 1.5 heartbeats of the dead server's last answer. Its stream
+// broke when the active died, so its current report says "not in sync" for a good reason.
+View Coordinator::failover_view(const Server& dead) const {
+    View v = view();
+    int d = map_.node_index(dead.name);
+    int64_t since = (dead.answered ? dead.last_answer_ms : start_ms_) -
+                    int64_t{opts_.heartbeat_ms} * 3 / 2;
+    for (auto& reports : v.reports) {
+        for (uint32_t b = 0; b < reports.size() && b < map_.nbuckets; ++b) {
+            ReplicaReport& r = reports[b];
+            if (map_.active[b] == d && r.reported && r.in_sync_ms > 0 && r.in_sync_ms >= since) {
+                r.in_sync = true;
+            }
+        }
     }
     return v;
 }

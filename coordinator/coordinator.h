@@ -1,5 +1,5 @@
 // The coordinator's core: membership, the map and its epoch, health, and the decisions
-// (failover, rejoin, replica restore and trim) made on each tick of the heartbeat timer.
+// (failover, rejoin, replica restore and trim) made on each tick (a quarter heartbeat).
 // Owns the Server records and their links. Everything runs on one libevent loop thread; the
 // admin API (admin.cc) calls in from the same loop.
 #pragma once
@@ -107,6 +107,7 @@ private:
 
     // The map.
     View view() const;
+    View failover_view(const Server& dead) const;
     bool commit(BucketMap next, const std::string& why, Server* extra_target = nullptr,
                 bool failover = false);
     bool save_state();
@@ -125,6 +126,7 @@ private:
     std::vector<std::unique_ptr<Server>> graveyard_;
     Mode mode_ = Mode::Running;
     event* tick_ = nullptr;
+    int64_t next_beat_ms_ = 0;
     int64_t start_ms_ = 0;
     int exit_code_ = -1;
     bool cut_off_ = false;

@@ -138,6 +138,29 @@ FailoverPlan plan_failover(const BucketMap& m, uint16_t dead, const View& v) {
     return p;
 }
 
+uint32_t plan_orphans(const BucketMap& m, const View& v, BucketMap* out) {
+    BucketMap next = m;
+    Load l = load_of(m);
+    uint32_t given = 0;
+    for (uint32_t b = 0; b < m.nbuckets; ++b) {
+        if (m.active[b] != kNoNode) continue;
+        // A live replica, if any, is warmer than nobody.
+        uint16_t to = best_replica(next, b, v, l);
+        if (to == kNoNode) {
+            to = least_loaded(next, v, l.actives, l.replicas, [](uint16_t) { return true; });
+        }
+        if (to == kNoNode) break;  // nobody live: nothing to do
+        drop_replica(&next, b, to);
+        next.active[b] = to;
+        ++l.actives[to];
+        ++given;
+    }
+    if (given == 0) return 0;
+    next.epoch = m.epoch + 1;
+    *out = std::move(next);
+    return given;
+}
+
 uint32_t live_replicas(const BucketMap& m, uint32_t b, const View& v) {
     uint32_t have = 0;
     for (uint16_t x : m.replicas[b]) have += v.is_live(x);

@@ -19,6 +19,10 @@ struct ReplicaReport {
     uint64_t applied = 0;
     bool in_sync = false;
     bool reported = false;
+    // When the server last reported it in sync (coordinator's monotonic ms; 0: never). A
+    // replica's stream breaks when its active dies, so at failover time "in sync" means "in
+    // sync when the active last answered" (coordinator.cc, failover_view).
+    int64_t in_sync_ms = 0;
 };
 
 // What the planner knows about the servers, indexed like the map's nodes.
@@ -57,6 +61,10 @@ struct FailoverPlan {
 // the highest applied seqno, else (cold) to the live server with the fewest actives; `dead`
 // is dropped from every replica list. Nodes not live in `v` are never chosen.
 FailoverPlan plan_failover(const BucketMap& m, uint16_t dead, const View& v);
+
+// Gives each bucket without an active (every holder was lost at once) to the live node with
+// the fewest actives, as an empty (cold) bucket. Returns how many, 0 when nothing changes.
+uint32_t plan_orphans(const BucketMap& m, const View& v, BucketMap* out);
 
 // Adds replicas where a bucket has fewer than r live ones, on live nodes that do not hold it,
 // the least loaded first. False when nothing changes.

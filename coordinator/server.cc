@@ -18,19 +18,23 @@ void Server::note_answer(int64_t now_ms, int64_t heartbeat_ms) {
     last_answer_ms = now_ms;
 }
 
-void Server::take_report(const HbReply& h, uint32_t nbuckets) {
+void Server::take_report(const HbReply& h, uint32_t nbuckets, int64_t now_ms) {
     reported = true;
     epoch = h.epoch;
     boot_id = h.boot_id;
     fenced = h.fenced;
     lease_left_ms = h.lease_left_ms;
     token = h.token;
+    std::vector<ReplicaReport> before = std::move(replicas);
     replicas.assign(nbuckets, ReplicaReport{});
     active_seqno.assign(nbuckets, 0);
     replicas_in_sync = 0;
     for (const HbReply::Replica& r : h.replicas) {
         if (r.bucket >= nbuckets) continue;
-        replicas[r.bucket] = ReplicaReport{r.applied, r.in_sync, true};
+        int64_t since = r.in_sync ? now_ms
+                        : r.bucket < before.size() ? before[r.bucket].in_sync_ms
+                                                   : 0;
+        replicas[r.bucket] = ReplicaReport{r.applied, r.in_sync, true, since};
         replicas_in_sync += r.in_sync;
     }
     for (const HbReply::Active& a : h.actives) {

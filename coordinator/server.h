@@ -70,7 +70,7 @@ struct Server {
     // Records an answer: contact_since restarts after a gap over 1.5 heartbeats.
     void note_answer(int64_t now_ms, int64_t heartbeat_ms);
     // Replaces the per-bucket reports with those of h.
-    void take_report(const HbReply& h, uint32_t nbuckets);
+    void take_report(const HbReply& h, uint32_t nbuckets, int64_t now_ms);
 };
 
 }  // namespace mcm::coord

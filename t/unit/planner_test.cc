@@ -229,3 +229,20 @@ TEST(Planner, AddAndRemoveNode) {
     ASSERT_TRUE(without_node(added, 2, &removed, &err)) << err;
     EXPECT_TRUE(same_assignment(removed, m));
 }
+
+TEST(Planner, OrphansGoToTheLeastLoadedLiveNode) {
+    BucketMap m = first_map(nodes(3), 30, 1, 1);
+    View v = all_live(m);
+    v.live.assign(3, false);  // every server restarted at once
+    FailoverPlan p = plan_failover(m, 0, v);
+    p = plan_failover(p.map, 1, v);
+    p = plan_failover(p.map, 2, v);
+    BucketMap o;
+    EXPECT_EQ(plan_orphans(p.map, v, &o), 0u);  // nobody live yet
+    v.live.assign(3, true);
+    ASSERT_EQ(plan_orphans(p.map, v, &o), 30u);
+    EXPECT_EQ(o.epoch, p.map.epoch + 1);
+    check_valid(o);
+    Load l = load_of(o);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(l.actives[i], 10u);
+}
