@@ -209,3 +209,56 @@ def test_bad_options_exit_64(tmp_path):
     r = subprocess.run([COORD, "--secret-file", str(secret), "--heartbeat-ms", "100",
                         "--dead-after-ms", "300"], capture_output=True, timeout=10)
     assert r.returncode == 64 and b"5x heartbeat" in r.stderr
+
+
+def test_state_file_refused_and_untouched(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET + b"\n")
+    state = tmp_path / "state"
+    base = [COORD, "--secret-file", str(secret), "--state", str(state), "--listen",
+            "127.0.0.1:0"]
+    state.write_text("{not json")
+    r = subprocess.run(base, capture_output=True, timeout=10)
+    assert r.returncode == 1 and b"corrupt" in r.stderr
+    assert state.read_text() == "{not json"
+    # A state from another cluster (the secret check differs), or for another bucket count.
+    other = {"format": 1, "cluster_id": "abc", "secret_check": "00", "buckets": BUCKETS,
+             "replicas": 1, "epoch": 3, "members": [], "map": f"MAP 3 {BUCKETS}\r\nEND\r\n"}
+    state.write_text(json.dumps(other))
+    r = subprocess.run(base + ["--buckets", str(BUCKETS)], capture_output=True, timeout=10)
+    assert r.returncode == 1 and b"another cluster" in r.stderr
+    other["secret_check"] = hmac.new(SECRET, b"abc", hashlib.sha256).hexdigest()
+    state.write_text(json.dumps(other))
+    r = subprocess.run(base + ["--buckets", "128"], capture_output=True, timeout=10)
+    assert r.returncode == 1 and b"buckets" in r.stderr
+    assert json.loads(state.read_text()) == other
+
+
+def test_first_start_needs_every_node(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET + b"\n")
+    r = subprocess.run([COORD, "--secret-file", str(secret), "--state", str(tmp_path / "st"),
+                        "--listen", "127.0.0.1:0", "--node", "n1=127.0.0.1:1"],
+                       capture_output=True, timeout=20)
+    assert r.returncode == 1 and b"n1 (127.0.0.1:1)" in r.stderr
+    assert not (tmp_path / "st").exists()
+
+
+def test_paused_server_is_fenced_and_failed_over(cluster):
+    start_node, start_coord = cluster
+    nodes = [(f"n{i}", start_node(f"n{i}")) for i in range(1, 4)]
+    co = start_coord(nodes)
+    mc.wait_for(lambda: all(s["replicas_in_sync"] == s["replicas"] > 0 for s in
+                            co.get("/status")["servers"]), what="replicas in sync")
+    time.sleep(0.5)
+    victim = nodes[2][1]
+    victim.proc.send_signal(signal.SIGSTOP)
+    try:
+        mc.wait_for(lambda: all(a != "n3" for a, _ in owners(server_map(nodes[0][1])).values()),
+                    timeout=3, what="n3's buckets moved")
+    finally:
+        victim.proc.send_signal(signal.SIGCONT)
+    # Back from the pause: its lease ran out (fenced), it is reset and rejoins.
+    mc.wait_for(lambda: co.get("/status")["servers"][2]["health"] == "up", timeout=10,
+                what="n3 back")
+    assert co.get("/status")["servers"][2]["actives"] == 0
