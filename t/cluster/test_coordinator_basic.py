@@ -262,3 +262,27 @@ def test_paused_server_is_fenced_and_failed_over(cluster):
     mc.wait_for(lambda: co.get("/status")["servers"][2]["health"] == "up", timeout=10,
                 what="n3 back")
     assert co.get("/status")["servers"][2]["actives"] == 0
+
+
+def test_cut_off_changes_nothing(cluster):
+    start_node, start_coord = cluster
+    nodes = [(f"n{i}", start_node(f"n{i}")) for i in range(1, 4)]
+    co = start_coord(nodes)
+    mc.wait_for(lambda: co.get("/status")["epoch"] > 0, what="first map")
+    time.sleep(0.5)
+    epoch = co.get("/status")["epoch"]
+    for _, s in nodes[1:]:  # two of three at once: the coordinator may be the one cut off
+        s.proc.send_signal(signal.SIGSTOP)
+    try:
+        mc.wait_for(lambda: co.get("/status")["cut_off"], timeout=3, what="cut off")
+        time.sleep(0.5)
+        st = co.get("/status")
+        assert st["epoch"] == epoch and st["failovers"] == 0
+        assert "mc_coordinator_cut_off 1" in co.get("/metrics")
+        assert co.call("POST", "/failover/n2")[0] == 409
+    finally:
+        for _, s in nodes[1:]:
+            s.proc.send_signal(signal.SIGCONT)
+    mc.wait_for(lambda: not co.get("/status")["cut_off"], what="no longer cut off")
+    time.sleep(0.3)
+    assert co.get("/status")["epoch"] == epoch
