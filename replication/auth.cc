@@ -32,17 +32,20 @@ std::string hmac_hex(std::string_view secret, std::string_view text) {
     return hex(mac, len);
 }
 
-std::string random_hex32() {
-    unsigned char n[32];
-    if (RAND_bytes(n, sizeof(n)) != 1) return {};
-    return hex(n, sizeof(n));
+std::string random_hex(size_t nbytes) {
+    unsigned char n[64];
+    if (nbytes > sizeof(n) || RAND_bytes(n, static_cast<int>(nbytes)) != 1) return {};
+    return hex(n, nbytes);
+}
+
+bool equal_ct(std::string_view a, std::string_view b) noexcept {
+    return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 bool proof_ok(std::string_view secret, std::string_view text, std::string_view proof_hex) {
     if (text.empty()) return false;
     std::string want = hmac_hex(secret, text);
-    return !want.empty() && proof_hex.size() == want.size() &&
-           CRYPTO_memcmp(want.data(), proof_hex.data(), want.size()) == 0;
+    return !want.empty() && equal_ct(want, proof_hex);
 }
 
 }  // namespace mcm::repl

@@ -3,14 +3,18 @@
 // of the challenge text; the secret never crosses the wire.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 namespace mcm::repl {
 
 std::string hmac_hex(std::string_view secret, std::string_view text);
-// 64 random hex digits (RAND_bytes); "" if the generator fails.
-std::string random_hex32();
+// nbytes (at most 64) random bytes as lowercase hex (RAND_bytes); "" if the generator fails.
+std::string random_hex(size_t nbytes);
+inline std::string random_hex32() { return random_hex(32); }
+// a == b in time that depends only on their lengths.
+bool equal_ct(std::string_view a, std::string_view b) noexcept;
 // proof_hex == hmac_hex(secret, text), compared in constant time.
 bool proof_ok(std::string_view secret, std::string_view text, std::string_view proof_hex);
 

@@ -1,0 +1,141 @@
+// The coordinator's core: membership, the map and its epoch, health, and the decisions
+// (failover, rejoin, replica restore and trim) made on each tick (a quarter heartbeat).
+// Owns the Server records and their links. Everything runs on one libevent loop thread; the
+// admin API (admin.cc) calls in from the same loop.
+#pragma once
+
+#include <event2/event.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "coordinator/options.h"
+#include "coordinator/planner.h"
+#include "coordinator/server.h"
+#include "coordinator/state.h"
+
+namespace mcm::coord {
+
+struct FailoverRecord {
+    std::string node;
+    int64_t at_unix_ms = 0;
+    int64_t detect_ms = 0;  // last answer -> declared dead
+    int64_t push_ms = -1;   // declared dead -> every live server said OK (-1: not yet)
+    uint32_t buckets = 0;
+    uint32_t cold = 0;
+};
+
+// Counters for /status and /metrics.
+struct Counters {
+    uint64_t failovers = 0;
+    uint64_t heartbeats = 0;
+    uint64_t cold_buckets = 0;
+    uint64_t maps_pushed = 0;
+    uint64_t push_errors = 0;
+    // Heartbeat round trips: a histogram with these upper bounds (seconds), then the sum.
+    static constexpr std::array<double, 10> kRttBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                         0.025,  0.05,  0.1,    0.25,  1.0};
+    std::array<uint64_t, 11> rtt_buckets{};  // the last one: +Inf
+    double rtt_sum_s = 0;
+    uint64_t rtt_count = 0;
+    void observe_rtt(double s);
+};
+
+class Coordinator {
+public:
+    Coordinator(event_base* base, Options opts, std::unique_ptr<StateStore> store);
+    ~Coordinator();
+
+    // Loads the state (or prepares a first start) and starts the links and the tick. False
+    // (with the reason logged) when the process must exit 1.
+    bool setup();
+    // Set when the coordinator must stop with this exit code (e.g. a first start that timed out).
+    int exit_code() const { return exit_code_; }
+
+    // Admin API operations. http is 200 on success, else 400/404/409 with error.
+    struct Outcome {
+        int http = 200;
+        std::string error;
+    };
+    Outcome add_node(const std::string& name, const std::string& addr);
+    Outcome remove_node(const std::string& name);
+    Outcome failover_node(const std::string& name);
+
+    // Read-only views for admin.cc and metrics.cc.
+    const BucketMap& map() const { return map_; }
+    const Options& options() const { return opts_; }
+    const std::vector<std::unique_ptr<Server>>& servers() const { return servers_; }
+    const Counters& counters() const { return counters_; }
+    const FailoverRecord& last_failover() const { return last_failover_; }
+    bool cut_off() const { return cut_off_; }
+    int64_t start_ms() const { return start_ms_; }
+    // Max replication lag (records) of s's replica buckets, from the actives' reports.
+    uint64_t max_lag(const Server& s) const;
+
+private:
+    enum class Mode { FirstStart, Running };
+    static constexpr int64_t kGraceMs = 400;
+    static constexpr int64_t kFirstStartWaitMs = 5000;
+
+    bool load_state(const State& st);
+    void prepare_first_start();
+    Server* add_server(const std::string& name, const std::string& host, uint16_t port);
+    Server* find(const std::string& name) const;
+
+    static void tick_cb(evutil_socket_t, short, void* arg);
+    void tick();
+    void first_start_tick(int64_t now);
+    void send_heartbeats(int64_t now);
+    void on_heartbeat(Server* s, uint64_t seq, int64_t sent_us,
+                      const std::vector<std::string>& lines);
+    void check_identity(Server* s, const HbReply& h);
+    void reconcile_epoch(Server* s);
+
+    // Decisions.
+    void decide(int64_t now);
+    bool update_cut_off(int64_t now);
+    bool grace_ok(int64_t now) const;
+    void declare_dead(Server* s, int64_t now, const std::string& why, bool close_link,
+                      Server* extra_target = nullptr);
+    void start_rejoin(Server* s);
+    void finish_rejoin(Server* s);
+    void maintain_replicas();
+    void check_caught_up(Server* s);
+
+    // The map.
+    View view() const;
+    View failover_view(const Server& dead) const;
+    bool commit(BucketMap next, const std::string& why, Server* extra_target = nullptr,
+                bool failover = false);
+    bool save_state();
+    void push(Server* s, bool failover_round);
+    void fetch_map(Server* s);
+    void adopt_map(const BucketMap& m, const std::string& from);
+
+    event_base* base_;
+    Options opts_;
+    std::unique_ptr<StateStore> store_;
+    State state_;
+    BucketMap map_;
+    std::vector<std::unique_ptr<Server>> servers_;
+    // Records removed by the admin API while a callback of theirs may be on the stack: freed
+    // at the next tick.
+    std::vector<std::unique_ptr<Server>> graveyard_;
+    Mode mode_ = Mode::Running;
+    event* tick_ = nullptr;
+    int64_t next_beat_ms_ = 0;
+    int64_t start_ms_ = 0;
+    int exit_code_ = -1;
+    bool cut_off_ = false;
+    bool state_dirty_ = false;  // boot ids changed: save without a map change
+    Counters counters_;
+    FailoverRecord last_failover_;
+    uint32_t failover_push_left_ = 0;  // servers still to confirm the last failover map
+    uint64_t failover_epoch_ = 0;      // the epoch of that map
+    int64_t failover_declared_ms_ = 0;
+};
+
+}  // namespace mcm::coord

@@ -1,0 +1,194 @@
+#include "coordinator/link.h"
+
+#include <event2/buffer.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "coordinator/clock.h"
+#include "coordinator/log.h"
+
+namespace mcm::coord {
+
+ServerLink::ServerLink(event_base* base, std::string name, std::string host, uint16_t port,
+                       std::string secret, Events ev)
+    : base_(base), name_(std::move(name)), host_(std::move(host)), port_(port),
+      secret_(std::move(secret)), ev_(std::move(ev)) {
+    backoff_ = evtimer_new(base_, backoff_cb, this);
+}
+
+ServerLink::~ServerLink() {
+    // Queued callbacks are dropped, not run: their owner is going away with this link.
+    queue_.clear();
+    if (bev_ != nullptr) bufferevent_free(bev_);
+    if (backoff_ != nullptr) event_free(backoff_);
+}
+
+void ServerLink::start() {
+    if (state_ == State::Idle) connect();
+}
+
+void ServerLink::stop() { close_and_fail("stopped", false); }
+
+void ServerLink::reset(const std::string& why) {
+    if (state_ != State::Idle && state_ != State::Backoff) close_and_fail(why, true);
+}
+
+void ServerLink::connect() {
+    // The address is resolved each time (a server may move); a name lookup blocks the loop
+    // briefly, so use IP addresses in production.
+    evutil_addrinfo hints{}, *res = nullptr;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    std::string port = std::to_string(port_);
+    if (evutil_getaddrinfo(host_.c_str(), port.c_str(), &hints, &res) != 0 || res == nullptr) {
+        state_ = State::Connecting;
+        close_and_fail("cannot resolve " + host_, true);
+        return;
+    }
+    bev_ = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setcb(bev_, read_cb, nullptr, event_cb, this);
+    state_ = State::Connecting;
+    connect_deadline_ms_ = mono_ms() + kConnectTimeoutMs;
+    int rc = bufferevent_socket_connect(bev_, res->ai_addr, static_cast<int>(res->ai_addrlen));
+    evutil_freeaddrinfo(res);
+    if (rc != 0) {
+        close_and_fail("connect failed", true);
+        return;
+    }
+    bufferevent_enable(bev_, EV_READ | EV_WRITE);
+}
+
+void ServerLink::close_and_fail(const std::string& why, bool reconnect) {
+    bool was_ready = state_ == State::Ready;
+    ++generation_;
+    if (bev_ != nullptr) {
+        bufferevent_free(bev_);
+        bev_ = nullptr;
+    }
+    state_ = reconnect ? State::Backoff : State::Idle;
+    if (reconnect) {
+        timeval tv{0, static_cast<suseconds_t>(kBackoffMs * 1000)};
+        evtimer_add(backoff_, &tv);
+    } else {
+        evtimer_del(backoff_);
+    }
+    // Fail what was queued only after the link is consistent: a callback may send again.
+    std::deque<Pending> failed;
+    failed.swap(queue_);
+    for (Pending& p : failed) p.done(false, p.lines);
+    if (was_ready && ev_.on_down) ev_.on_down(why);
+}
+
+void ServerLink::write(const std::string& wire, Kind kind, int64_t timeout_ms, Done done) {
+    queue_.push_back(Pending{kind, mono_ms() + timeout_ms, std::move(done), {}});
+    bufferevent_write(bev_, wire.data(), wire.size());
+}
+
+bool ServerLink::send(std::string wire, Kind kind, int64_t timeout_ms, Done done) {
+    if (state_ != State::Ready) return false;
+    write(wire, kind, timeout_ms, std::move(done));
+    return true;
+}
+
+void ServerLink::authenticate() {
+    state_ = State::Authenticating;
+    write("cluster auth\r\n", Kind::Line, kConnectTimeoutMs,
+          [this](bool ok, const std::vector<std::string>& lines) {
+              if (!ok) return;
+              const std::string& l = lines.front();
+              if (l.rfind("CHALLENGE ", 0) != 0) {
+                  close_and_fail("auth: unexpected reply: " + l, true);
+                  return;
+              }
+              std::string proof = hmac_hex(secret_, l.substr(10));
+              write("cluster auth " + proof + "\r\n", Kind::Line, kConnectTimeoutMs,
+                    [this](bool ok2, const std::vector<std::string>& r) {
+                        if (!ok2) return;
+                        if (r.front() != "OK") {
+                            close_and_fail("auth refused: " + r.front(), true);
+                            return;
+                        }
+                        state_ = State::Ready;
+                        if (ev_.on_ready) ev_.on_ready();
+                    });
+          });
+}
+
+void ServerLink::check_timeouts(int64_t now_ms) {
+    if (state_ == State::Connecting && now_ms > connect_deadline_ms_) {
+        close_and_fail("connect timed out", true);
+    } else if (!queue_.empty() && now_ms > queue_.front().deadline_ms) {
+        close_and_fail("reply timed out", true);
+    }
+}
+
+// True when the head command is complete.
+bool ServerLink::take_line(const std::string& line) {
+    Pending& p = queue_.front();
+    if (p.kind == Kind::Line) {
+        p.lines.push_back(line);
+        return true;
+    }
+    if (p.lines.empty()) {
+        p.lines.push_back(line);
+        // An error instead of a block ends the reply.
+        return line == "ERROR" || line.rfind("CLIENT_ERROR", 0) == 0 ||
+               line.rfind("SERVER_ERROR", 0) == 0;
+    }
+    if (line == "END") return true;
+    p.lines.push_back(line);
+    return false;
+}
+
+void ServerLink::on_read() {
+    evbuffer* in = bufferevent_get_input(bev_);
+    const uint64_t gen = generation_;
+    // Bounded by the bytes buffered; stops as soon as a callback closed the link.
+    while (gen == generation_) {
+        size_t len = 0;
+        char* raw = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+        if (raw == nullptr) {
+            if (evbuffer_get_length(in) > kMaxLine) close_and_fail("reply line too long", true);
+            return;
+        }
+        std::string line(raw, len);
+        free(raw);
+        if (queue_.empty()) {
+            close_and_fail("unexpected reply: " + line, true);
+            return;
+        }
+        if (!take_line(line)) continue;
+        Pending p = std::move(queue_.front());
+        queue_.pop_front();
+        p.done(true, p.lines);
+    }
+}
+
+void ServerLink::read_cb(bufferevent*, void* arg) { static_cast<ServerLink*>(arg)->on_read(); }
+
+void ServerLink::event_cb(bufferevent* bev, short what, void* arg) {
+    auto* self = static_cast<ServerLink*>(arg);
+    if (what & BEV_EVENT_CONNECTED) {
+        int one = 1;
+        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        self->authenticate();
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        std::string why = (what & BEV_EVENT_EOF)
+                              ? "closed by server"
+                              : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+        self->close_and_fail(why, true);
+    }
+}
+
+void ServerLink::backoff_cb(evutil_socket_t, short, void* arg) {
+    auto* self = static_cast<ServerLink*>(arg);
+    if (self->state_ == State::Backoff) self->connect();
+}
+
+}  // namespace mcm::coord

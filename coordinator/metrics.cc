@@ -1,0 +1,131 @@
+#include "coordinator/metrics.h"
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "coordinator/clock.h"
+
+namespace mcm::coord {
+
+using nlohmann::json;
+
+namespace {
+
+const char* const kHealths[] = {"up", "suspect", "dead", "resetting", "catching_up"};
+
+json server_json(const Coordinator& c, const Server& s, const Load& l, int64_t now) {
+    const Options& o = c.options();
+    int idx = c.map().node_index(s.name);
+    json j;
+    j["name"] = s.name;
+    j["addr"] = s.host + ":" + std::to_string(s.port);
+    j["health"] = s.health(now, o.heartbeat_ms, c.start_ms());
+    j["last_heartbeat_ms"] = s.answered ? json(now - s.last_answer_ms) : json(nullptr);
+    j["epoch"] = s.epoch;
+    j["boot_id"] = s.boot_id;
+    j["fenced"] = s.fenced;
+    j["lease_left_ms"] = s.lease_left_ms;
+    j["joining"] = s.joining;
+    j["actives"] = idx >= 0 ? l.actives[idx] : 0;
+    j["replicas"] = idx >= 0 ? l.replicas[idx] : 0;
+    j["replicas_in_sync"] = s.replicas_in_sync;
+    j["max_lag"] = c.max_lag(s);
+    return j;
+}
+
+}  // namespace
+
+std::string status_json(const Coordinator& c) {
+    const BucketMap& m = c.map();
+    const FailoverRecord& f = c.last_failover();
+    int64_t now = mono_ms();
+    json j;
+    j["epoch"] = m.epoch;
+    j["buckets"] = m.nbuckets == 0 ? c.options().buckets : m.nbuckets;
+    j["replicas"] = c.options().replicas;
+    j["cut_off"] = c.cut_off();
+    j["failovers"] = c.counters().failovers;
+    j["cold_buckets"] = c.counters().cold_buckets;
+    if (f.node.empty()) {
+        j["last_failover"] = nullptr;
+    } else {
+        j["last_failover"] = {{"node", f.node},         {"at_unix_ms", f.at_unix_ms},
+                              {"detect_ms", f.detect_ms}, {"push_ms", f.push_ms},
+                              {"buckets", f.buckets},     {"cold", f.cold}};
+    }
+    Load l = load_of(m);
+    j["servers"] = json::array();
+    for (const auto& s : c.servers()) j["servers"].push_back(server_json(c, *s, l, now));
+    return j.dump() + "\n";
+}
+
+std::string map_json(const Coordinator& c) {
+    const BucketMap& m = c.map();
+    json j = {{"epoch", m.epoch}, {"buckets", m.nbuckets}, {"text", m.format()}};
+    return j.dump() + "\n";
+}
+
+std::string metrics_text(const Coordinator& c) {
+    const Counters& k = c.counters();
+    const FailoverRecord& f = c.last_failover();
+    int64_t now = mono_ms();
+    std::string out;
+    char line[256];
+    auto add = [&](const char* help, const char* type, const char* name, double v) {
+        char num[64];
+        snprintf(num, sizeof(num), "%.17g", v);
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type +
+               "\n" + name + " " + num + "\n";
+    };
+    add("Epoch of the current bucket map.", "gauge", "mc_coordinator_epoch",
+        static_cast<double>(c.map().epoch));
+    out += "# HELP mc_coordinator_servers Servers by health.\n"
+           "# TYPE mc_coordinator_servers gauge\n";
+    for (const char* h : kHealths) {
+        int n = 0;
+        for (const auto& s : c.servers()) {
+            n += std::string(s->health(now, c.options().heartbeat_ms, c.start_ms())) == h;
+        }
+        snprintf(line, sizeof(line), "mc_coordinator_servers{state=\"%s\"} %d\n", h, n);
+        out += line;
+    }
+    add("Failovers of a dead server's actives.", "counter", "mc_coordinator_failovers_total",
+        static_cast<double>(k.failovers));
+    add("Heartbeat replies received.", "counter", "mc_coordinator_heartbeats_total",
+        static_cast<double>(k.heartbeats));
+    out += "# HELP mc_coordinator_heartbeat_rtt_seconds Heartbeat round trip.\n"
+           "# TYPE mc_coordinator_heartbeat_rtt_seconds histogram\n";
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= Counters::kRttBounds.size(); ++i) {
+        cum += k.rtt_buckets[i];
+        if (i < Counters::kRttBounds.size()) {
+            snprintf(line, sizeof(line), "mc_coordinator_heartbeat_rtt_seconds_bucket{le=\"%g\"} %llu\n",
+                     Counters::kRttBounds[i], static_cast<unsigned long long>(cum));
+        } else {
+            snprintf(line, sizeof(line), "mc_coordinator_heartbeat_rtt_seconds_bucket{le=\"+Inf\"} %llu\n",
+                     static_cast<unsigned long long>(cum));
+        }
+        out += line;
+    }
+    snprintf(line, sizeof(line),
+             "mc_coordinator_heartbeat_rtt_seconds_sum %.9f\n"
+             "mc_coordinator_heartbeat_rtt_seconds_count %llu\n",
+             k.rtt_sum_s, static_cast<unsigned long long>(k.rtt_count));
+    out += line;
+    add("1 while more than half of the servers look dead (the coordinator changes nothing).",
+        "gauge", "mc_coordinator_cut_off", c.cut_off() ? 1 : 0);
+    add("When the last failover was decided (unix seconds; 0: none).", "gauge",
+        "mc_coordinator_last_failover_timestamp_seconds", f.at_unix_ms / 1000.0);
+    add("Last failover: from the dead server's last answer to every live server holding the "
+        "new map.", "gauge", "mc_coordinator_last_failover_duration_seconds",
+        f.push_ms < 0 ? 0 : (f.detect_ms + f.push_ms) / 1000.0);
+    add("Buckets failed over with no in-sync replica (they start empty).", "counter",
+        "mc_coordinator_cold_buckets_total", static_cast<double>(k.cold_buckets));
+    add("Maps a server accepted.", "counter", "mc_coordinator_maps_pushed_total",
+        static_cast<double>(k.maps_pushed));
+    add("Map pushes refused or lost.", "counter", "mc_coordinator_push_errors_total",
+        static_cast<double>(k.push_errors));
+    return out;
+}
+
+}  // namespace mcm::coord

@@ -1,0 +1,196 @@
+#include "coordinator/options.h"
+
+#include <getopt.h>
+
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+namespace mcm::coord {
+
+namespace {
+
+template <typename T>
+bool number(const std::string& s, T lo, T hi, T* out) {
+    T v{};
+    auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (r.ec != std::errc() || r.ptr != s.data() + s.size() || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+enum OptId {
+    kSecretFile = 1000, kState, kBuckets, kReplicas, kHeartbeat, kDeadAfter, kListen,
+    kPortFile, kNode,
+};
+
+const option kLong[] = {
+    {"secret-file", required_argument, nullptr, kSecretFile},
+    {"state", required_argument, nullptr, kState},
+    {"buckets", required_argument, nullptr, kBuckets},
+    {"replicas", required_argument, nullptr, kReplicas},
+    {"heartbeat-ms", required_argument, nullptr, kHeartbeat},
+    {"dead-after-ms", required_argument, nullptr, kDeadAfter},
+    {"listen", required_argument, nullptr, kListen},
+    {"port-file", required_argument, nullptr, kPortFile},
+    {"node", required_argument, nullptr, kNode},
+    {"verbose", no_argument, nullptr, 'v'},
+    {"help", no_argument, nullptr, 'h'},
+    {nullptr, 0, nullptr, 0},
+};
+
+bool parse_node(const std::string& v, Options* o, std::string* err) {
+    size_t eq = v.find('=');
+    NodeAddr n;
+    if (eq == std::string::npos || !valid_node_name(v.substr(0, eq)) ||
+        !parse_hostport(v.substr(eq + 1), &n.host, &n.port, false)) {
+        *err = "--node wants NAME=HOST:PORT (name: letters, digits, -_.), got '" + v + "'";
+        return false;
+    }
+    n.name = v.substr(0, eq);
+    for (const NodeAddr& x : o->nodes) {
+        if (x.name == n.name) {
+            *err = "--node " + n.name + " given twice";
+            return false;
+        }
+    }
+    o->nodes.push_back(std::move(n));
+    return true;
+}
+
+bool apply(int id, const std::string& v, Options* o, std::string* err) {
+    auto bad = [&](const char* opt, const char* want) {
+        *err = std::string(opt) + " wants " + want + ", got '" + v + "'";
+        return false;
+    };
+    switch (id) {
+        case kSecretFile: o->secret_file = v; return true;
+        case kState:
+            if (v.empty()) return bad("--state", "a path");
+            o->state_path = v;
+            return true;
+        case kBuckets:
+            return number<uint32_t>(v, 1, 65536, &o->buckets) || bad("--buckets", "1..65536");
+        case kReplicas:
+            return number<uint32_t>(v, 0, 8, &o->replicas) || bad("--replicas", "0..8");
+        case kHeartbeat:
+            return number<uint32_t>(v, 10, 10000, &o->heartbeat_ms) ||
+                   bad("--heartbeat-ms", "10..10000");
+        case kDeadAfter:
+            return number<uint32_t>(v, 50, 60000, &o->dead_after_ms) ||
+                   bad("--dead-after-ms", "50..60000");
+        case kListen:
+            return parse_hostport(v, &o->listen_host, &o->listen_port, true) ||
+                   bad("--listen", "HOST:PORT");
+        case kPortFile: o->port_file = v; return true;
+        case kNode: return parse_node(v, o, err);
+    }
+    *err = "unknown option";
+    return false;
+}
+
+// The lease arithmetic must leave the servers' "coordinator gone" rule a margin over
+// heartbeat jitter (doc/coordinator.md, Settings).
+bool check_timing(const Options& o, std::string* err) {
+    if (o.quiet_ms() * 2 <= static_cast<int64_t>(o.heartbeat_ms) * 3) {
+        *err = "--dead-after-ms " + std::to_string(o.dead_after_ms) +
+               " is too short for --heartbeat-ms " + std::to_string(o.heartbeat_ms) +
+               ": the quiet threshold (dead_after*4/5 - heartbeat - 75 = " +
+               std::to_string(o.quiet_ms()) +
+               " ms) must exceed 1.5 heartbeats; dead-after must be about 5x heartbeat or more";
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+bool valid_node_name(const std::string& name) {
+    if (name.empty() || name.size() > 64) return false;
+    for (char c : name) {
+        if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool parse_hostport(const std::string& s, std::string* host, uint16_t* port, bool allow_zero) {
+    size_t colon = s.rfind(':');
+    if (colon == std::string::npos || colon == 0) return false;
+    uint16_t p = 0;
+    if (!number<uint16_t>(s.substr(colon + 1), allow_zero ? 0 : 1, 65535, &p)) return false;
+    std::string h = s.substr(0, colon);
+    if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+    if (h.find(' ') != std::string::npos) return false;
+    *host = h;
+    *port = p;
+    return true;
+}
+
+bool read_secret(const std::string& path, std::string* secret, std::string* err) {
+    FILE* f = fopen(path.c_str(), "r");
+    if (f == nullptr) {
+        *err = "cannot read secret file " + path + ": " + strerror(errno);
+        return false;
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    std::string s(buf, n);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    if (s.size() < 16) {
+        *err = "secret in " + path + " too short: at least 16 bytes";
+        return false;
+    }
+    *secret = std::move(s);
+    return true;
+}
+
+ParseResult parse_options(int argc, char** argv, Options* o, std::string* err) {
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":vh", kLong, nullptr)) != -1) {
+        if (c == 'h') return ParseResult::Help;
+        if (c == 'v') {
+            o->verbose = true;
+            continue;
+        }
+        if (c == '?' || c == ':') {
+            const char* arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+            *err = std::string(c == ':' ? "missing value for " : "unknown option ") + arg;
+            return ParseResult::Error;
+        }
+        if (!apply(c, optarg, o, err)) return ParseResult::Error;
+    }
+    if (optind < argc) {
+        *err = std::string("unexpected argument ") + argv[optind];
+        return ParseResult::Error;
+    }
+    if (o->secret_file.empty()) {
+        *err = "--secret-file is required";
+        return ParseResult::Error;
+    }
+    if (!read_secret(o->secret_file, &o->secret, err)) return ParseResult::Error;
+    if (!check_timing(*o, err)) return ParseResult::Error;
+    return ParseResult::Ok;
+}
+
+std::string usage() {
+    return "usage: mc-coordinator --secret-file PATH [options]\n"
+           "  --secret-file PATH   the cluster secret (at least 16 bytes; required)\n"
+           "  --state PATH         state file (default ./mc-coordinator.state)\n"
+           "  --buckets N          bucket count of a new cluster (default 1024)\n"
+           "  --replicas R         replicas per bucket (default 1)\n"
+           "  --heartbeat-ms MS    heartbeat interval (default 100)\n"
+           "  --dead-after-ms MS   silence before a server is declared dead (default 500)\n"
+           "  --listen HOST:PORT   admin API address (default 127.0.0.1:11300; port 0: any)\n"
+           "  --port-file PATH     write the admin port there once listening\n"
+           "  --node NAME=HOST:PORT  a server of a new cluster (repeat; first start only)\n"
+           "  -v, --verbose        log every decision input\n"
+           "  -h, --help           this text\n";
+}
+
+}  // namespace mcm::coord

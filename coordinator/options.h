@@ -1,0 +1,53 @@
+// mc-coordinator's command line (doc/coordinator.md, Options). Parsing only: no sockets, no
+// files other than the secret file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mcm::coord {
+
+struct NodeAddr {
+    std::string name;
+    std::string host;
+    uint16_t port = 0;
+};
+
+struct Options {
+    std::string secret_file;
+    std::string secret;  // read from secret_file by parse_options
+    std::string state_path = "./mc-coordinator.state";
+    uint32_t buckets = 1024;
+    uint32_t replicas = 1;
+    uint32_t heartbeat_ms = 100;
+    uint32_t dead_after_ms = 500;
+    std::string listen_host = "127.0.0.1";
+    uint16_t listen_port = 11300;
+    std::string port_file;
+    std::vector<NodeAddr> nodes;  // initial membership (first start only)
+    bool verbose = false;
+
+    // The lease a heartbeat grants: shorter than dead_after_ms by a fifth, so a server the
+    // coordinator declares dead has lost its lease before its buckets move (doc/coordinator.md).
+    uint32_t lease_ms() const { return dead_after_ms * 4 / 5; }
+    // The servers' "coordinator gone" silence threshold.
+    int64_t quiet_ms() const {
+        return static_cast<int64_t>(lease_ms()) - static_cast<int64_t>(heartbeat_ms) - 75;
+    }
+};
+
+enum class ParseResult { Ok, Help, Error };
+
+// Fills *o from argv; on Error *err holds one line saying what is wrong.
+ParseResult parse_options(int argc, char** argv, Options* o, std::string* err);
+std::string usage();
+
+// "host:port" with a port 1..65535 (0 too when allow_zero).
+bool parse_hostport(const std::string& s, std::string* host, uint16_t* port, bool allow_zero);
+// The secret as the server reads it: a trailing newline ignored, at least 16 bytes.
+bool read_secret(const std::string& path, std::string* secret, std::string* err);
+// Name rules of the server's node_id: letters, digits, "-_.".
+bool valid_node_name(const std::string& name);
+
+}  // namespace mcm::coord

@@ -1,0 +1,56 @@
+// What the coordinator must remember across restarts, and where it keeps it. StateStore is
+// the seam for other backends (etcd, a later issue): load() and save() only. No sockets here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mcm::coord {
+
+struct MemberState {
+    std::string name;
+    std::string addr;       // host:port
+    bool joining = false;   // added, not yet caught up (status "joining" in the file)
+    std::string boot_id;    // last seen ("" before the first heartbeat)
+    bool operator==(const MemberState&) const = default;
+};
+
+struct State {
+    std::string cluster_id;    // random, drawn at the first start
+    std::string secret_check;  // HMAC(secret, cluster_id) in hex: refuses another cluster's file
+    uint32_t buckets = 0;
+    uint32_t replicas = 0;
+    uint64_t epoch = 0;
+    std::vector<MemberState> members;
+    std::string map_text;      // the map in its text form (doc/managed.md)
+    bool operator==(const State&) const = default;
+};
+
+class StateStore {
+public:
+    enum class Load { Ok, Missing, Error };
+    virtual ~StateStore() = default;
+    // Missing: there is no state yet (a new cluster). Error: *err says why; never overwrite.
+    virtual Load load(State* out, std::string* err) = 0;
+    // Durable when it returns true.
+    virtual bool save(const State& s, std::string* err) = 0;
+};
+
+// JSON in one file, replaced atomically (temp file in the same directory, fsync, rename,
+// fsync of the directory).
+class FileStateStore : public StateStore {
+public:
+    explicit FileStateStore(std::string path) : path_(std::move(path)) {}
+    Load load(State* out, std::string* err) override;
+    bool save(const State& s, std::string* err) override;
+
+    // The JSON text of a state, and back (exposed for tests).
+    static std::string to_json(const State& s);
+    static bool from_json(const std::string& text, State* out, std::string* err);
+
+private:
+    std::string path_;
+};
+
+}  // namespace mcm::coord
