@@ -131,7 +131,16 @@ Server* Coordinator::add_server(const std::string& name, const std::string& host
     ev.on_down = [raw](const std::string& why) {
         CLOG_INFO("link to %s lost: %s", raw->name.c_str(), why.c_str());
     };
-    s->link = std::make_unique<ServerLink>(base_, name, host, port, opts_.secret, std::move(ev));
+    std::string via_host = host;
+    uint16_t via_port = port;
+    for (const NodeAddr& c : opts_.control) {
+        if (c.name == name) {
+            via_host = c.host;
+            via_port = c.port;
+        }
+    }
+    s->link = std::make_unique<ServerLink>(base_, name, via_host, via_port, opts_.secret,
+                                           std::move(ev));
     servers_.push_back(std::move(s));
     return raw;
 }

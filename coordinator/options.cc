@@ -22,7 +22,7 @@ bool number(const std::string& s, T lo, T hi, T* out) {
 
 enum OptId {
     kSecretFile = 1000, kState, kBuckets, kReplicas, kHeartbeat, kDeadAfter, kListen,
-    kPortFile, kNode,
+    kPortFile, kNode, kControl,
 };
 
 const option kLong[] = {
@@ -35,6 +35,7 @@ const option kLong[] = {
     {"listen", required_argument, nullptr, kListen},
     {"port-file", required_argument, nullptr, kPortFile},
     {"node", required_argument, nullptr, kNode},
+    {"control", required_argument, nullptr, kControl},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
     {nullptr, 0, nullptr, 0},
@@ -85,6 +86,15 @@ bool apply(int id, const std::string& v, Options* o, std::string* err) {
                    bad("--listen", "HOST:PORT");
         case kPortFile: o->port_file = v; return true;
         case kNode: return parse_node(v, o, err);
+        case kControl: {
+            Options tmp;
+            if (!parse_node(v, &tmp, err)) {
+                *err = "--control wants NAME=HOST:PORT, got '" + v + "'";
+                return false;
+            }
+            o->control.push_back(tmp.nodes[0]);
+            return true;
+        }
     }
     *err = "unknown option";
     return false;
@@ -189,6 +199,8 @@ std::string usage() {
            "  --listen HOST:PORT   admin API address (default 127.0.0.1:11300; port 0: any)\n"
            "  --port-file PATH     write the admin port there once listening\n"
            "  --node NAME=HOST:PORT  a server of a new cluster (repeat; first start only)\n"
+           "  --control NAME=HOST:PORT  reach server NAME at this address instead of its map\n"
+           "                         address (repeat)\n"
            "  -v, --verbose        log every decision input\n"
            "  -h, --help           this text\n";
 }

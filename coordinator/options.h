@@ -26,6 +26,9 @@ struct Options {
     uint16_t listen_port = 11300;
     std::string port_file;
     std::vector<NodeAddr> nodes;  // initial membership (first start only)
+    // --control NAME=HOST:PORT: reach NAME there rather than at its map address (a
+    // management network, or a fault proxy in tests); the map keeps the address peers use.
+    std::vector<NodeAddr> control;
     bool verbose = false;
 
     // The lease a heartbeat grants: shorter than dead_after_ms by a fifth, so a server the

@@ -138,6 +138,7 @@ def test_deal_failover_rejoin(cluster):
     victim = nodes[1][1]
     port = victim.port
     t0 = time.monotonic()
+    victim.killed = True  # the fixture expects no clean exit
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait()
     victim.log.close()

@@ -142,7 +142,7 @@ def server_map(server):
 def settled(coord, replicas, names):
     """Every named server up, every bucket with `replicas` replicas, all in sync."""
     st = coord.status()
-    if st.get("cut_off"):
+    if st.get("cut_off") or st["epoch"] == 0:  # epoch 0: no map dealt yet
         return None
     by = {s["name"]: s for s in st["servers"]}
     for n in names:
@@ -152,6 +152,8 @@ def settled(coord, replicas, names):
         if s["replicas_in_sync"] != s["replicas"]:
             return None
     m = parse_map(coord.map_text())
+    if len(m["active"]) != st["buckets"]:
+        return None
     for b, reps in enumerate(m["replicas"]):
         if m["active"][b] not in names or len([r for r in reps if r in names]) != replicas:
             return None

@@ -99,6 +99,12 @@ class Server:
     def alive(self):
         return self.proc.poll() is None
 
+    def kill9(self):
+        """SIGKILL, as a test of failure does: the fixture then expects no clean exit."""
+        self.killed = True
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
     def stop(self, timeout=10.0):
         if self.proc.poll() is None:
             # Stock memcached lingers a second on SIGTERM; it is not under test, so kill it.
