@@ -1,19 +1,20 @@
 #!/usr/bin/python3
 """Failover, measured (doc/performance.md, "Failover"): a managed cluster (default 3 servers,
-one replica, the coordinator's default timings) under a steady read/write load from stock
-clients on every server; a server is killed with SIGKILL, the time to each step is measured,
+one replica, the coordinator's default timings) under a steady write load from stock clients
+(pymemcache) spread over every server; the busiest server is killed with SIGKILL, the time to each step is measured,
 then the server is restarted on its port and the cluster left to settle (rejoin), and the
 next round kills another. Per kill:
 
-  detect    kill -> the coordinator declares the server dead (its status, last_failover)
+  detect    kill -> the coordinator declares the server dead (its status' last_failover
+            timestamp; the same machine's clock)
   map       kill -> every survivor holds the new map (polled every 2 ms)
   served    kill -> first successful read of a key whose bucket was active on the dead server
             (through a survivor, polled every 2 ms)
-  lost      keys acknowledged >= 100 ms before the kill (and not overwritten since) whose
-            value or CAS unique was not read back after the failover
+  lost      of the newest keys acknowledged >= 100 ms before the kill (each key is written
+            once), those whose value or CAS unique was not read back after the failover
 
 Reports p50/p99/max of each time and the keys lost. Standard library plus Debian's
-python3-pymemcache; re-run: bench/failover.py [--kills 20] [--servers 3] [--json PATH]."""
+python3-pymemcache; re-run: bench/failover.py [--kills 20] [--servers 3] [--check N] [--json PATH]."""
 
 import argparse
 import json
@@ -41,11 +42,12 @@ def client(port, timeout=0.5):
 
 
 class Load:
-    """Writers (set, then gets for the CAS) on every live server, keys k0..k(n-1)."""
+    """Writers (set, then gets for the CAS) spread over every live server, each write to a
+    new key w<i>-<n> that is never written again, so "read back what was acknowledged" has
+    one answer."""
 
-    def __init__(self, ports, nkeys):
-        self.ports = ports  # name -> port; dead servers are skipped by the writers' errors
-        self.keys = [f"k{i}" for i in range(nkeys)]
+    def __init__(self, ports):
+        self.ports = ports  # name -> port (updated when a server restarts)
         self.acked = {}
         self.lock = threading.Lock()
         self.stop_ev = threading.Event()
@@ -56,7 +58,6 @@ class Load:
             t.start()
 
     def run(self, i):
-        rnd = random.Random(i)
         clients = {}
         n = 0
         while not self.stop_ev.is_set() and n < 10**7:
@@ -65,17 +66,17 @@ class Load:
                 time.sleep(0.01)
                 continue
             name = names[n % len(names)]
-            c = clients.get(name)
+            c = clients.get((name, self.ports[name]))
             if c is None:
-                c = clients[name] = client(self.ports[name])
-            k = rnd.choice(self.keys)
-            v = f"{i}:{n}".encode()
+                c = clients[(name, self.ports[name])] = client(self.ports[name])
+            k = f"w{i}-{n}"
+            v = f"{n * 7919 % 100003}".encode()
             n += 1
             try:
                 c.set(k, v, noreply=False)
                 got = c.gets(k)
             except Exception:
-                clients.pop(name, None)
+                clients.pop((name, self.ports[name]), None)
                 continue
             t = time.monotonic()
             if got and got[0] == v:
@@ -97,7 +98,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--servers", type=int, default=3)
-    ap.add_argument("--keys", type=int, default=5000)
+    ap.add_argument("--check", type=int, default=3000,
+                    help="keys read back per kill (the newest acknowledged >= 100 ms before)")
     ap.add_argument("--json")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="mcm-failover-")
@@ -121,22 +123,27 @@ def main():
     load = None
     try:
         wait_settled(coord, 1, names, timeout=60)
-        load = Load({n: s.port for n, s in servers.items()}, a.keys)
-        mc.wait_for(lambda: len(load.acked) > a.keys // 2, timeout=60, what="load warm")
+        load = Load({n: s.port for n, s in servers.items()})
+        mc.wait_for(lambda: len(load.acked) > 2000, timeout=60, what="load warm")
         rnd = random.Random(7)
         for r in range(a.kills):
             wait_settled(coord, 1, names, timeout=60)
-            time.sleep(0.5)  # steady load before the kill
-            victim = rnd.choice(names)
-            survivors = [n for n in names if n != victim]
             m = parse_map(coord.map_text())
+            # The busiest server (rejoined servers hold replicas only until a rebalance
+            # gives them actives back), ties broken at random.
+            victim = max(names, key=lambda n: (m["active"].count(n), rnd.random()))
+            survivors = [n for n in names if n != victim]
             epoch0 = m["epoch"]
-            vkeys = [k for k in load.keys if m["active"][mc_bucket(k)] == victim][:50]
+            vkeys = [f"probe{i}" for i in range(5000)
+                     if m["active"][mc_bucket(f"probe{i}")] == victim][:1]
+            client(servers[victim].port).set(vkeys[0], b"p", noreply=False)
+            time.sleep(0.5)  # steady load before the kill (the probe key long replicated)
             probe = client(servers[survivors[0]].port, timeout=0.2)
             old_failovers = coord.status()["failovers"]
             with load.lock:
                 snapshot = dict(load.acked)
             t0 = time.monotonic()
+            t0_unix_ms = time.time() * 1000
             load.paused.add(victim)
             os.kill(servers[victim].proc.pid, signal.SIGKILL)
             servers[victim].proc.wait(timeout=5)
@@ -156,12 +163,11 @@ def main():
                 time.sleep(0.002)
             st = mc.wait_for(lambda: (lambda s: s if s["failovers"] > old_failovers else None)(
                 coord.status()), timeout=10, what="failover recorded")
-            detect = st["last_failover"]["detect_ms"] / 1000.0
-            # keys acknowledged >= 100 ms before the kill, not written since the snapshot
-            time.sleep(0.3)
-            with load.lock:
-                now_acked = dict(load.acked)
-            check = [k for k, v in snapshot.items() if v[2] <= t0 - 0.1 and now_acked[k] == v]
+            # kill -> declared dead (the coordinator's wall clock, the same machine's)
+            detect = (st["last_failover"]["at_unix_ms"] - t0_unix_ms) / 1000.0
+            # the newest keys acknowledged >= 100 ms before the kill
+            old = sorted((v[2], k) for k, v in snapshot.items() if v[2] <= t0 - 0.1)
+            check = [k for _, k in old[-a.check:]]
             c = client(servers[survivors[-1]].port, timeout=1.0)
             lost = 0
             for k in check:
@@ -174,6 +180,7 @@ def main():
                   f"{(t_map or -1) * 1000:6.1f} ms  served {(t_served or -1) * 1000:6.1f} ms  "
                   f"lost {lost}/{len(check)}", flush=True)
             servers[victim] = start(victim, port=servers[victim].port)
+            load.ports[victim] = servers[victim].port
             load.paused.discard(victim)
     finally:
         if load:
