@@ -123,14 +123,33 @@ while [ $i -le "$n" ]; do
     i=$((i + 1))
 done
 
-mkdir "$dir/state"
+# --state is the state file itself (a JSON file the coordinator replaces atomically).
 # shellcheck disable=SC2086  # $nodes is a list of options
-./mc-coordinator --secret-file "$dir/secret" --state "$dir/state" $nodes \
+./mc-coordinator --secret-file "$dir/secret" --state "$dir/coordinator.state" $nodes \
     --listen 127.0.0.1:0 --port-file "$dir/coord.port" > "$dir/coordinator.log" 2>&1 &
 cpid=$!
 pids="$pids $cpid"
 cport=$(wait_port "$cpid" "$dir/coord.port" "$dir/coordinator.log")
 coord="127.0.0.1:$cport"
+
+# The port file is written once the admin API listens, before the first map is dealt (the
+# coordinator first waits for every server, up to 5 s): wait for epoch 1 or more, so the
+# commands below show a working cluster, and report a coordinator that gave up.
+start=$(date +%s)
+until "$top/mcctl/mcctl" --coordinator "$coord" --timeout 1 --json status 2>/dev/null |
+        grep -q '^  "epoch": [1-9]'; do
+    if ! alive "$cpid"; then
+        echo "cluster.sh: the coordinator (pid $cpid) exited; its log:" >&2
+        cat "$dir/coordinator.log" >&2
+        exit 1
+    fi
+    if [ $(($(date +%s) - start)) -ge 10 ]; then
+        echo "cluster.sh: the coordinator dealt no map within 10 s; its log:" >&2
+        cat "$dir/coordinator.log" >&2
+        exit 1
+    fi
+    sleep 0.05
+done
 
 mcctl="$top/mcctl/mcctl --coordinator $coord --secret-file $dir/secret"
 echo
@@ -154,8 +173,15 @@ echo "or, shorter, in another shell:"
 echo "  export MCCTL_COORDINATOR=$coord MC_SECRET_FILE=$dir/secret"
 echo "  $top/mcctl/mcctl status"
 echo
+# The client hint names an interpreter that has pymemcache (scripts/deps.sh installs Debian's
+# python3-pymemcache, for /usr/bin/python3, which another python3 first in PATH lacks).
+py=python3
+if ! python3 -c 'import pymemcache' 2>/dev/null && [ -x /usr/bin/python3 ] &&
+        /usr/bin/python3 -c 'import pymemcache' 2>/dev/null; then
+    py=/usr/bin/python3
+fi
 echo "Clients may use any server: a key whose bucket lives elsewhere is forwarded (one hop):"
-echo "  python3 -c \"from pymemcache.client.base import Client; c = Client(('127.0.0.1', $port_1)); c.set('k', 'v'); print(c.get('k'))\""
+echo "  $py -c \"from pymemcache.client.base import Client; c = Client(('127.0.0.1', $port_1)); c.set('k', 'v'); print(c.get('k'))\""
 echo
 echo "Kill a server and watch its buckets fail over to their replicas:"
 echo "  kill -9 $pid_1      # n1"

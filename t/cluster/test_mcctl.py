@@ -1,19 +1,21 @@
 """mcctl (mcctl/mcctl), the operator's command line: argument errors, an unreachable or silent
-coordinator, the secret's checks, and the admin API as doc/coordinator.md fixes it, spoken
-with t/lib/fake_coordinator.py (a stand-in that checks MC-HMAC proofs exactly as the contract
-says). Tests against the real mc-coordinator live with the coordinator's suite."""
+coordinator and the secret's checks (none needs a coordinator), then every command against a
+real mc-coordinator in front of real managed servers (3 servers, 64 buckets, one cluster per
+test): status, map, watch, metrics, failover, add-node, remove-node, a wrong secret, an
+unknown node, a coordinator cut off from the majority."""
 
-import hashlib
-import hmac
 import json
 import os
+import select
+import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
 from lib import mc
-from lib.fake_coordinator import FakeCoordinator
+from lib.coord import Coordinator, parse_map, server_map, wait_settled
 
 MCCTL = os.path.join(mc.TOP, "mcctl", "mcctl")
 SECRET = b"mcctl-test-secret-0123456789abcdef"
@@ -60,13 +62,6 @@ def secret_file(tmp_path):
     p = tmp_path / "secret"
     p.write_bytes(SECRET + b"\n")
     return p
-
-
-@pytest.fixture
-def fake():
-    fc = FakeCoordinator(SECRET).start()
-    yield fc
-    fc.stop()
 
 
 # ---------------------------------------------------------------- arguments
@@ -175,97 +170,433 @@ def test_mutating_commands_need_the_secret(closed_port, tmp_path):
     assert r.returncode == 4 and "too short" in one_line(r)
 
 
-# ---------------------------------------------------------------- against the stand-in
+# ---------------------------------------------------------------- a real cluster
 
-def test_status_table(fake):
-    r = run("--coordinator", fake.addr, "status")
+BUCKETS = 64
+NAMES = ["n0", "n1", "n2"]
+
+
+class Cluster:
+    """Three managed servers n0..n2 and one mc-coordinator in front of them, settled (every
+    server up, one in-sync replica per bucket). mcctl(*args) runs mcctl against it with the
+    cluster secret."""
+
+    def __init__(self, make_server, tmp_path, **coord_kw):
+        self.make_server = make_server
+        self.tmp_path = tmp_path
+        self.secret_file = tmp_path / "secret"
+        self.secret_file.write_bytes(SECRET + b"\n")
+        self.servers = {name: self.node(name) for name in NAMES}
+        self.coord = Coordinator(tmp_path / "coord", self.secret_file,
+                                 sorted(self.servers.items()), replicas=1, buckets=BUCKETS,
+                                 **coord_kw)
+        self.addr = f"127.0.0.1:{self.coord.port}"
+        wait_settled(self.coord, 1, NAMES)
+
+    def node(self, name, port=None):
+        args = ["-o", f"node_id={name},cluster_secret_file={self.secret_file},buckets={BUCKETS}"]
+        if port is not None:
+            args += ["-p", str(port)]
+        return self.make_server(*args)
+
+    def mcctl(self, *args, **kw):
+        return run("--coordinator", self.addr, "--secret-file", self.secret_file, *args, **kw)
+
+    def status(self):
+        return self.coord.status()
+
+    def epoch(self):
+        return self.coord.status()["epoch"]
+
+    def map(self):
+        return parse_map(self.coord.map_text())
+
+
+@pytest.fixture
+def cluster(make_server, tmp_path, request):
+    """The coordinator is stopped (SIGTERM, by PID) before the servers; its log is printed if
+    the test failed."""
+    if not os.path.abspath(mc.server_binary()).startswith(mc.TOP + os.sep):
+        pytest.skip("managed mode is this server's own")
+    made = []
+
+    def start(**coord_kw):
+        c = Cluster(make_server, tmp_path, **coord_kw)
+        made.append(c)
+        return c
+
+    yield start
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for c in made:
+        rc = c.coord.stop()
+        if failed:
+            print(f"--- coordinator log (exit {rc}) ---\n{c.coord.read_log()[-8000:]}")
+
+
+def rows(stdout):
+    """`mcctl status` -> {name: row split on blanks}: NAME ADDR HEALTH ACTIVES REPLICAS
+    IN-SYNC MAX-LAG FENCED, then the LAST HEARTBEAT words."""
+    lines = stdout.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("NAME "))
+    return {line.split()[0]: line.split() for line in lines[i + 1:] if line.strip()}
+
+
+def counts(m):
+    """{name: (actives, replicas)} of a parsed map."""
+    out = {n: [0, 0] for n in m["nodes"]}
+    for active, reps in zip(m["active"], m["replicas"]):
+        out[active][0] += 1
+        for r in reps:
+            out[r][1] += 1
+    return {n: tuple(v) for n, v in out.items()}
+
+
+def test_status_table(cluster):
+    c = cluster()
+    st = c.status()
+    r = c.mcctl("status")
     assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
     lines = r.stdout.splitlines()
-    assert lines[0] == "epoch 1  buckets 1024  replicas 1  failovers 0  cold buckets 0"
+    assert lines[0] == (f"epoch {st['epoch']}  buckets {BUCKETS}  replicas 1  failovers 0  "
+                        "cold buckets 0")
+    assert st["epoch"] >= 1
     assert "\x1b[" not in r.stdout          # no colours when stdout is not a terminal
+    assert "CUT OFF" not in r.stdout and "last failover" not in r.stdout
     header = next(line for line in lines if line.startswith("NAME"))
     for col in ("ADDR", "HEALTH", "ACTIVES", "REPLICAS", "IN SYNC", "MAX LAG", "FENCED",
                 "LAST HEARTBEAT"):
         assert col in header
-    n1 = next(line for line in lines if line.startswith("n1 "))
-    assert "127.0.0.1:11211" in n1 and " up " in n1 and "342/342" in n1 and "40 ms ago" in n1
-    assert "CUT OFF" not in r.stdout
+    got = rows(r.stdout)
+    assert sorted(got) == NAMES
+    m = c.map()
+    for name, (actives, replicas) in counts(m).items():
+        w = got[name]
+        assert w[1] == f"127.0.0.1:{c.servers[name].port}"
+        assert w[2] == "up"
+        assert (int(w[3]), int(w[4])) == (actives, replicas)
+        assert w[5] == f"{replicas}/{replicas}"          # every replica bucket in sync
+        assert w[7] == "no"                              # not fenced
+        assert w[-1] == "ago" and w[-2] in ("ms", "s")
+    assert sum(int(w[3]) for w in got.values()) == BUCKETS
 
 
-def test_status_json_is_the_coordinators_answer(fake):
-    r = run("--coordinator", fake.addr, "--json", "status")
-    assert r.returncode == 0
-    assert json.loads(r.stdout) == fake.status()
+def test_status_json_is_the_coordinators_answer(cluster):
+    c = cluster()
+    for args in (["--json", "status"], ["status", "--json"]):
+        r = c.mcctl(*args)
+        assert r.returncode == 0, r.stderr
+        got, want = json.loads(r.stdout), c.status()
+        # Everything but the clocks (the time since the last heartbeat, the lease left).
+        for j in (got, want):
+            for s in j["servers"]:
+                del s["last_heartbeat_ms"], s["lease_left_ms"]
+        assert got == want
+        assert [s["name"] for s in got["servers"]] == NAMES
+        assert got["cut_off"] is False and got["last_failover"] is None
 
 
-def test_cut_off_is_loud(fake):
-    fake.cut_off = True
-    r = run("--coordinator", fake.addr, "status")
-    assert r.returncode == 0
-    assert r.stdout.splitlines()[0].startswith("!!! CUT OFF")
-
-
-def test_map_text_summary_and_json(fake):
-    r = run("--coordinator", fake.addr, "map")
-    assert r.returncode == 0
-    assert r.stdout == fake.map_text().replace("\r\n", "\n")
-    r = run("--coordinator", fake.addr, "map", "--summary")
-    assert r.returncode == 0
-    assert r.stdout.splitlines()[0] == "epoch 1  buckets 1024  nodes 3  ranges 3"
-    n3 = next(line for line in r.stdout.splitlines() if line.startswith("n3 "))
-    assert n3.split() == ["n3", "127.0.0.1:11213", "342", "341", "1"]
-    r = run("--coordinator", fake.addr, "map", "--json")
-    assert json.loads(r.stdout)["text"] == fake.map_text()
-
-
-def test_add_remove_failover(fake, secret_file):
-    base = ["--coordinator", fake.addr, "--secret-file", secret_file]
-    r = run(*base, "add-node", "n4", "127.0.0.1:11214")
+def test_map_text_summary_and_json(cluster):
+    c = cluster()
+    text = c.coord.map_text()
+    m = parse_map(text)
+    r = c.mcctl("map")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == "added n4 at 127.0.0.1:11214: map epoch now 2\n"
-    assert ("n4", "127.0.0.1:11214") in fake.nodes
-    r = run(*base, "failover", "n2")
+    want = text.replace("\r\n", "\n")
+    assert r.stdout == (want if want.endswith("\n") else want + "\n")
+    assert r.stdout.startswith(f"MAP {m['epoch']} {BUCKETS}\n") and r.stdout.endswith("END\n")
+
+    r = c.mcctl("map", "--summary")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("failed n2 over: map epoch now 3")
-    r = run(*base, "--json", "remove-node", "n4")
+    ranges = [line for line in text.splitlines() if line.startswith("RANGE ")]
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"epoch {m['epoch']}  buckets {BUCKETS}  nodes 3  ranges {len(ranges)}"
+    got = {line.split()[0]: line.split() for line in lines[lines.index("") + 2:]}
+    assert sorted(got) == NAMES
+    for name, (actives, replicas) in counts(m).items():
+        nranges = sum(1 for line in ranges if line.split()[3] == name)
+        assert got[name] == [name, f"127.0.0.1:{c.servers[name].port}", str(actives),
+                             str(replicas), str(nranges)]
+
+    r = c.mcctl("map", "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {"ok": True, "epoch": 4}
-    # The proof covers challenge, method, path and the exact body sent.
-    method, path, headers, body = fake.requests[-1]
-    assert (method, path, body) == ("DELETE", "/nodes/n4", b"")
-    _, challenge, got = headers["Authorization"].split(" ")
-    want = hmac.new(SECRET, f"{challenge}\nDELETE\n/nodes/n4\n".encode(), hashlib.sha256)
-    assert got == want.hexdigest()
-    add = next(x for x in fake.requests if x[0] == "POST" and x[1] == "/nodes")
-    assert json.loads(add[3]) == {"name": "n4", "addr": "127.0.0.1:11214"}
-    # The environment's secret file serves as well.
-    r = run("--coordinator", fake.addr, "failover", "n1", env={"MC_SECRET_FILE": str(secret_file)})
-    assert r.returncode == 0, r.stderr
+    st, j = c.coord.request("GET", "/map")
+    assert st == 200 and json.loads(r.stdout) == j
+    assert j["epoch"] == m["epoch"] and j["buckets"] == BUCKETS
 
 
-def test_wrong_secret_is_refused(fake, tmp_path):
+def test_failover_moves_the_nodes_actives(cluster):
+    c = cluster()
+    before = c.status()
+    assert before["failovers"] == 0
+    had = c.map()["active"].count("n1")
+    assert had > 0
+    r = c.mcctl("failover", "n1")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    words = r.stdout.split()
+    assert r.stdout.startswith("failed n1 over: map epoch now ") and r.stdout.endswith("\n")
+    epoch = int(words[-1])
+    assert epoch > before["epoch"]
+    # The coordinator's map: n1 holds no active bucket, every bucket still has an active.
+    m = c.map()
+    assert m["epoch"] >= epoch
+    assert "n1" not in m["active"] and None not in m["active"]
+    # n1 was sent the map too: it no longer claims its old actives itself.
+    mc.wait_for(lambda: "n1" not in server_map(c.servers["n1"])["active"], timeout=5,
+                what="n1's own map without its actives")
+    # It rejoins as a replica and the cluster settles; status tells the story.
+    wait_settled(c.coord, 1, NAMES)
+    r = c.mcctl("status")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"epoch {c.epoch()}  buckets {BUCKETS}  replicas 1  failovers 1  ")
+    assert lines[1].startswith("last failover: n1 at ")
+    assert f", {had} buckets moved" in lines[1]
+    n1 = rows(r.stdout)["n1"]
+    assert n1[2] == "up" and n1[3] == "0" and int(n1[4]) > 0
+    # The environment names the coordinator and the secret as well.
+    r = run("--json", "failover", "n2",
+            env={"MCCTL_COORDINATOR": c.addr, "MC_SECRET_FILE": str(c.secret_file)})
+    assert r.returncode == 0, r.stderr
+    ans = json.loads(r.stdout)
+    assert ans["ok"] is True and ans["epoch"] > epoch
+    assert "n2" not in c.map()["active"]
+
+
+def test_killed_server_is_dead_then_removed(cluster):
+    c = cluster()
+    c.servers["n2"].kill9()
+    mc.wait_for(lambda: any(s["name"] == "n2" and s["health"] == "dead"
+                            for s in c.status()["servers"]), timeout=10, what="n2 dead")
+    r = c.mcctl("status")
+    assert r.returncode == 0, r.stderr
+    n2 = rows(r.stdout)["n2"]
+    assert n2[2] == "dead" and n2[3] == "0"
+    assert " failovers 1 " in r.stdout.splitlines()[0]
+    assert r.stdout.splitlines()[1].startswith("last failover: n2 at ")
+    # It is failed over already: the coordinator refuses (409), mcctl says so and exits 1.
+    epoch = c.epoch()
+    r = c.mcctl("failover", "n2")
+    assert r.returncode == 1
+    assert one_line(r) == "mcctl: the coordinator refused: n2 is already failed over"
+    assert c.epoch() == epoch
+    # Removing it takes it out of the membership and the map.
+    r = c.mcctl("remove-node", "n2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("removed n2: map epoch now ")
+    assert int(r.stdout.split()[-1]) > epoch
+    assert [s["name"] for s in c.status()["servers"]] == ["n0", "n1"]
+    m = c.map()
+    assert sorted(m["nodes"]) == ["n0", "n1"] and set(m["active"]) == {"n0", "n1"}
+    r = c.mcctl("map", "--summary")
+    assert r.stdout.splitlines()[0].startswith(f"epoch {m['epoch']}  buckets {BUCKETS}  nodes 2  ")
+
+
+def test_add_node(cluster):
+    c = cluster()
+    epoch = c.epoch()
+    n3 = c.node("n3")
+    r = c.mcctl("add-node", "n3", f"127.0.0.1:{n3.port}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"added n3 at 127.0.0.1:{n3.port}: map epoch now ")
+    assert int(r.stdout.split()[-1]) > epoch
+    # It is reset, given the map and extra replicas, and settles as a replica holder.
+    st = wait_settled(c.coord, 1, NAMES + ["n3"])
+    assert [s["name"] for s in st["servers"]] == NAMES + ["n3"]
+    m = c.map()
+    assert m["nodes"]["n3"] == f"127.0.0.1:{n3.port}"
+    assert "n3" not in m["active"]                 # no actives back: that is the rebalance
+    mc.wait_for(lambda: server_map(n3) == c.map(), timeout=5, what="n3 holds the map")
+    r = c.mcctl("map", "--summary")
+    assert r.returncode == 0, r.stderr
+    row = next(line.split() for line in r.stdout.splitlines() if line.startswith("n3 "))
+    assert row[:3] == ["n3", f"127.0.0.1:{n3.port}", "0"] and int(row[3]) > 0
+    r = c.mcctl("status")
+    n3row = rows(r.stdout)["n3"]
+    assert n3row[2] == "up" and n3row[3] == "0" and n3row[5] == f"{n3row[4]}/{n3row[4]}"
+    # A name that exists is refused (409), and nothing changes.
+    epoch = c.epoch()
+    r = c.mcctl("add-node", "n1", "127.0.0.1:1")
+    assert r.returncode == 1
+    assert one_line(r) == "mcctl: the coordinator refused: node n1 exists"
+    assert c.epoch() == epoch
+
+
+def test_remove_live_node_then_add_it_back(cluster):
+    c = cluster()
+    epoch = c.epoch()
+    r = c.mcctl("--json", "remove-node", "n2")
+    assert r.returncode == 0, r.stderr
+    ans = json.loads(r.stdout)
+    assert ans["ok"] is True and ans["epoch"] > epoch
+    st = c.status()
+    assert [s["name"] for s in st["servers"]] == ["n0", "n1"]
+    assert st["failovers"] == 1 and st["last_failover"]["node"] == "n2"
+    m = c.map()
+    assert sorted(m["nodes"]) == ["n0", "n1"] and set(m["active"]) == {"n0", "n1"}
+    assert all(reps and "n2" not in reps for reps in m["replicas"])
+    wait_settled(c.coord, 1, ["n0", "n1"])
+    r = c.mcctl("remove-node", "n2")               # it is gone now
+    assert r.returncode == 1
+    assert one_line(r) == "mcctl: the coordinator knows no node 'n2': unknown node n2"
+    # The same server comes back under its name: reset, then a replica holder.
+    port = c.servers["n2"].port
+    r = c.mcctl("add-node", "n2", f"127.0.0.1:{port}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"added n2 at 127.0.0.1:{port}: map epoch now ")
+    wait_settled(c.coord, 1, NAMES)
+    m = c.map()
+    assert m["nodes"]["n2"] == f"127.0.0.1:{port}" and "n2" not in m["active"]
+    assert any("n2" in reps for reps in m["replicas"])
+
+
+def test_wrong_secret_is_refused(cluster, tmp_path):
+    c = cluster()
     wrong = tmp_path / "wrong"
     wrong.write_bytes(b"not-the-cluster-secret-at-all\n")
-    r = run("--coordinator", fake.addr, "--secret-file", wrong, "failover", "n1")
-    assert r.returncode == 4
-    assert one_line(r) == "mcctl: the coordinator refused the secret: bad proof"
-    assert fake.epoch == 1 and fake.failovers == 0
+    st = c.status()
+    for cmd in (["failover", "n1"], ["remove-node", "n2"],
+                ["add-node", "n3", "127.0.0.1:11214"]):
+        r = run("--coordinator", c.addr, "--secret-file", wrong, *cmd)
+        assert r.returncode == 4, (cmd, r.stdout, r.stderr)
+        assert one_line(r) == "mcctl: the coordinator refused the secret: authentication failed"
+    after = c.status()
+    assert after["epoch"] == st["epoch"] and after["failovers"] == 0
+    assert [s["name"] for s in after["servers"]] == NAMES
+    assert c.map()["active"].count("n1") > 0
 
 
-def test_unknown_node_and_refusals(fake, secret_file):
-    base = ["--coordinator", fake.addr, "--secret-file", secret_file]
-    r = run(*base, "remove-node", "n9")
-    assert r.returncode == 1
-    assert one_line(r) == "mcctl: the coordinator knows no node 'n9': unknown node n9"
-    r = run(*base, "add-node", "n1", "127.0.0.1:1")
-    assert r.returncode == 1
-    assert one_line(r) == "mcctl: the coordinator refused: node n1 already exists"
-    fake.cut_off = True
-    r = run(*base, "failover", "n1")
-    assert r.returncode == 1
-    assert one_line(r).startswith("mcctl: the coordinator refused: ")
-    assert fake.epoch == 1
+def test_unknown_node(cluster):
+    c = cluster()
+    epoch = c.epoch()
+    for cmd in (["remove-node", "n9"], ["failover", "n9"]):
+        r = c.mcctl(*cmd)
+        assert r.returncode == 1, (cmd, r.stdout, r.stderr)
+        assert one_line(r) == "mcctl: the coordinator knows no node 'n9': unknown node n9"
+    assert c.epoch() == epoch
 
+
+def test_cut_off_is_loud_and_refuses(cluster):
+    """Two of three servers paused: the coordinator is the one cut off; status says so
+    first, and a failover is refused (409) with nothing changed."""
+    c = cluster()
+    epoch = c.epoch()
+    for n in ("n1", "n2"):
+        os.kill(c.servers[n].proc.pid, signal.SIGSTOP)
+    try:
+        mc.wait_for(lambda: c.status()["cut_off"], timeout=5, what="cut_off reported")
+        r = c.mcctl("status")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[0].startswith("!!! CUT OFF")
+        assert r.stdout.splitlines()[1].startswith(f"epoch {epoch}  ")
+        r = c.mcctl("failover", "n0")
+        assert r.returncode == 1
+        assert one_line(r) == ("mcctl: the coordinator refused: the coordinator is cut off "
+                               "from a majority of servers")
+        r = c.mcctl("metrics")
+        assert "mc_coordinator_cut_off 1\n" in r.stdout
+        assert c.epoch() == epoch
+    finally:
+        for n in ("n1", "n2"):
+            os.kill(c.servers[n].proc.pid, signal.SIGCONT)
+    wait_settled(c.coord, 1, NAMES)
+    r = c.mcctl("status")
+    assert "CUT OFF" not in r.stdout and c.epoch() == epoch
+
+
+def test_watch_count(cluster):
+    c = cluster()
+    epoch = c.epoch()
+    r = c.mcctl("watch", "--count", "2", "--interval", "0.1")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    frames = r.stdout.split("--- ")
+    assert frames[0] == "" and len(frames) == 3
+    for f in frames[1:]:
+        lines = f.splitlines()
+        assert lines[1] == (f"epoch {epoch}  buckets {BUCKETS}  replicas 1  failovers 0  "
+                            "cold buckets 0")
+        assert sorted(rows(f)) == NAMES
+    assert "\x1b[" not in r.stdout
+    r = c.mcctl("watch", "--count", "2", "--interval", "0.1", "--json")
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [j["epoch"] for j in got] == [epoch, epoch]
+    assert all([s["name"] for s in j["servers"]] == NAMES for j in got)
+
+
+def test_watch_ctrl_c_exits_0(cluster):
+    c = cluster()
+    p = subprocess.Popen([MCCTL, "--coordinator", c.addr, "watch", "--interval", "0.2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([p.stdout], [], [], 10)
+        assert ready, "no first frame within 10 s"
+        assert p.stdout.readline().startswith("--- ")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    assert err == ""
+
+
+def test_metrics(cluster):
+    c = cluster()
+    epoch = c.epoch()
+    r = c.mcctl("metrics")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith("\n")
+    lines = r.stdout.splitlines()
+    for line in (f"mc_coordinator_epoch {epoch}", 'mc_coordinator_servers{state="up"} 3',
+                 'mc_coordinator_servers{state="dead"} 0', "mc_coordinator_failovers_total 0",
+                 "mc_coordinator_cut_off 0", "mc_coordinator_cold_buckets_total 0",
+                 "# TYPE mc_coordinator_epoch gauge",
+                 "# TYPE mc_coordinator_failovers_total counter"):
+        assert line in lines
+    # Every sample is a metric the text declares, with a number.
+    declared = {line.split()[2] for line in lines if line.startswith("# TYPE ")}
+    for line in lines:
+        if line.startswith("#"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        base = name.split("{")[0]
+        assert base in declared or base.rsplit("_", 1)[0] in declared, line
+        float(value)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "coordinator: the failover's push time counts the failed-over server itself "
+    "(commit() adds the extra target to failover_push_left_); a hung server never acknowledges, "
+    "its push times out, and last_failover.push_ms stays -1 for good although every live "
+    "server holds the map"))
+def test_failover_of_a_hung_server_records_the_push(cluster):
+    """An operator fails over a server that hangs (SIGSTOP) and stays hung until the
+    coordinator gives up on its link. The live servers took the map at once; `status` should
+    then say how long that push took."""
+    c = cluster(dead_ms=2000)           # the manual failover, not the detector, acts first
+    os.kill(c.servers["n2"].proc.pid, signal.SIGSTOP)
+    try:
+        r = c.mcctl("failover", "n2")
+        assert r.returncode == 0, r.stderr
+        epoch = int(r.stdout.split()[-1])
+        mc.wait_for(lambda: all(server_map(c.servers[n])["epoch"] >= epoch for n in ("n0", "n1")),
+                    timeout=5, what="the live servers hold the new map")
+        mc.wait_for(lambda: "link to n2 lost" in c.coord.read_log(), timeout=10,
+                    what="the coordinator giving up on n2's link")
+    finally:
+        os.kill(c.servers["n2"].proc.pid, signal.SIGCONT)
+    lf = c.status()["last_failover"]
+    assert lf["node"] == "n2"
+    assert lf["push_ms"] >= 0, lf
+    r = c.mcctl("status")
+    assert "map pushed in " in r.stdout
+
+
+# ---------------------------------------------------------------- not a coordinator
 
 def test_not_a_coordinator():
     """An HTTP server that is not the coordinator: a clear line, not a traceback."""
@@ -293,24 +624,9 @@ def test_not_a_coordinator():
         srv.server_close()
 
 
-def test_watch_count(fake):
-    r = run("--coordinator", fake.addr, "watch", "--count", "3", "--interval", "0.05")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.count("\n--- ") + r.stdout.startswith("--- ") == 3
-    assert r.stdout.count("epoch 1  buckets 1024") == 3
-    assert "\x1b[" not in r.stdout
-    r = run("--coordinator", fake.addr, "watch", "--count", "2", "--interval", "0.05", "--json")
-    assert [json.loads(x)["epoch"] for x in r.stdout.splitlines()] == [1, 1]
-
-
-def test_watch_ctrl_c_exits_0(fake):
-    import signal
-    import time
-    p = subprocess.Popen([MCCTL, "--coordinator", fake.addr, "watch"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    mc.wait_for(lambda: len(fake.requests) >= 1, what="first refresh")
-    time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=10)
-    assert p.returncode == 0, err
-    assert err == ""
+def test_a_memcached_server_is_not_a_coordinator(make_server):
+    """A real memcached port named as the coordinator: one line, exit 3, no traceback."""
+    s = make_server()
+    r = run("--coordinator", f"127.0.0.1:{s.port}", "--timeout", "5", "status")
+    assert r.returncode == 3
+    assert one_line(r).startswith(f"mcctl: cannot reach the coordinator at 127.0.0.1:{s.port}: ")
