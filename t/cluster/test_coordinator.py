@@ -1,26 +1,32 @@
-"""The coordinator (doc/coordinator.md) with real servers: the first map, failover of a
+"""The coordinator (doc/coordinator.md) with real servers: its refusals at start (bad options,
+a state file it must not use, a first start without every node), the first map, failover of a
 server killed under load, R = 2 resumes, fencing of a paused or cut-off server, the
-coordinator's own death and restart, the cut-off rule, rejoin, and the admin API's secret.
-Every process is real; the fault proxy cuts only the coordinator's connection where a
+coordinator's own death and restart, the cut-off rule, a killed server's rejoin (extra
+replicas, then trimmed) and a restarted coordinator that changes nothing, and the admin API's
+secret. Every process is real; the fault proxy cuts only the coordinator's connection where a
 network fault is needed."""
 
+import hashlib
+import hmac
+import json
 import os
-import random
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
 from lib import mc
-from lib.cluster import FaultProxy, bucket, dump
-from lib.coord import Coordinator, parse_map, server_map, wait_settled
+from lib.cluster import SECRET, FaultProxy, bucket, dump
+from lib.coord import COORD_BIN, Coordinator, parse_map, server_map, wait_settled
 
 BUCKETS = 64
-SECRET = b"test-cluster-secret-0123456789\n"
 
 if not os.path.abspath(mc.server_binary()).startswith(mc.TOP + os.sep):
     pytest.skip("managed mode is this server's own", allow_module_level=True)
+if not os.path.exists(COORD_BIN):
+    pytest.skip("mc-coordinator is not built", allow_module_level=True)
 
 pymemcache = pytest.importorskip("pymemcache")
 from pymemcache.client.base import Client  # noqa: E402
@@ -28,10 +34,12 @@ from pymemcache.client.base import Client  # noqa: E402
 
 @pytest.fixture
 def cluster(make_server, tmp_path, request):
-    """cluster(n, replicas) -> (servers {name: Server}, coordinator); the coordinator is
-    stopped by PID at the end, and its log printed if the test failed."""
+    """cluster(n, replicas) -> (servers {name: Server}, coordinator); cluster.node(name,
+    port=None) starts (or restarts) one server. Coordinators are stopped by PID at the end and
+    must exit 0 on SIGTERM (unless the test killed one); their logs are printed if the test
+    failed."""
     secret = tmp_path / "secret"
-    secret.write_bytes(SECRET)
+    secret.write_bytes(SECRET + b"\n")
     coords = []
 
     def node(name, port=None):
@@ -60,10 +68,70 @@ def cluster(make_server, tmp_path, request):
     start.secret = secret
     yield start
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    problems = []
     for c in coords:
         rc = c.stop()
+        log = c.own_log()
         if failed:
-            print(f"--- coordinator log (exit {rc}) ---\n{c.read_log()[-8000:]}")
+            print(f"--- coordinator log (exit {rc}) ---\n{log[-8000:]}")
+        if (rc != 0 and not c.killed) or "Sanitizer" in log or "runtime error:" in log:
+            problems.append(f"{c.cmd} exited with {rc}:\n{log[-4000:]}")
+    if problems and not failed:
+        pytest.fail("\n".join(problems))
+
+
+def run_coordinator(*args, timeout=10):
+    return subprocess.run([COORD_BIN, *args], capture_output=True, timeout=timeout)
+
+
+def test_bad_options_exit_64_with_one_line(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"short\n")
+    for args in (["--bogus"], [], ["--secret-file", str(secret)],
+                 ["--secret-file", str(tmp_path / "none")]):
+        r = run_coordinator(*args)
+        assert r.returncode == 64, (args, r.stderr)
+        assert len(r.stderr.decode().strip().splitlines()) == 1, (args, r.stderr)
+    # dead-after must be about 5 heartbeats: quiet_ms = 300*4/5 - 100 - 75 < 1.5 heartbeats
+    secret.write_bytes(SECRET + b"\n")
+    r = run_coordinator("--secret-file", str(secret), "--heartbeat-ms", "100",
+                        "--dead-after-ms", "300")
+    assert r.returncode == 64 and b"5x heartbeat" in r.stderr, r.stderr
+    assert len(r.stderr.decode().strip().splitlines()) == 1, r.stderr
+
+
+def test_state_file_refused_and_untouched(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET + b"\n")
+    state = tmp_path / "state"
+    base = ["--secret-file", str(secret), "--state", str(state), "--listen", "127.0.0.1:0"]
+    state.write_text("{not json")
+    r = run_coordinator(*base)
+    assert r.returncode == 1 and b"corrupt" in r.stderr, r.stderr
+    assert state.read_text() == "{not json"
+    # A state from another cluster (the secret check differs), or for another bucket count.
+    other = {"format": 1, "cluster_id": "abc", "secret_check": "00", "buckets": BUCKETS,
+             "replicas": 1, "epoch": 3, "members": [], "map": f"MAP 3 {BUCKETS}\r\nEND\r\n"}
+    state.write_text(json.dumps(other))
+    r = run_coordinator(*base, "--buckets", str(BUCKETS))
+    assert r.returncode == 1 and b"another cluster" in r.stderr, r.stderr
+    assert json.loads(state.read_text()) == other
+    other["secret_check"] = hmac.new(SECRET, b"abc", hashlib.sha256).hexdigest()
+    state.write_text(json.dumps(other))
+    r = run_coordinator(*base, "--buckets", "128")
+    assert r.returncode == 1 and b"buckets" in r.stderr, r.stderr
+    assert json.loads(state.read_text()) == other
+
+
+def test_first_start_needs_every_node(tmp_path):
+    """No state file: the coordinator waits (up to 5 s) for every --node, else it names the
+    unreachable ones, exits 1 and writes no state."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET + b"\n")
+    r = run_coordinator("--secret-file", str(secret), "--state", str(tmp_path / "st"),
+                        "--listen", "127.0.0.1:0", "--node", "n1=127.0.0.1:1", timeout=20)
+    assert r.returncode == 1 and b"n1 (127.0.0.1:1)" in r.stderr, r.stderr
+    assert not (tmp_path / "st").exists()
 
 
 def keys_for(owner_map, owner, n, prefix="k"):
@@ -136,6 +204,12 @@ class Load:
                 with self.lock:
                     self.acked[k] = (v, int(got[1]), now)
 
+    def count(self, since=None, until=None):
+        """Keys acknowledged after `since` and no later than `until` (monotonic times)."""
+        with self.lock:
+            return sum(1 for _, _, t in self.acked.values()
+                       if (since is None or t > since) and (until is None or t <= until))
+
     def stop(self):
         self.stop_ev.set()
         for t in self.threads:
@@ -150,8 +224,9 @@ def test_kill_under_load_fails_over_within_a_second(cluster):
     victim_keys = keys_for(m, victim, 1, "probe")
     load = Load(survivors)
     try:
-        mc.wait_for(lambda: len(load.acked) > 500, timeout=10, what="load running")
-        time.sleep(0.3)  # let the load run a while before the kill (part of the scenario)
+        # enough keys acknowledged >= 100 ms before the kill to check after it
+        mc.wait_for(lambda: load.count(until=time.monotonic() - 0.1) > 600, timeout=10,
+                    what="load running")
         probe = client(survivors[0], timeout=0.5)
         k = victim_keys[0]
         killed = time.monotonic()
@@ -164,7 +239,9 @@ def test_kill_under_load_fails_over_within_a_second(cluster):
                 return False
         mc.wait_for(served, timeout=5, interval=0.01, what="the dead server's bucket served")
         took = time.monotonic() - killed
-        time.sleep(0.5)  # the load goes on a little after the failover
+        # the load goes on after the failover
+        mc.wait_for(lambda: load.count(since=killed + took) > 200, timeout=5,
+                    what="writes acknowledged after the failover")
     finally:
         load.stop()
     assert took < 1.0, f"served again after {took:.3f}s"
@@ -259,7 +336,11 @@ def test_paused_server_is_fenced_and_never_serves_stale(cluster):
         os.kill(victim.proc.pid, signal.SIGCONT)
     seen = never_stale(victim, keys, b"old", 2.0)
     assert b"new" in seen  # once reset, it forwards to the new owners
-    wait_settled(coord, 1, sorted(servers))
+    # back from the pause: its lease ran out (fenced); it is reset and rejoins as a replica
+    st = wait_settled(coord, 1, sorted(servers))
+    assert st["failovers"] >= 1 and st["last_failover"]["node"] == "n0"
+    by = coord.servers()
+    assert by["n0"]["actives"] == 0 and by["n0"]["replicas"] > 0 and not by["n0"]["fenced"]
     for k in keys:
         assert client(victim).get(k) == b"new"
 
@@ -320,22 +401,33 @@ def test_coordinator_dead_cluster_keeps_serving_then_adopted(cluster):
 def test_more_than_half_unreachable_changes_nothing(cluster):
     servers, coord = cluster(n=3, replicas=1)
     epoch = coord.status()["epoch"]
-    for n in ("n1", "n2"):
+    for n in ("n1", "n2"):  # two of three at once: the coordinator may be the one cut off
         os.kill(servers[n].proc.pid, signal.SIGSTOP)
     try:
         mc.wait_for(lambda: coord.status()["cut_off"], timeout=5, what="cut_off reported")
         assert "mc_coordinator_cut_off 1" in coord.metrics()
-        time.sleep(1.0)  # well past the dead timeout: still nothing may change
-        assert coord.status()["epoch"] == epoch
+        st, j = coord.request("POST", "/failover/n1")  # refused while cut off
+        assert st == 409 and "cut off" in j["error"], (st, j)
+        time.sleep(1.0)  # deliberately well past the dead timeout: still nothing may change
+        st = coord.status()
+        assert st["epoch"] == epoch and st["failovers"] == 0 and st["cut_off"]
         assert server_map(servers["n0"])["epoch"] == epoch
     finally:
         for n in ("n1", "n2"):
             os.kill(servers[n].proc.pid, signal.SIGCONT)
-    wait_settled(coord, 1, sorted(servers))
-    assert coord.status()["epoch"] == epoch
+    st = wait_settled(coord, 1, sorted(servers))  # settled: no longer cut off
+    assert st["epoch"] == epoch and st["failovers"] == 0
+    assert "mc_coordinator_cut_off 0" in coord.metrics()
+    log = coord.own_log()
+    assert "CUT OFF" in log and "no longer cut off" in log
+    for s in servers.values():
+        assert server_map(s)["epoch"] == epoch
 
 
-def test_rejoin_after_kill_and_restart(cluster):
+def test_rejoin_after_kill_and_restart_then_coordinator_restart(cluster):
+    """SIGKILL n0: failover; n0 restarted on its port is reset, gets extra replicas, and once
+    they are in sync the surplus is trimmed back to R per bucket. Then a coordinator stopped
+    and restarted on that state changes nothing."""
     servers, coord = cluster(n=3, replicas=1)
     m = parse_map(coord.map_text())
     keys = keys_for(m, "n0", 20, "j")
@@ -347,16 +439,57 @@ def test_rejoin_after_kill_and_restart(cluster):
     servers["n0"].kill9()
     mc.wait_for(lambda: "n0" not in parse_map(coord.map_text())["active"], timeout=5,
                 what="n0 failed over")
+    # the replica count restored without n0; every survivor holds the coordinator's map
+    st = wait_settled(coord, 1, ["n1", "n2"])
+    assert st["last_failover"]["node"] == "n0" and st["cold_buckets"] == 0
+    mc.wait_for(lambda: {n: s["health"] for n, s in coord.servers().items()} ==
+                {"n0": "dead", "n1": "up", "n2": "up"}, timeout=5, what="health dead/up/up")
+    m2 = parse_map(coord.map_text())
+    assert all(reps and "n0" not in reps for reps in m2["replicas"])
+    for n in ("n1", "n2"):
+        mc.wait_for(lambda: server_map(servers[n]) == parse_map(coord.map_text()),
+                    timeout=5, what=f"{n} holds the coordinator's map")
     for k in keys:
         client(servers["n1"]).set(k, b"after", noreply=False)
+
     n0 = cluster.node("n0", port=port)
     servers["n0"] = n0
     never_stale(n0, keys, b"before", 1.0)
-    st = wait_settled(coord, 1, sorted(servers))
+    # settled: every server up and in sync, exactly R replicas per bucket (surplus trimmed)
+    st = wait_settled(coord, 1, sorted(servers), timeout=20)
     by = {s["name"]: s for s in st["servers"]}
+    assert by["n0"]["actives"] == 0
     assert by["n0"]["replicas"] > 0 and by["n0"]["replicas_in_sync"] == by["n0"]["replicas"]
+    m3 = parse_map(coord.map_text())
+    assert "n0" not in m3["active"]
+    assert all(len(reps) == 1 for reps in m3["replicas"])
+    held = sum(1 for reps in m3["replicas"] if "n0" in reps)
+    assert 15 <= held <= 25, held  # about R*B/N = 21
+    log = coord.own_log()
+    extra = log.find("n0 rejoins with extra replicas")
+    assert 0 <= extra < log.find("surplus replicas trimmed"), "extra replicas, then trimmed"
+    metrics = coord.metrics()
+    assert "mc_coordinator_failovers_total 1\n" in metrics
+    assert 'mc_coordinator_servers{state="up"} 3\n' in metrics
     for k in keys:
         assert client(n0).get(k) == b"after"
+
+    # A restarted coordinator adopts the state and changes nothing.
+    epoch = st["epoch"]
+    assert coord.stop() == 0
+    coord2 = cluster.restart_coordinator(coord)
+    wait_settled(coord2, 1, sorted(servers))
+    # deliberately past dead-after (500 ms) and the 400 ms grace: a failover would show now
+    time.sleep(1.0)
+    st = coord2.status()
+    assert st["epoch"] == epoch and not st["cut_off"] and st["failovers"] == 0
+    assert all(s["health"] == "up" for s in st["servers"])
+    log = coord2.own_log()
+    assert "state loaded" in log
+    for line in ("failover of", "declaring", f"epoch {epoch + 1}:"):  # nor a new map
+        assert line not in log, log
+    for s in servers.values():
+        assert server_map(s)["epoch"] == epoch
 
 
 def test_admin_api_refuses_mutations_without_the_secret(cluster):
@@ -365,14 +498,33 @@ def test_admin_api_refuses_mutations_without_the_secret(cluster):
     st, j = coord.request("POST", "/failover/n1", auth=False)
     assert st == 401 and "error" in j
     st, j = coord.request("POST", "/failover/n1", secret=b"wrong-secret-0123456789")
+    assert st == 401 and "error" in j
+    # a challenge is good for one try: used by a wrong proof, the right one is refused too
+    ch = coord.challenge()
+    st, j = coord.request("POST", "/failover/n1", challenge=ch, secret=b"x" * 20)
     assert st == 401
+    st, j = coord.request("POST", "/failover/n1", challenge=ch)
+    assert st == 401 and "used" in j["error"], j
     st, j = coord.request("DELETE", "/nodes/n2", auth=False)
     assert st == 401
     st, j = coord.request("POST", "/nodes", {"name": "n9", "addr": "127.0.0.1:1"}, auth=False)
     assert st == 401
+    # with it: an unknown node, a bad body
+    st, j = coord.request("POST", "/failover/nope")
+    assert st == 404 and "error" in j
+    for body in (b"{}", b"not json", {"name": 1, "addr": "127.0.0.1:1"},
+                 {"name": "n9", "addr": "no-port"}):
+        st, j = coord.request("POST", "/nodes", body)
+        assert st == 400 and "error" in j, (body, st, j)
     assert coord.status()["epoch"] == epoch
     assert [s["name"] for s in coord.status()["servers"]] == sorted(servers)
-    # with it, a manual failover works
+    # with it, a manual failover works; n1 (reachable) gets the map at once and rejoins
     st, j = coord.request("POST", "/failover/n1")
     assert st == 200 and j["ok"] and j["epoch"] > epoch
     assert "n1" not in parse_map(coord.map_text())["active"]
+    mc.wait_for(lambda: "n1" not in server_map(servers["n1"])["active"], timeout=5,
+                what="n1 told it holds no actives")
+    st = wait_settled(coord, 1, sorted(servers))
+    assert st["last_failover"]["node"] == "n1"
+    by = coord.servers()
+    assert by["n1"]["actives"] == 0 and by["n1"]["replicas"] > 0

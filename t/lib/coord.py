@@ -30,6 +30,9 @@ class Coordinator:
         if os.path.exists(self.port_file):
             os.unlink(self.port_file)
         self.log_path = os.path.join(self.tmpdir, "coord.log")
+        # A restarted coordinator appends to the same log: own_log() is this process's part.
+        self.log_start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+        self.killed = False
         cmd = [COORD_BIN, "--secret-file", str(secret_path), "--state", self.state,
                "--buckets", str(buckets), "--replicas", str(replicas),
                "--heartbeat-ms", str(hb_ms), "--dead-after-ms", str(dead_ms),
@@ -60,17 +63,32 @@ class Coordinator:
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
-    def request(self, method, path, body=b"", auth=True, secret=None):
-        """(status, parsed JSON or text)."""
+    def own_log(self):
+        """The log lines written by this process (not by an earlier one in the same tmpdir)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_start)
+            return f.read().decode(errors="replace")
+
+    def challenge(self):
+        """A fresh challenge from GET /auth (good for one mutating call)."""
+        st, j = self.request("GET", "/auth")
+        assert st == 200, j
+        return j["challenge"]
+
+    def request(self, method, path, body=b"", auth=True, secret=None, challenge=None):
+        """(status, parsed JSON or text). A mutating call is signed with the cluster secret
+        (or `secret`) over a fresh challenge (or `challenge`, e.g. one already used)."""
         headers = {}
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
         if method != "GET" and auth:
-            _, ch = self.request("GET", "/auth")
+            ch = challenge or self.challenge()
             key = self.secret if secret is None else secret
-            msg = f"{ch['challenge']}\n{method}\n{path}\n".encode() + body
+            msg = f"{ch}\n{method}\n{path}\n".encode() + body
             proof = hmac.new(key, msg, hashlib.sha256).hexdigest()
-            headers["Authorization"] = f"MC-HMAC {ch['challenge']} {proof}"
+            headers["Authorization"] = f"MC-HMAC {ch} {proof}"
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
             c.request(method, path, body=body, headers=headers)
@@ -88,6 +106,10 @@ class Coordinator:
         assert st == 200, j
         return j
 
+    def servers(self):
+        """{name: that server's entry in GET /status}"""
+        return {s["name"]: s for s in self.status()["servers"]}
+
     def map_text(self):
         st, j = self.request("GET", "/map")
         assert st == 200, j
@@ -99,6 +121,8 @@ class Coordinator:
         return text
 
     def kill(self):
+        """SIGKILL, as a test of the coordinator's death does (not a crash)."""
+        self.killed = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
@@ -140,14 +164,16 @@ def server_map(server):
 
 
 def settled(coord, replicas, names):
-    """Every named server up, every bucket with `replicas` replicas, all in sync."""
+    """Every named server up and not fenced, every bucket with `replicas` replicas, all in
+    sync. (A server whose link was re-made answers its first heartbeat without a lease: it
+    reports up but refuses its actives until the next beat.)"""
     st = coord.status()
     if st.get("cut_off") or st["epoch"] == 0:  # epoch 0: no map dealt yet
         return None
     by = {s["name"]: s for s in st["servers"]}
     for n in names:
         s = by.get(n)
-        if s is None or s["health"] != "up":
+        if s is None or s["health"] != "up" or s["fenced"]:
             return None
         if s["replicas_in_sync"] != s["replicas"]:
             return None
