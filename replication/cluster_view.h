@@ -52,6 +52,8 @@ public:
     virtual uint64_t resets() const noexcept = 0;
 
     virtual CoordinatorView coordinator() const noexcept = 0;
+    // Whether active buckets are served now (the lease, or the "gone" rule).
+    virtual bool serving_now() const noexcept = 0;
     // The "coordinator is gone" rule holds until this time (CLOCK_MONOTONIC microseconds;
     // 0: it does not hold).
     virtual void set_gone_until(int64_t mono_us) noexcept = 0;

@@ -93,6 +93,23 @@ void Replicator::activate_bucket(uint32_t b, BucketState was) {
     }
 }
 
+// Says so when this server starts or stops refusing its active buckets (the operator's first
+// question after a page). Decided here at each tick, as the request path decides per request.
+void Replicator::note_fencing(const CoordinatorView& me) {
+    const bool fenced = me.leased && !cluster_.serving_now();
+    if (fenced == fenced_logged_) return;
+    fenced_logged_ = fenced;
+    if (fenced) {
+        LOG(server::LogLevel::Warn,
+            "fenced: no lease from the coordinator for %u ms and no majority of peers saying "
+            "it is gone; active buckets are refused",
+            me.silent_ms);
+    } else {
+        LOG(server::LogLevel::Warn, "serving again: %s",
+            me.lease_valid ? "the coordinator renewed the lease" : "the coordinator is gone");
+    }
+}
+
 // A record applied to a bucket whose other replicas may one day resume from this server.
 void Replicator::keep_inbound(uint32_t b, uint8_t type, std::string_view payload,
                               uint64_t seqno) {
@@ -129,6 +146,7 @@ void Replicator::heartbeat_line(uint32_t b, BucketState s, std::string* out) con
 // where it changes nothing), not merely out of reach from here.
 void Replicator::check_coordinator() {
     CoordinatorView me = cluster_.coordinator();
+    note_fencing(me);
     const BucketMap* map = cluster_.map();
     if (!me.leased || map == nullptr || me.silent_ms < me.quiet_ms) {
         cluster_.set_gone_until(0);

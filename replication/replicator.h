@@ -140,6 +140,8 @@ private:
     void forget_after_reset();  // cluster reset: nothing held here may be resumed from
     void activate_bucket(uint32_t b, BucketState was);
     void check_coordinator();  // the "coordinator is gone" rule
+    void note_fencing(const CoordinatorView& me);
+    bool fenced_logged_ = false;
     void keep_inbound(uint32_t b, uint8_t type, std::string_view payload, uint64_t seqno);
     void disable_bucket(uint32_t b);
     void publish_stats();

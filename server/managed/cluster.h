@@ -78,6 +78,7 @@ public:
     void grant_lease(int64_t issued_us, uint32_t lease_ms, uint32_t quiet_ms) noexcept;
     int64_t lease_left_ms() const noexcept;
     repl::CoordinatorView coordinator() const noexcept override;
+    bool serving_now() const noexcept override { return serving(); }
     uint64_t resets() const noexcept override { return resets_.load(std::memory_order_acquire); }
     void set_gone_until(int64_t mono_us) noexcept override {
         gone_until_us_.store(mono_us, std::memory_order_relaxed);
@@ -97,6 +98,7 @@ public:
     std::atomic<uint64_t> maps_refused{0};
     std::atomic<uint64_t> auth_failures{0};
     std::atomic<uint64_t> heartbeats{0};
+    std::atomic<int64_t> hb_gap_max_ms{0};  // longest renewal gap seen (cluster_cmd.cc)
     std::atomic<int64_t> last_control_unix{0};
 
 private:

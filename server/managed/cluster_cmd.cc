@@ -210,7 +210,15 @@ void Dispatcher::write_heartbeat(uint32_t lease_ms, uint64_t token, uint32_t qui
                                  PendingStore* p, OutBuf& out) {
     Cluster& cl = *ctx_.cluster;
     cl.heartbeats.fetch_add(1, std::memory_order_relaxed);
-    if (token != 0 && token == p->hb_token) cl.grant_lease(p->hb_issued_us, lease_ms, quiet_ms);
+    if (token != 0 && token == p->hb_token) {
+        cl.grant_lease(p->hb_issued_us, lease_ms, quiet_ms);
+        // How long the lease had been running when this renewal came: what is left of the
+        // lease is lease_ms minus this, so its maximum is the operator's fencing margin.
+        const int64_t gap_ms = (mono_us() - p->hb_issued_us) / 1000;
+        int64_t seen = cl.hb_gap_max_ms.load(std::memory_order_relaxed);
+        while (gap_ms > seen && !cl.hb_gap_max_ms.compare_exchange_weak(seen, gap_ms)) {
+        }
+    }
     static std::atomic<uint64_t> next_token{1};
     p->hb_token = next_token.fetch_add(1, std::memory_order_relaxed);
     p->hb_issued_us = mono_us();
@@ -276,6 +284,7 @@ void write_cluster_stats(ServerContext& ctx, OutBuf& out) {
     line("fenced_refusals", std::to_string(cl.fenced_refusals.load()));
     line("lease_left_ms", std::to_string(cl.lease_left_ms()));
     line("heartbeats", std::to_string(cl.heartbeats.load()));
+    line("heartbeat_gap_max_ms", std::to_string(cl.hb_gap_max_ms.load()));
     line("boot_id", cl.boot_id());
     line("maps_installed", std::to_string(cl.maps_installed.load()));
     line("maps_refused", std::to_string(cl.maps_refused.load()));

@@ -11,7 +11,7 @@ import subprocess
 
 import mc
 
-COORD_BIN = os.path.join(mc.TOP, "mc-coordinator")
+COORD_BIN = os.environ.get("MC_TEST_COORD_BIN", os.path.join(mc.TOP, "mc-coordinator"))
 MCCTL = os.path.join(mc.TOP, "mcctl", "mcctl")
 
 
