@@ -1,6 +1,8 @@
 #include "coordinator/coordinator.h"
 
 #include <algorithm>
+#include <charconv>
+#include <string_view>
 
 #include "coordinator/clock.h"
 #include "coordinator/log.h"
@@ -178,10 +180,7 @@ void Coordinator::send_heartbeats(int64_t now) {
     for (auto& sp : servers_) {
         Server* s = sp.get();
         if (!s->link->ready() || s->hb_in_flight) continue;  // one in flight: skip this beat
-        // Only a server that may hold actives gets a lease; a dead one never gets it renewed.
-        bool leased = mode_ == Mode::Running && !s->needs_failover &&
-                      (s->phase == Phase::Live || s->phase == Phase::CatchingUp);
-        uint32_t lease = leased ? opts_.lease_ms() : 0;
+        uint32_t lease = may_lease(*s) ? opts_.lease_ms() : 0;
         std::string wire = "cluster hb " + std::to_string(lease) + " " +
                            std::to_string(s->token) + " " + std::to_string(opts_.quiet_ms()) +
                            "\r\n";
@@ -192,11 +191,44 @@ void Coordinator::send_heartbeats(int64_t now) {
         bool ok = s->link->send(wire, ServerLink::Kind::Block, timeout,
                                 [this, s, seq, sent_us](bool ok2, const std::vector<std::string>& l) {
                                     s->hb_in_flight = false;
-                                    if (ok2) on_heartbeat(s, seq, sent_us, l);
+                                    if (!ok2) return;
+                                    on_heartbeat(s, seq, sent_us, l);
+                                    if (may_lease(*s)) renew_lease(s);
                                 });
         if (!ok) s->hb_in_flight = false;
     }
     (void)now;
+}
+
+// Only a server that may hold actives gets a lease; a dead one never gets it renewed.
+bool Coordinator::may_lease(const Server& s) const {
+    return mode_ == Mode::Running && !s.needs_failover &&
+           (s.phase == Phase::Live || s.phase == Phase::CatchingUp) && s.link->ready();
+}
+
+// Right after each heartbeat reply: a lease from the token that reply carried, issued one
+// round trip ago, rather than from the previous beat's (a heartbeat interval ago). That keeps
+// every server's lease nearly whole, so the servers' "coordinator gone" rule takes over
+// without a gap when the coordinator dies (doc/coordinator.md, Fencing). The next heartbeat
+// waits for this reply (its token).
+void Coordinator::renew_lease(Server* s) {
+    std::string wire = "cluster lease " + std::to_string(opts_.lease_ms()) + " " +
+                       std::to_string(s->token) + " " + std::to_string(opts_.quiet_ms()) + "\r\n";
+    s->hb_in_flight = true;
+    bool ok = s->link->send(wire, ServerLink::Kind::Line, std::max<int64_t>(opts_.dead_after_ms, 1000),
+                            [s](bool ok2, const std::vector<std::string>& l) {
+                                s->hb_in_flight = false;
+                                if (!ok2 || l.empty()) return;
+                                // LEASE <token> <lease_left_ms>
+                                std::vector<std::string_view> w = repl::split_words(l.front());
+                                uint64_t tok = 0;
+                                if (w.size() == 3 && w[0] == "LEASE" &&
+                                    std::from_chars(w[1].data(), w[1].data() + w[1].size(), tok)
+                                            .ec == std::errc()) {
+                                    s->token = tok;
+                                }
+                            });
+    if (!ok) s->hb_in_flight = false;
 }
 
 void Coordinator::on_heartbeat(Server* s, uint64_t seq, int64_t sent_us,
@@ -528,12 +560,15 @@ bool Coordinator::commit(BucketMap next, const std::string& why, Server* extra_t
         failover_push_left_ = 0;
     }
     for (auto& s : servers_) {
-        bool target = s.get() == extra_target ||
-                      (!s->needs_failover &&
-                       (s->phase == Phase::Live || s->phase == Phase::CatchingUp));
-        if (!target || !s->link->ready()) continue;
-        push(s.get(), failover);
-        failover_push_left_ += failover;
+        const bool live = !s->needs_failover &&
+                          (s->phase == Phase::Live || s->phase == Phase::CatchingUp);
+        if ((!live && s.get() != extra_target) || !s->link->ready()) continue;
+        // The failed-over server itself (a manual failover or removal) gets the map too, so
+        // it stops serving at once, but the push time counts the live servers only: it may
+        // be hung, or gone before it answers.
+        const bool counted = failover && live;
+        push(s.get(), counted);
+        failover_push_left_ += counted;
     }
     if (failover && failover_push_left_ == 0) last_failover_.push_ms = 0;
     return true;

@@ -89,6 +89,8 @@ private:
     void tick();
     void first_start_tick(int64_t now);
     void send_heartbeats(int64_t now);
+    bool may_lease(const Server& s) const;
+    void renew_lease(Server* s);
     void on_heartbeat(Server* s, uint64_t seq, int64_t sent_us,
                       const std::vector<std::string>& lines);
     void check_identity(Server* s, const HbReply& h);

@@ -28,7 +28,14 @@ json server_json(const Coordinator& c, const Server& s, const Load& l, int64_t n
     j["joining"] = s.joining;
     j["actives"] = idx >= 0 ? l.actives[idx] : 0;
     j["replicas"] = idx >= 0 ? l.replicas[idx] : 0;
-    j["replicas_in_sync"] = s.replicas_in_sync;
+    uint32_t in_sync = 0;  // of the replicas the map gives it (not a dead server's last report)
+    if (idx >= 0 && s.phase != Phase::Dead) {
+        const BucketMap& m = c.map();
+        for (uint32_t b = 0; b < m.nbuckets && b < s.replicas.size(); ++b) {
+            for (uint16_t r : m.replicas[b]) in_sync += r == idx && s.replicas[b].in_sync;
+        }
+    }
+    j["replicas_in_sync"] = in_sync;
     j["max_lag"] = c.max_lag(s);
     return j;
 }

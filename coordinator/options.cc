@@ -103,12 +103,13 @@ bool apply(int id, const std::string& v, Options* o, std::string* err) {
 // The lease arithmetic must leave the servers' "coordinator gone" rule a margin over
 // heartbeat jitter (doc/coordinator.md, Settings).
 bool check_timing(const Options& o, std::string* err) {
-    if (o.quiet_ms() * 2 <= static_cast<int64_t>(o.heartbeat_ms) * 3) {
+    if (o.quiet_ms() * 2 < static_cast<int64_t>(o.heartbeat_ms) * 3 + 50) {
         *err = "--dead-after-ms " + std::to_string(o.dead_after_ms) +
                " is too short for --heartbeat-ms " + std::to_string(o.heartbeat_ms) +
-               ": the quiet threshold (dead_after*4/5 - heartbeat - 75 = " +
+               ": the quiet threshold (lease - heartbeat - 150 = " +
                std::to_string(o.quiet_ms()) +
-               " ms) must exceed 1.5 heartbeats; dead-after must be about 5x heartbeat or more";
+               " ms) must be at least 1.5 heartbeats + 25 ms; dead-after must be about 5x "
+               "heartbeat or more";
         return false;
     }
     return true;

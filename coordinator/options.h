@@ -2,6 +2,7 @@
 // files other than the secret file.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -31,12 +32,17 @@ struct Options {
     std::vector<NodeAddr> control;
     bool verbose = false;
 
-    // The lease a heartbeat grants: shorter than dead_after_ms by a fifth, so a server the
-    // coordinator declares dead has lost its lease before its buckets move (doc/coordinator.md).
-    uint32_t lease_ms() const { return dead_after_ms * 4 / 5; }
-    // The servers' "coordinator gone" silence threshold.
+    // The lease a renewal grants, from a token the server issued one round trip earlier:
+    // shorter than dead_after_ms by a tenth (at least 50 ms), so a server the coordinator
+    // declares dead has lost its lease before its buckets move (doc/coordinator.md, Fencing).
+    uint32_t lease_ms() const {
+        return dead_after_ms - std::max<uint32_t>(50, dead_after_ms / 10);
+    }
+    // The servers' "coordinator gone" silence threshold: when the coordinator dies, every
+    // server has been silent at least lease - heartbeat - (jitter + report age, 150 ms) by
+    // the time the first lease runs out; while it lives, silences stay under ~1.5 heartbeats.
     int64_t quiet_ms() const {
-        return static_cast<int64_t>(lease_ms()) - static_cast<int64_t>(heartbeat_ms) - 75;
+        return static_cast<int64_t>(lease_ms()) - static_cast<int64_t>(heartbeat_ms) - 150;
     }
 };
 

@@ -4,7 +4,7 @@ namespace mcm::coord {
 
 const char* Server::health(int64_t now_ms, int64_t heartbeat_ms, int64_t start_ms) const {
     switch (phase) {
-        case Phase::Dead: return joining ? "resetting" : "dead";
+        case Phase::Dead: return joining && answered ? "resetting" : "dead";
         case Phase::Resetting: return "resetting";
         case Phase::CatchingUp: return "catching_up";
         case Phase::Live: break;

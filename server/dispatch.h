@@ -116,8 +116,8 @@ private:
     Next cluster(const proto::Request& req, OutBuf& out, PendingStore* pending, size_t* swallow);
     void finish_cluster_map(PendingStore* pending, OutBuf& out);
     void write_bucket_dump(uint32_t bucket, OutBuf& out);
-    void write_heartbeat(uint32_t lease_ms, uint64_t token, uint32_t quiet_ms, PendingStore* p,
-                         OutBuf& out);
+    void write_heartbeat(uint32_t lease_ms, uint64_t token, uint32_t quiet_ms, bool full,
+                         PendingStore* p, OutBuf& out);
     enum class Where : uint8_t { Local, Remote, Refuse };
     Where where(uint32_t bucket, bool write, bool from_peer);
     std::string not_my_bucket(uint32_t bucket);

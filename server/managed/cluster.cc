@@ -98,11 +98,13 @@ void Cluster::grant_lease(int64_t issued_us, uint32_t lease_ms, uint32_t quiet_m
     quiet_ms_.store(quiet_ms, std::memory_order_relaxed);
     if (lease_ms == 0) return;
     const int64_t end = issued_us + int64_t{lease_ms} * 1000;
+    const int64_t now = mono_us();
+    leased_.store(true, std::memory_order_release);
+    if (end <= now) return;  // a renewal that came too late grants nothing, and is no contact
     int64_t cur = lease_end_us_.load(std::memory_order_relaxed);
     while (end > cur && !lease_end_us_.compare_exchange_weak(cur, end)) {
     }
-    last_grant_us_.store(mono_us(), std::memory_order_relaxed);
-    leased_.store(true, std::memory_order_release);
+    last_grant_us_.store(now, std::memory_order_relaxed);
 }
 
 bool Cluster::serving_slow() const noexcept {

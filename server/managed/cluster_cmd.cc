@@ -14,6 +14,9 @@
 //   cluster hb <lease_ms> <token> <quiet_ms>
 //                                     the coordinator's heartbeat: renews the lease, answers
 //                                     the epoch and every bucket's position (doc/coordinator.md)
+//   cluster lease <lease_ms> <token> <quiet_ms>
+//                                     renews the lease only (sent right after each heartbeat,
+//                                     so the lease runs from a token issued one round trip ago)
 // Everything but map and auth needs an authenticated connection.
 #include <charconv>
 #include <ctime>
@@ -97,7 +100,7 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
     const bool setmap = sub == "setmap" && w.size() == 2 && to_u32(w[1], &len);
     if (!p->cluster_auth &&
         (setmap || sub == "state" || sub == "drop" || sub == "reset" || sub == "peer" ||
-         sub == "repl" || sub == "dump" || sub == "hb")) {
+         sub == "repl" || sub == "dump" || sub == "hb" || sub == "lease")) {
         out.append("CLIENT_ERROR cluster command needs authentication\r\n");
         if (setmap) {  // the map text that follows must not run as commands
             *swallow = static_cast<size_t>(len) + 2;
@@ -151,16 +154,16 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         write_bucket_dump(first, out);
         return Next::Continue;
     }
-    if (sub == "hb" && w.size() == 4) {
+    if ((sub == "hb" || sub == "lease") && w.size() == 4) {
         uint32_t lease_ms = 0, quiet_ms = 0;
         uint64_t token = 0;
         auto r = std::from_chars(w[2].data(), w[2].data() + w[2].size(), token);
         if (!to_u32(w[1], &lease_ms) || !to_u32(w[3], &quiet_ms) || lease_ms > 60000 ||
             r.ec != std::errc() || r.ptr != w[2].data() + w[2].size()) {
-            out.append("CLIENT_ERROR bad heartbeat\r\n");
+            out.append(sub == "hb" ? "CLIENT_ERROR bad heartbeat\r\n" : "CLIENT_ERROR bad lease\r\n");
             return Next::Continue;
         }
-        write_heartbeat(lease_ms, token, quiet_ms, p, out);
+        write_heartbeat(lease_ms, token, quiet_ms, sub == "hb", p, out);
         return Next::Continue;
     }
     if (sub == "reset" && w.size() == 1) {
@@ -207,9 +210,9 @@ void Dispatcher::write_bucket_dump(uint32_t bucket, OutBuf& out) {
 // The lease runs from when the token being returned was issued, not from now: a heartbeat
 // that waited in a buffer while this server was paused grants nothing it should not.
 void Dispatcher::write_heartbeat(uint32_t lease_ms, uint64_t token, uint32_t quiet_ms,
-                                 PendingStore* p, OutBuf& out) {
+                                 bool full, PendingStore* p, OutBuf& out) {
     Cluster& cl = *ctx_.cluster;
-    cl.heartbeats.fetch_add(1, std::memory_order_relaxed);
+    if (full) cl.heartbeats.fetch_add(1, std::memory_order_relaxed);
     if (token != 0 && token == p->hb_token) {
         cl.grant_lease(p->hb_issued_us, lease_ms, quiet_ms);
         // How long the lease had been running when this renewal came: what is left of the
@@ -222,6 +225,11 @@ void Dispatcher::write_heartbeat(uint32_t lease_ms, uint64_t token, uint32_t qui
     static std::atomic<uint64_t> next_token{1};
     p->hb_token = next_token.fetch_add(1, std::memory_order_relaxed);
     p->hb_issued_us = mono_us();
+    if (!full) {  // cluster lease: LEASE <token> <lease_left_ms>
+        out.append("LEASE " + std::to_string(p->hb_token) + " " +
+                   std::to_string(cl.lease_left_ms()) + "\r\n");
+        return;
+    }
     std::string text = "HB " + cl.node_id() + " " + std::to_string(cl.epoch()) + " " +
                        cl.boot_id() + " " + std::to_string(p->hb_token) + " " +
                        std::to_string(cl.lease_left_ms()) + " " + (cl.serving() ? "0" : "1") +

@@ -85,6 +85,24 @@ def test_heartbeat_reports_positions_and_grants_lease_from_token(node):
     assert stats(a, "cluster")["boot_id"] == r["boot"]
 
 
+def test_lease_command_renews_from_the_reply_just_issued(node):
+    a, b = node("a"), node("b")
+    install([a, b], map_text(1, [("a", a), ("b", b)], [(0, 15, "a", [])]))
+    hb = Heartbeat(a, lease_ms=300)
+    r = hb.beat(0)
+    hb.c.send(f"cluster lease 300 {r['token']} 150\r\n")
+    w = hb.c.readline().split()
+    assert w[0] == b"LEASE" and int(w[1]) > r["token"] and 290 <= int(w[2]) <= 300, w
+    # its token is good for the next heartbeat, an old one for nothing
+    hb.c.send(f"cluster lease 300 {r['token']} 150\r\n")
+    assert hb.c.readline().split()[2] <= w[2]
+    assert hb.c.cmd("cluster lease 1 2") == b"ERROR\r\n"
+    assert hb.c.cmd("cluster lease 99999 0 1") == b"CLIENT_ERROR bad lease\r\n"
+    plain = a.connect()
+    assert plain.cmd("cluster lease 300 1 150") == \
+        b"CLIENT_ERROR cluster command needs authentication\r\n"
+
+
 def test_lease_runs_out_then_active_buckets_are_fenced(node):
     a, b = node("a"), node("b")
     install([a, b], map_text(1, [("a", a), ("b", b)], [(0, 7, "a", []), (8, 15, "b", [])]))

@@ -568,11 +568,6 @@ def test_metrics(cluster):
         float(value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "coordinator: the failover's push time counts the failed-over server itself "
-    "(commit() adds the extra target to failover_push_left_); a hung server never acknowledges, "
-    "its push times out, and last_failover.push_ms stays -1 for good although every live "
-    "server holds the map"))
 def test_failover_of_a_hung_server_records_the_push(cluster):
     """An operator fails over a server that hangs (SIGSTOP) and stays hung until the
     coordinator gives up on its link. The live servers took the map at once; `status` should
