@@ -144,6 +144,17 @@ def keys_for(owner_map, owner, n, prefix="k"):
     return out
 
 
+def seed(servers, coord, owner, prefix, value):
+    """Writes 20 keys whose buckets are active on owner (through owner) and waits until every
+    replica holds them; returns the keys."""
+    keys = keys_for(parse_map(coord.map_text()), owner, 20, prefix)
+    c = client(servers[owner])
+    for k in keys:
+        c.set(k, value, noreply=False)
+    wait_settled(coord, 1, sorted(servers))
+    return keys
+
+
 def client(server, timeout=1.0):
     return Client(("127.0.0.1", server.port), connect_timeout=timeout, timeout=timeout)
 
@@ -318,12 +329,7 @@ def never_stale(conn_server, keys, old, seconds):
 
 def test_paused_server_is_fenced_and_never_serves_stale(cluster):
     servers, coord = cluster(n=3, replicas=1)
-    m = parse_map(coord.map_text())
-    keys = keys_for(m, "n0", 20, "f")
-    c0 = client(servers["n0"])
-    for k in keys:
-        c0.set(k, b"old", noreply=False)
-    wait_settled(coord, 1, sorted(servers))
+    keys = seed(servers, coord, "n0", "f", b"old")
     victim = servers["n0"]
     os.kill(victim.proc.pid, signal.SIGSTOP)
     try:
@@ -353,12 +359,7 @@ def test_coordinator_cut_off_from_one_server_fences_it(cluster):
         return {"n0": proxies["n0"].port}
     servers, coord = cluster(n=3, replicas=1, control=control)
     try:
-        m = parse_map(coord.map_text())
-        keys = keys_for(m, "n0", 20, "x")
-        c0 = client(servers["n0"])
-        for k in keys:
-            c0.set(k, b"old", noreply=False)
-        wait_settled(coord, 1, sorted(servers))
+        keys = seed(servers, coord, "n0", "x", b"old")
         proxies["n0"].blocked = True
         proxies["n0"].cut()
         mc.wait_for(lambda: "n0" not in parse_map(coord.map_text())["active"], timeout=5,
@@ -429,12 +430,7 @@ def test_rejoin_after_kill_and_restart_then_coordinator_restart(cluster):
     they are in sync the surplus is trimmed back to R per bucket. Then a coordinator stopped
     and restarted on that state changes nothing."""
     servers, coord = cluster(n=3, replicas=1)
-    m = parse_map(coord.map_text())
-    keys = keys_for(m, "n0", 20, "j")
-    c0 = client(servers["n0"])
-    for k in keys:
-        c0.set(k, b"before", noreply=False)
-    wait_settled(coord, 1, sorted(servers))
+    keys = seed(servers, coord, "n0", "j", b"before")
     port = servers["n0"].port
     servers["n0"].kill9()
     mc.wait_for(lambda: "n0" not in parse_map(coord.map_text())["active"], timeout=5,

@@ -14,21 +14,10 @@ import pytest
 from lib import mc
 from lib.cluster import Heartbeat, auth, bucket, dump, install
 
-BUCKETS = 16
+BUCKETS = 16  # as the `node` fixture (conftest.py) starts them
 
 if not os.path.abspath(mc.server_binary()).startswith(mc.TOP + os.sep):
     pytest.skip("managed mode is this server's own", allow_module_level=True)
-
-
-@pytest.fixture
-def node(make_server, tmp_path):
-    secret = tmp_path / "secret"
-    secret.write_bytes(b"test-cluster-secret-0123456789\n")
-
-    def start(name, *extra):
-        return make_server("-o", f"node_id={name},cluster_secret_file={secret},"
-                                 f"buckets={BUCKETS}", *extra)
-    return start
 
 
 def map_text(epoch, nodes, ranges):

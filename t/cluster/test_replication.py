@@ -16,7 +16,7 @@ from lib import mc
 from lib.binproto import ADD, APPEND, DELETE, INCR, SET, TOUCH, Bin
 from lib.cluster import FaultProxy, auth, bucket, dump, install
 
-BUCKETS = 16
+BUCKETS = 16  # as the `node` fixture (conftest.py) starts them
 
 if not os.path.abspath(mc.server_binary()).startswith(mc.TOP + os.sep):
     pytest.skip("replication is this server's own", allow_module_level=True)
@@ -27,17 +27,6 @@ def two_node_map(ports, epoch=1, names=("n0", "n1")):
     a, b = names
     return (f"MAP {epoch} {BUCKETS}\r\nNODE {a} 127.0.0.1:{ports[0]}\r\n"
             f"NODE {b} 127.0.0.1:{ports[1]}\r\nRANGE 0 7 {a} {b}\r\nRANGE 8 15 {b} {a}\r\nEND\r\n")
-
-
-@pytest.fixture
-def node(make_server, tmp_path):
-    secret = tmp_path / "secret"
-    secret.write_bytes(b"test-cluster-secret-0123456789\n")
-
-    def start(name, *extra):
-        return make_server("-o", f"node_id={name},cluster_secret_file={secret},"
-                                 f"buckets={BUCKETS}", *extra)
-    return start
 
 
 def repl_stats(s):
