@@ -275,6 +275,53 @@ def test_replica_added_to_bucket_with_history(node):
     assert dump(a, bk) == dump(b, bk)
 
 
+def test_replicas_added_and_removed_under_writes(node):
+    """The same, ten times over, with a writer that never stops: every re-added replica
+    ends equal to its active, no link is cut for an overflow, and lag reads 0 once drained."""
+    a, b = node("a"), node("b")
+    nodes = [("a", a), ("b", b)]
+    install([a, b], map_text(1, nodes, [(0, 15, "a", [])]))
+    stop = threading.Event()
+    errors = []
+
+    def writer():
+        c = a.connect()
+        n = 0
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline and n < 10**6:
+            r = c.cmd(f"set h{n % 300} 0 0 4\r\n{n % 10000:04d}")
+            if r != b"STORED\r\n":
+                errors.append(r)
+            n += 1
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    epoch = 1
+    try:
+        for rnd in range(21):  # ends with the replica in the map
+            epoch += 1
+            reps = ["b"] if rnd % 2 == 0 else []
+            install([a, b], map_text(epoch, nodes, [(0, 15, "a", reps)]))
+            if not reps:  # the replication thread saw the replica go
+                mc.wait_for(lambda: stats(b, "replication").get("buckets_replicated") == "0",
+                            timeout=5, what="replica removed")
+            else:  # each re-add backfills every bucket once more, and ends in sync
+                want = str(BUCKETS * (rnd // 2 + 1))
+                mc.wait_for(lambda: stats(b, "replication").get("link:a:backfills_in") == want,
+                            timeout=5, what=f"backfill {rnd // 2 + 1}")
+                mc.wait_for(lambda: all(stats(b, "buckets").get(f"bucket:{x}:in_sync") == "yes"
+                                        for x in range(BUCKETS)),
+                            timeout=5, what="the re-added replica in sync")
+    finally:
+        stop.set()
+        t.join(timeout=10)
+    assert not errors
+    for bk in range(BUCKETS):
+        mc.wait_for(lambda: drained(a, b, bk), timeout=5, what="drained")
+        assert stats(a, "buckets")[f"bucket:{bk}:repl_lag"] == "0"
+        assert dump(a, bk) == dump(b, bk)
+    assert stats(a, "replication")["backlog_overflows"] == "0"
+
+
 def test_promoted_replica_continues_history_and_other_replica_resumes(node):
     """R = 2: n0 active, n1 and n2 replicas. n1 is promoted: its sequence numbers continue
     n0's, and n2 resumes from n1 without a backfill."""
