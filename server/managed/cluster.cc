@@ -107,8 +107,19 @@ void Cluster::grant_lease(int64_t issued_us, uint32_t lease_ms, uint32_t quiet_m
     last_grant_us_.store(now, std::memory_order_relaxed);
 }
 
+int64_t mono_coarse_late_us() noexcept {
+    static const int64_t res_us = [] {
+        timespec r{};
+        clock_getres(CLOCK_MONOTONIC_COARSE, &r);
+        return int64_t{r.tv_sec} * 1'000'000 + r.tv_nsec / 1000 + 1;
+    }();
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return int64_t{ts.tv_sec} * 1'000'000 + ts.tv_nsec / 1000 + res_us;
+}
+
 bool Cluster::serving_slow() const noexcept {
-    const int64_t now = mono_us();
+    const int64_t now = mono_coarse_late_us();
     return now < lease_end_us_.load(std::memory_order_relaxed) ||
            now < gone_until_us_.load(std::memory_order_relaxed);
 }

@@ -30,6 +30,10 @@ inline int64_t mono_us() noexcept {
     return int64_t{ts.tv_sec} * 1'000'000 + ts.tv_nsec / 1000;
 }
 
+// The request path's clock: CLOCK_MONOTONIC_COARSE (no hardware read) plus its resolution, so
+// never earlier than mono_us(): a lease may end up to a tick early, never late.
+int64_t mono_coarse_late_us() noexcept;
+
 class Cluster final : public repl::ClusterView {
 public:
     explicit Cluster(const Settings& s);

@@ -302,8 +302,9 @@ def test_replicas_added_and_removed_under_writes(node):
             reps = ["b"] if rnd % 2 == 0 else []
             install([a, b], map_text(epoch, nodes, [(0, 15, "a", reps)]))
             if not reps:  # the replication thread saw the replica go
-                mc.wait_for(lambda: stats(b, "replication").get("buckets_replicated") == "0",
-                            timeout=5, what="replica removed")
+                mc.wait_for(lambda: stats(b, "replication").get("buckets_replicated") == "0" and
+                            stats(a, "replication").get("buckets_streaming") == "0",
+                            timeout=5, what="replica removed, on both sides")
             else:  # each re-add backfills every bucket once more, and ends in sync
                 want = str(BUCKETS * (rnd // 2 + 1))
                 mc.wait_for(lambda: stats(b, "replication").get("link:a:backfills_in") == want,
