@@ -124,6 +124,7 @@ Applied Applier::apply(const RecordView& r) {
             // everything written before the flush point.
             if (r.flush_delay > 0 && in_range) {
                 flush_at_[r.bucket] = r.flush_delay;
+                any_flush_due_ = true;
                 break;
             }
             if (in_range) flush_at_[r.bucket] = 0;
@@ -142,13 +143,17 @@ void Applier::reset(uint32_t bucket, uint64_t seqno) noexcept {
 
 size_t Applier::run_due_flushes(int64_t now_unix) noexcept {
     size_t n = 0;
+    if (!any_flush_due_) return 0;  // the usual case: no delayed flush anywhere
+    bool left = false;
     for (uint32_t b = 0; b < flush_at_.size(); ++b) {
+        left = left || flush_at_[b] > now_unix;
         if (flush_at_[b] != 0 && flush_at_[b] <= now_unix) {
             flush_at_[b] = 0;
             (void)st_.drop_buckets(b, b);
             ++n;
         }
     }
+    any_flush_due_ = left;
     return n;
 }
 

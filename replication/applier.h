@@ -60,6 +60,7 @@ private:
     // Per bucket: when a flush_all with a delay takes effect (unix seconds; 0 = none). As
     // memcached, a later flush_all replaces an earlier one.
     std::vector<int64_t> flush_at_;
+    bool any_flush_due_ = false;  // some flush_at_ is set (spares the per-tick scan)
 };
 
 }  // namespace mcm::repl

@@ -47,6 +47,9 @@ public:
     virtual void take_activations(std::vector<std::pair<uint32_t, BucketState>>* out) = 0;
     virtual void activate(uint32_t b) noexcept = 0;
 
+    // Changes whenever the map, a bucket's state or a reset changed anything: the replication
+    // thread reconciles its links and subscriptions when it moves (and now and then anyway).
+    virtual uint64_t generation() const noexcept = 0;
     // Counts `cluster reset`s: every item was dropped, so what this server held as a replica
     // is gone and must not be resumed from.
     virtual uint64_t resets() const noexcept = 0;

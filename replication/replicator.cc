@@ -185,6 +185,10 @@ void Replicator::on_wake(evutil_socket_t fd, short, void* arg) {
     }
     self->take_adopted();
     self->take_activations();
+    if (self->cluster_.generation() != self->reconciled_gen_) {  // a map: act on it now
+        self->reconciled_gen_ = self->cluster_.generation();
+        self->reconcile();
+    }
     (void)self->pump_dirty();
     self->poll_us_ = kCoalesceUs;  // writes resume after a pause: start from the short period
     self->swept_records_ = 0;
@@ -282,7 +286,14 @@ void Replicator::tick() {
     dead_links_.clear();
     take_adopted();
     take_activations();
-    reconcile();
+    ++ticks_;
+    // The map's consequences at once; the redial and resubscribe timers (200 ms) every
+    // fourth tick. A full pass over the buckets each tick cost the idle thread for nothing.
+    const uint64_t gen = cluster_.generation();
+    if (gen != reconciled_gen_ || ticks_ % 4 == 0) {
+        reconciled_gen_ = gen;
+        reconcile();
+    }
     for (auto& lp : links_) {
         Link* l = lp.get();
         if (l->fd < 0) continue;
@@ -333,7 +344,7 @@ void Replicator::tick() {
         ack_timeouts_.fetch_add(1, std::memory_order_relaxed);
         w.fn(w.ctx, w.token, true);
     }
-    publish_stats();
+    if (ticks_ % 2 == 0) publish_stats();  // figures at most 50 ms old
 }
 
 // ---------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ public:
     // "cluster repl <node> <nonce>"; buffered: bytes already read past that line.
     void adopt(int fd, std::string node, std::string nonce, std::string buffered);
 
-    // `stats replication` lines (any thread; figures at most one tick old).
+    // `stats replication` lines (any thread; figures at most 50 ms old).
     std::string stats_text() const;
     // Extra `stats buckets` lines for bucket b ("" if none); live figures.
     std::string bucket_stats_text(uint32_t b) const;
@@ -210,6 +210,8 @@ private:
     std::vector<Inbound> in_;
     std::vector<std::pair<uint32_t, BucketState>> activations_;  // scratch
     uint64_t resets_seen_ = 0;
+    uint64_t ticks_ = 0;
+    uint64_t reconciled_gen_ = UINT64_MAX;
     std::map<std::string, std::unique_ptr<PeerStats>> peer_stats_;
 
     // Figures for stats (any thread).

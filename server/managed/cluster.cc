@@ -55,8 +55,10 @@ Cluster::Install Cluster::install(const repl::BucketMap& m, std::string* err) {
             states_[b].store(static_cast<uint8_t>(s), std::memory_order_relaxed);
         }
         maps_installed.fetch_add(1, std::memory_order_relaxed);
+        generation_.fetch_add(1, std::memory_order_acq_rel);
     }
-    if (wake && wake_fn_ != nullptr) wake_fn_(wake_ctx_);
+    (void)wake;
+    if (wake_fn_ != nullptr) wake_fn_(wake_ctx_);
     return Install::Ok;
 }
 
@@ -74,6 +76,7 @@ void Cluster::activate(uint32_t b) noexcept {
     if (self >= 0 && m->active[b] == self) {
         states_[b].store(static_cast<uint8_t>(repl::BucketState::Active),
                          std::memory_order_relaxed);
+        generation_.fetch_add(1, std::memory_order_acq_rel);
     }
 }
 
@@ -81,6 +84,7 @@ void Cluster::set_states(uint32_t first, uint32_t last, repl::BucketState s) noe
     for (uint32_t b = first; b <= last && b < nbuckets_; ++b) {
         states_[b].store(static_cast<uint8_t>(s), std::memory_order_relaxed);
     }
+    generation_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 void Cluster::reset() noexcept {

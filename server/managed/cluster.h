@@ -65,7 +65,7 @@ public:
 
     void take_activations(std::vector<std::pair<uint32_t, repl::BucketState>>* out) override;
     void activate(uint32_t b) noexcept override;
-    // Called (on the installing thread) when activations are waiting.
+    // Called (on the installing thread) when a map changed anything.
     void set_activation_wake(void (*fn)(void*), void* ctx) noexcept {
         wake_fn_ = fn;
         wake_ctx_ = ctx;
@@ -84,6 +84,9 @@ public:
     repl::CoordinatorView coordinator() const noexcept override;
     bool serving_now() const noexcept override { return serving(); }
     uint64_t resets() const noexcept override { return resets_.load(std::memory_order_acquire); }
+    uint64_t generation() const noexcept override {
+        return generation_.load(std::memory_order_acquire);
+    }
     void set_gone_until(int64_t mono_us) noexcept override {
         gone_until_us_.store(mono_us, std::memory_order_relaxed);
     }
@@ -123,6 +126,7 @@ private:
     void* wake_ctx_ = nullptr;
 
     std::atomic<uint64_t> resets_{0};
+    std::atomic<uint64_t> generation_{0};
     std::atomic<bool> leased_{false};
     std::atomic<int64_t> lease_end_us_{0};
     std::atomic<int64_t> gone_until_us_{0};
