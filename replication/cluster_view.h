@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,7 +38,8 @@ struct CoordinatorView {
 class ClusterView {
 public:
     virtual ~ClusterView() = default;
-    virtual const BucketMap* map() const noexcept = 0;
+    // The map held (null before the first or after a reset); the caller keeps it alive.
+    virtual std::shared_ptr<const BucketMap> map() const noexcept = 0;
     virtual BucketState state(uint32_t b) const noexcept = 0;
     virtual uint64_t epoch() const noexcept = 0;
 

@@ -68,7 +68,8 @@ void Replicator::activate_bucket(uint32_t b, BucketState was) {
     set_in_sync(in, false);
     if (promoted && !warm) (void)store_->drop_buckets(b, b);
     Bucket& bk = buckets_[b];
-    const BucketMap* map = cluster_.map();
+    const std::shared_ptr<const BucketMap> map_ref = cluster_.map();
+    const BucketMap* map = map_ref.get();
     const bool replicas = map != nullptr && b < map->nbuckets && !map->replicas[b].empty();
     {
         std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
@@ -147,7 +148,8 @@ void Replicator::heartbeat_line(uint32_t b, BucketState s, std::string* out) con
 void Replicator::check_coordinator() {
     CoordinatorView me = cluster_.coordinator();
     note_fencing(me);
-    const BucketMap* map = cluster_.map();
+    const std::shared_ptr<const BucketMap> map_ref = cluster_.map();
+    const BucketMap* map = map_ref.get();
     if (!me.leased || map == nullptr || me.silent_ms < me.quiet_ms) {
         cluster_.set_gone_until(0);
         return;

@@ -22,7 +22,8 @@ namespace mcm::repl {
 
 void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
     if (!buckets_[b].on()) reconcile();  // a map installed a moment ago counts
-    const BucketMap* map = cluster_.map();
+    const std::shared_ptr<const BucketMap> map_ref = cluster_.map();
+    const BucketMap* map = map_ref.get();
     drop_sub(l, b);
     if (!buckets_[b].on() || !replicates_to(map, b, l->peer)) {
         frame_bucket(&l->wbuf, FrameType::NotActive, b);

@@ -378,7 +378,8 @@ void Replicator::disable_bucket(uint32_t b) {
 }
 
 void Replicator::reconcile() {
-    const BucketMap* map = cluster_.map();
+    const std::shared_ptr<const BucketMap> map_ref = cluster_.map();
+    const BucketMap* map = map_ref.get();
     uint64_t now = now_us();
     std::set<std::string> needed;
     for (uint32_t b = 0; b < nbuckets_; ++b) {

@@ -21,7 +21,7 @@ Cluster::Install Cluster::install(const repl::BucketMap& m, std::string* err) {
     {
         std::lock_guard<std::mutex> g(mu_);
         uint64_t held = epoch_.load(std::memory_order_relaxed);
-        const repl::BucketMap* cur = map_.load(std::memory_order_relaxed);
+        std::shared_ptr<const repl::BucketMap> cur = map_.load(std::memory_order_relaxed);
         bool same = cur != nullptr && m.epoch == held && cur->format() == m.format();
         if (same) return Install::Ok;  // the same map again: nothing changes
         if (m.epoch < held || (m.epoch == held && cur != nullptr)) {
@@ -33,8 +33,7 @@ Cluster::Install Cluster::install(const repl::BucketMap& m, std::string* err) {
         int self = m.node_index(node_id_);
         // The map first, then the states: a request that sees a bucket leave this server
         // finds its new owner in the map.
-        maps_.push_back(std::make_unique<repl::BucketMap>(m));
-        map_.store(maps_.back().get(), std::memory_order_release);
+        map_.store(std::make_shared<const repl::BucketMap>(m), std::memory_order_release);
         epoch_.store(m.epoch, std::memory_order_release);
         for (uint32_t b = 0; b < nbuckets_; ++b) {
             repl::BucketState s = repl::BucketState::Dead;
@@ -70,7 +69,7 @@ void Cluster::take_activations(std::vector<std::pair<uint32_t, repl::BucketState
 
 void Cluster::activate(uint32_t b) noexcept {
     std::lock_guard<std::mutex> g(mu_);
-    const repl::BucketMap* m = map_.load(std::memory_order_relaxed);
+    std::shared_ptr<const repl::BucketMap> m = map_.load(std::memory_order_relaxed);
     if (m == nullptr || b >= nbuckets_ || state(b) != repl::BucketState::Pending) return;
     int self = m->node_index(node_id_);
     if (self >= 0 && m->active[b] == self) {

@@ -1,9 +1,10 @@
 // Managed mode on one server: the bucket map it holds, each bucket's local state, the
 // coordinator's lease (fencing), the cluster secret and the counters of `stats cluster`.
 // Request threads read without locks: a bucket's state is one relaxed atomic load, the lease
-// two more, and the map is an immutable snapshot behind an atomic pointer. A replaced map is
-// kept (not freed) until the server stops, so a reader never sees it disappear; maps change
-// only when the coordinator installs one. See doc/managed.md and doc/coordinator.md.
+// two more. The map is an immutable snapshot behind an atomic shared_ptr, read only off the
+// local path (forwarding, the replication thread): a replaced map is freed when its last
+// reader lets go, so a cluster that lives through many epochs does not accumulate them.
+// See doc/managed.md and doc/coordinator.md.
 #pragma once
 
 #include <time.h>
@@ -48,8 +49,8 @@ public:
         return static_cast<repl::BucketState>(states_[b].load(std::memory_order_relaxed));
     }
     uint64_t epoch() const noexcept override { return epoch_.load(std::memory_order_acquire); }
-    // The map held (null before the first install or after reset). Valid until shutdown.
-    const repl::BucketMap* map() const noexcept override {
+    // The map held (null before the first install or after reset).
+    std::shared_ptr<const repl::BucketMap> map() const noexcept override {
         return map_.load(std::memory_order_acquire);
     }
 
@@ -118,8 +119,7 @@ private:
     std::unique_ptr<std::atomic<uint8_t>[]> states_;
     std::atomic<uint64_t> epoch_{0};
     std::mutex mu_;  // serialises installs, resets and activations
-    std::atomic<const repl::BucketMap*> map_{nullptr};
-    std::vector<std::unique_ptr<repl::BucketMap>> maps_;  // every map installed, owned here
+    std::atomic<std::shared_ptr<const repl::BucketMap>> map_;
     // (bucket, its state before): guarded by mu_
     std::vector<std::pair<uint32_t, repl::BucketState>> activations_;
     void (*wake_fn_)(void*) = nullptr;

@@ -70,7 +70,7 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
     std::vector<std::string_view> w = repl::split_words(req.args);
     std::string_view sub = w.empty() ? std::string_view{} : w[0];
     if (sub == "map" && w.size() == 1) {
-        const repl::BucketMap* m = cl->map();
+        std::shared_ptr<const repl::BucketMap> m = cl->map();
         if (m == nullptr) {
             out.append("MAP " + std::to_string(cl->epoch()) + " " +
                        std::to_string(cl->nbuckets()) + "\r\nEND\r\n");

@@ -191,7 +191,7 @@ namespace {
 // The active server of a bucket in the map held: false if the map names none.
 bool owner_of(const Cluster& cl, uint32_t b, std::string* name, std::string* host,
               uint16_t* port) {
-    const repl::BucketMap* m = cl.map();
+    std::shared_ptr<const repl::BucketMap> m = cl.map();
     if (m == nullptr || b >= m->nbuckets || m->active[b] == repl::kNoNode) return false;
     const repl::BucketMap::Node& n = m->nodes[m->active[b]];
     if (n.name == cl.node_id()) return false;  // the map says here, the state says no
