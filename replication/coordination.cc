@@ -58,7 +58,8 @@ void Replicator::activate_bucket(uint32_t b, BucketState was) {
     Inbound& in = in_[b];
     const uint64_t applied = applier_->applied_seqno(b);
     const bool promoted = was == BucketState::Replica;
-    const bool warm = promoted && in.history != 0;
+    // A backfill under way has set the history but not yet delivered the whole bucket.
+    const bool warm = promoted && in.history != 0 && !in.backfilling;
     if (in.link != nullptr) {  // no more records from the former active
         frame_bucket(&in.link->wbuf, FrameType::Unsub, b);
         in.link = nullptr;
