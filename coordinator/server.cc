@@ -9,6 +9,8 @@ const char* Server::health(int64_t now_ms, int64_t heartbeat_ms, int64_t start_m
         case Phase::CatchingUp: return "catching_up";
         case Phase::Live: break;
     }
+    // Never heard from since the coordinator started: not known to be up yet.
+    if (!answered) return "suspect";
     return silence_ms(now_ms, start_ms) <= 2 * heartbeat_ms ? "up" : "suspect";
 }
 
