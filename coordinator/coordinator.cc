@@ -128,6 +128,7 @@ Server* Coordinator::add_server(const std::string& name, const std::string& host
     ServerLink::Events ev;
     ev.on_ready = [raw] {
         raw->token = 0;  // a new connection: its first heartbeat grants nothing
+        raw->lease_sent_ms = 0;
         CLOG_DEBUG("link to %s ready", raw->name.c_str());
     };
     ev.on_down = [raw](const std::string& why) {
@@ -215,10 +216,24 @@ void Coordinator::renew_lease(Server* s) {
     std::string wire = "cluster lease " + std::to_string(opts_.lease_ms()) + " " +
                        std::to_string(s->token) + " " + std::to_string(opts_.quiet_ms()) + "\r\n";
     s->hb_in_flight = true;
+    const int64_t sent_ms = mono_ms();
+    const int64_t limit_ms = opts_.quiet_ms() - kReportAgeMs;
     bool ok = s->link->send(wire, ServerLink::Kind::Line, std::max<int64_t>(opts_.dead_after_ms, 1000),
-                            [s](bool ok2, const std::vector<std::string>& l) {
+                            [s, sent_ms, limit_ms](bool ok2, const std::vector<std::string>& l) {
                                 s->hb_in_flight = false;
-                                if (!ok2 || l.empty()) return;
+                                if (!ok2 || l.empty()) {
+                                    s->lease_sent_ms = 0;
+                                    return;
+                                }
+                                // The server's silence between two renewals is at most the
+                                // time from the previous one's send to this one's reply. A
+                                // silence its peers could read as "the coordinator is gone"
+                                // restarts its continuous contact (the failover grace).
+                                const int64_t now = mono_ms();
+                                if (s->lease_sent_ms == 0 || now - s->lease_sent_ms > limit_ms) {
+                                    s->contact_since_ms = now;
+                                }
+                                s->lease_sent_ms = sent_ms;
                                 // LEASE <token> <lease_left_ms>
                                 std::vector<std::string_view> w = repl::split_words(l.front());
                                 uint64_t tok = 0;
@@ -377,7 +392,9 @@ bool Coordinator::grace_ok(int64_t now) const {
         ++members;
         bool in_contact = s->answered &&
                           (now - s->last_answer_ms) * 2 <= 3 * int64_t{opts_.heartbeat_ms};
-        steady += in_contact && now - s->contact_since_ms >= kGraceMs;
+        // Only a server whose lease is being renewed counts: one that is not (resetting,
+        // or back and not yet rejoined) tells its peers the coordinator is silent.
+        steady += in_contact && s->lease_sent_ms != 0 && now - s->contact_since_ms >= kGraceMs;
     }
     return steady * 2 > members;
 }

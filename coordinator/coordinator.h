@@ -78,6 +78,10 @@ public:
 private:
     enum class Mode { FirstStart, Running };
     static constexpr int64_t kGraceMs = 400;
+    // How old a server's report of its silence can be when a peer reads it (pings every
+    // 25 ms, plus delivery): the grace counts a renewal gap as contact only below
+    // quiet_ms - this.
+    static constexpr int64_t kReportAgeMs = 50;
     static constexpr int64_t kFirstStartWaitMs = 5000;
 
     bool load_state(const State& st);

@@ -35,6 +35,8 @@ struct Server {
     bool answered = false;  // since the coordinator started
     int64_t last_answer_ms = 0;
     int64_t contact_since_ms = 0;
+    // When the last acknowledged `cluster lease` was sent (0: none yet on this link).
+    int64_t lease_sent_ms = 0;
     int64_t dead_since_ms = 0;
 
     // Heartbeats on the current connection.

@@ -82,7 +82,7 @@ public:
     void wait_ack(WriteRef w, AckFn fn, void* ctx, uint64_t token);
 
     // Pings also carry this server's view of the coordinator (fencing), so they come often.
-    static constexpr uint64_t kPingEveryUs = 50'000;
+    static constexpr uint64_t kPingEveryUs = 25'000;
     static constexpr uint64_t kTickUs = 25'000;
     // A peer's report of the coordinator counts for this long (doc/coordinator.md).
     static constexpr uint64_t kReportFreshUs = 300'000;
