@@ -728,7 +728,7 @@ Coordinator::Outcome Coordinator::remove_node(const std::string& name) {
 Coordinator::Outcome Coordinator::add_node(const std::string& name, const std::string& addr) {
     std::string host;
     uint16_t port = 0;
-    if (!valid_node_name(name)) return {400, "bad node name (letters, digits, -_.)"};
+    if (!repl::valid_node_name(name)) return {400, "bad node name (letters, digits, -_.)"};
     if (!parse_hostport(addr, &host, &port, false)) return {400, "addr wants host:port"};
     if (find(name) != nullptr) return {409, "node " + name + " exists"};
     if (mode_ != Mode::Running) return {409, "the first map is not dealt yet"};

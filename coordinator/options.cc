@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include "replication/auth.h"
+#include "replication/bucket_map.h"
+
 namespace mcm::coord {
 
 namespace {
@@ -44,7 +47,7 @@ const option kLong[] = {
 bool parse_node(const std::string& v, Options* o, std::string* err) {
     size_t eq = v.find('=');
     NodeAddr n;
-    if (eq == std::string::npos || !valid_node_name(v.substr(0, eq)) ||
+    if (eq == std::string::npos || !repl::valid_node_name(v.substr(0, eq)) ||
         !parse_hostport(v.substr(eq + 1), &n.host, &n.port, false)) {
         *err = "--node wants NAME=HOST:PORT (name: letters, digits, -_.), got '" + v + "'";
         return false;
@@ -117,16 +120,6 @@ bool check_timing(const Options& o, std::string* err) {
 
 }  // namespace
 
-bool valid_node_name(const std::string& name) {
-    if (name.empty() || name.size() > 64) return false;
-    for (char c : name) {
-        if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
-            return false;
-        }
-    }
-    return true;
-}
-
 bool parse_hostport(const std::string& s, std::string* host, uint16_t* port, bool allow_zero) {
     size_t colon = s.rfind(':');
     if (colon == std::string::npos || colon == 0) return false;
@@ -137,25 +130,6 @@ bool parse_hostport(const std::string& s, std::string* host, uint16_t* port, boo
     if (h.find(' ') != std::string::npos) return false;
     *host = h;
     *port = p;
-    return true;
-}
-
-bool read_secret(const std::string& path, std::string* secret, std::string* err) {
-    FILE* f = fopen(path.c_str(), "r");
-    if (f == nullptr) {
-        *err = "cannot read secret file " + path + ": " + strerror(errno);
-        return false;
-    }
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    std::string s(buf, n);
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    if (s.size() < 16) {
-        *err = "secret in " + path + " too short: at least 16 bytes";
-        return false;
-    }
-    *secret = std::move(s);
     return true;
 }
 
@@ -184,7 +158,7 @@ ParseResult parse_options(int argc, char** argv, Options* o, std::string* err) {
         *err = "--secret-file is required";
         return ParseResult::Error;
     }
-    if (!read_secret(o->secret_file, &o->secret, err)) return ParseResult::Error;
+    if (!repl::read_secret_file(o->secret_file, &o->secret, err)) return ParseResult::Error;
     if (!check_timing(*o, err)) return ParseResult::Error;
     return ParseResult::Ok;
 }

@@ -54,9 +54,5 @@ std::string usage();
 
 // "host:port" with a port 1..65535 (0 too when allow_zero).
 bool parse_hostport(const std::string& s, std::string* host, uint16_t* port, bool allow_zero);
-// The secret as the server reads it: a trailing newline ignored, at least 16 bytes.
-bool read_secret(const std::string& path, std::string* secret, std::string* err);
-// Name rules of the server's node_id: letters, digits, "-_.".
-bool valid_node_name(const std::string& name);
 
 }  // namespace mcm::coord

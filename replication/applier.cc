@@ -52,9 +52,7 @@ Record from_mutation(const store::Mutation& m, const store::Clock& clock) {
 
 void frame_header(const store::Mutation& m, const store::Clock& clock, char* h) {
     const RecordHead r = header_of(m, clock);  // key and value go straight from the mutation
-    uint32_t len = static_cast<uint32_t>(1 + kRecordHeader + m.key.size() + m.value.size());
-    for (size_t i = 0; i < 4; ++i) h[i] = static_cast<char>((len >> (8 * i)) & 0xff);
-    h[4] = static_cast<char>(FrameType::Record);
+    put_frame_header(h, FrameType::Record, kRecordHeader + m.key.size() + m.value.size());
     encode_header(r, m.key.size(), m.value.size(), h + kFrameHeader);
 }
 

@@ -5,6 +5,10 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
 namespace mcm::repl {
 
 namespace {
@@ -46,6 +50,25 @@ bool proof_ok(std::string_view secret, std::string_view text, std::string_view p
     if (text.empty()) return false;
     std::string want = hmac_hex(secret, text);
     return !want.empty() && equal_ct(want, proof_hex);
+}
+
+bool read_secret_file(const std::string& path, std::string* secret, std::string* err) {
+    FILE* f = fopen(path.c_str(), "r");
+    if (f == nullptr) {
+        *err = "cannot read secret file " + path + ": " + strerror(errno);
+        return false;
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    std::string s(buf, n);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    if (s.size() < 16) {
+        *err = "secret in " + path + " too short: at least 16 bytes";
+        return false;
+    }
+    *secret = std::move(s);
+    return true;
 }
 
 }  // namespace mcm::repl

@@ -17,5 +17,8 @@ inline std::string random_hex32() { return random_hex(32); }
 bool equal_ct(std::string_view a, std::string_view b) noexcept;
 // proof_hex == hmac_hex(secret, text), compared in constant time.
 bool proof_ok(std::string_view secret, std::string_view text, std::string_view proof_hex);
+// The cluster secret as every program reads it: the file's bytes, a trailing newline
+// ignored, at least 16 of them. False with *err (one line) otherwise.
+bool read_secret_file(const std::string& path, std::string* secret, std::string* err);
 
 }  // namespace mcm::repl

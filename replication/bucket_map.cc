@@ -1,5 +1,7 @@
 #include "replication/bucket_map.h"
 
+#include <cctype>
+
 #include <charconv>
 #include <cstring>
 #include <cstdio>
@@ -72,6 +74,16 @@ bool parse_state(std::string_view name, BucketState* out) noexcept {
         }
     }
     return false;
+}
+
+bool valid_node_name(std::string_view name) noexcept {
+    if (name.empty() || name.size() > 64) return false;
+    for (char c : name) {
+        if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+            return false;
+        }
+    }
+    return true;
 }
 
 std::vector<std::string_view> split_words(std::string_view line) {

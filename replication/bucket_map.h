@@ -17,6 +17,9 @@ uint32_t crc32_ieee(std::string_view data) noexcept;
 // The space-separated words of a line (runs of spaces count as one).
 std::vector<std::string_view> split_words(std::string_view line);
 
+// A node's name (the server's node_id): 1 to 64 letters, digits, '-', '_' or '.'.
+bool valid_node_name(std::string_view name) noexcept;
+
 // What a server does with one bucket.
 enum class BucketState : uint8_t {
     Dead = 0,  // not here: requests go to the active server (or get NOT_MY_BUCKET)

@@ -113,15 +113,12 @@ void Replicator::note_fencing(const CoordinatorView& me) {
 }
 
 // A record applied to a bucket whose other replicas may one day resume from this server.
-void Replicator::keep_inbound(uint32_t b, uint8_t type, std::string_view payload,
-                              uint64_t seqno) {
+void Replicator::keep_inbound(uint32_t b, std::string_view record, uint64_t seqno) {
     char h[kFrameHeader];
-    const uint32_t len = static_cast<uint32_t>(payload.size() + 1);
-    for (int i = 0; i < 4; ++i) h[i] = static_cast<char>((len >> (8 * i)) & 0xff);
-    h[4] = static_cast<char>(type);
+    put_frame_header(h, FrameType::Record, record.size());
     std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
     try {
-        buckets_[b].backlog.append(seqno, now_us(), {std::string_view(h, sizeof h), payload});
+        buckets_[b].backlog.append(seqno, now_us(), {std::string_view(h, sizeof h), record});
     } catch (...) {
         // Out of memory: the gap makes a later resume from here a backfill.
     }

@@ -249,7 +249,7 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             l->stats->records_in++;
             if (cluster_.state(rec.bucket) != BucketState::Replica) return true;  // promoted
             if (applier_->apply(rec) == Applied::Done && in.keep) {
-                keep_inbound(rec.bucket, type, p, rec.seqno);
+                keep_inbound(rec.bucket, p, rec.seqno);
             }
             applied_live_[rec.bucket].store(applier_->applied_seqno(rec.bucket),
                                             std::memory_order_relaxed);

@@ -62,8 +62,9 @@ public:
     // The coordinator's heartbeat line for bucket b in state s (doc/coordinator.md):
     // "A <b> <seqno> <replicas in sync>" or "R <b> <applied> <in sync>"; nothing if dead.
     void heartbeat_line(uint32_t b, BucketState s, std::string* out) const;
-    // Wakes this thread to prepare buckets a map made active (ClusterView::take_activations).
-    static void wake_for_activations(void* self) { static_cast<Replicator*>(self)->wake(); }
+    // Wakes this thread after a map changed anything: it reconciles at once and prepares
+    // the buckets the map made active (ClusterView::take_activations).
+    static void wake_for_change(void* self) { static_cast<Replicator*>(self)->wake(); }
 
     // repl_ack: the write this thread made last (its bucket and sequence number), if the
     // bucket streams to replicas; cleared by take_last_write.
@@ -142,7 +143,7 @@ private:
     void check_coordinator();  // the "coordinator is gone" rule
     void note_fencing(const CoordinatorView& me);
     bool fenced_logged_ = false;
-    void keep_inbound(uint32_t b, uint8_t type, std::string_view payload, uint64_t seqno);
+    void keep_inbound(uint32_t b, std::string_view record, uint64_t seqno);
     void disable_bucket(uint32_t b);
     void publish_stats();
     // Completes the ack waits of bucket b up to acked (b = UINT32_MAX: of every bucket, each

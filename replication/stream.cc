@@ -29,6 +29,12 @@ uint16_t get_u16(const char* p) noexcept { return get<uint16_t>(p); }
 uint32_t get_u32(const char* p) noexcept { return get<uint32_t>(p); }
 uint64_t get_u64(const char* p) noexcept { return get<uint64_t>(p); }
 
+void put_frame_header(char* h, FrameType t, size_t n) noexcept {
+    const uint32_t len = static_cast<uint32_t>(n + 1);  // the type byte counts
+    for (size_t i = 0; i < 4; ++i) h[i] = static_cast<char>((len >> (8 * i)) & 0xff);
+    h[4] = static_cast<char>(t);
+}
+
 size_t begin_frame(std::string* out, FrameType t) {
     size_t at = out->size();
     out->append(4, '\0');

@@ -48,6 +48,9 @@ uint16_t get_u16(const char* p) noexcept;
 uint32_t get_u32(const char* p) noexcept;
 uint64_t get_u64(const char* p) noexcept;
 
+// A frame's 5-byte header (length, type) for a payload of n bytes, written at h: for frames
+// assembled from parts rather than in a string.
+void put_frame_header(char* h, FrameType t, size_t n) noexcept;
 // Starts a frame at the end of *out; returns where, for end_frame to write its length.
 size_t begin_frame(std::string* out, FrameType t);
 void end_frame(std::string* out, size_t at) noexcept;

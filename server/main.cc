@@ -121,12 +121,10 @@ int run(int argc, char** argv) {
         rc.secret = settings.cluster_secret;
         rc.nbuckets = settings.buckets;
         rc.backlog_bytes = settings.repl_backlog;
-        rc.ack = settings.repl_ack == Settings::ReplAck::None     ? repl::AckMode::None
-                 : settings.repl_ack == Settings::ReplAck::Delete ? repl::AckMode::Delete
-                                                                  : repl::AckMode::All;
+        rc.ack = settings.repl_ack;
         rc.ack_timeout_ms = settings.repl_ack_timeout_ms;
         replicator = std::make_unique<repl::Replicator>(rc, *cluster, clock);
-        cluster->set_activation_wake(&repl::Replicator::wake_for_activations, replicator.get());
+        cluster->set_change_wake(&repl::Replicator::wake_for_change, replicator.get());
         sc.on_mutation = &repl::Replicator::on_mutation;
         sc.mutation_ctx = replicator.get();
     }

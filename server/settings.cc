@@ -20,6 +20,8 @@
 
 #if __has_include("config.h")
 #include "config.h"
+#include "replication/auth.h"
+#include "replication/bucket_map.h"
 #endif
 
 namespace mcm::server {
@@ -418,10 +420,8 @@ void sub_idle_timeout(ParseState& st, const char* value) {
 void sub_node_id(ParseState& st, const char* value) {
     std::string id = need(value, "Missing node_id value");
     if (id.empty() || id.size() > 64) refuse("node_id must be 1 to 64 characters");
-    for (char c : id) {
-        if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
-            refuse("node_id may only hold letters, digits, '-', '_' and '.': %s", id.c_str());
-        }
+    if (!repl::valid_node_name(id)) {
+        refuse("node_id may only hold letters, digits, '-', '_' and '.': %s", id.c_str());
     }
     st.s.node_id = id;
 }
@@ -705,18 +705,10 @@ void check_managed(ParseState& st) {
     if (s.node_id.empty() && s.cluster_secret_file.empty()) return;
     if (s.node_id.empty()) refuse("cluster_secret_file needs node_id (managed mode)");
     if (s.cluster_secret_file.empty()) refuse("node_id needs cluster_secret_file (managed mode)");
-    FILE* f = fopen(s.cluster_secret_file.c_str(), "r");
-    if (f == nullptr) {
-        refuse("cannot read cluster_secret_file %s: %s", s.cluster_secret_file.c_str(),
-               strerror(errno));
+    std::string err;
+    if (!repl::read_secret_file(s.cluster_secret_file, &s.cluster_secret, &err)) {
+        refuse("cluster_secret_file: %s", err.c_str());
     }
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    std::string secret(buf, n);
-    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-    if (secret.size() < 16) refuse("cluster secret too short: at least 16 bytes");
-    s.cluster_secret = secret;
 }
 
 ParseOutcome parse(int argc, char** argv, ParseState& st) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "replication/cluster_view.h"  // repl::AckMode
+
 namespace mcm::server {
 
 enum class Protocol : uint8_t { Auto, Ascii, Binary };
@@ -75,7 +77,7 @@ struct Settings {
     bool bucket_forward = true;       // -o bucket_forward=0 answers NOT_MY_BUCKET instead
     bool managed() const noexcept { return !node_id.empty(); }
     // Replication (doc/replication.md).
-    enum class ReplAck : uint8_t { None, Delete, All };
+    using ReplAck = repl::AckMode;
     ReplAck repl_ack = ReplAck::None;  // -o repl_ack=none|delete|all
     unsigned repl_ack_timeout_ms = 500;  // -o repl_ack_timeout: longest wait for an ack
     size_t repl_backlog = 64 * 1024 * 1024;  // -o repl_backlog_mb: all buckets' backlogs

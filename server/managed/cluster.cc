@@ -17,7 +17,6 @@ Cluster::Install Cluster::install(const repl::BucketMap& m, std::string* err) {
         maps_refused.fetch_add(1, std::memory_order_relaxed);
         return Install::Invalid;
     }
-    bool wake = false;
     {
         std::lock_guard<std::mutex> g(mu_);
         uint64_t held = epoch_.load(std::memory_order_relaxed);
@@ -49,14 +48,12 @@ Cluster::Install Cluster::install(const repl::BucketMap& m, std::string* err) {
                 // history and sequence number (a promoted replica continues its active's).
                 s = repl::BucketState::Pending;
                 activations_.emplace_back(b, state(b));
-                wake = true;
             }
             states_[b].store(static_cast<uint8_t>(s), std::memory_order_relaxed);
         }
         maps_installed.fetch_add(1, std::memory_order_relaxed);
         generation_.fetch_add(1, std::memory_order_acq_rel);
     }
-    (void)wake;
     if (wake_fn_ != nullptr) wake_fn_(wake_ctx_);
     return Install::Ok;
 }
@@ -97,16 +94,27 @@ void Cluster::reset() noexcept {
 // ---------------------------------------------------------------------------------------
 // Fencing (doc/coordinator.md).
 
+namespace {
+
+void raise_to(std::atomic<int64_t>& a, int64_t v) noexcept {
+    int64_t cur = a.load(std::memory_order_relaxed);
+    while (v > cur && !a.compare_exchange_weak(cur, v)) {
+    }
+}
+
+}  // namespace
+
 void Cluster::grant_lease(int64_t issued_us, uint32_t lease_ms, uint32_t quiet_ms) noexcept {
     quiet_ms_.store(quiet_ms, std::memory_order_relaxed);
     if (lease_ms == 0) return;
     const int64_t end = issued_us + int64_t{lease_ms} * 1000;
     const int64_t now = mono_us();
     leased_.store(true, std::memory_order_release);
+    // How long the lease had run when renewed: what is left is lease_ms minus this, so its
+    // maximum is the fencing margin an operator sees.
+    raise_to(hb_gap_max_ms, (now - issued_us) / 1000);
     if (end <= now) return;  // a renewal that came too late grants nothing, and is no contact
-    int64_t cur = lease_end_us_.load(std::memory_order_relaxed);
-    while (end > cur && !lease_end_us_.compare_exchange_weak(cur, end)) {
-    }
+    raise_to(lease_end_us_, end);
     last_grant_us_.store(now, std::memory_order_relaxed);
 }
 
@@ -144,15 +152,6 @@ repl::CoordinatorView Cluster::coordinator() const noexcept {
         v.silent_ms = static_cast<uint32_t>(std::clamp<int64_t>(silent, 0, UINT32_MAX - 1));
     }
     return v;
-}
-
-// ---------------------------------------------------------------------------------------
-// Authentication.
-
-std::string Cluster::new_nonce() const { return repl::random_hex32(); }
-
-std::string Cluster::proof(const std::string& secret, std::string_view challenge) {
-    return repl::hmac_hex(secret, challenge);
 }
 
 bool Cluster::verify(std::string_view nonce, std::string_view proof_hex) const {

@@ -67,7 +67,7 @@ public:
     void take_activations(std::vector<std::pair<uint32_t, repl::BucketState>>* out) override;
     void activate(uint32_t b) noexcept override;
     // Called (on the installing thread) when a map changed anything.
-    void set_activation_wake(void (*fn)(void*), void* ctx) noexcept {
+    void set_change_wake(void (*fn)(void*), void* ctx) noexcept {
         wake_fn_ = fn;
         wake_ctx_ = ctx;
     }
@@ -92,9 +92,7 @@ public:
         gone_until_us_.store(mono_us, std::memory_order_relaxed);
     }
 
-    // Challenge-response: the proof is HMAC-SHA256(secret, challenge text), in hex.
-    static std::string proof(const std::string& secret, std::string_view challenge);
-    std::string new_nonce() const;
+    // Challenge-response (replication/auth.h): the proof of a challenge from repl::random_hex32.
     bool verify(std::string_view nonce, std::string_view proof_hex) const;
 
     // Counters for `stats cluster`.
@@ -106,7 +104,7 @@ public:
     std::atomic<uint64_t> maps_refused{0};
     std::atomic<uint64_t> auth_failures{0};
     std::atomic<uint64_t> heartbeats{0};
-    std::atomic<int64_t> hb_gap_max_ms{0};  // longest renewal gap seen (cluster_cmd.cc)
+    std::atomic<int64_t> hb_gap_max_ms{0};  // longest renewal gap seen (grant_lease)
     std::atomic<int64_t> last_control_unix{0};
 
 private:

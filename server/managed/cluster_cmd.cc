@@ -25,6 +25,7 @@
 
 #include "proto/errors.h"
 #include "proto/base64.h"
+#include "replication/auth.h"
 #include "replication/replicator.h"
 #include "server/managed/cluster.h"
 #include "server/dispatch.h"
@@ -81,7 +82,7 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
     }
     if (sub == "auth" && w.size() <= 2) {
         if (w.size() == 1) {
-            p->cluster_nonce = cl->new_nonce();
+            p->cluster_nonce = repl::random_hex32();
             out.append("CHALLENGE " + p->cluster_nonce + "\r\n");
             return Next::Continue;
         }
@@ -213,15 +214,7 @@ void Dispatcher::write_heartbeat(uint32_t lease_ms, uint64_t token, uint32_t qui
                                  bool full, PendingStore* p, OutBuf& out) {
     Cluster& cl = *ctx_.cluster;
     if (full) cl.heartbeats.fetch_add(1, std::memory_order_relaxed);
-    if (token != 0 && token == p->hb_token) {
-        cl.grant_lease(p->hb_issued_us, lease_ms, quiet_ms);
-        // How long the lease had been running when this renewal came: what is left of the
-        // lease is lease_ms minus this, so its maximum is the operator's fencing margin.
-        const int64_t gap_ms = (mono_us() - p->hb_issued_us) / 1000;
-        int64_t seen = cl.hb_gap_max_ms.load(std::memory_order_relaxed);
-        while (gap_ms > seen && !cl.hb_gap_max_ms.compare_exchange_weak(seen, gap_ms)) {
-        }
-    }
+    if (token != 0 && token == p->hb_token) cl.grant_lease(p->hb_issued_us, lease_ms, quiet_ms);
     static std::atomic<uint64_t> next_token{1};
     p->hb_token = next_token.fetch_add(1, std::memory_order_relaxed);
     p->hb_issued_us = mono_us();

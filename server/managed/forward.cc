@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "proto/binary.h"
+#include "replication/auth.h"
 #include "server/managed/cluster.h"
 #include "server/conn.h"
 #include "server/worker.h"
@@ -252,7 +253,7 @@ bool PeerLinks::parse_replies(Link* l) {
                     fail_link(l, "peer refused: " + line);
                     return false;
                 }
-                l->wbuf += "cluster auth " + Cluster::proof(secret_, line.substr(10)) +
+                l->wbuf += "cluster auth " + repl::hmac_hex(secret_, line.substr(10)) +
                            (l->binary ? "\r\ncluster peer binary\r\n" : "\r\ncluster peer\r\n") +
                            l->held;
                 l->held.clear();

@@ -19,9 +19,9 @@ import pytest
 
 from lib import mc
 from lib.cluster import SECRET, FaultProxy, bucket, dump
-from lib.coord import COORD_BIN, Coordinator, parse_map, server_map, wait_settled
+from lib.coord import COORD_BIN, parse_map, server_map, wait_settled
 
-BUCKETS = 64
+BUCKETS = 64  # as the `cluster` fixture (conftest.py) starts them
 
 if not os.path.abspath(mc.server_binary()).startswith(mc.TOP + os.sep):
     pytest.skip("managed mode is this server's own", allow_module_level=True)
@@ -30,54 +30,6 @@ if not os.path.exists(COORD_BIN):
 
 pymemcache = pytest.importorskip("pymemcache")
 from pymemcache.client.base import Client  # noqa: E402
-
-
-@pytest.fixture
-def cluster(make_server, tmp_path, request):
-    """cluster(n, replicas) -> (servers {name: Server}, coordinator); cluster.node(name,
-    port=None) starts (or restarts) one server. Coordinators are stopped by PID at the end and
-    must exit 0 on SIGTERM (unless the test killed one); their logs are printed if the test
-    failed."""
-    secret = tmp_path / "secret"
-    secret.write_bytes(SECRET + b"\n")
-    coords = []
-
-    def node(name, port=None):
-        args = ["-o", f"node_id={name},cluster_secret_file={secret},buckets={BUCKETS}"]
-        if port is not None:
-            args += ["-p", str(port)]
-        return make_server(*args)
-
-    def start(n=3, replicas=1, control=None, settle=True, **kw):
-        servers = {f"n{i}": node(f"n{i}") for i in range(n)}
-        c = Coordinator(tmp_path / "coord", secret, sorted(servers.items()), replicas=replicas,
-                        buckets=BUCKETS, control=control(servers) if control else None, **kw)
-        coords.append(c)
-        if settle:
-            wait_settled(c, replicas, sorted(servers))
-        return servers, c
-
-    def restart_coordinator(old, **kw):
-        c = Coordinator(tmp_path / "coord", secret, [], replicas=kw.pop("replicas", 1),
-                        buckets=BUCKETS, state=old.state, **kw)
-        coords.append(c)
-        return c
-
-    start.node = node
-    start.restart_coordinator = restart_coordinator
-    start.secret = secret
-    yield start
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    problems = []
-    for c in coords:
-        rc = c.stop()
-        log = c.own_log()
-        if failed:
-            print(f"--- coordinator log (exit {rc}) ---\n{log[-8000:]}")
-        if (rc != 0 and not c.killed) or "Sanitizer" in log or "runtime error:" in log:
-            problems.append(f"{c.cmd} exited with {rc}:\n{log[-4000:]}")
-    if problems and not failed:
-        pytest.fail("\n".join(problems))
 
 
 def run_coordinator(*args, timeout=10):

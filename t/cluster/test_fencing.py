@@ -12,6 +12,7 @@ import time
 import pytest
 
 from lib import mc
+from lib.binproto import GET, SET, SETQ, Bin
 from lib.cluster import Heartbeat, auth, bucket, dump, install
 
 BUCKETS = 16  # as the `node` fixture (conftest.py) starts them
@@ -115,6 +116,35 @@ def test_lease_runs_out_then_active_buckets_are_fenced(node):
     # next one (as a coordinator beating every 100 ms sends) renews it
     assert hb.beat()["lease_left"] == 0
     assert hb.beat()["lease_left"] > 0
+    assert c.get_value(k)[1] == b"v1"
+
+
+def test_fenced_in_every_protocol_and_quiet_mode(node):
+    """A fenced server's refusals: noreply writes are dropped silently (and change nothing),
+    meta errors ignore q, binary quiet commands still get their error (0x07, FENCED body),
+    and the value held before is there again once the lease is renewed."""
+    a, b = node("a"), node("b")
+    install([a, b], map_text(1, [("a", a), ("b", b)], [(0, 15, "a", [])]))
+    k = keys_in(4, 1, "q")[0]
+    c = a.connect()
+    assert c.cmd(f"set {k} 0 0 2\r\nv1") == b"STORED\r\n"
+    hb = Heartbeat(a, lease_ms=300)
+    hb.beat()
+    hb.beat()
+    mc.wait_for(lambda: c.cmd(f"mg {k}").startswith(b"SERVER_ERROR FENCED"), timeout=3,
+                what="fenced")
+    c.send(f"set {k} 0 0 2 noreply\r\nv2\r\nmn\r\n")
+    assert c.readline() == b"MN\r\n"  # nothing for the noreply set
+    assert c.cmd(f"ms {k} 2 q\r\nv3") == b"SERVER_ERROR FENCED 4 1\r\n"
+    assert c.cmd(f"mg {k} v q") == b"SERVER_ERROR FENCED 4 1\r\n"
+    bc = Bin(a)
+    for op in (SETQ, SET):
+        _, st, _, _, body, _, _ = bc.call(op, k.encode(), ext=b"\0" * 8, val=b"v4")
+        assert st == 0x07 and body == b"FENCED 4 1", (op, st, body)
+    _, st, _, _, body, _, _ = bc.call(GET, k.encode())
+    assert st == 0x07 and body == b"FENCED 4 1"
+    hb.beat()
+    hb.beat()  # renewed: served again, and no refused write took effect
     assert c.get_value(k)[1] == b"v1"
 
 

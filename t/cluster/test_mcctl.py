@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from lib import mc
-from lib.coord import Coordinator, parse_map, server_map, wait_settled
+from lib.coord import parse_map, server_map, wait_settled
 
 MCCTL = os.path.join(mc.TOP, "mcctl", "mcctl")
 SECRET = b"mcctl-test-secret-0123456789abcdef"
@@ -171,32 +171,20 @@ def test_mutating_commands_need_the_secret(closed_port, tmp_path):
 
 # ---------------------------------------------------------------- a real cluster
 
-BUCKETS = 64
+BUCKETS = 64  # as the `cluster` fixture (conftest.py) starts them
 NAMES = ["n0", "n1", "n2"]
 
 
 class Cluster:
-    """Three managed servers n0..n2 and one mc-coordinator in front of them, settled (every
-    server up, one in-sync replica per bucket). mcctl(*args) runs mcctl against it with the
-    cluster secret."""
+    """Three managed servers n0..n2 and one mc-coordinator in front of them (the `cluster`
+    fixture of conftest.py), settled. mcctl(*args) runs mcctl against it with the cluster
+    secret."""
 
-    def __init__(self, make_server, tmp_path, **coord_kw):
-        self.make_server = make_server
-        self.tmp_path = tmp_path
-        self.secret_file = tmp_path / "secret"
-        self.secret_file.write_bytes(SECRET + b"\n")
-        self.servers = {name: self.node(name) for name in NAMES}
-        self.coord = Coordinator(tmp_path / "coord", self.secret_file,
-                                 sorted(self.servers.items()), replicas=1, buckets=BUCKETS,
-                                 **coord_kw)
+    def __init__(self, start, **coord_kw):
+        self.servers, self.coord = start(n=len(NAMES), replicas=1, **coord_kw)
+        self.node = start.node
+        self.secret_file = start.secret
         self.addr = f"127.0.0.1:{self.coord.port}"
-        wait_settled(self.coord, 1, NAMES)
-
-    def node(self, name, port=None):
-        args = ["-o", f"node_id={name},cluster_secret_file={self.secret_file},buckets={BUCKETS}"]
-        if port is not None:
-            args += ["-p", str(port)]
-        return self.make_server(*args)
 
     def mcctl(self, *args, **kw):
         return run("--coordinator", self.addr, "--secret-file", self.secret_file, *args, **kw)
@@ -212,24 +200,11 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(make_server, tmp_path, request):
-    """The coordinator is stopped (SIGTERM, by PID) before the servers; its log is printed if
-    the test failed."""
+def cluster(cluster):
+    """conftest.py's cluster, wrapped for mcctl: cluster(**coordinator options) -> Cluster."""
     if not os.path.abspath(mc.server_binary()).startswith(mc.TOP + os.sep):
         pytest.skip("managed mode is this server's own")
-    made = []
-
-    def start(**coord_kw):
-        c = Cluster(make_server, tmp_path, **coord_kw)
-        made.append(c)
-        return c
-
-    yield start
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    for c in made:
-        rc = c.coord.stop()
-        if failed:
-            print(f"--- coordinator log (exit {rc}) ---\n{c.coord.read_log()[-8000:]}")
+    return lambda **coord_kw: Cluster(cluster, **coord_kw)
 
 
 def rows(stdout):
