@@ -5,6 +5,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -18,7 +19,7 @@ constexpr size_t kMinChunk = 48;
 constexpr size_t kSmallMax = 512;  // 8-byte steps up to here
 constexpr size_t kMaxChunk = ((kPageSize - kPageHeader) / 8) & ~size_t{7};  // 8 per page
 constexpr int kClockProbes = 4096;  // chunks the hand looks at per allocation, at most
-constexpr int kAllocRounds = 16;    // times an allocation asks other classes for memory
+constexpr int kRoomRounds = 4096;   // evictions an allocation may make elsewhere, at most
 constexpr int kLargeTries = 64;     // large items looked at per eviction
 
 // Heap blocks for large items start with this; the Item follows.
@@ -218,6 +219,14 @@ void Slabs::free(Item* it) noexcept {
     free_chunk_locked(c, p, it);
 }
 
+void Slabs::add_page_locked(Class& c, void* mem) noexcept {
+    auto* p = new (mem) Page{static_cast<uint32_t>(&c - classes_.get()),
+                             static_cast<uint32_t>(c.pages.size()), 0, 0, false};
+    c.pages.push_back(p);
+    c.npages.store(c.pages.size(), std::memory_order_relaxed);
+    c.carve = p;
+}
+
 Item* Slabs::take_chunk(Class& c, RelTime now, bool may_evict) noexcept {
     if (Item* it = c.free_head; it != nullptr) {
         free_list_remove(c, it);
@@ -232,11 +241,7 @@ Item* Slabs::take_chunk(Class& c, RelTime now, bool may_evict) noexcept {
             if (mem == nullptr) {
                 mem_used_.fetch_sub(kPageSize, std::memory_order_relaxed);
             } else {
-                auto* p = new (mem) Page{static_cast<uint32_t>(&c - classes_.get()),
-                                         static_cast<uint32_t>(c.pages.size()), 0, 0, false};
-                c.pages.push_back(p);
-                c.npages.store(c.pages.size(), std::memory_order_relaxed);
-                c.carve = p;
+                add_page_locked(c, mem);
             }
         }
     }
@@ -283,13 +288,40 @@ Item* Slabs::alloc(size_t total, RelTime now) noexcept {
     if (total > kMaxChunk) return alloc_large(total, now);
     unsigned id = size_to_class_[(total + 7) / 8];
     Class& c = classes_[id];
-    for (int round = 0;; ++round) {
-        {
-            std::lock_guard<std::mutex> g(c.mu);
-            if (Item* it = take_chunk(c, now, evict_)) return it;
-        }
-        if (!evict_ || round >= kAllocRounds || !reclaim_elsewhere(id, now)) return nullptr;
+    {
+        std::lock_guard<std::mutex> g(c.mu);
+        if (Item* it = take_chunk(c, now, evict_)) return it;
     }
+    if (!evict_) return nullptr;
+    // The class has nothing to give: pay for a page first, then make room elsewhere. Memory
+    // freed meanwhile is already ours, so a concurrent allocation cannot take it first.
+    mem_used_.fetch_add(kPageSize, std::memory_order_relaxed);
+    void* mem = nullptr;
+    if (!make_room(id, now) || (mem = std::aligned_alloc(kPageSize, kPageSize)) == nullptr) {
+        mem_used_.fetch_sub(kPageSize, std::memory_order_relaxed);
+        return nullptr;
+    }
+    std::lock_guard<std::mutex> g(c.mu);
+    if (c.free_head != nullptr || (c.carve != nullptr && c.carve->carved < c.per_page)) {
+        // Chunks came free while we made room: use one, and give the page back.
+        std::free(mem);
+        mem_used_.fetch_sub(kPageSize, std::memory_order_relaxed);
+        return take_chunk(c, now, false);
+    }
+    add_page_locked(c, mem);
+    return take_chunk(c, now, false);
+}
+
+bool Slabs::make_room(unsigned for_class, RelTime now) noexcept {
+    for (int round = 0; mem_used_.load(std::memory_order_relaxed) >
+                        max_bytes_.load(std::memory_order_relaxed);
+         ++round) {
+        if (round >= kRoomRounds) return false;
+        // Large items first, then a page of the class with the most pages, then any page
+        // (the asking class's own too: its items were all busy or recently read).
+        if (!evict_large_one(now) && !empty_one_page(for_class, now)) return false;
+    }
+    return true;
 }
 
 bool Slabs::evict_large_one(RelTime now) noexcept {
@@ -323,22 +355,27 @@ bool Slabs::evict_large_one(RelTime now) noexcept {
     return false;
 }
 
-bool Slabs::empty_one_page(unsigned except, RelTime now) noexcept {
-    // The class holding the most pages gives one up; ties go round robin.
+bool Slabs::empty_one_page(unsigned last, RelTime now) noexcept {
+    // The class holding the most pages gives one up (ties go round robin); `last` is asked
+    // only when no other class can.
     unsigned n = large_class();
     unsigned start = victim_cursor_.fetch_add(1, std::memory_order_relaxed);
-    unsigned victim = 0;
-    size_t most = 0;
+    std::array<std::pair<size_t, unsigned>, 256> order;  // class ids fit in a byte
+    size_t count = 0;
     for (unsigned k = 0; k + 1 < n; ++k) {
         unsigned id = 1 + (start + k) % (n - 1);
         size_t np = classes_[id].npages.load(std::memory_order_relaxed);
-        if (id != except && np > most) {
-            most = np;
-            victim = id;
-        }
+        if (np > 0) order[count++] = {id == last ? 0 : np, id};
     }
-    if (victim == 0) return false;
-    Class& c = classes_[victim];
+    std::stable_sort(order.begin(), order.begin() + count,
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (size_t k = 0; k < count; ++k) {
+        if (empty_page_of(classes_[order[k].second], now)) return true;
+    }
+    return false;
+}
+
+bool Slabs::empty_page_of(Class& c, RelTime now) noexcept {
     std::lock_guard<std::mutex> g(c.mu);
     if (c.pages.empty()) return false;
     // The hand's page holds the class's oldest items; skip pages already draining.
@@ -370,33 +407,17 @@ bool Slabs::empty_one_page(unsigned except, RelTime now) noexcept {
     return true;
 }
 
-bool Slabs::reclaim_elsewhere(unsigned for_class, RelTime now) noexcept {
-    size_t before = mem_used_.load(std::memory_order_relaxed);
-    bool any = false;
-    for (int i = 0; i < kLargeTries; ++i) {
-        if (!evict_large_one(now)) break;
-        any = true;
-        if (before - std::min(before, mem_used_.load(std::memory_order_relaxed)) >= kPageSize) {
-            return true;
-        }
-    }
-    return empty_one_page(for_class, now) || any;
-}
-
 Item* Slabs::alloc_large(size_t total, RelTime now) noexcept {
     void* mem = std::malloc(sizeof(LargeHdr) + total);
     if (mem == nullptr) return nullptr;
     size_t usable = malloc_usable_size(mem);
     // Charge first, then make room: concurrent allocations cannot all slip under the limit.
     mem_used_.fetch_add(usable, std::memory_order_relaxed);
-    for (int round = 0; mem_used_.load(std::memory_order_relaxed) >
-                        max_bytes_.load(std::memory_order_relaxed);
-         ++round) {
-        if (!evict_ || round >= 4096 || !(evict_large_one(now) || empty_one_page(0, now))) {
-            mem_used_.fetch_sub(usable, std::memory_order_relaxed);
-            std::free(mem);
-            return nullptr;
-        }
+    if (mem_used_.load(std::memory_order_relaxed) > max_bytes_.load(std::memory_order_relaxed) &&
+        (!evict_ || !make_room(0, now))) {
+        mem_used_.fetch_sub(usable, std::memory_order_relaxed);
+        std::free(mem);
+        return nullptr;
     }
     auto* h = new (mem) LargeHdr{nullptr, nullptr, usable};
     Item* it = item_of(h);

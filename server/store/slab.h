@@ -9,9 +9,12 @@
 //
 // Eviction: each class has a CLOCK hand over its pages' chunks. An item read since the hand
 // last passed (Item::kAccessed) gets a second chance; an item a reply is still sending
-// (refcount above the table's one) or one not yet linked is skipped. When a class has no
-// page and the limit is reached it takes one: large items are evicted first, then a page of
-// the class holding the most pages is emptied.
+// (refcount above the table's one) or one not yet linked is skipped. When a class has nothing
+// to evict and the limit is reached, the allocation pays for a new page first (going over the
+// limit for a moment), then makes room until the limit holds again: large items are evicted
+// first, then a page of the class holding the most pages is emptied (the asking class's own
+// last). Paying first means memory freed meanwhile cannot be taken by a concurrent
+// allocation, so an allocation fails only when nothing at all can be evicted.
 //
 // Locking: one mutex per class and one for large items, always taken before (never after) the
 // store's shard locks, and those only with try_lock; see doc/threads.md. The store's evict
@@ -79,9 +82,11 @@ private:
     Item* alloc_large(size_t total, RelTime now) noexcept;
     Item* take_chunk(Class& c, RelTime now, bool may_evict) noexcept;  // c.mu held
     bool charge(size_t bytes) noexcept;
-    bool reclaim_elsewhere(unsigned for_class, RelTime now) noexcept;
+    void add_page_locked(Class& c, void* mem) noexcept;              // c.mu held; mem charged
+    bool make_room(unsigned for_class, RelTime now) noexcept;        // until mem_used <= max
     bool evict_large_one(RelTime now) noexcept;
-    bool empty_one_page(unsigned except, RelTime now) noexcept;
+    bool empty_one_page(unsigned last, RelTime now) noexcept;
+    bool empty_page_of(Class& c, RelTime now) noexcept;
     void free_chunk_locked(Class& c, Page* p, Item* it) noexcept;
     void release_page_locked(Class& c, Page* p) noexcept;
     void free_list_remove(Class& c, Item* it) noexcept;

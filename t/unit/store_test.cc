@@ -405,6 +405,34 @@ TEST_F(StoreTest, PagesMoveBetweenClasses) {
     EXPECT_LE(st->stats().malloc_bytes, c.max_bytes);
 }
 
+// Any mix of sizes under a full -m evicts and stores: values near the item limit after small
+// ones filled the memory, small ones after large ones filled it, and back, with several
+// writers at once.
+TEST_F(StoreTest, EverySizeMixEvictsAndStores) {
+    Config c;
+    c.max_bytes = 48u << 20;
+    auto st = make(c);
+    const size_t sizes[] = {100, 570000, 100, 900000, 3000, 20000, 100, 900000, 48};
+    int round = 0;
+    for (size_t len : sizes) {
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 3; ++t) {
+            threads.emplace_back([&, t] {
+                size_t n = std::min<size_t>(200000, (64u << 20) / (len + 64) / 3 + 1);
+                for (size_t i = 0; i < n; ++i) {
+                    std::string key = "r" + std::to_string(round) + "t" + std::to_string(t) + "k" +
+                                      std::to_string(i);
+                    ASSERT_EQ(put(*st, key, std::string(len, 'v')), StoreStatus::Stored)
+                        << len << " " << i;
+                }
+            });
+        }
+        for (auto& th : threads) th.join();
+        EXPECT_LE(st->stats().malloc_bytes, c.max_bytes) << len;
+        ++round;
+    }
+}
+
 // Deleting every item gives every page back.
 TEST_F(StoreTest, EmptyPagesAreReleased) {
     auto st = make();
