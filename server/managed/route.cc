@@ -50,14 +50,17 @@ Dispatcher::Where Dispatcher::where(uint32_t b, bool write, bool from_peer) {
         return cl.serving() ? Where::Local : Where::Refuse;  // fenced: refused, never stale
     }
     if (from_peer || !ctx_.settings.bucket_forward) return Where::Refuse;
-    return Where::Remote;
+    // A server whose lease ran out forwards nothing either: the request may have sat in its
+    // socket through a pause while the client wrote a newer value elsewhere.
+    return cl.serving() ? Where::Remote : Where::Refuse;
 }
 
 std::string Dispatcher::not_my_bucket(uint32_t b) {
     Cluster& cl = *ctx_.cluster;
     repl::BucketState s = cl.state(b);
-    if ((s == repl::BucketState::Active || s == repl::BucketState::Pending) && !cl.serving()) {
-        // Ours by the map held, but the lease ran out: the bucket may have moved.
+    if (!cl.serving()) {
+        // The lease ran out: ours by the map held may have moved, and the others are not
+        // forwarded (see where()).
         cl.fenced_refusals.fetch_add(1, std::memory_order_relaxed);
         return "FENCED " + std::to_string(b) + " " + std::to_string(cl.epoch());
     }

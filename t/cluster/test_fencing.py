@@ -170,6 +170,33 @@ def test_heartbeat_buffered_during_a_pause_grants_nothing(node):
     assert c.cmd("get anything").startswith(b"SERVER_ERROR FENCED")
 
 
+def test_fenced_server_forwards_nothing(node):
+    """A write that sat in a paused server's socket (the client gave up on it and has written
+    a newer value through another server since) must not be forwarded to the bucket's owner
+    when the pause ends: a server whose lease ran out refuses buckets it does not own too."""
+    a, b = node("a"), node("b")
+    install([a, b], map_text(1, [("a", a), ("b", b)], [(0, 7, "a", []), (8, 15, "b", [])]))
+    k = keys_in(9, 1, "late")[0]
+    cb = b.connect()
+    assert cb.cmd(f"set {k} 0 0 3\r\nold") == b"STORED\r\n"
+    hb = Heartbeat(a, lease_ms=300)
+    hb.beat()
+    hb.beat()
+    ca = a.connect()
+    assert ca.get_value(k)[1] == b"old"  # forwarded to b while the lease holds
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    mc.wait_for(lambda: stopped(a.proc.pid), what="the server stopped")
+    try:
+        ca.send(f"set {k} 0 0 5\r\nstale\r\n")  # sits in the buffer
+        assert cb.cmd(f"set {k} 0 0 5\r\nnewer") == b"STORED\r\n"
+        time.sleep(0.5)  # the pause under test, past the 300 ms lease
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    assert ca.readline() == b"SERVER_ERROR FENCED 9 1\r\n"
+    assert cb.get_value(k)[1] == b"newer"
+    assert int(stats(a, "cluster")["fenced_refusals"]) >= 1
+
+
 def stopped(pid):
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0] == "T"
