@@ -416,6 +416,17 @@ void Conn::forward_done(ForwardJob* job) {
     event_active(ev_, EV_READ, 0);
 }
 
+void Conn::forward_parked(bool on) {
+    if (on) {
+        ++parked_;
+        return;
+    }
+    if (--parked_ == 0 && !closed_) {  // parsing may go on
+        set_events(EV_READ | EV_PERSIST);
+        event_active(ev_, EV_READ, 0);
+    }
+}
+
 // -o repl_ack: a write's reply waits (in a hole of the output, so later replies queue behind
 // it in order) until one replica acknowledged the write, or the timeout passed. Only when some
 // replica is in sync for the bucket: with none, waiting could only time out.

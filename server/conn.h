@@ -44,6 +44,9 @@ public:
     // Managed mode: every part of a forwarded request has answered (or failed). Called on this
     // connection's worker: the reply takes its place in the output, which is then flushed.
     void forward_done(ForwardJob* job);
+    // Managed mode: one of this connection's requests starts (true) or stops (false) waiting
+    // for a new map. While one waits, no later command is parsed, so none can overtake it.
+    void forward_parked(bool on);
 
 private:
     enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close, Wait, Handoff };
@@ -95,8 +98,9 @@ private:
     static constexpr size_t kMaxForwards = 64;  // then parsing waits for replies
     // Tested on every command: empty() first, it is cheaper than a deque's size().
     bool forwards_full() const noexcept {
-        return !fwds_.empty() && fwds_.size() >= kMaxForwards;
+        return !fwds_.empty() && (fwds_.size() >= kMaxForwards || parked_ > 0);
     }
+    int parked_ = 0;  // requests of fwds_ parked (waiting for a new map)
     size_t value_filled_ = 0;
     size_t swallow_left_ = 0;
 

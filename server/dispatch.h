@@ -82,6 +82,14 @@ public:
     // The reply to a forwarded request, or its failure, as the client gets it.
     std::string finish_forward(const ForwardJob& job);
 
+    // Managed mode, a parked request (its owner unreachable, or none in the map): route it
+    // again with the map held now. Wait: still no owner (or its bucket is pending here for
+    // a write); Send: job's target is set, submit it; Done: answered (here, or refused).
+    enum class Reroute : uint8_t { Wait, Send, Done };
+    Reroute reroute(ForwardJob* job);
+    // A parked request's bound passed, or parking is off: the error it gets (job->error).
+    void fail_parked(ForwardJob* job);
+
     Dispatcher(ServerContext& ctx, ThreadStats& stats) noexcept : ctx_(ctx), stats_(stats) {}
 
     // Execute a parsed command. For a storage command fills *pending and returns ReadValue,
@@ -121,6 +129,7 @@ private:
     enum class Where : uint8_t { Local, Remote, Refuse };
     Where where(uint32_t bucket, bool write, bool from_peer);
     std::string not_my_bucket(uint32_t bucket);
+    void refuse_text(const proto::Request& req, OutBuf& out, uint32_t bucket);
     // Managed mode: false when the request was answered or handed over (*next says how).
     bool route_text(const proto::Request& req, OutBuf& out, PendingStore* p, size_t* swallow,
                     Next* next);

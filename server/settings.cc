@@ -442,6 +442,12 @@ void sub_bucket_forward(ParseState& st, const char* value) {
     st.s.bucket_forward = v == 1;
 }
 
+void sub_forward_park_ms(ParseState& st, const char* value) {
+    int v = read_int("forward_park_ms", need(value, "Missing forward_park_ms value"));
+    if (v < 0 || v > 60000) refuse("forward_park_ms must be from 0 to 60000: %d", v);
+    st.s.forward_park_ms = static_cast<unsigned>(v);
+}
+
 void sub_repl_ack(ParseState& st, const char* value) {
     std::string v = need(value, "Missing repl_ack value (none, delete or all)");
     if (v == "none") {
@@ -556,6 +562,10 @@ const SuboptionSpec kSuboptions[] = {
      "managed mode: 1 forwards a request for another server's bucket\n(default), 0 answers "
      "NOT_MY_BUCKET",
      sub_bucket_forward, nullptr},
+    {"forward_park_ms",
+     "managed mode: how long a request whose owner is unreachable or\nunknown waits for a new "
+     "map, in ms (default: 1500; 0: fail at once)",
+     sub_forward_park_ms, nullptr},
     {"repl_ack",
      "managed mode: none (default), delete or all: which writes wait for\none replica's "
      "acknowledgement before the reply",

@@ -280,6 +280,10 @@ void write_cluster_stats(ServerContext& ctx, OutBuf& out) {
     line("secs_since_control", last == 0 ? "-1" : std::to_string(time(nullptr) - last));
     line("forwarded", std::to_string(cl.forwarded.load()));
     line("forward_errors", std::to_string(cl.forward_errors.load()));
+    line("forward_park_ms", std::to_string(ctx.settings.forward_park_ms));
+    line("forward_parked", std::to_string(cl.forward_parked.load()));
+    line("forward_park_resumed", std::to_string(cl.forward_park_resumed.load()));
+    line("forward_park_timeouts", std::to_string(cl.forward_park_timeouts.load()));
     line("not_my_bucket", std::to_string(cl.not_my_bucket.load()));
     line("fenced", cl.serving() ? "no" : "yes");
     line("fenced_refusals", std::to_string(cl.fenced_refusals.load()));

@@ -72,6 +72,7 @@ PeerLinks::~PeerLinks() {
         if (l->fd >= 0) ::close(l->fd);
     }
     if (timer_ != nullptr) event_free(timer_);
+    if (park_timer_ != nullptr) event_free(park_timer_);
 }
 
 PeerLinks::Link* PeerLinks::link(const std::string& node, const std::string& host,
@@ -91,6 +92,14 @@ PeerLinks::Link* PeerLinks::link(const std::string& node, const std::string& hos
     return l.get();
 }
 
+bool ForwardJob::needs_route() const noexcept {
+    if (kind != Kind::MultiGet) return node.empty();
+    for (const std::string& o : owner) {
+        if (o == kUnrouted) return true;
+    }
+    return false;
+}
+
 void PeerLinks::submit(ForwardJob* job) {
     Cluster* cl = worker_->ctx().cluster;
     if (timer_ == nullptr) {
@@ -101,25 +110,29 @@ void PeerLinks::submit(ForwardJob* job) {
     if (job->kind == ForwardJob::Kind::MultiGet) {
         std::map<std::string, std::string> per_node;
         for (size_t i = 0; i < job->keys.size(); ++i) {
-            if (job->owner[i].empty()) continue;
+            if (job->owner[i].empty() || job->owner[i] == ForwardJob::kUnrouted) continue;
             std::string& r = per_node[job->owner[i]];
             if (r.empty()) r = job->get_cmd;
             r += " ";
             r += job->keys[i];
         }
         job->outstanding = static_cast<int>(per_node.size());
+        if (job->outstanding == 0) return finish(job);
         for (auto& [node, req] : per_node) {
             cl->forwarded.fetch_add(1, std::memory_order_relaxed);
             auto& a = job->addr[node];
             send(link(node, a.first, a.second, false), job, req + "\r\n", false);
         }
-        if (job->outstanding == 0 && job->conn != nullptr) job->conn->forward_done(job);
         return;
     }
+    if (job->node.empty()) return finish(job);  // no owner in the map: park
     job->outstanding = 1;
     cl->forwarded.fetch_add(1, std::memory_order_relaxed);
     const bool binary = job->kind == ForwardJob::Kind::Binary;
-    send(link(job->node, job->host, job->port, binary), job, std::move(job->request), binary);
+    // Kept (a copy) while parking is on: the request is sent again if the owner fails.
+    std::string bytes = worker_->ctx().settings.forward_park_ms > 0 ? job->request
+                                                                     : std::move(job->request);
+    send(link(job->node, job->host, job->port, binary), job, std::move(bytes), binary);
 }
 
 void PeerLinks::cancel(ForwardJob* job) noexcept {
@@ -127,6 +140,9 @@ void PeerLinks::cancel(ForwardJob* job) noexcept {
         for (Waiter& w : l->waiters) {
             if (w.job == job) w.job = nullptr;
         }
+    }
+    for (ForwardJob*& p : parked_) {
+        if (p == job) p = nullptr;
     }
 }
 
@@ -327,8 +343,16 @@ void PeerLinks::part_done(ForwardJob* job, const std::string& node, std::string 
                           bool failed) {
     if (job == nullptr) return;  // its client went away
     if (failed) {
+        // The part needs an owner again: after the next map (parking), or it fails.
         worker_->ctx().cluster->forward_errors.fetch_add(1, std::memory_order_relaxed);
-        if (job->error.empty()) job->error = "forward to " + node + " failed: " + bytes;
+        job->park_why = "forward to " + node + " failed: " + bytes;
+        if (job->kind == ForwardJob::Kind::MultiGet) {
+            for (std::string& o : job->owner) {
+                if (o == node) o = ForwardJob::kUnrouted;
+            }
+        } else {
+            job->node.clear();
+        }
     } else if (job->kind == ForwardJob::Kind::MultiGet) {
         // Keep each VALUE block under its key for reassembly in request order.
         size_t pos = 0;
@@ -348,10 +372,99 @@ void PeerLinks::part_done(ForwardJob* job, const std::string& node, std::string 
             job->blocks[key] = bytes.substr(pos, stop - pos);
             pos = stop;
         }
+        for (std::string& o : job->owner) {
+            if (o == node) o.clear();  // answered
+        }
     } else {
         job->reply = std::move(bytes);
     }
-    if (--job->outstanding == 0 && job->conn != nullptr) job->conn->forward_done(job);
+    if (--job->outstanding == 0) finish(job);
+}
+
+void PeerLinks::finish(ForwardJob* job) {
+    if (job->conn == nullptr) return;
+    if (job->needs_route()) {
+        const unsigned park_ms = worker_->ctx().settings.forward_park_ms;
+        if (park_ms > 0 && (job->park_until_us == 0 || mono_us() < job->park_until_us)) {
+            return park(job);
+        }
+        if (job->park_until_us != 0) {  // parked before, routed again, failed after the bound
+            worker_->ctx().cluster->forward_park_timeouts.fetch_add(1, std::memory_order_relaxed);
+        }
+        worker_->dispatcher().fail_parked(job);
+    }
+    job->conn->forward_done(job);
+}
+
+void PeerLinks::park(ForwardJob* job) {
+    if (job->park_until_us == 0) {
+        job->park_until_us =
+            mono_us() + int64_t{worker_->ctx().settings.forward_park_ms} * 1000;
+        worker_->ctx().cluster->forward_parked.fetch_add(1, std::memory_order_relaxed);
+    }
+    job->parked = true;
+    parked_.push_back(job);
+    job->conn->forward_parked(true);
+    if (park_timer_ == nullptr) {
+        park_timer_ = event_new(worker_->base(), -1, EV_PERSIST, &PeerLinks::on_park_timer, this);
+    }
+    if (!park_timer_on_) {
+        timeval tick{0, kParkPoll.count() * 1000};
+        event_add(park_timer_, &tick);
+        park_timer_on_ = true;
+    }
+}
+
+void PeerLinks::on_park_timer(evutil_socket_t, short, void* arg) {
+    static_cast<PeerLinks*>(arg)->check_parked();
+}
+
+// Every few ms while requests are parked: a request whose map changed is routed again (and
+// its connection resumes), one past its bound gets its error.
+void PeerLinks::check_parked() {
+    Cluster* cl = worker_->ctx().cluster;
+    const uint64_t gen = cl->generation();
+    const int64_t now = mono_us();
+    std::vector<ForwardJob*> list;
+    list.swap(parked_);
+    for (ForwardJob* job : list) {
+        if (job == nullptr) continue;  // its client went away
+        if (job->route_gen == gen && now < job->park_until_us) {
+            parked_.push_back(job);
+            continue;
+        }
+        job->parked = false;
+        job->conn->forward_parked(false);
+        if (job->route_gen == gen) {  // the bound passed, and no new map
+            cl->forward_park_timeouts.fetch_add(1, std::memory_order_relaxed);
+            worker_->dispatcher().fail_parked(job);
+            job->conn->forward_done(job);
+            continue;
+        }
+        switch (worker_->dispatcher().reroute(job)) {
+            case Dispatcher::Reroute::Wait:
+                if (now < job->park_until_us) {
+                    park(job);
+                } else {
+                    cl->forward_park_timeouts.fetch_add(1, std::memory_order_relaxed);
+                    worker_->dispatcher().fail_parked(job);
+                    job->conn->forward_done(job);
+                }
+                break;
+            case Dispatcher::Reroute::Send:
+                cl->forward_park_resumed.fetch_add(1, std::memory_order_relaxed);
+                submit(job);
+                break;
+            case Dispatcher::Reroute::Done:
+                cl->forward_park_resumed.fetch_add(1, std::memory_order_relaxed);
+                job->conn->forward_done(job);
+                break;
+        }
+    }
+    if (parked_.empty() && park_timer_on_) {
+        event_del(park_timer_);
+        park_timer_on_ = false;
+    }
 }
 
 void PeerLinks::fail_link(Link* l, const std::string& why) {

@@ -40,8 +40,24 @@ struct ForwardJob {
     std::string reply;  // Text/Binary: the relayed bytes
     uint8_t bin_opcode = 0;   // Binary: for an error response of our own
     uint32_t bin_opaque = 0;
-    std::string error;  // the first failure, if any
+    std::string error;  // the failure the client gets, if any
+    uint16_t bin_status = 0x86;  // Binary: the status of that failure
+    // Text noreply (not meta q, not binary quiet): a failure is not reported, as a local
+    // SERVER_ERROR of that command would not be.
+    bool quiet_fail = false;
     uint64_t ack_token = 0;  // repl_ack: a local reply waiting for a replica (reply holds it)
+
+    // Parking (-o forward_park_ms): a request whose owner could not be reached, or which had
+    // no owner in the map, waits for the next map instead of failing. Text/Binary: node is
+    // empty while the request needs an owner. MultiGet: owner[i] is kUnrouted for a key that
+    // needs one, and "" for a key read here or already answered.
+    static constexpr const char* kUnrouted = "*";  // no node name has a '*'
+    bool parked = false;
+    uint64_t route_gen = 0;       // the cluster generation the request was last routed with
+    int64_t park_until_us = 0;    // the bound (CLOCK_MONOTONIC), set when first parked
+    std::string park_why;         // the last forward failure ("" = the map named no owner)
+    uint32_t park_bucket = 0;     // a bucket without owner, for NOT_MY_BUCKET at the bound
+    bool needs_route() const noexcept;
 };
 
 class PeerLinks {
@@ -56,8 +72,12 @@ public:
     void submit(ForwardJob* job);
     // The connection is closing: forget its job.
     void cancel(ForwardJob* job) noexcept;
+    // Requests waiting for a new map right now (this worker).
+    size_t parked() const noexcept { return parked_.size(); }
 
     static constexpr auto kTimeout = std::chrono::milliseconds(1000);
+    // How often a worker with parked requests looks for a new map (the cluster generation).
+    static constexpr auto kParkPoll = std::chrono::milliseconds(2);
 
 private:
     struct Link;
@@ -75,12 +95,22 @@ private:
     bool parse_replies(Link* l);
     void part_done(ForwardJob* job, const std::string& node, std::string bytes, bool failed);
     void fail_link(Link* l, const std::string& why);
+    void finish(ForwardJob* job);  // every part is back: deliver, or park what failed
+    void park(ForwardJob* job);
+    static void on_park_timer(evutil_socket_t fd, short what, void* arg);
+    void check_parked();
 
     Worker* worker_;
     std::string secret_;
     std::map<std::string, std::unique_ptr<Link>> links_;
     event* timer_ = nullptr;
     uint32_t next_marker_ = 1;
+    // Parked jobs in the order they parked; a cancelled one becomes null. A timer of a few
+    // ms runs while any is parked: it retries those whose map changed and fails those past
+    // their bound.
+    std::vector<ForwardJob*> parked_;
+    event* park_timer_ = nullptr;
+    bool park_timer_on_ = false;
 };
 
 }  // namespace mcm::server

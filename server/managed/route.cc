@@ -132,13 +132,7 @@ bool Dispatcher::route_text(const Request& req, OutBuf& out, PendingStore* p, si
                 *next = forward_text(req, out, p, swallow);
                 return false;
             }
-            if (!req.noreply || req.cmd == Cmd::MetaGet || req.cmd == Cmd::MetaSet ||
-                req.cmd == Cmd::MetaDelete || req.cmd == Cmd::MetaArith) {
-                // meta errors ignore q, as all meta errors do
-                out.append("SERVER_ERROR " + not_my_bucket(bucket) + "\r\n");
-            } else {
-                (void)not_my_bucket(bucket);
-            }
+            refuse_text(req, out, bucket);  // meta errors ignore q, as all meta errors do
             *next = Next::Continue;
             if (proto::cmd_flags(req.cmd) & proto::kStore) {  // its value must not run
                 *swallow = static_cast<size_t>(req.value_len) + 2;
@@ -191,24 +185,56 @@ bool Dispatcher::route_binary(const proto::bin::BinRequest& r, OutBuf& out, Pend
 
 namespace {
 
-// The active server of a bucket in the map held: false if the map names none.
-bool owner_of(const Cluster& cl, uint32_t b, std::string* name, std::string* host,
-              uint16_t* port) {
+enum class Owner : uint8_t { Found, None, Here };
+
+// The active server of a bucket in the map held. None: no map, or the map names no active
+// server (a request may wait for the next map); Here: the map names this server, but the
+// bucket's state says otherwise (an operator's `cluster state`, a handover that did not end).
+Owner owner_of(const Cluster& cl, uint32_t b, std::string* name, std::string* host,
+               uint16_t* port) {
     std::shared_ptr<const repl::BucketMap> m = cl.map();
-    if (m == nullptr || b >= m->nbuckets || m->active[b] == repl::kNoNode) return false;
+    if (m == nullptr || b >= m->nbuckets || m->active[b] == repl::kNoNode) return Owner::None;
     const repl::BucketMap::Node& n = m->nodes[m->active[b]];
-    if (n.name == cl.node_id()) return false;  // the map says here, the state says no
+    if (n.name == cl.node_id()) return Owner::Here;
     *name = n.name;
     *host = n.host;
     *port = n.port;
-    return true;
+    return Owner::Found;
+}
+
+bool is_meta(Cmd c) noexcept {
+    switch (c) {
+        case Cmd::MetaGet:
+        case Cmd::MetaSet:
+        case Cmd::MetaDelete:
+        case Cmd::MetaArith:
+        case Cmd::MetaDebug:
+        case Cmd::MetaNoop: return true;
+        default: return false;
+    }
+}
+
+bool binary_write(uint8_t op) noexcept {
+    namespace bin = proto::bin;
+    return !(op == bin::Get || op == bin::GetQ || op == bin::GetK || op == bin::GetKQ);
 }
 
 }  // namespace
 
+// NOT_MY_BUCKET (or FENCED) for a keyed text command, as its local errors go: text noreply
+// silences it, meta q does not (meta errors are always sent).
+void Dispatcher::refuse_text(const Request& req, OutBuf& out, uint32_t b) {
+    std::string why = not_my_bucket(b);
+    if (!req.noreply || is_meta(req.cmd)) out.append("SERVER_ERROR " + why + "\r\n");
+}
+
 Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, size_t* swallow) {
     Cluster& cl = *ctx_.cluster;
+    const bool park = ctx_.settings.forward_park_ms > 0;
     auto job = std::make_unique<ForwardJob>();
+    // Read before the map: a map installed after this changes the generation, so a request
+    // parked for want of an owner cannot miss it.
+    job->route_gen = cl.generation();
     if (req.cmd == Cmd::Get || req.cmd == Cmd::Gets || req.cmd == Cmd::Gat ||
         req.cmd == Cmd::Gats) {
         // Split by owner. Local keys are read now (a later command of this connection must
@@ -219,6 +245,7 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
         if (req.cmd == Cmd::Gat || req.cmd == Cmd::Gats) {
             job->get_cmd += " " + std::to_string(req.exptime);
         }
+        bool unrouted = false;
         proto::KeyCursor keys(req.keys);
         std::string_view key;
         while (keys.next(&key)) {
@@ -237,11 +264,18 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
                     tmp.drain_to(&block);
                     job->blocks[std::string(key)] = std::move(block);
                 }
-            } else if (!owner_of(cl, b, &node, &host, &port)) {
-                out.append("SERVER_ERROR " + not_my_bucket(b) + "\r\n");
-                return Next::Continue;
             } else {
-                job->addr[node] = {host, port};
+                Owner o = owner_of(cl, b, &node, &host, &port);
+                if (o == Owner::Found) {
+                    job->addr[node] = {host, port};
+                } else if (o == Owner::None && park) {
+                    node = ForwardJob::kUnrouted;  // waits for a map that names an owner
+                    if (!unrouted) job->park_bucket = b;
+                    unrouted = true;
+                } else {
+                    out.append("SERVER_ERROR " + not_my_bucket(b) + "\r\n");
+                    return Next::Continue;
+                }
             }
             job->keys.emplace_back(key);
             job->owner.push_back(std::move(node));
@@ -250,16 +284,20 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
         return Next::Forward;
     }
     uint32_t b = cl.bucket(req.key);
-    if (!owner_of(cl, b, &job->node, &job->host, &job->port)) {
-        out.append("SERVER_ERROR " + not_my_bucket(b) + "\r\n");
+    Owner o = owner_of(cl, b, &job->node, &job->host, &job->port);
+    if (o == Owner::Here || (o == Owner::None && !park)) {
+        refuse_text(req, out, b);
         if (proto::cmd_flags(req.cmd) & proto::kStore) {
             *swallow = static_cast<size_t>(req.value_len) + 2;
             return Next::Swallow;
         }
         return Next::Continue;
     }
+    // Owner::None with parking: node stays empty, and the job waits for a map.
     job->kind = ForwardJob::Kind::Text;
     job->request = std::string(req.raw);
+    job->park_bucket = b;
+    job->quiet_fail = req.noreply && !is_meta(req.cmd);
     if (proto::cmd_flags(req.cmd) & proto::kStore) {
         job->value_pending = static_cast<size_t>(req.value_len) + 2;
     }
@@ -271,8 +309,10 @@ Next Dispatcher::forward_binary(const proto::bin::BinRequest& r, OutBuf& out, Pe
                                 size_t* swallow) {
     Cluster& cl = *ctx_.cluster;
     auto job = std::make_unique<ForwardJob>();
+    job->route_gen = cl.generation();
     uint32_t b = cl.bucket(r.key);
-    if (!owner_of(cl, b, &job->node, &job->host, &job->port)) {
+    Owner o = owner_of(cl, b, &job->node, &job->host, &job->port);
+    if (o == Owner::Here || (o == Owner::None && ctx_.settings.forward_park_ms == 0)) {
         std::string body = not_my_bucket(b);
         char h[proto::bin::kHeaderLen];
         proto::bin::write_header(h, r.opcode, 0x07, 0, 0, static_cast<uint32_t>(body.size()),
@@ -290,17 +330,134 @@ Next Dispatcher::forward_binary(const proto::bin::BinRequest& r, OutBuf& out, Pe
     job->bin_opcode = r.opcode;
     job->bin_opaque = r.opaque;
     job->value_pending = r.value_len();
+    job->park_bucket = b;
     // The response must carry the client's opaque: it does, the request is sent unchanged.
     p->forward = std::move(job);
     return Next::Forward;
 }
 
+Dispatcher::Reroute Dispatcher::reroute(ForwardJob* job) {
+    Cluster& cl = *ctx_.cluster;
+    job->route_gen = cl.generation();  // before states and map are read, as in forward_text
+    if (job->kind == ForwardJob::Kind::MultiGet) {
+        // The keys without an answer go out together once each has a place.
+        const bool touch = job->get_cmd.rfind("gat", 0) == 0;
+        for (size_t i = 0; i < job->keys.size(); ++i) {
+            if (job->owner[i] != ForwardJob::kUnrouted) continue;
+            uint32_t b = cl.bucket(job->keys[i]);
+            if (touch && cl.state(b) == repl::BucketState::Pending) return Reroute::Wait;
+            Where w = where(b, touch, false);
+            if (w == Where::Local) continue;
+            std::string node, host;
+            uint16_t port = 0;
+            Owner o = w == Where::Refuse ? Owner::Here : owner_of(cl, b, &node, &host, &port);
+            if (o == Owner::None) {
+                job->park_bucket = b;
+                job->park_why.clear();  // at the bound: NOT_MY_BUCKET
+                return Reroute::Wait;
+            }
+            if (o == Owner::Here) {  // fenced, or the map and the state disagree
+                job->error = not_my_bucket(b);
+                job->bin_status = 0x07;
+                return Reroute::Done;
+            }
+        }
+        for (size_t i = 0; i < job->keys.size(); ++i) {
+            if (job->owner[i] != ForwardJob::kUnrouted) continue;
+            const std::string& key = job->keys[i];
+            uint32_t b = cl.bucket(key);
+            std::string node, host;
+            uint16_t port = 0;
+            if (where(b, touch, false) == Where::Local) {
+                if (!job->blocks.count(key)) {
+                    std::string line = job->get_cmd + " " + key + "\r\n";
+                    Request one;
+                    size_t used = 0;
+                    if (proto::parse_command(line, &one, &used) == proto::ParseStatus::Ok) {
+                        OutBuf tmp(&ctx_.store);
+                        get(one, tmp, false);
+                        std::string block;
+                        tmp.drain_to(&block);
+                        job->blocks[key] = std::move(block);
+                    }
+                }
+                job->owner[i].clear();
+            } else if (owner_of(cl, b, &node, &host, &port) == Owner::Found) {
+                job->addr[node] = {host, port};
+                job->owner[i] = std::move(node);
+            }  // else: the map changed meanwhile (another thread): the key waits again
+        }
+        return Reroute::Send;
+    }
+    // One key: run it as if it had just arrived (here, forwarded, or refused).
+    OutBuf tmp(&ctx_.store);
+    PendingStore ps;
+    size_t swallow = 0;
+    size_t used = 0;
+    uint32_t b = 0;
+    Next next = Next::Continue;
+    if (job->kind == ForwardJob::Kind::Binary) {
+        proto::bin::BinRequest r;
+        if (proto::bin::parse_binary(job->request, &r, &used) != proto::ParseStatus::Ok) {
+            return Reroute::Wait;  // cannot happen: it was parsed before
+        }
+        b = cl.bucket(r.key);
+        if (binary_write(r.opcode) && cl.state(b) == repl::BucketState::Pending) {
+            return Reroute::Wait;  // the handover ends with a new generation
+        }
+        next = execute_binary(r, tmp, &ps, &swallow);
+    } else {
+        Request req;
+        if (proto::parse_command(job->request, &req, &used) != proto::ParseStatus::Ok) {
+            return Reroute::Wait;
+        }
+        b = cl.bucket(req.key);
+        if (is_write(req.cmd) && cl.state(b) == repl::BucketState::Pending) return Reroute::Wait;
+        next = execute(req, tmp, &ps, &swallow);
+    }
+    if (next == Next::Forward) {
+        ForwardJob& nj = *ps.forward;
+        if (nj.node.empty()) {
+            job->park_bucket = b;
+            job->park_why.clear();
+            return Reroute::Wait;
+        }
+        job->node = nj.node;
+        job->host = nj.host;
+        job->port = nj.port;
+        return Reroute::Send;
+    }
+    if (next == Next::ReadValue) {  // served here: its value is in the request already
+        if (job->request.size() - used >= ps.wire_len) {
+            std::memcpy(ps.dest(), job->request.data() + used, ps.wire_len);
+            finish_store(&ps, tmp);
+        }
+    }
+    job->reply.clear();
+    tmp.drain_to(&job->reply);
+    return Reroute::Done;
+}
+
+void Dispatcher::fail_parked(ForwardJob* job) {
+    if (!job->park_why.empty()) {
+        job->error = job->park_why;
+        job->bin_status = 0x86;  // temporary failure
+    } else {
+        job->error = not_my_bucket(job->park_bucket);
+        job->bin_status = 0x07;
+    }
+}
+
 std::string Dispatcher::finish_forward(const ForwardJob& job) {
     if (!job.error.empty()) {
+        // As a SERVER_ERROR of the same command run here would be: silent for text noreply;
+        // sent for meta q (meta errors always are) and binary quiet commands (memcached
+        // quiets their successes only).
+        if (job.quiet_fail) return {};
         if (job.kind != ForwardJob::Kind::Binary) return "SERVER_ERROR " + job.error + "\r\n";
-        // 0x86: temporary failure; the body says which server and why.
+        // 0x86: temporary failure, 0x07: no owner; the body says which server and why.
         std::string r(proto::bin::kHeaderLen, '\0');
-        proto::bin::write_header(r.data(), job.bin_opcode, 0x86, 0, 0,
+        proto::bin::write_header(r.data(), job.bin_opcode, job.bin_status, 0, 0,
                                  static_cast<uint32_t>(job.error.size()), job.bin_opaque, 0);
         return r + job.error;
     }
