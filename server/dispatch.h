@@ -51,6 +51,7 @@ struct PendingStore {
     std::string cluster_nonce;  // the challenge this connection was given
     bool cluster_auth = false;  // proved the cluster secret
     bool cluster_peer = false;  // a peer's link: never forward what comes on it
+    bool no_park = false;       // UDP: a request cannot wait parked (managed mode)
     bool switch_binary = false;  // `cluster peer binary`: the rest of the stream is binary
     // `cluster repl <node> <nonce>`: hand this socket to the replication thread.
     bool repl_handoff = false;
@@ -126,8 +127,9 @@ private:
     void write_bucket_dump(uint32_t bucket, OutBuf& out);
     void write_heartbeat(uint32_t lease_ms, uint64_t token, uint32_t quiet_ms, bool full,
                          PendingStore* p, OutBuf& out);
-    enum class Where : uint8_t { Local, Remote, Refuse };
-    Where where(uint32_t bucket, bool write, bool from_peer);
+    // Wait: a write for a bucket pending here, on a connection that can park it.
+    enum class Where : uint8_t { Local, Remote, Refuse, Wait };
+    Where where(uint32_t bucket, bool write, const PendingStore* p);
     std::string not_my_bucket(uint32_t bucket);
     void refuse_text(const proto::Request& req, OutBuf& out, uint32_t bucket);
     // Managed mode: false when the request was answered or handed over (*next says how).
@@ -135,9 +137,11 @@ private:
                     Next* next);
     bool route_binary(const proto::bin::BinRequest& r, OutBuf& out, PendingStore* p,
                       size_t* swallow, Next* next);
-    Next forward_text(const proto::Request& req, OutBuf& out, PendingStore* p, size_t* swallow);
+    // pending: the request waits (parked) for its bucket, pending here, to become active.
+    Next forward_text(const proto::Request& req, OutBuf& out, PendingStore* p, size_t* swallow,
+                      bool pending = false);
     Next forward_binary(const proto::bin::BinRequest& r, OutBuf& out, PendingStore* p,
-                        size_t* swallow);
+                        size_t* swallow, bool pending = false);
     void debug(const proto::Request& req, OutBuf& out);
     void reply(const proto::Request& req, OutBuf& out, std::string_view line);
     void count_cas(store::StoreOp op, store::StoreStatus s) noexcept;  // cas_hits/badval/misses

@@ -86,6 +86,7 @@ void Worker::serve_datagram(int fd, const char* buf, size_t n, const void* from,
                          static_cast<uint8_t>(in[0]) == proto::bin::kReqMagic);
     PendingStore pending;
     pending.cluster_peer = true;  // managed mode: UDP requests are not forwarded (NOT_MY_BUCKET)
+    pending.no_park = true;       // ... nor parked
     for (int budget = 0; !in.empty() && budget < 1000; ++budget) {
         size_t consumed = 0;
         size_t swallow = 0;

@@ -384,7 +384,8 @@ void PeerLinks::part_done(ForwardJob* job, const std::string& node, std::string 
 void PeerLinks::finish(ForwardJob* job) {
     if (job->conn == nullptr) return;
     if (job->needs_route()) {
-        const unsigned park_ms = worker_->ctx().settings.forward_park_ms;
+        const unsigned park_ms =
+            job->park_ms != 0 ? job->park_ms : worker_->ctx().settings.forward_park_ms;
         if (park_ms > 0 && (job->park_until_us == 0 || mono_us() < job->park_until_us)) {
             return park(job);
         }
@@ -398,8 +399,9 @@ void PeerLinks::finish(ForwardJob* job) {
 
 void PeerLinks::park(ForwardJob* job) {
     if (job->park_until_us == 0) {
-        job->park_until_us =
-            mono_us() + int64_t{worker_->ctx().settings.forward_park_ms} * 1000;
+        const unsigned park_ms =
+            job->park_ms != 0 ? job->park_ms : worker_->ctx().settings.forward_park_ms;
+        job->park_until_us = mono_us() + int64_t{park_ms} * 1000;
         worker_->ctx().cluster->forward_parked.fetch_add(1, std::memory_order_relaxed);
     }
     job->parked = true;

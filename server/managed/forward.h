@@ -53,6 +53,8 @@ struct ForwardJob {
     // needs one, and "" for a key read here or already answered.
     static constexpr const char* kUnrouted = "*";  // no node name has a '*'
     bool parked = false;
+    bool from_peer = false;       // came on a peer link: never forwarded, only waits here
+    unsigned park_ms = 0;         // the bound, when not -o forward_park_ms (a pending write)
     uint64_t route_gen = 0;       // the cluster generation the request was last routed with
     int64_t park_until_us = 0;    // the bound (CLOCK_MONOTONIC), set when first parked
     std::string park_why;         // the last forward failure ("" = the map named no owner)

@@ -2,6 +2,9 @@
 // pending bucket waits a little for the handover; anything else is forwarded to the bucket's
 // active server (server/forward.cc) or, with -o bucket_forward=0 or on a peer link (a request
 // is forwarded once at most), refused with SERVER_ERROR NOT_MY_BUCKET <bucket> <epoch>.
+// Waiting is parking (-o forward_park_ms, forward.cc): a request with no owner in the map,
+// whose owner failed, or that writes to a pending bucket, waits on its connection for the
+// next map (the cluster generation) and is then routed again (reroute).
 #include <chrono>
 #include <thread>
 
@@ -20,6 +23,7 @@ using proto::Request;
 namespace {
 
 constexpr auto kPendingWait = std::chrono::milliseconds(250);
+constexpr unsigned kPendingWaitMs = 250;
 
 bool is_write(Cmd c) noexcept {
     switch (c) {
@@ -33,11 +37,13 @@ bool is_write(Cmd c) noexcept {
 
 }  // namespace
 
-Dispatcher::Where Dispatcher::where(uint32_t b, bool write, bool from_peer) {
+Dispatcher::Where Dispatcher::where(uint32_t b, bool write, const PendingStore* p) {
     Cluster& cl = *ctx_.cluster;
     repl::BucketState s = cl.state(b);
     if (s == repl::BucketState::Pending && write) {
-        // A handover is under way: hold the write briefly (this worker waits with it).
+        // A handover is under way. A connection's request waits for it parked (the worker
+        // goes on); a UDP request, or any with parking off, holds this worker while it waits.
+        if (ctx_.settings.forward_park_ms > 0 && !p->no_park) return Where::Wait;
         auto until = std::chrono::steady_clock::now() + kPendingWait;
         while (s == repl::BucketState::Pending && std::chrono::steady_clock::now() < until) {
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -49,7 +55,7 @@ Dispatcher::Where Dispatcher::where(uint32_t b, bool write, bool from_peer) {
     if (s == repl::BucketState::Active || (s == repl::BucketState::Pending && !write)) {
         return cl.serving() ? Where::Local : Where::Refuse;  // fenced: refused, never stale
     }
-    if (from_peer || !ctx_.settings.bucket_forward) return Where::Refuse;
+    if (p->cluster_peer || !ctx_.settings.bucket_forward) return Where::Refuse;
     // A server whose lease ran out forwards nothing either: the request may have sat in its
     // socket through a pause while the client wrote a newer value elsewhere.
     return cl.serving() ? Where::Remote : Where::Refuse;
@@ -83,7 +89,6 @@ bool Dispatcher::route_text(const Request& req, OutBuf& out, PendingStore* p, si
         store::bucket_hint = {one.data(), one.size(), b};
         if (cl.state(b) == repl::BucketState::Active && cl.serving()) return true;
     }
-    const bool peer = p->cluster_peer;
     const bool write = is_write(req.cmd);
     uint32_t bucket = 0;
     bool remote = false;
@@ -97,7 +102,7 @@ bool Dispatcher::route_text(const Request& req, OutBuf& out, PendingStore* p, si
             while (keys.next(&key)) {
                 if (key.size() > proto::kKeyMaxLength) return true;  // the local path's error
                 uint32_t b = cl.bucket(key);
-                Where w = where(b, write, peer);
+                Where w = where(b, write, p);
                 if (w == Where::Local) continue;
                 if (w == Where::Refuse) {
                     out.append("SERVER_ERROR " + not_my_bucket(b) + "\r\n");
@@ -126,10 +131,10 @@ bool Dispatcher::route_text(const Request& req, OutBuf& out, PendingStore* p, si
         case Cmd::MetaArith:
         case Cmd::MetaDebug: {
             bucket = cl.bucket(req.key);
-            Where w = where(bucket, write, peer);
+            Where w = where(bucket, write, p);
             if (w == Where::Local) return true;
-            if (w == Where::Remote) {
-                *next = forward_text(req, out, p, swallow);
+            if (w == Where::Remote || w == Where::Wait) {
+                *next = forward_text(req, out, p, swallow, w == Where::Wait);
                 return false;
             }
             refuse_text(req, out, bucket);  // meta errors ignore q, as all meta errors do
@@ -163,10 +168,10 @@ bool Dispatcher::route_binary(const proto::bin::BinRequest& r, OutBuf& out, Pend
                          r.opcode == bin::GetKQ);
     uint32_t b = ctx_.cluster->bucket(r.key);
     store::bucket_hint = {r.key.data(), r.key.size(), b};
-    Where w = where(b, write, p->cluster_peer);
+    Where w = where(b, write, p);
     if (w == Where::Local) return true;
-    if (w == Where::Remote) {
-        *next = forward_binary(r, out, p, swallow);
+    if (w == Where::Remote || w == Where::Wait) {
+        *next = forward_binary(r, out, p, swallow, w == Where::Wait);
         return false;
     }
     // 0x07: "not my vbucket", the status Couchbase-style clients know for this.
@@ -228,10 +233,12 @@ void Dispatcher::refuse_text(const Request& req, OutBuf& out, uint32_t b) {
     if (!req.noreply || is_meta(req.cmd)) out.append("SERVER_ERROR " + why + "\r\n");
 }
 
-Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, size_t* swallow) {
+Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, size_t* swallow,
+                              bool pending) {
     Cluster& cl = *ctx_.cluster;
     const bool park = ctx_.settings.forward_park_ms > 0;
     auto job = std::make_unique<ForwardJob>();
+    job->from_peer = p->cluster_peer;
     // Read before the map: a map installed after this changes the generation, so a request
     // parked for want of an owner cannot miss it.
     job->route_gen = cl.generation();
@@ -252,8 +259,13 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
             uint32_t b = cl.bucket(key);
             std::string node, host;
             uint16_t port = 0;
-            if (where(b, req.cmd == Cmd::Gat || req.cmd == Cmd::Gats, p->cluster_peer) ==
-                Where::Local) {
+            Where w = where(b, req.cmd == Cmd::Gat || req.cmd == Cmd::Gats, p);
+            if (w == Where::Wait) {  // a gat for a bucket pending here
+                node = ForwardJob::kUnrouted;
+                if (!unrouted) job->park_bucket = b;
+                unrouted = true;
+                job->park_ms = kPendingWaitMs;
+            } else if (w == Where::Local) {
                 node.clear();
                 if (!job->blocks.count(std::string(key))) {
                     Request one = req;
@@ -284,7 +296,8 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
         return Next::Forward;
     }
     uint32_t b = cl.bucket(req.key);
-    Owner o = owner_of(cl, b, &job->node, &job->host, &job->port);
+    Owner o = pending ? Owner::None : owner_of(cl, b, &job->node, &job->host, &job->port);
+    if (pending) job->park_ms = kPendingWaitMs;  // a write waiting for a handover here
     if (o == Owner::Here || (o == Owner::None && !park)) {
         refuse_text(req, out, b);
         if (proto::cmd_flags(req.cmd) & proto::kStore) {
@@ -306,12 +319,14 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
 }
 
 Next Dispatcher::forward_binary(const proto::bin::BinRequest& r, OutBuf& out, PendingStore* p,
-                                size_t* swallow) {
+                                size_t* swallow, bool pending) {
     Cluster& cl = *ctx_.cluster;
     auto job = std::make_unique<ForwardJob>();
     job->route_gen = cl.generation();
+    job->from_peer = p->cluster_peer;
     uint32_t b = cl.bucket(r.key);
-    Owner o = owner_of(cl, b, &job->node, &job->host, &job->port);
+    Owner o = pending ? Owner::None : owner_of(cl, b, &job->node, &job->host, &job->port);
+    if (pending) job->park_ms = kPendingWaitMs;
     if (o == Owner::Here || (o == Owner::None && ctx_.settings.forward_park_ms == 0)) {
         std::string body = not_my_bucket(b);
         char h[proto::bin::kHeaderLen];
@@ -342,11 +357,13 @@ Dispatcher::Reroute Dispatcher::reroute(ForwardJob* job) {
     if (job->kind == ForwardJob::Kind::MultiGet) {
         // The keys without an answer go out together once each has a place.
         const bool touch = job->get_cmd.rfind("gat", 0) == 0;
+        PendingStore ps;
+        ps.cluster_peer = job->from_peer;
         for (size_t i = 0; i < job->keys.size(); ++i) {
             if (job->owner[i] != ForwardJob::kUnrouted) continue;
             uint32_t b = cl.bucket(job->keys[i]);
             if (touch && cl.state(b) == repl::BucketState::Pending) return Reroute::Wait;
-            Where w = where(b, touch, false);
+            Where w = where(b, touch, &ps);
             if (w == Where::Local) continue;
             std::string node, host;
             uint16_t port = 0;
@@ -368,7 +385,7 @@ Dispatcher::Reroute Dispatcher::reroute(ForwardJob* job) {
             uint32_t b = cl.bucket(key);
             std::string node, host;
             uint16_t port = 0;
-            if (where(b, touch, false) == Where::Local) {
+            if (where(b, touch, &ps) == Where::Local) {
                 if (!job->blocks.count(key)) {
                     std::string line = job->get_cmd + " " + key + "\r\n";
                     Request one;
@@ -392,6 +409,7 @@ Dispatcher::Reroute Dispatcher::reroute(ForwardJob* job) {
     // One key: run it as if it had just arrived (here, forwarded, or refused).
     OutBuf tmp(&ctx_.store);
     PendingStore ps;
+    ps.cluster_peer = job->from_peer;
     size_t swallow = 0;
     size_t used = 0;
     uint32_t b = 0;
