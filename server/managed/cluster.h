@@ -101,6 +101,8 @@ public:
     std::atomic<uint64_t> forward_parked{0};         // requests that waited for a new map
     std::atomic<uint64_t> forward_park_resumed{0};   // ... and were routed again by one
     std::atomic<uint64_t> forward_park_timeouts{0};  // ... and got their error at the bound
+    std::atomic<uint64_t> forward_peer_behind{0};    // NOT_MY_BUCKET from a peer with an
+                                                     // older map: sent again
     std::atomic<uint64_t> not_my_bucket{0};
     std::atomic<uint64_t> fenced_refusals{0};
     std::atomic<uint64_t> maps_installed{0};

@@ -284,6 +284,7 @@ void write_cluster_stats(ServerContext& ctx, OutBuf& out) {
     line("forward_parked", std::to_string(cl.forward_parked.load()));
     line("forward_park_resumed", std::to_string(cl.forward_park_resumed.load()));
     line("forward_park_timeouts", std::to_string(cl.forward_park_timeouts.load()));
+    line("forward_peer_behind", std::to_string(cl.forward_peer_behind.load()));
     line("not_my_bucket", std::to_string(cl.not_my_bucket.load()));
     line("fenced", cl.serving() ? "no" : "yes");
     line("fenced_refusals", std::to_string(cl.fenced_refusals.load()));

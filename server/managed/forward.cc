@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -46,6 +47,10 @@ struct PeerLinks::Link {
 
 namespace {
 
+
+uint16_t be16(const char* p) {
+    return static_cast<uint16_t>((static_cast<uint8_t>(p[0]) << 8) | static_cast<uint8_t>(p[1]));
+}
 
 size_t nth_number(std::string_view line, int n) {  // the n-th space-separated word as a number
     size_t i = 0;
@@ -339,9 +344,55 @@ bool PeerLinks::parse_replies(Link* l) {
     }
 }
 
+// A peer's NOT_MY_BUCKET whose epoch is below the map held here: the peer has not got the
+// map that makes it the owner yet (a coordinator installs a map on one server after another).
+bool PeerLinks::peer_behind(const ForwardJob& job, std::string_view r) const {
+    std::string_view words;
+    if (job.kind == ForwardJob::Kind::Binary) {
+        if (r.size() < bin::kHeaderLen || be16(r.data() + 6) != 0x07) return false;
+        size_t skip = bin::kHeaderLen + static_cast<uint8_t>(r[4]) + be16(r.data() + 2);
+        if (skip > r.size()) return false;
+        words = r.substr(skip);
+    } else {
+        constexpr std::string_view kText = "SERVER_ERROR ";
+        if (r.substr(0, kText.size()) != kText) return false;
+        words = r.substr(kText.size());
+        size_t eol = words.find("\r\n");
+        if (eol == std::string_view::npos || eol + 2 != words.size()) return false;
+        words = words.substr(0, eol);
+    }
+    constexpr std::string_view kNmb = "NOT_MY_BUCKET ";
+    if (words.substr(0, kNmb.size()) != kNmb) return false;
+    size_t sp = words.rfind(' ');
+    uint64_t epoch = 0;
+    auto res = std::from_chars(words.data() + sp + 1, words.data() + words.size(), epoch);
+    if (res.ec != std::errc() || res.ptr != words.data() + words.size()) return false;
+    return epoch < worker_->ctx().cluster->epoch();
+}
+
 void PeerLinks::part_done(ForwardJob* job, const std::string& node, std::string bytes,
                           bool failed) {
     if (job == nullptr) return;  // its client went away
+    if (!failed && worker_->ctx().settings.forward_park_ms > 0 && peer_behind(*job, bytes) &&
+        (job->park_until_us == 0 || mono_us() < job->park_until_us)) {
+        // Sent again every poll until the peer has the map, within a short bound of its own
+        // (a peer that stays behind, cut off from the coordinator, costs little).
+        if (job->park_until_us == 0) {
+            job->park_ms = std::min(worker_->ctx().settings.forward_park_ms, kBehindMs);
+        }
+        job->route_gen = 0;  // no generation is 0 once a map is held: retried at once
+        job->park_why.clear();
+        worker_->ctx().cluster->forward_peer_behind.fetch_add(1, std::memory_order_relaxed);
+        if (job->kind == ForwardJob::Kind::MultiGet) {
+            for (std::string& o : job->owner) {
+                if (o == node) o = ForwardJob::kUnrouted;
+            }
+        } else {
+            job->node.clear();
+        }
+        if (--job->outstanding == 0) finish(job);
+        return;
+    }
     if (failed) {
         // The part needs an owner again: after the next map (parking), or it fails.
         worker_->ctx().cluster->forward_errors.fetch_add(1, std::memory_order_relaxed);

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mcm::server {
@@ -42,9 +43,9 @@ struct ForwardJob {
     uint32_t bin_opaque = 0;
     std::string error;  // the failure the client gets, if any
     uint16_t bin_status = 0x86;  // Binary: the status of that failure
-    // Text noreply (not meta q, not binary quiet): a failure is not reported, as a local
-    // SERVER_ERROR of that command would not be.
-    bool quiet_fail = false;
+    // Text noreply (not meta q, not binary quiet): the client gets nothing, success or
+    // failure, as from a local command (the request goes to the owner without noreply).
+    bool silent = false;
     uint64_t ack_token = 0;  // repl_ack: a local reply waiting for a replica (reply holds it)
 
     // Parking (-o forward_park_ms): a request whose owner could not be reached, or which had
@@ -80,6 +81,8 @@ public:
     static constexpr auto kTimeout = std::chrono::milliseconds(1000);
     // How often a worker with parked requests looks for a new map (the cluster generation).
     static constexpr auto kParkPoll = std::chrono::milliseconds(2);
+    // How long a request is sent again to an owner whose map is older than ours.
+    static constexpr unsigned kBehindMs = 250;
 
 private:
     struct Link;
@@ -97,6 +100,7 @@ private:
     bool parse_replies(Link* l);
     void part_done(ForwardJob* job, const std::string& node, std::string bytes, bool failed);
     void fail_link(Link* l, const std::string& why);
+    bool peer_behind(const ForwardJob& job, std::string_view reply) const;
     void finish(ForwardJob* job);  // every part is back: deliver, or park what failed
     void park(ForwardJob* job);
     static void on_park_timer(evutil_socket_t fd, short what, void* arg);

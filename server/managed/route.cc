@@ -219,6 +219,19 @@ bool is_meta(Cmd c) noexcept {
     }
 }
 
+// "set k 0 0 1 noreply\r\n" -> "set k 0 0 1\r\n" (noreply is always the last word).
+void strip_noreply(std::string* line) {
+    size_t end = line->size();
+    while (end > 0 && ((*line)[end - 1] == '\n' || (*line)[end - 1] == '\r')) --end;
+    constexpr std::string_view kWord = "noreply";
+    if (end < kWord.size()) return;
+    if (std::string_view(*line).substr(end - kWord.size(), kWord.size()) != kWord) return;
+    size_t start = end - kWord.size();
+    if (start == 0 || ((*line)[start - 1] != ' ' && (*line)[start - 1] != '\t')) return;
+    while (start > 0 && ((*line)[start - 1] == ' ' || (*line)[start - 1] == '\t')) --start;
+    line->erase(start, end - start);
+}
+
 bool binary_write(uint8_t op) noexcept {
     namespace bin = proto::bin;
     return !(op == bin::Get || op == bin::GetQ || op == bin::GetK || op == bin::GetKQ);
@@ -310,7 +323,12 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
     job->kind = ForwardJob::Kind::Text;
     job->request = std::string(req.raw);
     job->park_bucket = b;
-    job->quiet_fail = req.noreply && !is_meta(req.cmd);
+    if (req.noreply && !is_meta(req.cmd)) {
+        // Sent without noreply, so that the owner's refusal (a map older than ours) is
+        // seen and the request sent again; the client hears nothing either way.
+        job->silent = true;
+        strip_noreply(&job->request);
+    }
     if (proto::cmd_flags(req.cmd) & proto::kStore) {
         job->value_pending = static_cast<size_t>(req.value_len) + 2;
     }
@@ -467,11 +485,11 @@ void Dispatcher::fail_parked(ForwardJob* job) {
 }
 
 std::string Dispatcher::finish_forward(const ForwardJob& job) {
+    if (job.silent) return {};  // text noreply: nothing, as a local command would send
     if (!job.error.empty()) {
         // As a SERVER_ERROR of the same command run here would be: silent for text noreply;
         // sent for meta q (meta errors always are) and binary quiet commands (memcached
         // quiets their successes only).
-        if (job.quiet_fail) return {};
         if (job.kind != ForwardJob::Kind::Binary) return "SERVER_ERROR " + job.error + "\r\n";
         // 0x86: temporary failure, 0x07: no owner; the body says which server and why.
         std::string r(proto::bin::kHeaderLen, '\0');

@@ -198,10 +198,13 @@ def test_parked_requests_follow_the_new_map(node, new_owner):
     # the coordinator's new map, within 300 ms of the kill
     ranges = [(0, 4, "a"), (5, 10, new_owner), (11, 15, "c")]
     text = map_text(2, [("a", a), ("c", c)], ranges)
-    # the new owner first: a forwarded request reaching a server whose map is older than
-    # the sender's is refused there (not parked: see doc/managed.md, Parking)
-    install([c, a] if new_owner == "c" else [a, c], text)
+    install([a], text)
     installed = time.monotonic()
+    if new_owner == "c":
+        # c does not have the map yet: it refuses what a now sends it, and a sends it again
+        mc.wait_for(lambda: int(stats(a)["forward_peer_behind"]) >= 1, timeout=5,
+                    what="a forward refused by c, whose map is older")
+    install([c], text)
     assert installed - killed < 1.2  # before the default bound (1500 ms) passes
     # every reply, in order; the moved bucket's data died with b (no replica): misses
     assert x.readline() == b"STORED\r\n"
@@ -270,8 +273,11 @@ def test_fresh_server_parks_until_its_first_map(node):
     admin = z.connect()
     assert auth(admin) == b"OK\r\n"
     text = map_text(1, [("a", a), ("z", z)], [(0, 7, "a"), (8, 15, "z")])
-    install([a], text)  # first: z forwards to it as soon as z has the map
     assert setmap(admin, text) == b"OK\r\n"
+    # a has no map yet: it refuses what z forwards it, and z sends it again until it has
+    mc.wait_for(lambda: int(stats(z)["forward_peer_behind"]) >= 1, timeout=5,
+                what="a forward refused by a, which has no map")
+    install([a], text)
     assert x.readline() == b"STORED\r\n"
     assert read_value(x, kz) == b"z"
     assert x.readline() == b"STORED\r\n"
