@@ -336,7 +336,12 @@ void Conn::handle(short what) {
     info_.state.store("conn_parse_cmd", std::memory_order_relaxed);
     if (want_write_) {
         if (!flush_output()) return close();
-        if (want_write_) return;  // still blocked: keep waiting for EV_WRITE
+        if (want_write_) {
+            // Still blocked: wait for EV_WRITE (forward_done or a resumed park may have
+            // switched the event to EV_READ, which would leave the replies unsent).
+            set_events(EV_WRITE | EV_PERSIST);
+            return;
+        }
         set_events(EV_READ | EV_PERSIST);
     }
     for (;;) {
