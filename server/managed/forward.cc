@@ -480,15 +480,22 @@ void PeerLinks::check_parked() {
     const int64_t now = mono_us();
     std::vector<ForwardJob*> list;
     list.swap(parked_);
+    // Connections with a request still waiting: their later requests wait behind it (a read
+    // of a bucket pending here is served at once, and must not overtake a write before it).
+    std::vector<const Conn*> waiting;
+    auto behind = [&](const ForwardJob* j) {
+        return std::find(waiting.begin(), waiting.end(), j->conn) != waiting.end();
+    };
     for (ForwardJob* job : list) {
         if (job == nullptr) continue;  // its client went away
-        if (job->route_gen == gen && now < job->park_until_us) {
+        if ((job->route_gen == gen || behind(job)) && now < job->park_until_us) {
             parked_.push_back(job);
+            waiting.push_back(job->conn);
             continue;
         }
         job->parked = false;
         job->conn->forward_parked(false);
-        if (job->route_gen == gen) {  // the bound passed, and no new map
+        if (job->route_gen == gen || behind(job)) {  // the bound passed, and no new map
             cl->forward_park_timeouts.fetch_add(1, std::memory_order_relaxed);
             worker_->dispatcher().fail_parked(job);
             job->conn->forward_done(job);
@@ -497,6 +504,7 @@ void PeerLinks::check_parked() {
         switch (worker_->dispatcher().reroute(job)) {
             case Dispatcher::Reroute::Wait:
                 if (now < job->park_until_us) {
+                    waiting.push_back(job->conn);
                     park(job);
                 } else {
                     cl->forward_park_timeouts.fetch_add(1, std::memory_order_relaxed);

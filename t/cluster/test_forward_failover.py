@@ -165,7 +165,8 @@ def wait_parked(s, n):
 
 @pytest.mark.parametrize("new_owner", ["c", "a"])
 def test_parked_requests_follow_the_new_map(node, new_owner):
-    a, b, c, nodes = three(node, "-t", "1")
+    # a bound far above what the test takes, even on a loaded machine
+    a, b, c, nodes = three(node, "-t", "1", "-o", "forward_park_ms=5000")
     mine = keys_in(0, 4, 3, "m")
     theirs = keys_in(5, 10, 6, "t")
     at_c = keys_in(11, 15, 2, "c")
@@ -193,9 +194,9 @@ def test_parked_requests_follow_the_new_map(node, new_owner):
         t0 = time.monotonic()
         assert y.cmd(f"get {k}") == f"VALUE {k} 0 {len(k)}\r\n".encode()
         assert y.readline() == f"{k}\r\n".encode() and y.readline() == b"END\r\n"
-        assert time.monotonic() - t0 < 0.2
+        assert time.monotonic() - t0 < 0.5  # not the park's seconds
     assert_nothing_more(x, 0.05)  # still parked
-    # the coordinator's new map, within 300 ms of the kill
+    # the coordinator's new map
     ranges = [(0, 4, "a"), (5, 10, new_owner), (11, 15, "c")]
     text = map_text(2, [("a", a), ("c", c)], ranges)
     install([a], text)
@@ -205,7 +206,7 @@ def test_parked_requests_follow_the_new_map(node, new_owner):
         mc.wait_for(lambda: int(stats(a)["forward_peer_behind"]) >= 1, timeout=5,
                     what="a forward refused by c, whose map is older")
     install([c], text)
-    assert installed - killed < 1.2  # before the default bound (1500 ms) passes
+    assert installed - killed < 4  # before the bound passes
     # every reply, in order; the moved bucket's data died with b (no replica): misses
     assert x.readline() == b"STORED\r\n"
     assert read_value(x, theirs[1]) == b"new"
@@ -214,7 +215,7 @@ def test_parked_requests_follow_the_new_map(node, new_owner):
                      f"VALUE {at_c[0]} 0 {len(at_c[0])}\r\n{at_c[0]}\r\n"
                      "END\r\n").encode()
     assert x.readline() == b"MN\r\n"  # noreply set and ms q: silent
-    assert time.monotonic() - installed < 1.0
+    assert time.monotonic() - installed < 2
     op, st, opq, body = bin_recv(bx)
     assert (op, st, opq) == (GET, 0, 3) and body[4:] == b"bin"
     # the writes are on the new owner
@@ -317,13 +318,12 @@ def test_pending_write_waits_without_holding_the_worker(node):
     x.send(f"set {k} 0 0 1\r\nv\r\nget {k}\r\n")
     wait_parked(a, 1)
     y = a.connect()
-    t1 = time.monotonic()
     assert y.get_value(other) == (0, b"o")
-    assert time.monotonic() - t1 < 0.1
+    # served while x's write still waits (a sleeping worker would have answered x first)
+    assert_nothing_more(x, 0.01)
     assert admin.cmd("cluster state 3 active") == b"OK\r\n"
-    assert x.readline() == b"STORED\r\n"
+    assert x.readline() == b"STORED\r\n"  # not NOT_MY_BUCKET: served on activation
     assert read_value(x, k) == b"v"
-    assert time.monotonic() - t0 < 0.25
     # and without a state change, the old answer after 250 ms
     assert admin.cmd("cluster state 3 pending") == b"OK\r\n"
     t0 = time.monotonic()
