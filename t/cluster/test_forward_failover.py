@@ -199,13 +199,16 @@ def test_parked_requests_follow_the_new_map(node, new_owner):
     # the coordinator's new map
     ranges = [(0, 4, "a"), (5, 10, new_owner), (11, 15, "c")]
     text = map_text(2, [("a", a), ("c", c)], ranges)
+    admin_c = c.connect()  # ready before: a sends again for 250 ms only
+    assert auth(admin_c) == b"OK\r\n"
+    astats = a.connect()
     install([a], text)
     installed = time.monotonic()
     if new_owner == "c":
         # c does not have the map yet: it refuses what a now sends it, and a sends it again
-        mc.wait_for(lambda: int(stats(a)["forward_peer_behind"]) >= 1, timeout=5,
-                    what="a forward refused by c, whose map is older")
-    install([c], text)
+        mc.wait_for(lambda: int(astats.stats("cluster")["forward_peer_behind"]) >= 1,
+                    timeout=5, interval=0.001, what="a forward refused by c, whose map is older")
+    assert setmap(admin_c, text) == b"OK\r\n"
     assert installed - killed < 4  # before the bound passes
     # every reply, in order; the moved bucket's data died with b (no replica): misses
     assert x.readline() == b"STORED\r\n"
@@ -274,11 +277,14 @@ def test_fresh_server_parks_until_its_first_map(node):
     admin = z.connect()
     assert auth(admin) == b"OK\r\n"
     text = map_text(1, [("a", a), ("z", z)], [(0, 7, "a"), (8, 15, "z")])
+    admin_a = a.connect()  # ready before: z sends again for 250 ms only
+    assert auth(admin_a) == b"OK\r\n"
+    zstats = z.connect()
     assert setmap(admin, text) == b"OK\r\n"
     # a has no map yet: it refuses what z forwards it, and z sends it again until it has
-    mc.wait_for(lambda: int(stats(z)["forward_peer_behind"]) >= 1, timeout=5,
-                what="a forward refused by a, which has no map")
-    install([a], text)
+    mc.wait_for(lambda: int(zstats.stats("cluster")["forward_peer_behind"]) >= 1, timeout=5,
+                interval=0.001, what="a forward refused by a, which has no map")
+    assert setmap(admin_a, text) == b"OK\r\n"
     assert x.readline() == b"STORED\r\n"
     assert read_value(x, kz) == b"z"
     assert x.readline() == b"STORED\r\n"
