@@ -564,7 +564,7 @@ const SuboptionSpec kSuboptions[] = {
      sub_bucket_forward, nullptr},
     {"forward_park_ms",
      "managed mode: how long a request whose owner is unreachable or\nunknown waits for a new "
-     "map, in ms (default: 1500; 0: fail at once)",
+     "map, in ms (default: 200; 0: fail at once)",
      sub_forward_park_ms, nullptr},
     {"repl_ack",
      "managed mode: none (default), delete or all: which writes wait for\none replica's "

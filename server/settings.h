@@ -75,7 +75,7 @@ struct Settings {
     std::string cluster_secret;       // its contents (read at startup, trailing newline cut)
     unsigned buckets = 1024;          // -o buckets=N
     bool bucket_forward = true;       // -o bucket_forward=0 answers NOT_MY_BUCKET instead
-    unsigned forward_park_ms = 1500;  // -o forward_park_ms: how long a request whose owner
+    unsigned forward_park_ms = 200;  // -o forward_park_ms: how long a request whose owner
                                       // is unreachable or unknown waits for a new map
     bool managed() const noexcept { return !node_id.empty(); }
     // Replication (doc/replication.md).

@@ -63,7 +63,6 @@ Dispatcher::Where Dispatcher::where(uint32_t b, bool write, const PendingStore* 
 
 std::string Dispatcher::not_my_bucket(uint32_t b) {
     Cluster& cl = *ctx_.cluster;
-    repl::BucketState s = cl.state(b);
     if (!cl.serving()) {
         // The lease ran out: ours by the map held may have moved, and the others are not
         // forwarded (see where()).
