@@ -374,6 +374,8 @@ void Coordinator::decide(int64_t now) {
         }
     }
     if (!dead.empty() && grace_ok(now)) {
+        // The rest of this pass (replica restore, state saves) waits for the next, run at
+        // once (declare_dead): the failover maps go out first.
         for (Server* s : dead) {
             bool restarted = s->needs_failover;
             bool proven = !restarted && s->gone_proof_ms != 0;
@@ -386,6 +388,7 @@ void Coordinator::decide(int64_t now) {
             // A restarted server answers on its address itself: nothing to take over.
             if (!restarted) begin_takeover(s, before);
         }
+        return;
     }
     for (auto& s : servers_) {
         if (s->phase == Phase::Dead && s->back) start_rejoin(s.get());
@@ -466,10 +469,11 @@ void Coordinator::declare_dead(Server* s, int64_t now, const std::string& why, b
                            " buckets moved, " + std::to_string(p.cold) + " of them cold";
         commit(std::move(p.map), what, extra_target, p.moved > 0);
     }
-    BucketMap r;
-    if (plan_restore(map_, view(), opts_.replicas, &r)) {
-        commit(std::move(r), "replicas restored after losing " + s->name);
-    }
+    // The replica count is restored by the next decision pass (maintain_replicas), run at
+    // once after this one: the failover map's pushes are queued on the links and go out
+    // when the loop next runs, so no second state save (an fsync) may come before them.
+    restore_after_ = s->name;
+    decide_soon();
 }
 
 void Coordinator::start_rejoin(Server* s) {
@@ -536,12 +540,15 @@ void Coordinator::check_caught_up(Server* s) {
 
 void Coordinator::maintain_replicas() {
     BucketMap next;
+    const std::string lost = std::move(restore_after_);
+    restore_after_.clear();
     if (uint32_t n = plan_orphans(map_, view(), &next)) {
         counters_.cold_buckets += n;
         commit(std::move(next), std::to_string(n) + " buckets without any holder given out empty");
     }
     if (plan_restore(map_, view(), opts_.replicas, &next)) {
-        commit(std::move(next), "replicas restored");
+        commit(std::move(next),
+               lost.empty() ? "replicas restored" : "replicas restored after losing " + lost);
     }
     if (plan_trim(map_, view(), opts_.replicas, &next)) {
         commit(std::move(next), "surplus replicas trimmed (their replacements are in sync)");

@@ -187,6 +187,7 @@ private:
     std::vector<Takeover> takeovers_;
     uint64_t next_takeover_id_ = 1;
     event* decide_soon_ = nullptr;
+    std::string restore_after_;  // a failover's replica restore is due (the dead server)
 };
 
 }  // namespace mcm::coord

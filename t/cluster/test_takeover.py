@@ -151,6 +151,14 @@ def test_kill9_fails_over_on_proof_and_survivor_takes_the_address(cluster):
     assert c.set("fresh", b"1", noreply=False)
     assert c.get("fresh") == b"1"
     c.close()
+    # mcctl status shows it
+    import subprocess
+    r = subprocess.run([os.path.join(mc.TOP, "mcctl", "mcctl"), "--coordinator",
+                        f"127.0.0.1:{coord.port}", "status"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert f"answers on n0's address 127.0.0.1:{port} (listen, held" in r.stdout, r.stdout
+    assert "refused connections" in r.stdout, r.stdout
     metrics = coord.metrics()
     assert "mc_coordinator_takeovers_total 1\n" in metrics
     assert "mc_coordinator_refused_failovers_total 1\n" in metrics
@@ -269,3 +277,22 @@ def test_takeover_off_leaves_the_port_dead(cluster):
     wait_settled(coord, 1, ["n1", "n2"])
     assert coord.status()["takeovers"] == []
     assert refused(port)
+
+
+def test_restarted_coordinator_releases_a_takeover_it_finds_in_its_state(cluster):
+    servers, coord = cluster(n=3, replicas=1)
+    port = servers["n0"].port
+    servers["n0"].kill9()
+    tk = mc.wait_for(lambda: [t for t in coord.status()["takeovers"] if t["state"] == "held"],
+                     timeout=5, what="takeover held")
+    holder = tk[0]["holder"]
+    assert coord.stop() == 0
+    coord2 = cluster.restart_coordinator(coord)
+    mc.wait_for(lambda: "takeover in force" in coord2.own_log(), timeout=5,
+                what="the takeover loaded")
+    assert [t["holder"] for t in coord2.status()["takeovers"]] == [holder]
+    servers["n0"] = cluster.node("n0", port=port)
+    mc.wait_for(lambda: coord2.status()["takeovers"] == [], timeout=20, what="released")
+    mc.wait_for(lambda: cluster_stats(servers[holder].port)["takeover_listeners"] == "0",
+                timeout=5, what="holder stopped listening")
+    wait_settled(coord2, 1, sorted(servers), timeout=20)
