@@ -25,6 +25,7 @@ Coordinator::Coordinator(event_base* base, Options opts, std::unique_ptr<StateSt
 Coordinator::~Coordinator() {
     if (tick_ != nullptr) event_free(tick_);
     if (decide_soon_ != nullptr) event_free(decide_soon_);
+    cancel_probes();  // their callbacks point here
 }
 
 // ---- setup ----------------------------------------------------------------------------
@@ -189,7 +190,13 @@ void Coordinator::tick_cb(evutil_socket_t, short, void* arg) {
 void Coordinator::tick() {
     graveyard_.clear();
     int64_t now = mono_ms();
-    for (auto& s : servers_) s->link->check_timeouts(now);
+    for (auto& s : servers_) {
+        s->link->check_timeouts(now);
+        if (s->probe_retry_ms != 0 && now >= s->probe_retry_ms) {
+            s->probe_retry_ms = 0;
+            probe_gone(s->name, s->probe_attempt);
+        }
+    }
     if (now >= next_beat_ms_) {
         send_heartbeats(now);
         next_beat_ms_ += opts_.heartbeat_ms;

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <set>
 
 #include "coordinator/clock.h"
 #include "coordinator/log.h"
@@ -230,11 +231,21 @@ struct Probe {
     std::function<void(ProbeResult)> done;
 };
 
-void probe_finish(Probe* p, ProbeResult r) {
+std::set<Probe*>& probes() {
+    static std::set<Probe*> live;  // the loop thread's only
+    return live;
+}
+
+void probe_free(Probe* p) {
+    probes().erase(p);
     if (p->ev != nullptr) event_free(p->ev);
     if (p->fd >= 0) ::close(p->fd);
-    auto done = std::move(p->done);
     delete p;
+}
+
+void probe_finish(Probe* p, ProbeResult r) {
+    auto done = std::move(p->done);
+    probe_free(p);
     done(r);
 }
 
@@ -265,6 +276,7 @@ void probe_address(event_base* base, const std::string& host, uint16_t port, int
         return;
     }
     auto* p = new Probe;
+    probes().insert(p);
     p->done = std::move(done);
     p->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int rc = p->fd < 0 ? -1 : ::connect(p->fd, res->ai_addr, res->ai_addrlen);
@@ -279,6 +291,10 @@ void probe_address(event_base* base, const std::string& host, uint16_t port, int
     timeval tv{static_cast<time_t>(timeout_ms / 1000),
                static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
     event_add(p->ev, &tv);
+}
+
+void cancel_probes() {
+    while (!probes().empty()) probe_free(*probes().begin());
 }
 
 }  // namespace mcm::coord

@@ -97,5 +97,7 @@ private:
 enum class ProbeResult { Refused, Accepted, Other };
 void probe_address(event_base* base, const std::string& host, uint16_t port, int64_t timeout_ms,
                    std::function<void(ProbeResult)> done);
+// Frees every probe still under way without calling it back (at shutdown).
+void cancel_probes();
 
 }  // namespace mcm::coord

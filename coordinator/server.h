@@ -66,6 +66,8 @@ struct Server {
     // followed by a refused connection to the server's own address (0: no proof).
     int64_t gone_proof_ms = 0;
     bool probing = false;
+    int probe_attempt = 0;       // the next probe's attempt number
+    int64_t probe_retry_ms = 0;  // when to probe again (0: not to)
 
     // `up`, `suspect`, `dead`, `resetting` or `catching_up`.
     const char* health(int64_t now_ms, int64_t heartbeat_ms, int64_t start_ms) const;

@@ -78,26 +78,9 @@ void Coordinator::probe_gone(const std::string& name, int attempt) {
                           s2->gone_proof_ms = mono_ms();
                           decide_soon();
                       } else if (r == ProbeResult::Accepted && attempt + 1 < kProbeAttempts) {
-                          s2->probing = true;
-                          struct Retry {
-                              Coordinator* c;
-                              std::string name;
-                              int attempt;
-                          };
-                          auto* rt = new Retry{this, name, attempt + 1};
-                          timeval tv{0, static_cast<suseconds_t>(kProbeRetryMs * 1000)};
-                          event_base_once(
-                              base_, -1, EV_TIMEOUT,
-                              [](evutil_socket_t, short, void* arg) {
-                                  auto* x = static_cast<Retry*>(arg);
-                                  Server* s3 = x->c->find(x->name);
-                                  if (s3 != nullptr) {
-                                      s3->probing = false;
-                                      x->c->probe_gone(x->name, x->attempt);
-                                  }
-                                  delete x;
-                              },
-                              rt, &tv);
+                          // Again from the tick (at most a quarter heartbeat away).
+                          s2->probe_attempt = attempt + 1;
+                          s2->probe_retry_ms = mono_ms() + kProbeRetryMs;
                       } else {
                           CLOG_DEBUG("%s: link closed but its address %s (%d): waiting for "
                                      "silence", name.c_str(),

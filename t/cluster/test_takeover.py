@@ -192,7 +192,9 @@ def test_proxy_reset_is_not_proof(cluster):
 def test_rejoin_then_release_and_no_stale_value(cluster):
     servers, coord = cluster(n=3, replicas=1, dead_ms=SLOW_DEAD_MS)
     m = parse_map(coord.map_text())
-    victim = "n0"
+    # n2: its peers dial it for replication (the name that sorts first dials), so some of
+    # their dials reach the holder while both listen, and must be refused there.
+    victim = "n2"
     port = servers[victim].port
     keys = keys_on(m, victim, 10, "r")
     c = client(port)
@@ -296,3 +298,18 @@ def test_restarted_coordinator_releases_a_takeover_it_finds_in_its_state(cluster
     mc.wait_for(lambda: cluster_stats(servers[holder].port)["takeover_listeners"] == "0",
                 timeout=5, what="holder stopped listening")
     wait_settled(coord2, 1, sorted(servers), timeout=20)
+
+
+def test_takeover_options_are_checked(tmp_path):
+    import subprocess
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET + b"\n")
+    for args in (["--takeover", "hook"], ["--takeover", "bogus"], ["--dead-on-refused", "maybe"],
+                 ["--takeover-hook-timeout-ms", "5"]):
+        r = subprocess.run([COORD_BIN, "--secret-file", str(secret), *args],
+                           capture_output=True, timeout=10)
+        assert r.returncode == 64, (args, r.stderr)
+        assert len(r.stderr.decode().strip().splitlines()) == 1, (args, r.stderr)
+    r = subprocess.run([COORD_BIN, "--help"], capture_output=True, timeout=10)
+    for opt in (b"--takeover ", b"--takeover-hook ", b"--dead-on-refused"):
+        assert opt in r.stdout + r.stderr
