@@ -297,10 +297,18 @@ void Coordinator::on_heartbeat(Server* s, uint64_t seq, int64_t sent_us,
     counters_.observe_rtt(static_cast<double>(mono_us() - sent_us) / 1e6);
     s->note_answer(now, opts_.heartbeat_ms);
     s->gone_proof_ms = 0;  // it answers: whatever refused was not it
+    s->answered_seq = std::max(s->answered_seq, seq);
     s->take_report(h, map_.nbuckets == 0 ? opts_.buckets : map_.nbuckets, now);
     check_identity(s, h);
     if (s->phase == Phase::Dead && seq > s->dead_hb_seq) s->back = true;
     reconcile_epoch(s);
+    // A proven death waits for this kind of answer (drained()): decide without a tick's delay.
+    for (auto& o : servers_) {
+        if (o->gone_proof_ms != 0 && o->phase != Phase::Dead) {
+            decide_soon();
+            break;
+        }
+    }
 }
 
 // A new boot id means the process restarted and lost its data; a server with no map at all
@@ -375,7 +383,7 @@ void Coordinator::decide(int64_t now) {
     for (auto& s : servers_) {
         bool silent = s->phase != Phase::Dead &&
                       s->silence_ms(now, start_ms_) > static_cast<int64_t>(opts_.dead_after_ms);
-        bool proven = s->phase != Phase::Dead && s->gone_proof_ms != 0;
+        bool proven = s->phase != Phase::Dead && s->gone_proof_ms != 0 && drained(*s, now);
         if (silent || proven || (s->needs_failover && s->phase != Phase::Dead)) {
             dead.push_back(s.get());
         }
@@ -385,7 +393,7 @@ void Coordinator::decide(int64_t now) {
         // once (declare_dead): the failover maps go out first.
         for (Server* s : dead) {
             bool restarted = s->needs_failover;
-            bool proven = !restarted && s->gone_proof_ms != 0;
+            bool proven = !restarted && s->gone_proof_ms != 0 && drained(*s, now);
             BucketMap before = map_;
             declare_dead(s, now,
                          restarted ? "restarted or lost its data"

@@ -135,6 +135,7 @@ private:
     // Proof of death: the link closed and the server's own address refuses connections.
     void on_link_down(Server* s, bool peer_closed);
     void probe_gone(const std::string& name, int attempt);
+    bool drained(const Server& dead, int64_t now) const;
     void decide_soon();
     static void decide_soon_cb(evutil_socket_t, short, void* arg);
     // Address takeover.

@@ -66,6 +66,8 @@ struct Server {
     // followed by a refused connection to the server's own address (0: no proof).
     int64_t gone_proof_ms = 0;
     bool probing = false;
+    uint64_t answered_seq = 0;   // hb_seq of the last heartbeat it answered
+    uint64_t drain_seq = 0;      // a proven death waits for an answer to a later heartbeat
     int probe_attempt = 0;       // the next probe's attempt number
     int64_t probe_retry_ms = 0;  // when to probe again (0: not to)
 

@@ -76,6 +76,10 @@ void Coordinator::probe_gone(const std::string& name, int attempt) {
                                     "connections: gone", name.c_str(), s2->host.c_str(),
                                     s2->port);
                           s2->gone_proof_ms = mono_ms();
+                          // The replicas report, in a heartbeat sent from now on, that they
+                          // have read their stream from it to its end (drained()).
+                          for (auto& sp : servers_) sp->drain_seq = sp->hb_seq;
+                          send_heartbeats(s2->gone_proof_ms);
                           decide_soon();
                       } else if (r == ProbeResult::Accepted && attempt + 1 < kProbeAttempts) {
                           // Again from the tick (at most a quarter heartbeat away).
@@ -89,6 +93,34 @@ void Coordinator::probe_gone(const std::string& name, int attempt) {
                                      attempt);
                       }
                   });
+}
+
+// Replication is asynchronous: when the active dies, records it acknowledged may still sit in
+// its replicas' sockets, unread. Silence gave them dead_after_ms to read them; a proof comes
+// within milliseconds. So a proven death waits until every live server that replicates one
+// of its active buckets has answered a heartbeat sent after the proof, reporting that bucket
+// out of sync (its replication link from the dead server has read to the end and closed), or
+// two heartbeats at most.
+bool Coordinator::drained(const Server& dead, int64_t now) const {
+    if (now - dead.gone_proof_ms > 2 * static_cast<int64_t>(opts_.heartbeat_ms)) return true;
+    int d = map_.node_index(dead.name);
+    if (d < 0) return true;
+    for (const auto& sp : servers_) {
+        const Server& s = *sp;
+        if (&s == &dead || s.phase == Phase::Dead || s.needs_failover) continue;
+        int idx = map_.node_index(s.name);
+        if (idx < 0) continue;
+        bool holds = false;
+        for (uint32_t b = 0; b < map_.nbuckets; ++b) {
+            if (map_.active[b] != d) continue;
+            const auto& r = map_.replicas[b];
+            if (std::find(r.begin(), r.end(), idx) == r.end()) continue;
+            holds = true;
+            if (b < s.replicas.size() && s.replicas[b].in_sync) return false;
+        }
+        if (holds && s.answered_seq <= s.drain_seq) return false;
+    }
+    return true;
 }
 
 // The decision at once rather than at the next tick (up to a quarter heartbeat later).
