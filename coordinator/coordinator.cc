@@ -24,6 +24,8 @@ Coordinator::Coordinator(event_base* base, Options opts, std::unique_ptr<StateSt
 
 Coordinator::~Coordinator() {
     if (tick_ != nullptr) event_free(tick_);
+    if (decide_soon_ != nullptr) event_free(decide_soon_);
+    cancel_probes();  // their callbacks point here
 }
 
 // ---- setup ----------------------------------------------------------------------------
@@ -52,6 +54,7 @@ bool Coordinator::setup() {
     // within 25 ms of its deadline rather than a whole heartbeat later.
     int64_t tick_ms = std::clamp<int64_t>(opts_.heartbeat_ms / 4, 5, 25);
     tick_ = event_new(base_, -1, EV_PERSIST, tick_cb, this);
+    decide_soon_ = event_new(base_, -1, 0, decide_soon_cb, this);
     timeval tv{0, static_cast<suseconds_t>(tick_ms * 1000)};
     event_add(tick_, &tv);
     next_beat_ms_ = start_ms_;
@@ -100,6 +103,28 @@ bool Coordinator::load_state(const State& st) {
             s->dead_hb_seq = 0;
         }
     }
+    for (const TakeoverState& ts : st.takeovers) {
+        Takeover t;
+        t.id = next_takeover_id_++;
+        t.node = ts.node;
+        t.holder = ts.holder;
+        t.hook = ts.mode == "hook";
+        uint16_t port = 0;
+        std::string host;
+        if (!parse_hostport(ts.addr, &host, &port, false)) continue;
+        t.host = host;
+        t.port = port;
+        t.since_unix_ms = unix_ms();
+        // Still needed while the node has not rejoined (it holds nothing: it comes back
+        // through the rejoin, which releases it); else released now.
+        Server* n = find(ts.node);
+        t.st = n != nullptr && n->phase == Phase::Dead ? Takeover::St::Held
+                                                         : Takeover::St::Releasing;
+        CLOG_INFO("takeover in force: %s holds %s's address %s (%s)", t.holder.c_str(),
+                  t.node.c_str(), ts.addr.c_str(),
+                  t.st == Takeover::St::Held ? "until it rejoins" : "to be released");
+        takeovers_.push_back(std::move(t));
+    }
     CLOG_INFO("state loaded: cluster %s, epoch %llu, %zu servers, %u buckets, %u replicas",
               state_.cluster_id.c_str(), static_cast<unsigned long long>(map_.epoch),
               servers_.size(), map_.nbuckets, opts_.replicas);
@@ -131,8 +156,9 @@ Server* Coordinator::add_server(const std::string& name, const std::string& host
         raw->lease_sent_ms = 0;
         CLOG_DEBUG("link to %s ready", raw->name.c_str());
     };
-    ev.on_down = [raw](const std::string& why) {
+    ev.on_down = [this, raw](const std::string& why, bool peer_closed) {
         CLOG_INFO("link to %s lost: %s", raw->name.c_str(), why.c_str());
+        on_link_down(raw, peer_closed);
     };
     std::string via_host = host;
     uint16_t via_port = port;
@@ -164,7 +190,13 @@ void Coordinator::tick_cb(evutil_socket_t, short, void* arg) {
 void Coordinator::tick() {
     graveyard_.clear();
     int64_t now = mono_ms();
-    for (auto& s : servers_) s->link->check_timeouts(now);
+    for (auto& s : servers_) {
+        s->link->check_timeouts(now);
+        if (s->probe_retry_ms != 0 && now >= s->probe_retry_ms) {
+            s->probe_retry_ms = 0;
+            probe_gone(s->name, s->probe_attempt);
+        }
+    }
     if (now >= next_beat_ms_) {
         send_heartbeats(now);
         next_beat_ms_ += opts_.heartbeat_ms;
@@ -174,6 +206,7 @@ void Coordinator::tick() {
         first_start_tick(now);
     } else {
         decide(now);
+        run_takeovers(now);
     }
 }
 
@@ -263,10 +296,19 @@ void Coordinator::on_heartbeat(Server* s, uint64_t seq, int64_t sent_us,
     ++counters_.heartbeats;
     counters_.observe_rtt(static_cast<double>(mono_us() - sent_us) / 1e6);
     s->note_answer(now, opts_.heartbeat_ms);
+    s->gone_proof_ms = 0;  // it answers: whatever refused was not it
+    s->answered_seq = std::max(s->answered_seq, seq);
     s->take_report(h, map_.nbuckets == 0 ? opts_.buckets : map_.nbuckets, now);
     check_identity(s, h);
     if (s->phase == Phase::Dead && seq > s->dead_hb_seq) s->back = true;
     reconcile_epoch(s);
+    // A proven death waits for this kind of answer (drained()): decide without a tick's delay.
+    for (auto& o : servers_) {
+        if (o->gone_proof_ms != 0 && o->phase != Phase::Dead) {
+            decide_soon();
+            break;
+        }
+    }
 }
 
 // A new boot id means the process restarted and lost its data; a server with no map at all
@@ -341,14 +383,27 @@ void Coordinator::decide(int64_t now) {
     for (auto& s : servers_) {
         bool silent = s->phase != Phase::Dead &&
                       s->silence_ms(now, start_ms_) > static_cast<int64_t>(opts_.dead_after_ms);
-        if (silent || (s->needs_failover && s->phase != Phase::Dead)) dead.push_back(s.get());
+        bool proven = s->phase != Phase::Dead && s->gone_proof_ms != 0 && drained(*s, now);
+        if (silent || proven || (s->needs_failover && s->phase != Phase::Dead)) {
+            dead.push_back(s.get());
+        }
     }
     if (!dead.empty() && grace_ok(now)) {
+        // The rest of this pass (replica restore, state saves) waits for the next, run at
+        // once (declare_dead): the failover maps go out first.
         for (Server* s : dead) {
             bool restarted = s->needs_failover;
-            declare_dead(s, now, restarted ? "restarted or lost its data" : "no answer",
+            bool proven = !restarted && s->gone_proof_ms != 0 && drained(*s, now);
+            BucketMap before = map_;
+            declare_dead(s, now,
+                         restarted ? "restarted or lost its data"
+                         : proven  ? "its link closed and its address refuses connections"
+                                   : "no answer",
                          !restarted);
+            // A restarted server answers on its address itself: nothing to take over.
+            if (!restarted) begin_takeover(s, before);
         }
+        return;
     }
     for (auto& s : servers_) {
         if (s->phase == Phase::Dead && s->back) start_rejoin(s.get());
@@ -404,19 +459,24 @@ void Coordinator::declare_dead(Server* s, int64_t now, const std::string& why, b
     int64_t detect = s->silence_ms(now, start_ms_);
     CLOG_WARN("declaring %s dead: %s (last answer %lld ms ago)", s->name.c_str(), why.c_str(),
               static_cast<long long>(detect));
+    const bool refused = s->gone_proof_ms != 0;
     s->phase = Phase::Dead;
     s->dead_since_ms = now;
     s->dead_hb_seq = s->hb_seq;
     s->back = false;
     s->needs_failover = false;
+    s->gone_proof_ms = 0;
     if (close_link) s->link->reset("declared dead");
+    holder_lost(s);  // addresses it held for others go to another survivor
     int idx = map_.node_index(s->name);
     if (idx < 0) return;
     FailoverPlan p = plan_failover(map_, static_cast<uint16_t>(idx), failover_view(*s));
     if (p.changed) {
         if (p.moved > 0) {
-            last_failover_ = FailoverRecord{s->name, unix_ms(), detect, -1, p.moved, p.cold};
+            last_failover_ =
+                FailoverRecord{s->name, unix_ms(), detect, -1, p.moved, p.cold, refused};
             ++counters_.failovers;
+            counters_.refused_failovers += refused;
             counters_.cold_buckets += p.cold;
             failover_declared_ms_ = now;
         }
@@ -424,10 +484,11 @@ void Coordinator::declare_dead(Server* s, int64_t now, const std::string& why, b
                            " buckets moved, " + std::to_string(p.cold) + " of them cold";
         commit(std::move(p.map), what, extra_target, p.moved > 0);
     }
-    BucketMap r;
-    if (plan_restore(map_, view(), opts_.replicas, &r)) {
-        commit(std::move(r), "replicas restored after losing " + s->name);
-    }
+    // The replica count is restored by the next decision pass (maintain_replicas), run at
+    // once after this one: the failover map's pushes are queued on the links and go out
+    // when the loop next runs, so no second state save (an fsync) may come before them.
+    restore_after_ = s->name;
+    decide_soon();
 }
 
 void Coordinator::start_rejoin(Server* s) {
@@ -485,6 +546,7 @@ void Coordinator::check_caught_up(Server* s) {
     }
     CLOG_INFO("%s caught up (%u replica buckets in sync): up", s->name.c_str(), held);
     s->phase = Phase::Live;
+    release_takeovers(s->name);  // in sync: its address is its own again
     if (s->joining) {
         s->joining = false;
         state_dirty_ = true;
@@ -493,12 +555,15 @@ void Coordinator::check_caught_up(Server* s) {
 
 void Coordinator::maintain_replicas() {
     BucketMap next;
+    const std::string lost = std::move(restore_after_);
+    restore_after_.clear();
     if (uint32_t n = plan_orphans(map_, view(), &next)) {
         counters_.cold_buckets += n;
         commit(std::move(next), std::to_string(n) + " buckets without any holder given out empty");
     }
     if (plan_restore(map_, view(), opts_.replicas, &next)) {
-        commit(std::move(next), "replicas restored");
+        commit(std::move(next),
+               lost.empty() ? "replicas restored" : "replicas restored after losing " + lost);
     }
     if (plan_trim(map_, view(), opts_.replicas, &next)) {
         commit(std::move(next), "surplus replicas trimmed (their replacements are in sync)");
@@ -549,6 +614,10 @@ bool Coordinator::save_state() {
     for (auto& s : servers_) {
         state_.members.push_back(
             {s->name, s->host + ":" + std::to_string(s->port), s->joining, s->known_boot});
+    }
+    state_.takeovers.clear();
+    for (const Takeover& t : takeovers_) {
+        state_.takeovers.push_back({t.node, t.addr(), t.holder, t.hook ? "hook" : "listen"});
     }
     std::string err;
     if (!store_->save(state_, &err)) {
@@ -712,6 +781,7 @@ Coordinator::Outcome Coordinator::remove_node(const std::string& name) {
                            [&](const auto& p) { return p.get() == s; });
     std::unique_ptr<Server> gone = std::move(*it);
     servers_.erase(it);
+    release_takeovers(name);  // it is not coming back
     if (idx >= 0 && !commit(std::move(next), "node " + name + " removed")) {
         servers_.push_back(std::move(gone));
         return {409, "cannot save the state"};

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <event2/event.h>
+#include <sys/types.h>
 
 #include <array>
 #include <cstdint>
@@ -26,6 +27,24 @@ struct FailoverRecord {
     int64_t push_ms = -1;   // declared dead -> every live server said OK (-1: not yet)
     uint32_t buckets = 0;
     uint32_t cold = 0;
+    bool refused = false;   // decided on a refused connection (proof), not on silence
+};
+
+// An address takeover (doc/coordinator.md): `holder` answers on dead `node`'s address until
+// `node` is back in sync, through a `cluster listen` on the holder or the operator's hook.
+struct Takeover {
+    enum class St { Acquiring, Held, Releasing };
+    uint64_t id = 0;
+    std::string node, host, holder;
+    uint16_t port = 0;
+    bool hook = false;
+    St st = St::Acquiring;
+    bool in_flight = false;      // a command or hook run is under way
+    bool release_wanted = false;  // the node came back while acquiring
+    pid_t pid = -1;               // the hook being run
+    int64_t deadline_ms = 0;      // ... killed after this
+    int64_t since_unix_ms = 0;
+    std::string addr() const { return host + ":" + std::to_string(port); }
 };
 
 // Counters for /status and /metrics.
@@ -35,6 +54,10 @@ struct Counters {
     uint64_t cold_buckets = 0;
     uint64_t maps_pushed = 0;
     uint64_t push_errors = 0;
+    uint64_t refused_failovers = 0;  // failovers decided on a refused connection
+    uint64_t takeovers = 0;          // addresses taken over (acquired)
+    uint64_t takeover_releases = 0;
+    uint64_t takeover_errors = 0;    // listen/unlisten refused, hook failed or timed out
     // Heartbeat round trips: a histogram with these upper bounds (seconds), then the sum.
     static constexpr std::array<double, 10> kRttBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01,
                                                          0.025,  0.05,  0.1,    0.25,  1.0};
@@ -74,6 +97,8 @@ public:
     int64_t start_ms() const { return start_ms_; }
     // Max replication lag (records) of s's replica buckets, from the actives' reports.
     uint64_t max_lag(const Server& s) const;
+    const std::vector<Takeover>& takeovers() const { return takeovers_; }
+    static const char* takeover_state(Takeover::St st);
 
 private:
     enum class Mode { FirstStart, Running };
@@ -107,6 +132,24 @@ private:
     void declare_dead(Server* s, int64_t now, const std::string& why, bool close_link,
                       Server* extra_target = nullptr);
     void start_rejoin(Server* s);
+    // Proof of death: the link closed and the server's own address refuses connections.
+    void on_link_down(Server* s, bool peer_closed);
+    void probe_gone(const std::string& name, int attempt);
+    bool drained(const Server& dead, int64_t now) const;
+    void decide_soon();
+    static void decide_soon_cb(evutil_socket_t, short, void* arg);
+    // Address takeover.
+    bool takeover_wanted(const Server& s) const;
+    bool address_taken(const Server& s) const;
+    Server* pick_holder(const Server& dead, const BucketMap& before) const;
+    void begin_takeover(Server* dead, const BucketMap& before);
+    void holder_lost(Server* holder);
+    void release_takeovers(const std::string& node);
+    void run_takeovers(int64_t now);
+    void takeover_step(Takeover* t, int64_t now);
+    void takeover_done(uint64_t id, bool ok, const std::string& what);
+    Takeover* find_takeover(uint64_t id);
+    bool spawn_hook(Takeover* t, const char* op);
     void finish_rejoin(Server* s);
     void maintain_replicas();
     void check_caught_up(Server* s);
@@ -142,6 +185,10 @@ private:
     uint32_t failover_push_left_ = 0;  // servers still to confirm the last failover map
     uint64_t failover_epoch_ = 0;      // the epoch of that map
     int64_t failover_declared_ms_ = 0;
+    std::vector<Takeover> takeovers_;
+    uint64_t next_takeover_id_ = 1;
+    event* decide_soon_ = nullptr;
+    std::string restore_after_;  // a failover's replica restore is due (the dead server)
 };
 
 }  // namespace mcm::coord

@@ -5,8 +5,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <set>
 
 #include "coordinator/clock.h"
 #include "coordinator/log.h"
@@ -62,7 +68,7 @@ void ServerLink::connect() {
     bufferevent_enable(bev_, EV_READ | EV_WRITE);
 }
 
-void ServerLink::close_and_fail(const std::string& why, bool reconnect) {
+void ServerLink::close_and_fail(const std::string& why, bool reconnect, bool peer_closed) {
     bool was_ready = state_ == State::Ready;
     ++generation_;
     if (bev_ != nullptr) {
@@ -80,7 +86,7 @@ void ServerLink::close_and_fail(const std::string& why, bool reconnect) {
     std::deque<Pending> failed;
     failed.swap(queue_);
     for (Pending& p : failed) p.done(false, p.lines);
-    if (was_ready && ev_.on_down) ev_.on_down(why);
+    if (was_ready && ev_.on_down) ev_.on_down(why, peer_closed);
 }
 
 void ServerLink::write(const std::string& wire, Kind kind, int64_t timeout_ms, Done done) {
@@ -112,9 +118,35 @@ void ServerLink::authenticate() {
                             close_and_fail("auth refused: " + r.front(), true);
                             return;
                         }
-                        state_ = State::Ready;
-                        if (ev_.on_ready) ev_.on_ready();
+                        check_identity();
                     });
+          });
+}
+
+// Another server may listen on this one's address (address takeover, doc/coordinator.md):
+// the link is Ready only once the server it reached calls itself by the expected name.
+void ServerLink::check_identity() {
+    write("stats cluster\r\n", Kind::Block, kConnectTimeoutMs,
+          [this](bool ok, const std::vector<std::string>& lines) {
+              if (!ok) return;
+              std::string node;
+              for (const std::string& l : lines) {
+                  if (l.rfind("STAT node_id ", 0) == 0) node = l.substr(13);
+              }
+              if (node != name_) {
+                  if (!wrong_node_logged_) {
+                      CLOG_INFO("%s's address %s:%u answers as %s: not %s (an address taken "
+                                "over while it is down?); retrying", name_.c_str(),
+                                host_.c_str(), port_, node.empty() ? "?" : node.c_str(),
+                                name_.c_str());
+                      wrong_node_logged_ = true;
+                  }
+                  close_and_fail("reached " + (node.empty() ? "another server" : node), true);
+                  return;
+              }
+              wrong_node_logged_ = false;
+              state_ = State::Ready;
+              if (ev_.on_ready) ev_.on_ready();
           });
 }
 
@@ -179,16 +211,90 @@ void ServerLink::event_cb(bufferevent* bev, short what, void* arg) {
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        std::string why = (what & BEV_EVENT_EOF)
-                              ? "closed by server"
-                              : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
-        self->close_and_fail(why, true);
+        int err = EVUTIL_SOCKET_ERROR();
+        bool eof = (what & BEV_EVENT_EOF) != 0;
+        std::string why = eof ? "closed by server" : evutil_socket_error_to_string(err);
+        self->close_and_fail(why, true, eof || err == ECONNRESET);
     }
 }
 
 void ServerLink::backoff_cb(evutil_socket_t, short, void* arg) {
     auto* self = static_cast<ServerLink*>(arg);
     if (self->state_ == State::Backoff) self->connect();
+}
+
+namespace {
+
+struct Probe {
+    int fd = -1;
+    event* ev = nullptr;
+    std::function<void(ProbeResult)> done;
+};
+
+std::set<Probe*>& probes() {
+    static std::set<Probe*> live;  // the loop thread's only
+    return live;
+}
+
+void probe_free(Probe* p) {
+    probes().erase(p);
+    if (p->ev != nullptr) event_free(p->ev);
+    if (p->fd >= 0) ::close(p->fd);
+    delete p;
+}
+
+void probe_finish(Probe* p, ProbeResult r) {
+    auto done = std::move(p->done);
+    probe_free(p);
+    done(r);
+}
+
+ProbeResult probe_result(int err) {
+    if (err == 0) return ProbeResult::Accepted;
+    return err == ECONNREFUSED ? ProbeResult::Refused : ProbeResult::Other;
+}
+
+void probe_cb(evutil_socket_t fd, short what, void* arg) {
+    auto* p = static_cast<Probe*>(arg);
+    if (!(what & EV_WRITE)) return probe_finish(p, ProbeResult::Other);  // timed out
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    probe_finish(p, probe_result(err));
+}
+
+}  // namespace
+
+void probe_address(event_base* base, const std::string& host, uint16_t port, int64_t timeout_ms,
+                   std::function<void(ProbeResult)> done) {
+    evutil_addrinfo hints{}, *res = nullptr;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    std::string ps = std::to_string(port);
+    if (evutil_getaddrinfo(host.c_str(), ps.c_str(), &hints, &res) != 0 || res == nullptr) {
+        done(ProbeResult::Other);
+        return;
+    }
+    auto* p = new Probe;
+    probes().insert(p);
+    p->done = std::move(done);
+    p->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int rc = p->fd < 0 ? -1 : ::connect(p->fd, res->ai_addr, res->ai_addrlen);
+    int err = rc == 0 ? 0 : errno;
+    evutil_freeaddrinfo(res);
+    if (p->fd < 0 || (rc != 0 && err != EINPROGRESS)) {
+        // Loopback answers within connect(): a refusal shows here at once.
+        return probe_finish(p, p->fd < 0 ? ProbeResult::Other : probe_result(err));
+    }
+    if (rc == 0) return probe_finish(p, ProbeResult::Accepted);
+    p->ev = event_new(base, p->fd, EV_WRITE, probe_cb, p);
+    timeval tv{static_cast<time_t>(timeout_ms / 1000),
+               static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
+    event_add(p->ev, &tv);
+}
+
+void cancel_probes() {
+    while (!probes().empty()) probe_free(*probes().begin());
 }
 
 }  // namespace mcm::coord

@@ -29,7 +29,9 @@ public:
     using Done = std::function<void(bool ok, const std::vector<std::string>& lines)>;
     struct Events {
         std::function<void()> on_ready;                     // authenticated (a new connection)
-        std::function<void(const std::string& why)> on_down;  // a Ready link closed
+        // A Ready link closed; peer_closed: the server's side ended it (EOF or a reset),
+        // not a timeout or the coordinator's own decision.
+        std::function<void(const std::string& why, bool peer_closed)> on_down;
     };
 
     ServerLink(event_base* base, std::string name, std::string host, uint16_t port,
@@ -64,7 +66,8 @@ private:
     static constexpr size_t kMaxLine = 1 << 20;
 
     void connect();
-    void close_and_fail(const std::string& why, bool reconnect);
+    void close_and_fail(const std::string& why, bool reconnect, bool peer_closed = false);
+    void check_identity();
     void authenticate();
     void write(const std::string& wire, Kind kind, int64_t timeout_ms, Done done);
     void on_read();
@@ -84,6 +87,17 @@ private:
     int64_t connect_deadline_ms_ = 0;
     std::deque<Pending> queue_;
     uint64_t generation_ = 0;  // bumped on every close: callbacks check it to stop early
+    bool wrong_node_logged_ = false;
 };
+
+// Whether anything listens at host:port: a non-blocking connect from the loop thread, done
+// within timeout_ms. Refused is an answer from the address itself (RST to the SYN);
+// Accepted means something listens (closed again at once); Other is anything else (a
+// timeout, no route, a name that does not resolve).
+enum class ProbeResult { Refused, Accepted, Other };
+void probe_address(event_base* base, const std::string& host, uint16_t port, int64_t timeout_ms,
+                   std::function<void(ProbeResult)> done);
+// Frees every probe still under way without calling it back (at shutdown).
+void cancel_probes();
 
 }  // namespace mcm::coord

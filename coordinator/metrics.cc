@@ -58,7 +58,18 @@ std::string status_json(const Coordinator& c) {
     } else {
         j["last_failover"] = {{"node", f.node},         {"at_unix_ms", f.at_unix_ms},
                               {"detect_ms", f.detect_ms}, {"push_ms", f.push_ms},
-                              {"buckets", f.buckets},     {"cold", f.cold}};
+                              {"buckets", f.buckets},     {"cold", f.cold},
+                              {"how", f.refused ? "refused" : "silence"}};
+    }
+    j["refused_failovers"] = c.counters().refused_failovers;
+    j["takeovers"] = json::array();
+    for (const Takeover& t : c.takeovers()) {
+        j["takeovers"].push_back({{"node", t.node},
+                                  {"addr", t.addr()},
+                                  {"holder", t.holder},
+                                  {"mode", t.hook ? "hook" : "listen"},
+                                  {"state", Coordinator::takeover_state(t.st)},
+                                  {"since_unix_ms", t.since_unix_ms}});
     }
     Load l = load_of(m);
     j["servers"] = json::array();
@@ -128,6 +139,17 @@ std::string metrics_text(const Coordinator& c) {
         f.push_ms < 0 ? 0 : (f.detect_ms + f.push_ms) / 1000.0);
     add("Buckets failed over with no in-sync replica (they start empty).", "counter",
         "mc_coordinator_cold_buckets_total", static_cast<double>(k.cold_buckets));
+    add("Failovers decided on proof (the link closed, the address refuses connections).",
+        "counter", "mc_coordinator_refused_failovers_total",
+        static_cast<double>(k.refused_failovers));
+    add("Dead servers' addresses taken over by a survivor.", "counter",
+        "mc_coordinator_takeovers_total", static_cast<double>(k.takeovers));
+    add("Takeovers released (the server was back in sync).", "counter",
+        "mc_coordinator_takeover_releases_total", static_cast<double>(k.takeover_releases));
+    add("Takeovers or releases that failed (refused, hook failed or timed out).", "counter",
+        "mc_coordinator_takeover_errors_total", static_cast<double>(k.takeover_errors));
+    add("Takeovers in force (held, or being acquired or released).", "gauge",
+        "mc_coordinator_takeovers_active", static_cast<double>(c.takeovers().size()));
     add("Maps a server accepted.", "counter", "mc_coordinator_maps_pushed_total",
         static_cast<double>(k.maps_pushed));
     add("Map pushes refused or lost.", "counter", "mc_coordinator_push_errors_total",

@@ -25,7 +25,7 @@ bool number(const std::string& s, T lo, T hi, T* out) {
 
 enum OptId {
     kSecretFile = 1000, kState, kBuckets, kReplicas, kHeartbeat, kDeadAfter, kListen,
-    kPortFile, kNode, kControl,
+    kPortFile, kNode, kControl, kDeadOnRefused, kTakeover, kTakeoverHook, kTakeoverHookTimeout,
 };
 
 const option kLong[] = {
@@ -39,6 +39,10 @@ const option kLong[] = {
     {"port-file", required_argument, nullptr, kPortFile},
     {"node", required_argument, nullptr, kNode},
     {"control", required_argument, nullptr, kControl},
+    {"dead-on-refused", required_argument, nullptr, kDeadOnRefused},
+    {"takeover", required_argument, nullptr, kTakeover},
+    {"takeover-hook", required_argument, nullptr, kTakeoverHook},
+    {"takeover-hook-timeout-ms", required_argument, nullptr, kTakeoverHookTimeout},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
     {nullptr, 0, nullptr, 0},
@@ -89,6 +93,24 @@ bool apply(int id, const std::string& v, Options* o, std::string* err) {
                    bad("--listen", "HOST:PORT");
         case kPortFile: o->port_file = v; return true;
         case kNode: return parse_node(v, o, err);
+        case kDeadOnRefused:
+            if (v != "on" && v != "off") return bad("--dead-on-refused", "on or off");
+            o->dead_on_refused = v == "on";
+            return true;
+        case kTakeover:
+            if (v == "auto") o->takeover = Options::Takeover::Auto;
+            else if (v == "off") o->takeover = Options::Takeover::Off;
+            else if (v == "listen") o->takeover = Options::Takeover::Listen;
+            else if (v == "hook") o->takeover = Options::Takeover::Hook;
+            else return bad("--takeover", "auto, off, listen or hook");
+            return true;
+        case kTakeoverHook:
+            if (v.empty()) return bad("--takeover-hook", "a path");
+            o->takeover_hook = v;
+            return true;
+        case kTakeoverHookTimeout:
+            return number<uint32_t>(v, 100, 600000, &o->takeover_hook_timeout_ms) ||
+                   bad("--takeover-hook-timeout-ms", "100..600000");
         case kControl: {
             Options tmp;
             if (!parse_node(v, &tmp, err)) {
@@ -160,6 +182,10 @@ ParseResult parse_options(int argc, char** argv, Options* o, std::string* err) {
     }
     if (!repl::read_secret_file(o->secret_file, &o->secret, err)) return ParseResult::Error;
     if (!check_timing(*o, err)) return ParseResult::Error;
+    if (o->takeover == Options::Takeover::Hook && o->takeover_hook.empty()) {
+        *err = "--takeover hook needs --takeover-hook PATH";
+        return ParseResult::Error;
+    }
     return ParseResult::Ok;
 }
 
@@ -176,6 +202,13 @@ std::string usage() {
            "  --node NAME=HOST:PORT  a server of a new cluster (repeat; first start only)\n"
            "  --control NAME=HOST:PORT  reach server NAME at this address instead of its map\n"
            "                         address (repeat)\n"
+           "  --dead-on-refused on|off  fail a server over at once when its link closed and\n"
+           "                         its own address refuses connections (default on)\n"
+           "  --takeover auto|off|listen|hook  who answers on a dead server's address until\n"
+           "                         it is back in sync (default auto: hook if --takeover-hook,\n"
+           "                         else listen for loopback addresses, else off)\n"
+           "  --takeover-hook PATH  run PATH acquire|release <dead-node> <host:port> <survivor>\n"
+           "  --takeover-hook-timeout-ms MS  kill a hook still running after MS (default 5000)\n"
            "  -v, --verbose        log every decision input\n"
            "  -h, --help           this text\n";
 }

@@ -31,6 +31,16 @@ struct Options {
     // management network, or a fault proxy in tests); the map keeps the address peers use.
     std::vector<NodeAddr> control;
     bool verbose = false;
+    // --dead-on-refused on|off: a server whose link closed and whose own address then refuses
+    // connections is gone: failed over at once rather than after dead_after_ms of silence.
+    bool dead_on_refused = true;
+    // --takeover: who answers on a dead server's address (doc/coordinator.md, Address
+    // takeover). Auto: Hook when --takeover-hook is given, else Listen for loopback
+    // addresses, else Off.
+    enum class Takeover { Auto, Off, Listen, Hook };
+    Takeover takeover = Takeover::Auto;
+    std::string takeover_hook;
+    uint32_t takeover_hook_timeout_ms = 5000;
 
     // The lease a renewal grants, from a token the server issued one round trip earlier:
     // shorter than dead_after_ms by a tenth (at least 50 ms), so a server the coordinator

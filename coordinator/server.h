@@ -62,6 +62,14 @@ struct Server {
     bool back = false;            // Dead, and answered a heartbeat sent after that
     bool bad_hb_logged = false;   // one warning per server for unreadable heartbeat replies
     std::string known_boot;       // the boot id the state file records
+    // Proof of death (doc/coordinator.md, Failover on proof): when the link's closing was
+    // followed by a refused connection to the server's own address (0: no proof).
+    int64_t gone_proof_ms = 0;
+    bool probing = false;
+    uint64_t answered_seq = 0;   // hb_seq of the last heartbeat it answered
+    uint64_t drain_seq = 0;      // a proven death waits for an answer to a later heartbeat
+    int probe_attempt = 0;       // the next probe's attempt number
+    int64_t probe_retry_ms = 0;  // when to probe again (0: not to)
 
     // `up`, `suspect`, `dead`, `resetting` or `catching_up`.
     const char* health(int64_t now_ms, int64_t heartbeat_ms, int64_t start_ms) const;

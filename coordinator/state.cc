@@ -29,6 +29,11 @@ std::string FileStateStore::to_json(const State& s) {
                                 {"boot_id", m.boot_id}});
     }
     j["map"] = s.map_text;
+    j["takeovers"] = json::array();
+    for (const TakeoverState& t : s.takeovers) {
+        j["takeovers"].push_back(
+            {{"node", t.node}, {"addr", t.addr}, {"holder", t.holder}, {"mode", t.mode}});
+    }
     return j.dump(1) + "\n";
 }
 
@@ -59,6 +64,20 @@ bool FileStateStore::from_json(const std::string& text, State* out, std::string*
             s.members.push_back(std::move(ms));
         }
         s.map_text = j.at("map").get<std::string>();
+        if (j.contains("takeovers")) {
+            for (const json& t : j.at("takeovers")) {
+                TakeoverState ts;
+                ts.node = t.at("node").get<std::string>();
+                ts.addr = t.at("addr").get<std::string>();
+                ts.holder = t.at("holder").get<std::string>();
+                ts.mode = t.at("mode").get<std::string>();
+                if (ts.mode != "listen" && ts.mode != "hook") {
+                    *err = "takeover of " + ts.node + ": unknown mode " + ts.mode;
+                    return false;
+                }
+                s.takeovers.push_back(std::move(ts));
+            }
+        }
         *out = std::move(s);
         return true;
     } catch (const std::exception& e) {

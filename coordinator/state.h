@@ -16,6 +16,16 @@ struct MemberState {
     bool operator==(const MemberState&) const = default;
 };
 
+// An address takeover in force: `holder` answers on `node`'s client address `addr` (a
+// listener, or whatever the hook did), to be released once `node` is back in sync.
+struct TakeoverState {
+    std::string node;
+    std::string addr;    // host:port
+    std::string holder;
+    std::string mode;    // "listen" or "hook"
+    bool operator==(const TakeoverState&) const = default;
+};
+
 struct State {
     std::string cluster_id;    // random, drawn at the first start
     std::string secret_check;  // HMAC(secret, cluster_id) in hex: refuses another cluster's file
@@ -24,6 +34,7 @@ struct State {
     uint64_t epoch = 0;
     std::vector<MemberState> members;
     std::string map_text;      // the map in its text form (doc/managed.md)
+    std::vector<TakeoverState> takeovers;  // absent in older files: none
     bool operator==(const State&) const = default;
 };
 

@@ -178,7 +178,7 @@ bool Replicator::dial_text(Link* l) {
                 return false;
             }
             l->wbuf += "cluster auth " + hmac_hex(secret_, line.substr(10)) +
-                       "\r\ncluster repl " + me_ + " " + l->nonce + "\r\n";
+                       "\r\ncluster repl " + me_ + " " + l->nonce + " " + l->peer + "\r\n";
             l->st = Link::St::AuthReply;
         } else if (l->st == Link::St::AuthReply) {
             if (line != "OK") {
@@ -195,11 +195,22 @@ bool Replicator::read_frames(Link* l) {
         FrameType t;
         std::string_view payload;
         std::string_view in(l->rbuf.data() + l->rpos, l->rbuf.size() - l->rpos);
+        if (l->st == Link::St::Hello && in.starts_with("CLIENT_ERROR")) {
+            // Refused in words: e.g. another server holds the peer's address (takeover).
+            size_t eol = in.find("\r\n");
+            if (eol == std::string_view::npos) break;
+            close_link(l, std::string(in.substr(0, eol)).c_str());
+            return true;
+        }
         size_t used = next_frame(in, &t, &payload);
         if (used == 0) break;
         if (used == SIZE_MAX) return false;
         if (l->st == Link::St::Hello) {
             std::string name, proof;
+            if (t == FrameType::Hello && parse_hello(payload, &name, &proof) && name != l->peer) {
+                close_link(l, ("reached " + name + " at " + l->peer + "'s address").c_str());
+                return true;
+            }
             if (t != FrameType::Hello || !parse_hello(payload, &name, &proof) ||
                 name != l->peer ||
                 proof != hmac_hex(secret_, "repl " + l->nonce)) {

@@ -25,6 +25,7 @@ namespace mcm::server {
 
 class Worker;
 class Cluster;
+class Listener;
 
 // One entry per open connection (client or listener), for `stats conns`. Connection setup and
 // teardown take the mutex; the request path only stores into the atomics.
@@ -73,6 +74,7 @@ struct ServerContext {
     int64_t started_unix = 0;  // wall-clock start, for uptime
     Cluster* cluster = nullptr;  // managed mode only
     repl::Replicator* replicator = nullptr;  // managed mode only
+    Listener* listener = nullptr;  // set while the main loop runs (address takeover)
 };
 
 }  // namespace mcm::server

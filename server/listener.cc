@@ -8,8 +8,12 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/eventfd.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
 
 #include <cerrno>
 #include <functional>
@@ -32,6 +36,8 @@ bool set_nonblock(int fd) {
 }  // namespace
 
 Listener::~Listener() {
+    if (req_ev_ != nullptr) event_free(req_ev_);
+    if (req_fd_ >= 0) ::close(req_fd_);
     for (auto& s : socks_) {
         if (s->ev != nullptr) event_free(s->ev);
         ctx_.conns.remove(s->fd);
@@ -39,12 +45,13 @@ Listener::~Listener() {
     }
 }
 
-bool Listener::add_socket(int fd, bool is_unix, std::string name) {
+bool Listener::add_socket(int fd, bool is_unix, std::string name, const std::string& takeover) {
     auto s = std::make_unique<Sock>();
     s->owner = this;
     s->fd = fd;
     s->is_unix = is_unix;
     s->name = std::move(name);
+    s->takeover = takeover;
     s->info.addr = (is_unix ? "unix:" : "tcp:") + s->name;
     s->info.is_listener = true;
     s->info.state.store("conn_listening");
@@ -65,7 +72,8 @@ bool Listener::add_socket(int fd, bool is_unix, std::string name) {
 // the machine cannot bind (no IPv6, say) is skipped; one already in use fails the whole call.
 bool Listener::bind_all(const char* host, int port, int socktype,
                         const std::function<bool(int fd, int family, const std::string& addr,
-                                                 int bound_port)>& use) {
+                                                 int bound_port)>& use,
+                        std::string* why) {
     addrinfo hints{};
     hints.ai_flags = AI_PASSIVE;
     hints.ai_family = AF_UNSPEC;
@@ -75,7 +83,9 @@ bool Listener::bind_all(const char* host, int port, int socktype,
     addrinfo* ai = nullptr;
     int err = getaddrinfo(host, portbuf, &hints, &ai);
     if (err != 0) {
-        if (err != EAI_SYSTEM) {
+        if (why != nullptr) {
+            *why = std::string("cannot resolve: ") + gai_strerror(err);
+        } else if (err != EAI_SYSTEM) {
             fprintf(stderr, "getaddrinfo(): %s\n", gai_strerror(err));
         } else {
             perror("getaddrinfo()");
@@ -88,12 +98,20 @@ bool Listener::bind_all(const char* host, int port, int socktype,
         if (fd < 0) continue;
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        // Managed mode: another server of the cluster may hold this address for us while we
+        // are down (address takeover), and we hold others' the same way: every TCP listener
+        // of a managed server shares its port (doc/managed.md, Address takeover).
+        if (socktype == SOCK_STREAM && ctx_.settings.managed()) {
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        }
         if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         if (!set_nonblock(fd) || bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
-            bool in_use = errno == EADDRINUSE;
+            int e = errno;
+            bool in_use = e == EADDRINUSE;
             ::close(fd);
+            if (why != nullptr) *why = std::string("bind: ") + strerror(e);
             if (!in_use) continue;  // e.g. IPv6 unavailable: memcached skips such addresses too
-            perror("bind()");
+            if (why == nullptr) perror("bind()");
             freeaddrinfo(ai);
             return false;
         }
@@ -122,14 +140,17 @@ bool Listener::bind_all(const char* host, int port, int socktype,
     return ok;
 }
 
-bool Listener::listen_tcp(const char* host, int port, FILE* portfile) {
-    return bind_all(host, port, SOCK_STREAM,
+bool Listener::listen_tcp(const char* host, int port, FILE* portfile,
+                          const std::string& takeover) {
+    std::string why;
+    bool ok = bind_all(host, port, SOCK_STREAM,
                     [&](int fd, int family, const std::string& addr, int bound_port) {
                         int one = 1;
                         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
                         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
                         if (listen(fd, ctx_.settings.backlog) != 0) {
-                            perror("listen()");
+                            if (takeover.empty()) perror("listen()");
+                            why = std::string("listen: ") + strerror(errno);
                             ::close(fd);
                             return false;
                         }
@@ -137,13 +158,19 @@ bool Listener::listen_tcp(const char* host, int port, FILE* portfile) {
                             fprintf(portfile, "TCP INET%s: %d\n", family == AF_INET6 ? "6" : "",
                                     bound_port);
                         }
-                        ports_.push_back(bound_port);
-                        if (!add_socket(fd, false, addr)) {
+                        if (takeover.empty()) ports_.push_back(bound_port);
+                        if (!add_socket(fd, false, addr, takeover)) {
                             ::close(fd);
                             return false;
                         }
                         return true;
-                    });
+                    }, takeover.empty() ? nullptr : &why);
+    if (!ok && !takeover.empty()) {
+        // A partial success (one address of several) is undone: all or nothing.
+        (void)do_unlisten(takeover, false);
+        last_takeover_error_ = why.empty() ? "cannot listen" : why;
+    }
+    return ok;
 }
 
 // -U: one datagram socket per address, read by every worker (each through its own dup, so
@@ -200,6 +227,15 @@ bool Listener::listen_unix(const std::string& path, int mask) {
 
 bool Listener::setup() {
     const Settings& s = ctx_.settings;
+    if (s.managed()) {
+        req_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (req_fd_ < 0) {
+            perror("eventfd()");
+            return false;
+        }
+        req_ev_ = event_new(base_, req_fd_, EV_READ | EV_PERSIST, &Listener::on_request, this);
+        if (req_ev_ == nullptr || event_add(req_ev_, nullptr) != 0) return false;
+    }
     if (!s.socket_path.empty()) {
         if (!listen_unix(s.socket_path, s.access_mask)) {
             fprintf(stderr, "failed to listen on UNIX socket: %s\n", s.socket_path.c_str());
@@ -262,6 +298,157 @@ bool Listener::setup() {
         }
     }
     return ok;
+}
+
+// ---- address takeover ----------------------------------------------------------------------
+
+namespace {
+
+// "host:port" or "[v6]:port", port 1..65535.
+bool split_hostport(const std::string& a, std::string* host, int* port) {
+    size_t colon = a.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 >= a.size()) return false;
+    std::string h = a.substr(0, colon);
+    if (h.front() == '[') {
+        if (h.size() < 3 || h.back() != ']') return false;
+        h = h.substr(1, h.size() - 2);
+    } else if (h.find(':') != std::string::npos) {
+        return false;
+    }
+    int p = 0;
+    for (size_t i = colon + 1; i < a.size(); ++i) {
+        if (a[i] < '0' || a[i] > '9' || p > 65535) return false;
+        p = p * 10 + (a[i] - '0');
+    }
+    if (p < 1 || p > 65535) return false;
+    *host = h;
+    *port = p;
+    return true;
+}
+
+}  // namespace
+
+std::string Listener::takeover_listen(const std::string& hostport) {
+    return run_request(Request::Op::Listen, hostport);
+}
+
+std::string Listener::takeover_unlisten(const std::string& hostport) {
+    return run_request(Request::Op::Unlisten, hostport);
+}
+
+void Listener::takeover_unlisten_all() { (void)run_request(Request::Op::UnlistenAll, ""); }
+
+std::vector<std::string> Listener::takeover_addrs() const {
+    std::lock_guard<std::mutex> g(req_mu_);
+    return takeovers_;
+}
+
+void Listener::close_requests() {
+    std::lock_guard<std::mutex> g(req_mu_);
+    requests_closed_ = true;
+    req_cv_.notify_all();
+}
+
+// The caller's thread waits while the main thread binds or closes (bind and close are quick;
+// the main loop only accepts and ticks the clock).
+std::string Listener::run_request(Request::Op op, const std::string& addr) {
+    if (req_fd_ < 0) return "SERVER_ERROR takeover needs managed mode";
+    Request r;
+    r.op = op;
+    r.addr = addr;
+    std::unique_lock<std::mutex> lk(req_mu_);
+    if (requests_closed_) return "SERVER_ERROR shutting down";
+    requests_.push_back(&r);
+    uint64_t one = 1;
+    (void)!::write(req_fd_, &one, sizeof(one));
+    (void)req_cv_.wait_for(lk, std::chrono::seconds(2), [&] { return r.done || requests_closed_; });
+    if (r.done) return r.result;
+    auto it = std::find(requests_.begin(), requests_.end(), &r);
+    if (it != requests_.end()) {
+        // Not taken (the loop is stopping or stuck): take it back so nobody writes to r.
+        requests_.erase(it);
+        return "SERVER_ERROR the listener did not answer";
+    }
+    // The main thread is serving it right now: that is quick, and it will write to r.
+    req_cv_.wait(lk, [&] { return r.done; });
+    return r.result;
+}
+
+void Listener::on_request(evutil_socket_t fd, short, void* arg) {
+    uint64_t v;
+    (void)!::read(fd, &v, sizeof(v));
+    static_cast<Listener*>(arg)->serve_requests();
+}
+
+void Listener::serve_requests() {
+    for (;;) {
+        Request* r = nullptr;
+        {
+            std::lock_guard<std::mutex> g(req_mu_);
+            if (requests_.empty()) return;
+            r = requests_.front();
+            requests_.pop_front();
+        }
+        // r stays valid: once it is off the queue its owner waits for done.
+        std::string result;
+        switch (r->op) {
+            case Request::Op::Listen: result = do_listen(r->addr); break;
+            case Request::Op::Unlisten: result = do_unlisten(r->addr, false); break;
+            case Request::Op::UnlistenAll: result = do_unlisten("", true); break;
+        }
+        std::lock_guard<std::mutex> g(req_mu_);
+        r->result = std::move(result);
+        r->done = true;
+        req_cv_.notify_all();
+    }
+}
+
+std::string Listener::do_listen(const std::string& addr) {
+    std::string host;
+    int port = 0;
+    if (!split_hostport(addr, &host, &port)) return "CLIENT_ERROR bad address: want host:port";
+    {
+        std::lock_guard<std::mutex> g(req_mu_);
+        if (std::find(takeovers_.begin(), takeovers_.end(), addr) != takeovers_.end()) {
+            return "";  // already listening there: the same answer again
+        }
+    }
+    last_takeover_error_.clear();
+    if (!listen_tcp(host.c_str(), port, nullptr, addr)) {
+        return "SERVER_ERROR cannot listen on " + addr + ": " + last_takeover_error_;
+    }
+    LOG(LogLevel::Info, "takeover: listening on %s", addr.c_str());
+    std::lock_guard<std::mutex> g(req_mu_);
+    takeovers_.push_back(addr);
+    return "";
+}
+
+std::string Listener::do_unlisten(const std::string& addr, bool all) {
+    bool found = false;
+    for (size_t i = 0; i < socks_.size();) {
+        Sock* s = socks_[i].get();
+        if (s->takeover.empty() || (!all && s->takeover != addr)) {
+            ++i;
+            continue;
+        }
+        found = true;
+        if (s->ev != nullptr) event_free(s->ev);
+        ctx_.conns.remove(s->fd);
+        ::close(s->fd);
+        socks_.erase(socks_.begin() + static_cast<long>(i));
+    }
+    std::lock_guard<std::mutex> g(req_mu_);
+    size_t before = takeovers_.size();
+    if (all) {
+        takeovers_.clear();
+    } else {
+        takeovers_.erase(std::remove(takeovers_.begin(), takeovers_.end(), addr), takeovers_.end());
+    }
+    if (found || before != takeovers_.size()) {
+        LOG(LogLevel::Info, "takeover: stopped listening on %s", all ? "every address" : addr.c_str());
+        return "";
+    }
+    return "CLIENT_ERROR not listening on " + addr;
 }
 
 void Listener::on_accept(evutil_socket_t, short, void* arg) {

@@ -160,6 +160,7 @@ int run(int argc, char** argv) {
     for (event* e : sigs) event_add(e, nullptr);
     {
         Listener listener(ctx, base);
+        ctx.listener = &listener;
         if (!listener.setup()) {
             rc = 71;  // EX_OSERR
         } else {
@@ -172,13 +173,16 @@ int run(int argc, char** argv) {
             timeval one_sec{1, 0};
             event_add(tick.ev, &one_sec);
             event_base_dispatch(base);
+            listener.close_requests();
 
             event_free(tick.ev);
             crawler.reset();
             remove_pid_file(settings);
         }
+        listener.close_requests();
         for (auto& w : workers) w->stop();
         if (replicator) replicator->stop();
+        ctx.listener = nullptr;
     }
     workers.clear();
     replicator.reset();

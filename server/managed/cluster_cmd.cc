@@ -7,8 +7,13 @@
 //   cluster reset                     every bucket dead, every item dropped, no map
 //   cluster peer [binary]             this connection is a peer's forwarding link (binary:
 //                                     it speaks the binary protocol from here on)
-//   cluster repl <node> <nonce>       this connection is a peer's replication link: the socket
-//                                     goes to the replication thread (doc/replication.md)
+//   cluster repl <node> <nonce> [<to>]
+//                                     this connection is a peer's replication link: the socket
+//                                     goes to the replication thread (doc/replication.md);
+//                                     refused when <to> is not this server (an address taken
+//                                     over from <to>)
+//   cluster listen <host>:<port>      address takeover: also serve clients on that address
+//   cluster unlisten <host>:<port>    stop (doc/managed.md, Address takeover)
 //   cluster dump <bucket>             every live item of the bucket, with its metadata
 //                                     (for comparing a replica with its active)
 //   cluster hb <lease_ms> <token> <quiet_ms>
@@ -29,6 +34,7 @@
 #include "replication/replicator.h"
 #include "server/managed/cluster.h"
 #include "server/dispatch.h"
+#include "server/listener.h"
 
 namespace mcm::server {
 
@@ -101,7 +107,8 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
     const bool setmap = sub == "setmap" && w.size() == 2 && to_u32(w[1], &len);
     if (!p->cluster_auth &&
         (setmap || sub == "state" || sub == "drop" || sub == "reset" || sub == "peer" ||
-         sub == "repl" || sub == "dump" || sub == "hb" || sub == "lease")) {
+         sub == "repl" || sub == "dump" || sub == "hb" || sub == "lease" || sub == "listen" ||
+         sub == "unlisten")) {
         out.append("CLIENT_ERROR cluster command needs authentication\r\n");
         if (setmap) {  // the map text that follows must not run as commands
             *swallow = static_cast<size_t>(len) + 2;
@@ -144,7 +151,15 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         out.append("OK\r\n");
         return Next::Continue;
     }
-    if (sub == "repl" && w.size() == 3 && ctx_.replicator != nullptr) {
+    if (sub == "repl" && w.size() == 4 && w[3] != cl->node_id()) {
+        // The dialer meant another server whose address this one holds (address takeover):
+        // refused before the socket is adopted, so the link this server keeps with the dialer
+        // is not replaced by one the dialer is about to drop.
+        out.append("CLIENT_ERROR this is " + cl->node_id() + ", not " + std::string(w[3]) +
+                   "\r\n");
+        return Next::Continue;
+    }
+    if (sub == "repl" && (w.size() == 3 || w.size() == 4) && ctx_.replicator != nullptr) {
         p->repl_handoff = true;
         p->repl_node.assign(w[1]);
         p->repl_nonce.assign(w[2]);
@@ -167,7 +182,20 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         write_heartbeat(lease_ms, token, quiet_ms, sub == "hb", p, out);
         return Next::Continue;
     }
+    if ((sub == "listen" || sub == "unlisten") && w.size() == 2) {
+        if (ctx_.listener == nullptr) {
+            out.append("SERVER_ERROR no listener\r\n");
+            return Next::Continue;
+        }
+        std::string addr(w[1]);
+        std::string err = sub == "listen" ? ctx_.listener->takeover_listen(addr)
+                                          : ctx_.listener->takeover_unlisten(addr);
+        out.append(err.empty() ? std::string("OK\r\n") : err + "\r\n");
+        return Next::Continue;
+    }
     if (sub == "reset" && w.size() == 1) {
+        // A server being reset rejoins holding nothing: nor other servers' addresses.
+        if (ctx_.listener != nullptr) ctx_.listener->takeover_unlisten_all();
         cl->reset();
         (void)ctx_.store.drop_buckets(0, cl->nbuckets() - 1);
         out.append("OK\r\n");
@@ -295,6 +323,12 @@ void write_cluster_stats(ServerContext& ctx, OutBuf& out) {
     line("maps_installed", std::to_string(cl.maps_installed.load()));
     line("maps_refused", std::to_string(cl.maps_refused.load()));
     line("auth_failures", std::to_string(cl.auth_failures.load()));
+    std::vector<std::string> tk;
+    if (ctx.listener != nullptr) tk = ctx.listener->takeover_addrs();
+    std::string addrs;
+    for (const std::string& a : tk) addrs += (addrs.empty() ? "" : ",") + a;
+    line("takeover_listeners", std::to_string(tk.size()));
+    line("takeover_addrs", addrs.empty() ? "-" : addrs);
     out.append("END\r\n");
 }
 
