@@ -148,11 +148,14 @@ def run(a, pairs):
         held_r, held_a = keys_held(n1), keys_held(n0)
         r = {"ops": ops, "gets": gets, "hit_ratio": round(hits / max(gets, 1), 4),
              "active_cpu_us_per_op": round(1e6 * cpu / max(ops, 1), 2),
-             "evictions_replica": int(stats(n1, "")["evictions"])}
+             "evictions_replica": int(stats(n1, "")["evictions"]),
+             "slabs_moved": [int(stats(n0, "")["slabs_moved"]), int(stats(n1, "")["slabs_moved"])]}
         for pct in (1, 10):
             top = [b"key:%010d" % i for i in range(a.keys * pct // 100)]
             r[f"replica_top{pct}pct"] = round(sum(k in held_r for k in top) / len(top), 4)
             r[f"active_top{pct}pct"] = round(sum(k in held_a for k in top) / len(top), 4)
+        r["replica_lacks_ranks"] = [i for i in range(a.keys // 10)
+                                    if b"key:%010d" % i not in held_r][:20]
         sent = int(st["link:n1:hints_out"]) - int(st0["link:n1:hints_out"])
         hbytes = int(st["link:n1:hint_bytes_out"]) - int(st0["link:n1:hint_bytes_out"])
         r.update({"hints_sent_per_s": round(sent / elapsed), "hint_bytes_per_s": round(

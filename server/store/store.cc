@@ -70,7 +70,7 @@ struct Store::Shard {
     uint64_t outofmemory = 0;
     ClassStats cls[kMaxClasses];
     // Read hints' credits (mark_accessed), by table hash, one per slot (a newer one replaces
-    // an older one in its slot); allocated by the first hint that needs one.
+    // an older one in its slot); allocated by the first hint.
     std::unique_ptr<uint64_t[]> credits;
 
     ~Shard() {
@@ -121,7 +121,7 @@ inline size_t slot_of(uint64_t h, size_t mask) noexcept {
     return (h >> kShardBits) & mask;
 }
 
-constexpr size_t kCreditSlots = 1024;  // per shard: 8 KiB, on a server that receives hints
+constexpr size_t kCreditSlots = 4096;  // per shard: 32 KiB, on a server that receives hints
 
 inline size_t credit_slot(uint64_t h) noexcept {
     return (h >> kShardBits) & (kCreditSlots - 1);
@@ -365,8 +365,8 @@ bool Store::evict_cb(void* ctx, Item* it, RelTime now, bool clock) noexcept {
     if (!it->has(Item::kLinked) || it->refcount.load(std::memory_order_acquire) != 1) {
         return false;
     }
-    // A read hint that came while the item was still marked stands for a read since: the
-    // hand passes it once more (mark_accessed).
+    // A read hint's second pass (mark_accessed): the hand found the mark cleared at its last
+    // pass, and the credit keeps the item once more.
     if (clock && s.credits != nullptr && (it->exptime == 0 || it->exptime > now)) [[unlikely]] {
         uint64_t& c = s.credits[credit_slot(h)];
         if (c == h) {
@@ -937,18 +937,15 @@ size_t Store::mark_accessed(uint64_t* hashes, size_t n) noexcept {
                 if ((hash_key(it->key()) ^ h) >> kShardBits) continue;  // another key
                 MissReason why;
                 if (is_dead(it, now, ol, oc, &why)) break;
-                if (!it->has(Item::kAccessed)) {
-                    it->set(Item::kAccessed);
-                } else {
-                    // Marked still: the hand has not passed since the last hint. The active
-                    // saw a read after its own hand passed, and the two hands do not move
-                    // together, so keep this one as a credit for the pass after next: a
-                    // hint is then never lost to the order in which the hands came by.
-                    if (s.credits == nullptr) {
-                        s.credits.reset(new (std::nothrow) uint64_t[kCreditSlots]());
-                    }
-                    if (s.credits != nullptr) s.credits[credit_slot(h)] = h;
+                // The mark, and a credit for the pass after: the replica cannot see where
+                // the active's hand is (the hint comes some time after it passed, after the
+                // next read), and its own hand may go round faster, so one hint per active
+                // cycle must keep the item for up to two of the replica's.
+                if (!it->has(Item::kAccessed)) it->set(Item::kAccessed);
+                if (s.credits == nullptr) {
+                    s.credits.reset(new (std::nothrow) uint64_t[kCreditSlots]());
                 }
+                if (s.credits != nullptr) s.credits[credit_slot(h)] = h;
                 ++found;
                 break;
             }

@@ -324,8 +324,9 @@ public:
     size_t drop_buckets(uint32_t first, uint32_t last) noexcept;
     // Read hints from a bucket's active: sets the access mark of the live item filed under
     // each of the n table hashes (AccessFn), so this server's CLOCK keeps it as if it had
-    // been read here. Nothing else changes: value, exptime, CAS, access time and fetched mark
-    // stay, and no mutation is reported. A hash matches an item when its bits above the
+    // been read here, and leaves a credit that keeps it for the hand's pass after that too
+    // (doc/replication.md, Read hints). Nothing else changes: value, exptime, CAS, access
+    // time and fetched mark stay, and no mutation is reported. A hash matches an item when its bits above the
     // shard bits equal those of the item's key hash. Reorders hashes (grouped by shard: one
     // lock per shard touched). Returns how many items were found.
     size_t mark_accessed(uint64_t* hashes, size_t n) noexcept;
