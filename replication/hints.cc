@@ -100,8 +100,12 @@ size_t HintBatch::ship(std::string* out, size_t* bytes) {
 
 void frame_hints(std::string* out, const uint64_t* hashes, size_t n) {
     const size_t at = begin_frame(out, FrameType::Hints);
-    out->reserve(out->size() + 8 * n);
-    for (size_t i = 0; i < n; ++i) put_u64(out, hashes[i]);
+    const size_t from = out->size();
+    out->resize(from + 8 * n);
+    char* p = out->data() + from;
+    for (size_t i = 0; i < n; ++i, p += 8) {
+        for (int k = 0; k < 8; ++k) p[k] = static_cast<char>(hashes[i] >> (8 * k));
+    }
     end_frame(out, at);
 }
 
