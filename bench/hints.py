@@ -91,6 +91,19 @@ def main():
     with open(secret, "wb") as f:
         f.write(SECRET + b"\n")
     pairs, servers = {}, []
+    try:
+        start(a, secret, tmp, pairs, servers)
+        results = run(a, pairs)
+    finally:
+        for s in servers:
+            s.stop()
+    print(json.dumps(results, indent=1))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def start(a, secret, tmp, pairs, servers):
     for tag, extra in (("hints", []), ("none", ["-o", "repl_hint_rate=0"])):
         ps = []
         for name in ("n0", "n1"):
@@ -104,15 +117,6 @@ def main():
         install(ps, f"MAP 1 {BUCKETS}\r\nNODE n0 127.0.0.1:{ps[0].port}\r\n"
                     f"NODE n1 127.0.0.1:{ps[1].port}\r\nRANGE 0 {BUCKETS - 1} n0 n1\r\nEND\r\n")
         pairs[tag] = ps
-    try:
-        results = run(a, pairs)
-    finally:
-        for s in servers:
-            s.stop()
-    print(json.dumps(results, indent=1))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=1)
 
 
 def run(a, pairs):
