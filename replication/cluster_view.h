@@ -25,6 +25,10 @@ struct ReplConfig {
     size_t backlog_bytes = 64 * 1024 * 1024;  // all buckets' backlogs together
     AckMode ack = AckMode::None;
     uint32_t ack_timeout_ms = 500;
+    // Read hints (hints.h): per link at most hint_rate hints a second (0: none sent), shipped
+    // every hint_ms.
+    uint32_t hint_rate = 20000;
+    uint32_t hint_ms = 200;
 };
 
 // The coordinator as this server last heard it (fencing, doc/coordinator.md).

@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "replication/auth.h"
+#include "replication/hints.h"
 #include "replication/replicator_impl.h"
 #include "replication/stream.h"
 #include "server/log.h"
@@ -358,9 +359,23 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             check_coordinator();
             return true;
         }
+        case FrameType::Hints: {
+            // Read hints from the active of some of our buckets: keep those items as if read
+            // here. Nothing else changes (no sequence number, no record, no write).
+            hint_scratch_.clear();
+            if (!parse_hints(p, &hint_scratch_)) return false;
+            const size_t n = hint_scratch_.size();
+            const size_t found = store_->mark_accessed(hint_scratch_.data(), n);
+            l->stats->hints_in += n;
+            l->stats->hints_applied += found;
+            l->stats->hints_missing += n - found;
+            return true;
+        }
         case FrameType::Hello: return false;  // only once, first
     }
-    return false;
+    // A frame type this version does not know (a newer peer's): skipped, the link goes on.
+    l->stats->unknown_frames++;
+    return true;
 }
 
 }  // namespace mcm::repl

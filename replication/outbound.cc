@@ -186,6 +186,48 @@ void Replicator::on_ack(Link* l, uint32_t b, uint64_t seqno, uint64_t now) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Read hints (hints.h, doc/replication.md).
+
+void Replicator::on_access(void* ctx, uint32_t bucket, uint64_t table_hash) noexcept {
+    auto* self = static_cast<Replicator*>(ctx);
+    if (bucket >= self->nbuckets_ || !self->buckets_[bucket].on()) return;  // no replicas
+    self->hints_.record(bucket, table_hash);
+}
+
+void Replicator::drain_hints() {
+    if (cfg_.hint_rate == 0) return;
+    // Links that serve some bucket; usually one or two per peer.
+    std::vector<Link*>& up = hint_links_;
+    up.clear();
+    for (auto& lp : links_) {
+        if (lp->fd >= 0 && lp->st == Link::St::Up && !lp->out.empty()) up.push_back(lp.get());
+    }
+    hints_.drain([&](const Hint& h) {
+        for (Link* l : up) {
+            if (l->out.find(h.bucket) == nullptr) continue;  // not the peer's bucket
+            if (!l->hints.add(h.hash)) l->stats->hints_dropped++;
+        }
+    });
+}
+
+void Replicator::ship_hints(uint64_t now) {
+    if (cfg_.hint_rate == 0 || now < next_hint_ship_us_) return;
+    next_hint_ship_us_ = now + uint64_t{cfg_.hint_ms} * 1000;
+    for (auto& lp : links_) {
+        Link* l = lp.get();
+        if (l->hints.size() == 0) continue;
+        if (l->fd < 0 || l->st != Link::St::Up || l->pending() >= kHighWater) {
+            l->stats->hints_dropped += l->hints.size();
+            l->hints.drop_all();
+            continue;
+        }
+        size_t bytes = 0;
+        l->stats->hints_out += l->hints.ship(&l->wbuf, &bytes);
+        l->stats->hint_bytes_out += bytes;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // repl_ack.
 
 bool Replicator::can_ack(uint32_t bucket) const noexcept {

@@ -69,6 +69,10 @@ void Replicator::publish_stats() {
     }
     line("buckets_replicated", std::to_string(in_buckets));
     line("buckets_replicated_in_sync", std::to_string(in_synced));
+    line("hint_rate", std::to_string(cfg_.hint_rate));
+    line("hint_interval_ms", std::to_string(cfg_.hint_ms));
+    line("hints_noted", std::to_string(hints_.recorded()));
+    line("hints_lost", std::to_string(hints_.dropped()));
     for (auto& [peer, psp] : peer_stats_) {
         PeerStats& ps = *psp;
         const Link* l = nullptr;
@@ -121,6 +125,13 @@ void Replicator::publish_stats() {
         line(p + "backfills_in", std::to_string(ps.backfills_in));
         line(p + "backfill_items_in", std::to_string(ps.backfill_items_in));
         line(p + "overflows", std::to_string(ps.overflows));
+        line(p + "hints_out", std::to_string(ps.hints_out));
+        line(p + "hint_bytes_out", std::to_string(ps.hint_bytes_out));
+        line(p + "hints_dropped", std::to_string(ps.hints_dropped));
+        line(p + "hints_in", std::to_string(ps.hints_in));
+        line(p + "hints_applied", std::to_string(ps.hints_applied));
+        line(p + "hints_missing", std::to_string(ps.hints_missing));
+        line(p + "unknown_frames", std::to_string(ps.unknown_frames));
         if (!ps.last_error.empty()) {
             std::string e = ps.last_error;
             std::replace(e.begin(), e.end(), ' ', '_');

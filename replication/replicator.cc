@@ -294,6 +294,8 @@ void Replicator::tick() {
         reconciled_gen_ = gen;
         reconcile();
     }
+    drain_hints();      // the workers' rings hold 25 ms of hints at most
+    ship_hints(now);    // every hint_ms; the loop below flushes them
     for (auto& lp : links_) {
         Link* l = lp.get();
         if (l->fd < 0) continue;

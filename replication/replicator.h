@@ -32,6 +32,7 @@
 
 #include "replication/applier.h"
 #include "replication/cluster_view.h"
+#include "replication/hints.h"
 #include "replication/record.h"
 #include "server/store/clock.h"
 #include "server/store/store.h"
@@ -48,6 +49,9 @@ public:
     // The store must be attached before start(); its Config carries on_mutation/this.
     void attach(store::Store& st);
     static void on_mutation(void* ctx, const store::Mutation& m) noexcept;
+    // The store's AccessFn (read hints): a read on a worker thread set an item's access mark;
+    // noted for the bucket's replicas if it is active here with replicas. Lock-free.
+    static void on_access(void* ctx, uint32_t bucket, uint64_t table_hash) noexcept;
     void start();
     void stop();
 
@@ -145,6 +149,10 @@ private:
     bool fenced_logged_ = false;
     void keep_inbound(uint32_t b, std::string_view record, uint64_t seqno);
     void disable_bucket(uint32_t b);
+    // Read hints: the workers' rings into each link's batch (every tick), and the batches
+    // onto the links (every cfg_.hint_ms).
+    void drain_hints();
+    void ship_hints(uint64_t now);
     void publish_stats();
     // Completes the ack waits of bucket b up to acked (b = UINT32_MAX: of every bucket, each
     // against its own highest acknowledgement).
@@ -214,6 +222,12 @@ private:
     uint64_t ticks_ = 0;
     uint64_t reconciled_gen_ = UINT64_MAX;
     std::map<std::string, std::unique_ptr<PeerStats>> peer_stats_;
+    uint64_t next_hint_ship_us_ = 0;
+    std::vector<uint64_t> hint_scratch_;  // a Hints frame's hashes, on arrival
+    std::vector<Link*> hint_links_;       // drain_hints' scratch
+
+    // Read hints noted by the workers, drained by this thread.
+    HintRings hints_;
 
     // Figures for stats (any thread).
     mutable std::mutex stats_mu_;

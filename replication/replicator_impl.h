@@ -135,6 +135,11 @@ struct Replicator::PeerStats {
     uint64_t resumes = 0, backfills = 0, backfill_items = 0;  // served to the peer
     uint64_t resumes_in = 0, backfills_in = 0, backfill_items_in = 0;  // received from it
     uint64_t overflows = 0, rtt_us = 0;
+    // Read hints: sent to the peer (and their bytes), dropped (over the rate, or the link
+    // full); received from it, found here, not found here.
+    uint64_t hints_out = 0, hint_bytes_out = 0, hints_dropped = 0;
+    uint64_t hints_in = 0, hints_applied = 0, hints_missing = 0;
+    uint64_t unknown_frames = 0;  // frames of a type this version does not know, skipped
     std::string last_error;
     LagHist lag;
 };
@@ -167,7 +172,9 @@ private:
 
 struct Replicator::Link {
     explicit Link(Replicator* owner)
-        : r(owner), out(owner->nbuckets_), ack_marked(owner->nbuckets_, false) {}
+        : r(owner), out(owner->nbuckets_), ack_marked(owner->nbuckets_, false) {
+        hints.set_budget(hint_budget(owner->cfg_.hint_rate, owner->cfg_.hint_ms));
+    }
     Replicator* r;
     std::string peer;
     int fd = -1;
@@ -198,6 +205,7 @@ struct Replicator::Link {
     uint64_t coord_epoch = 0;
     uint32_t coord_silent_ms = 0;
     bool blocked = false;  // a pump stopped at the high mark: pump everything once drained
+    HintBatch hints;       // read hints for the peer's buckets, shipped every hint_ms
     size_t pending() const noexcept { return wbuf.size() - wpos; }
     ~Link() {
         if (ev != nullptr) event_free(ev);

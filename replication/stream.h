@@ -15,6 +15,11 @@
 //   Ack        (bucket u32, seqno u64)*: applied up to seqno
 //   Ping/Pong  u64 microseconds (the sender's clock, echoed back)
 //   NotActive  bucket u32: the sender does not serve this bucket to you (yet): ask again later
+//   Coord      epoch u64, silent ms u32: the sender's view of the coordinator
+//   Hints      (table hash u64)*: items being read on the active (hints.h); no sequence
+//              number, never kept in a backlog
+//
+// A frame of a type the reader does not know is skipped: a later version may add some.
 #pragma once
 
 #include <cstddef>
@@ -36,6 +41,7 @@ enum class FrameType : uint8_t {
     Pong = 9,
     NotActive = 10,
     Coord = 11,
+    Hints = 12,
 };
 
 inline constexpr size_t kFrameHeader = 5;

@@ -123,10 +123,16 @@ int run(int argc, char** argv) {
         rc.backlog_bytes = settings.repl_backlog;
         rc.ack = settings.repl_ack;
         rc.ack_timeout_ms = settings.repl_ack_timeout_ms;
+        rc.hint_rate = settings.repl_hint_rate;
+        rc.hint_ms = settings.repl_hint_ms;
         replicator = std::make_unique<repl::Replicator>(rc, *cluster, clock);
         cluster->set_change_wake(&repl::Replicator::wake_for_change, replicator.get());
         sc.on_mutation = &repl::Replicator::on_mutation;
         sc.mutation_ctx = replicator.get();
+        if (settings.repl_hint_rate > 0) {  // off: reads do not even look
+            sc.on_access = &repl::Replicator::on_access;
+            sc.access_ctx = replicator.get();
+        }
     }
     store::Store store(sc, clock);
     if (replicator) replicator->attach(store);

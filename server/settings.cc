@@ -473,6 +473,18 @@ void sub_repl_backlog_mb(ParseState& st, const char* value) {
     st.s.repl_backlog = static_cast<size_t>(v) * 1024 * 1024;
 }
 
+void sub_repl_hint_rate(ParseState& st, const char* value) {
+    int v = read_int("repl_hint_rate", need(value, "Missing repl_hint_rate value"));
+    if (v < 0 || v > 10000000) refuse("repl_hint_rate must be from 0 to 10000000: %d", v);
+    st.s.repl_hint_rate = static_cast<unsigned>(v);
+}
+
+void sub_repl_hint_ms(ParseState& st, const char* value) {
+    int v = read_int("repl_hint_ms", need(value, "Missing repl_hint_ms value"));
+    if (v < 10 || v > 10000) refuse("repl_hint_ms must be from 10 to 10000: %d", v);
+    st.s.repl_hint_ms = static_cast<unsigned>(v);
+}
+
 void sub_slab_chunk_max(ParseState& st, const char* value) {
     long long v = 0;
     if (!read_strict(need(value, "Missing slab_chunk_max argument"), true, INT_MIN, INT_MAX, &v)) {
@@ -574,6 +586,12 @@ const SuboptionSpec kSuboptions[] = {
      sub_repl_ack_timeout, nullptr},
     {"repl_backlog_mb", "managed mode: memory for replication backlogs, all buckets\n(default: 64)",
      sub_repl_backlog_mb, nullptr},
+    {"repl_hint_rate",
+     "managed mode: read hints a second per replication link, telling\nreplicas which keys are "
+     "read (default: 20000; 0: off)",
+     sub_repl_hint_rate, nullptr},
+    {"repl_hint_ms", "managed mode: how often read hints are sent, in ms (default: 200)",
+     sub_repl_hint_ms, nullptr},
     {"slab_chunk_max", "largest chunk in bytes (default: 524288); -I must be a multiple\nof it",
      sub_slab_chunk_max, nullptr},
     {"no_chunked_items", nullptr, [](ParseState& st, const char*) { st.chunk_max = kSlabPageSize; },

@@ -83,6 +83,8 @@ struct Settings {
     ReplAck repl_ack = ReplAck::None;  // -o repl_ack=none|delete|all
     unsigned repl_ack_timeout_ms = 500;  // -o repl_ack_timeout: longest wait for an ack
     size_t repl_backlog = 64 * 1024 * 1024;  // -o repl_backlog_mb: all buckets' backlogs
+    unsigned repl_hint_rate = 20000;  // -o repl_hint_rate: read hints a second per link (0: off)
+    unsigned repl_hint_ms = 200;      // -o repl_hint_ms: how often they are shipped
 
     // Debug build only: enables the `debug` command (time travel, fault points).
     bool debug_commands = false;

@@ -273,7 +273,7 @@ Item* Slabs::take_chunk(Class& c, RelTime now, bool may_evict) noexcept {
             it->clear(Item::kAccessed);
             continue;
         }
-        if (!evict_fn_(ctx_, it, now)) continue;
+        if (!evict_fn_(ctx_, it, now, true)) continue;
         if (p->draining) {  // its memory is promised elsewhere
             free_chunk_locked(c, p, it);
             continue;
@@ -339,7 +339,7 @@ bool Slabs::evict_large_one(RelTime now) noexcept {
         // Unlink from the tail.
         l.tail = h->prev;
         (l.tail != nullptr ? l.tail->next : l.head) = nullptr;
-        if (candidate && evict_fn_(ctx_, it, now)) {
+        if (candidate && evict_fn_(ctx_, it, now, true)) {
             --l.count;
             size_t usable = h->usable;
             std::free(h);
@@ -395,7 +395,7 @@ bool Slabs::empty_page_of(Class& c, RelTime now) noexcept {
             continue;
         }
         if ((f & Item::kLinked) && it->refcount.load(std::memory_order_acquire) == 1 &&
-            evict_fn_(ctx_, it, now)) {
+            evict_fn_(ctx_, it, now, false)) {
             it->iflags.store(Item::kFree, std::memory_order_relaxed);
             --p->used;
         }

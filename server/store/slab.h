@@ -48,8 +48,10 @@ class Slabs {
 public:
     // Unlink a linked item whose only reference is the table's and return true if it is now
     // free (the chunk then belongs to the caller). Called with the item's class lock held; it
-    // must only try_lock store locks. `now` is the current relative time.
-    using EvictFn = bool (*)(void* ctx, Item* it, RelTime now) noexcept;
+    // must only try_lock store locks. `now` is the current relative time. `clock`: the CLOCK
+    // hand (of a class, or of the large items) chose it, rather than a page being emptied for
+    // another class; the store may then still give it a second chance (a read hint's credit).
+    using EvictFn = bool (*)(void* ctx, Item* it, RelTime now, bool clock) noexcept;
 
     Slabs(size_t max_bytes, size_t item_size_max, bool evict, EvictFn evict_fn, void* ctx);
     ~Slabs();

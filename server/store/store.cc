@@ -69,6 +69,9 @@ struct Store::Shard {
     uint64_t crawler_reclaimed = 0;
     uint64_t outofmemory = 0;
     ClassStats cls[kMaxClasses];
+    // Read hints' credits (mark_accessed), by table hash, one per slot (a newer one replaces
+    // an older one in its slot); allocated by the first hint.
+    std::unique_ptr<uint64_t[]> credits;
 
     ~Shard() {
         table_free(table, mask + 1);
@@ -116,6 +119,12 @@ namespace {
 
 inline size_t slot_of(uint64_t h, size_t mask) noexcept {
     return (h >> kShardBits) & mask;
+}
+
+constexpr size_t kCreditSlots = 4096;  // per shard: 32 KiB, on a server that receives hints
+
+inline size_t credit_slot(uint64_t h) noexcept {
+    return (h >> kShardBits) & (kCreditSlots - 1);
 }
 
 // The slot array and index where an item with hash h lives (old table while not migrated).
@@ -347,7 +356,7 @@ const std::vector<size_t>& Store::class_sizes() const noexcept {
 
 // Slabs' eviction callback, called with the victim's class lock held: unlink the item if its
 // shard lock is free and only the table holds it.
-bool Store::evict_cb(void* ctx, Item* it, RelTime now) noexcept {
+bool Store::evict_cb(void* ctx, Item* it, RelTime now, bool clock) noexcept {
     auto* self = static_cast<Store*>(ctx);
     uint64_t h = self->locate(it->key());  // the key is fixed once kLinked was seen
     Shard& s = self->shards_[h & (kShards - 1)];
@@ -355,6 +364,15 @@ bool Store::evict_cb(void* ctx, Item* it, RelTime now) noexcept {
     if (!lk.owns_lock()) return false;
     if (!it->has(Item::kLinked) || it->refcount.load(std::memory_order_acquire) != 1) {
         return false;
+    }
+    // A read hint's second pass (mark_accessed): the hand found the mark cleared at its last
+    // pass, and the credit keeps the item once more.
+    if (clock && s.credits != nullptr && (it->exptime == 0 || it->exptime > now)) [[unlikely]] {
+        uint64_t& c = s.credits[credit_slot(h)];
+        if (c == h) {
+            c = 0;
+            return false;
+        }
     }
     ClassStats& c = s.cls[self->impl_->slabs.class_of(it)];
     bool fetched = it->has(Item::kFetched);
@@ -451,11 +469,22 @@ bool Store::replace_if_unchanged(Shard& s, uint64_t h, std::string_view key, uin
 
 // A read marks the item for the CLOCK hand and records the access time (memcached 1.6's
 // segmented LRU does too: mg's l and me's la show it). Both write only when something
-// changes, so a hot item costs at most one write a second.
-static void bump(Item* it, RelTime now) noexcept {
+// changes, so a hot item costs at most one write a second. True when this read set the
+// access mark (the first read since the hand last passed): a read hint's moment.
+static bool bump(Item* it, RelTime now) noexcept {
     constexpr uint8_t kMarks = Item::kFetched | Item::kAccessed;
-    if ((it->iflags.load(std::memory_order_relaxed) & kMarks) != kMarks) it->set(kMarks);
+    bool first = false;
+    if ((it->iflags.load(std::memory_order_relaxed) & kMarks) != kMarks) [[unlikely]] {
+        first = !(it->iflags.fetch_or(kMarks, std::memory_order_relaxed) & Item::kAccessed);
+    }
     if (it->time != now) it->time = now;
+    return first;
+}
+
+// A read set the item's access mark: report it for read hints (the caller holds the lock).
+void Store::note_access(const Item* it, uint64_t h) noexcept {
+    if (!impl_->bucket_items) return;
+    config_.on_access(config_.access_ctx, bucket_for(it->key()), h);
 }
 
 // get and gat: one lookup; a non-null new_exptime also sets the exptime (gat/touch).
@@ -471,7 +500,7 @@ Lookup Store::fetch(std::string_view key, const RelTime* new_exptime) noexcept {
         it->exptime = *new_exptime;
         if (config_.on_mutation != nullptr) report(MutationKind::Touch, it);
     }
-    bump(it, now);
+    if (bump(it, now) && config_.on_access != nullptr) [[unlikely]] note_access(it, h);
     it->refcount.fetch_add(1, std::memory_order_relaxed);
     r.item = ItemRef(this, it);
     return r;
@@ -545,7 +574,7 @@ void Store::meta_get(std::string_view key, const MetaGetArgs& a, MetaGetResult* 
         if (out->stale && !sent) won = true;
         out->won = won;
         if (won) it->set(Item::kWinSent);
-        if (!a.no_bump) bump(it, now);
+        if (!a.no_bump && bump(it, now) && config_.on_access != nullptr) note_access(it, h);
         it->refcount.fetch_add(1, std::memory_order_relaxed);
         out->item = ItemRef(this, it);
         return;
@@ -888,6 +917,41 @@ size_t Store::drop_buckets(uint32_t first, uint32_t last) noexcept {
         }
     }
     return dropped;
+}
+
+size_t Store::mark_accessed(uint64_t* hashes, size_t n) noexcept {
+    constexpr uint64_t kShardMask = kShards - 1;
+    std::sort(hashes, hashes + n,
+              [](uint64_t a, uint64_t b) { return (a & kShardMask) < (b & kShardMask); });
+    size_t found = 0;
+    const RelTime now = clock_.now();
+    const RelTime ol = impl_->oldest_live.load(std::memory_order_relaxed);
+    const uint64_t oc = impl_->oldest_cas.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < n;) {
+        const uint64_t shard = hashes[i] & kShardMask;
+        Shard& s = shards_[shard];
+        std::lock_guard<std::mutex> g(s.mu);
+        for (; i < n && (hashes[i] & kShardMask) == shard; ++i) {
+            const uint64_t h = hashes[i];
+            for (Item* it = *slot_ptr(s, h); it != nullptr; it = it->hnext) {
+                if ((hash_key(it->key()) ^ h) >> kShardBits) continue;  // another key
+                MissReason why;
+                if (is_dead(it, now, ol, oc, &why)) break;
+                // The mark, and a credit for the pass after: the replica cannot see where
+                // the active's hand is (the hint comes some time after it passed, after the
+                // next read), and its own hand may go round faster, so one hint per active
+                // cycle must keep the item for up to two of the replica's.
+                if (!it->has(Item::kAccessed)) it->set(Item::kAccessed);
+                if (s.credits == nullptr) {
+                    s.credits.reset(new (std::nothrow) uint64_t[kCreditSlots]());
+                }
+                if (s.credits != nullptr) s.credits[credit_slot(h)] = h;
+                ++found;
+                break;
+            }
+        }
+    }
+    return found;
 }
 
 std::mutex& Store::bucket_mutex(uint32_t bucket) noexcept {

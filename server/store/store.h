@@ -50,6 +50,14 @@ struct Mutation {
 };
 using MutationFn = void (*)(void* ctx, const Mutation& m) noexcept;
 
+// Managed mode's read hints (doc/replication.md, Read hints): a read (get, gets, gat, mg
+// without u) that sets an item's access mark while it was clear -- the first read since the
+// CLOCK hand last passed the item -- reports the item's bucket and table hash (the hash the
+// table files the item under; Store::mark_accessed on a server with the same bucket count
+// finds the item by it). So a hot item is reported at most once per hand cycle. Runs under
+// the shard lock: it must be quick and must not call the store.
+using AccessFn = void (*)(void* ctx, uint32_t bucket, uint64_t table_hash) noexcept;
+
 struct Config {
     size_t max_bytes = 64 * 1024 * 1024;  // -m: bytes the allocator hands out for items
     size_t item_size_max = 1024 * 1024;   // -I: largest Item::total_size accepted
@@ -64,6 +72,9 @@ struct Config {
     // With buckets: called for every write (see Mutation). Null: nothing is reported.
     MutationFn on_mutation = nullptr;
     void* mutation_ctx = nullptr;
+    // With buckets: called for a read's first access mark (see AccessFn). Null: nothing.
+    AccessFn on_access = nullptr;
+    void* access_ctx = nullptr;
 };
 
 // Managed mode: the bucket the request path already computed for a key, so the store need
@@ -311,6 +322,14 @@ public:
     // Unlinks every item of buckets [first, last]; returns how many. In managed mode a
     // bucket's items all live in shard (bucket mod 64): one bucket costs a walk of one shard.
     size_t drop_buckets(uint32_t first, uint32_t last) noexcept;
+    // Read hints from a bucket's active: sets the access mark of the live item filed under
+    // each of the n table hashes (AccessFn), so this server's CLOCK keeps it as if it had
+    // been read here, and leaves a credit that keeps it for the hand's pass after that too
+    // (doc/replication.md, Read hints). Nothing else changes: value, exptime, CAS, access
+    // time and fetched mark stay, and no mutation is reported. A hash matches an item when its bits above the
+    // shard bits equal those of the item's key hash. Reorders hashes (grouped by shard: one
+    // lock per shard touched). Returns how many items were found.
+    size_t mark_accessed(uint64_t* hashes, size_t n) noexcept;
     // Calls fn for every live item of the bucket under its shard's lock (fn must not call
     // the store); returns how many. Walks that one shard.
     size_t visit_bucket(uint32_t bucket, const std::function<void(const Item&)>& fn) noexcept;
@@ -329,11 +348,12 @@ public:
     struct Shard;  // defined in store.cc
 
 private:
-    static bool evict_cb(void* ctx, Item* it, RelTime now) noexcept;
+    static bool evict_cb(void* ctx, Item* it, RelTime now, bool clock) noexcept;
     uint32_t bucket_for(std::string_view key) const noexcept;  // hint, or the bucket function
     // Reports a write to the hook (the caller holds the key's shard lock).
     void report(MutationKind kind, const Item* it, uint32_t bucket = UINT32_MAX) noexcept;
     void report_flush(int64_t delay_exptime) noexcept;
+    void note_access(const Item* it, uint64_t h) noexcept;  // on_access (shard lock held)
     uint64_t locate(std::string_view key) const noexcept;      // hash with the shard to use
     static constexpr uint32_t kNoBucket = UINT32_MAX;  // "compute it from the key"
     bool unlink_core(Shard& s, uint64_t h, Item* it, uint32_t bucket = kNoBucket) noexcept;

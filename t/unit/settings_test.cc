@@ -449,7 +449,19 @@ const Refusal kRefusals[] = {
     {{"--verbose=loud"}, "--verbose=loud: the level must be a number from 0 to 16\n"},
     {{"-l", ""}, "-l needs an address to listen on\n"},
     {{"-l", ",,"}, "-l needs an address to listen on\n"},
+    {{"-o", "repl_hint_rate=-1"}, "repl_hint_rate must be from 0 to 10000000: -1\n"},
+    {{"-o", "repl_hint_ms=5"}, "repl_hint_ms must be from 10 to 10000: 5\n"},
 };
+
+// Read hints (doc/replication.md): on by default at 20000 a second per link, every 200 ms.
+TEST(Settings, ReplicationHints) {
+    Settings d = parsed({});
+    EXPECT_EQ(d.repl_hint_rate, 20000u);
+    EXPECT_EQ(d.repl_hint_ms, 200u);
+    Settings s = parsed({"-o", "repl_hint_rate=0,repl_hint_ms=50"});
+    EXPECT_EQ(s.repl_hint_rate, 0u);
+    EXPECT_EQ(s.repl_hint_ms, 50u);
+}
 
 TEST(Settings, RefusalsSayWhyOnStderr) {
     for (const Refusal& want : kRefusals) {
