@@ -120,6 +120,9 @@ bool Coordinator::load_state(const State& st) {
         Server* n = find(ts.node);
         t.st = n != nullptr && n->phase == Phase::Dead ? Takeover::St::Held
                                                          : Takeover::St::Releasing;
+        // Behind a live node it was (or is as good as) a standby: released, then placed
+        // again by arm_standbys.
+        t.standby = t.st == Takeover::St::Releasing;
         CLOG_INFO("takeover in force: %s holds %s's address %s (%s)", t.holder.c_str(),
                   t.node.c_str(), ts.addr.c_str(),
                   t.st == Takeover::St::Held ? "until it rejoins" : "to be released");

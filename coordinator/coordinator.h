@@ -41,6 +41,7 @@ struct Takeover {
     St st = St::Acquiring;
     bool in_flight = false;      // a command or hook run is under way
     bool release_wanted = false;  // the node came back while acquiring
+    bool standby = false;         // the node is alive: the holder listens behind it
     pid_t pid = -1;               // the hook being run
     int64_t deadline_ms = 0;      // ... killed after this
     int64_t since_unix_ms = 0;
@@ -146,6 +147,7 @@ private:
     void holder_lost(Server* holder);
     void release_takeovers(const std::string& node);
     void run_takeovers(int64_t now);
+    void arm_standbys();
     void takeover_step(Takeover* t, int64_t now);
     void takeover_done(uint64_t id, bool ok, const std::string& what);
     Takeover* find_takeover(uint64_t id);

@@ -4,6 +4,7 @@
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <algorithm>
 #include <set>
 
 #include "coordinator/clock.h"
@@ -229,6 +231,9 @@ struct Probe {
     int fd = -1;
     event* ev = nullptr;
     std::function<void(ProbeResult)> done;
+    std::string expect;  // the node that should answer (empty: connecting is enough)
+    std::string in;      // its answer so far
+    int64_t deadline_ms = 0;
 };
 
 std::set<Probe*>& probes() {
@@ -254,19 +259,58 @@ ProbeResult probe_result(int err) {
     return err == ECONNREFUSED ? ProbeResult::Refused : ProbeResult::Other;
 }
 
+void probe_read_cb(evutil_socket_t fd, short what, void* arg) {
+    auto* p = static_cast<Probe*>(arg);
+    if (!(what & EV_READ)) return probe_finish(p, ProbeResult::Other);  // no answer in time
+    char buf[4096];
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        return probe_finish(p, ProbeResult::Other);
+    }
+    p->in.append(buf, static_cast<size_t>(n));
+    const std::string key = "STAT node_id ";
+    size_t at = p->in.find(key);
+    size_t eol = at == std::string::npos ? at : p->in.find("\r\n", at);
+    if (eol != std::string::npos) {
+        std::string name = p->in.substr(at + key.size(), eol - at - key.size());
+        return probe_finish(p, name == p->expect ? ProbeResult::Accepted : ProbeResult::Elsewhere);
+    }
+    // END without a node_id (not a managed server), or an error line: not the node.
+    if (p->in.find("END\r\n") != std::string::npos || p->in.find("ERROR") != std::string::npos ||
+        p->in.size() > 65536) {
+        return probe_finish(p, ProbeResult::Elsewhere);
+    }
+}
+
+// Connected: without a name to check that is the answer; with one, ask who this is.
+void probe_connected(event_base* base, Probe* p) {
+    if (p->expect.empty()) return probe_finish(p, ProbeResult::Accepted);
+    static const char kAsk[] = "stats cluster\r\n";
+    if (::send(p->fd, kAsk, sizeof(kAsk) - 1, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(kAsk) - 1)) {
+        return probe_finish(p, ProbeResult::Other);
+    }
+    if (p->ev != nullptr) event_free(p->ev);
+    p->ev = event_new(base, p->fd, EV_READ | EV_PERSIST, probe_read_cb, p);
+    int64_t left = std::max<int64_t>(1, p->deadline_ms - mono_ms());
+    timeval tv{static_cast<time_t>(left / 1000), static_cast<suseconds_t>((left % 1000) * 1000)};
+    event_add(p->ev, &tv);
+}
+
 void probe_cb(evutil_socket_t fd, short what, void* arg) {
     auto* p = static_cast<Probe*>(arg);
     if (!(what & EV_WRITE)) return probe_finish(p, ProbeResult::Other);  // timed out
     int err = 0;
     socklen_t len = sizeof(err);
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-    probe_finish(p, probe_result(err));
+    if (err != 0) return probe_finish(p, probe_result(err));
+    probe_connected(event_get_base(p->ev), p);
 }
 
 }  // namespace
 
 void probe_address(event_base* base, const std::string& host, uint16_t port, int64_t timeout_ms,
-                   std::function<void(ProbeResult)> done) {
+                   std::function<void(ProbeResult)> done, const std::string& expect_node) {
     evutil_addrinfo hints{}, *res = nullptr;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -278,6 +322,8 @@ void probe_address(event_base* base, const std::string& host, uint16_t port, int
     auto* p = new Probe;
     probes().insert(p);
     p->done = std::move(done);
+    p->expect = expect_node;
+    p->deadline_ms = mono_ms() + timeout_ms;
     p->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int rc = p->fd < 0 ? -1 : ::connect(p->fd, res->ai_addr, res->ai_addrlen);
     int err = rc == 0 ? 0 : errno;
@@ -286,7 +332,7 @@ void probe_address(event_base* base, const std::string& host, uint16_t port, int
         // Loopback answers within connect(): a refusal shows here at once.
         return probe_finish(p, p->fd < 0 ? ProbeResult::Other : probe_result(err));
     }
-    if (rc == 0) return probe_finish(p, ProbeResult::Accepted);
+    if (rc == 0) return probe_connected(base, p);
     p->ev = event_new(base, p->fd, EV_WRITE, probe_cb, p);
     timeval tv{static_cast<time_t>(timeout_ms / 1000),
                static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};

@@ -92,11 +92,14 @@ private:
 
 // Whether anything listens at host:port: a non-blocking connect from the loop thread, done
 // within timeout_ms. Refused is an answer from the address itself (RST to the SYN);
-// Accepted means something listens (closed again at once); Other is anything else (a
-// timeout, no route, a name that does not resolve).
-enum class ProbeResult { Refused, Accepted, Other };
+// Accepted means something listens; Other is anything else (a timeout, no route, a name
+// that does not resolve). With expect_node, an accepted connection is asked `stats cluster`
+// and Elsewhere means another node answered (its node_id is not expect_node): a standby
+// holds the address, which it only gets once the node's own listener is closed
+// (server/managed/standby.h). A node that does not answer in time is Other.
+enum class ProbeResult { Refused, Accepted, Elsewhere, Other };
 void probe_address(event_base* base, const std::string& host, uint16_t port, int64_t timeout_ms,
-                   std::function<void(ProbeResult)> done);
+                   std::function<void(ProbeResult)> done, const std::string& expect_node = "");
 // Frees every probe still under way without calling it back (at shutdown).
 void cancel_probes();
 

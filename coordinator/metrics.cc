@@ -1,5 +1,6 @@
 #include "coordinator/metrics.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -63,7 +64,15 @@ std::string status_json(const Coordinator& c) {
     }
     j["refused_failovers"] = c.counters().refused_failovers;
     j["takeovers"] = json::array();
+    j["standbys"] = json::array();
     for (const Takeover& t : c.takeovers()) {
+        if (t.standby) {
+            j["standbys"].push_back({{"node", t.node},
+                                     {"addr", t.addr()},
+                                     {"holder", t.holder},
+                                     {"state", Coordinator::takeover_state(t.st)}});
+            continue;
+        }
         j["takeovers"].push_back({{"node", t.node},
                                   {"addr", t.addr()},
                                   {"holder", t.holder},
@@ -149,7 +158,9 @@ std::string metrics_text(const Coordinator& c) {
     add("Takeovers or releases that failed (refused, hook failed or timed out).", "counter",
         "mc_coordinator_takeover_errors_total", static_cast<double>(k.takeover_errors));
     add("Takeovers in force (held, or being acquired or released).", "gauge",
-        "mc_coordinator_takeovers_active", static_cast<double>(c.takeovers().size()));
+        "mc_coordinator_takeovers_active",
+        static_cast<double>(std::count_if(c.takeovers().begin(), c.takeovers().end(),
+                                          [](const Takeover& t) { return !t.standby; })));
     add("Maps a server accepted.", "counter", "mc_coordinator_maps_pushed_total",
         static_cast<double>(k.maps_pushed));
     add("Map pushes refused or lost.", "counter", "mc_coordinator_push_errors_total",

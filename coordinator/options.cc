@@ -26,6 +26,7 @@ bool number(const std::string& s, T lo, T hi, T* out) {
 enum OptId {
     kSecretFile = 1000, kState, kBuckets, kReplicas, kHeartbeat, kDeadAfter, kListen,
     kPortFile, kNode, kControl, kDeadOnRefused, kTakeover, kTakeoverHook, kTakeoverHookTimeout,
+    kStandby,
 };
 
 const option kLong[] = {
@@ -43,6 +44,7 @@ const option kLong[] = {
     {"takeover", required_argument, nullptr, kTakeover},
     {"takeover-hook", required_argument, nullptr, kTakeoverHook},
     {"takeover-hook-timeout-ms", required_argument, nullptr, kTakeoverHookTimeout},
+    {"standby", required_argument, nullptr, kStandby},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
     {nullptr, 0, nullptr, 0},
@@ -96,6 +98,10 @@ bool apply(int id, const std::string& v, Options* o, std::string* err) {
         case kDeadOnRefused:
             if (v != "on" && v != "off") return bad("--dead-on-refused", "on or off");
             o->dead_on_refused = v == "on";
+            return true;
+        case kStandby:
+            if (v != "on" && v != "off") return bad("--standby", "on or off");
+            o->standby = v == "on";
             return true;
         case kTakeover:
             if (v == "auto") o->takeover = Options::Takeover::Auto;
@@ -209,6 +215,9 @@ std::string usage() {
            "                         else listen for loopback addresses, else off)\n"
            "  --takeover-hook PATH  run PATH acquire|release <dead-node> <host:port> <survivor>\n"
            "  --takeover-hook-timeout-ms MS  kill a hook still running after MS (default 5000)\n"
+           "  --standby on|off     listen mode: a survivor listens behind each live server's\n"
+           "                         address in advance, so it answers there the moment the\n"
+           "                         server dies (default on)\n"
            "  -v, --verbose        log every decision input\n"
            "  -h, --help           this text\n";
 }

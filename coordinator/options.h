@@ -34,6 +34,7 @@ struct Options {
     // --dead-on-refused on|off: a server whose link closed and whose own address then refuses
     // connections is gone: failed over at once rather than after dead_after_ms of silence.
     bool dead_on_refused = true;
+    bool standby = true;  // --standby: a survivor listens behind each server's address
     // --takeover: who answers on a dead server's address (doc/coordinator.md, Address
     // takeover). Auto: Hook when --takeover-hook is given, else Listen for loopback
     // addresses, else Off.

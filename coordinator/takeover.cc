@@ -51,8 +51,6 @@ void Coordinator::on_link_down(Server* s, bool peer_closed) {
         s->phase == Phase::Dead || s->probing) {
         return;
     }
-    // While another server listens on its address, a connection there proves nothing.
-    if (address_taken(*s)) return;
     probe_gone(s->name, 0);
 }
 
@@ -71,10 +69,18 @@ void Coordinator::probe_gone(const std::string& name, int attempt) {
                           s2->link->ready()) {
                           return;
                       }
-                      if (r == ProbeResult::Refused) {
-                          CLOG_WARN("%s: its link closed and its address %s:%u refuses "
-                                    "connections: gone", name.c_str(), s2->host.c_str(),
-                                    s2->port);
+                      // A standby on its address gets connections only once the node's
+                      // own listener is closed (server/managed/standby.h): as good as a
+                      // refusal. Another server answering where no standby was placed
+                      // proves nothing.
+                      if (r == ProbeResult::Elsewhere && !address_taken(*s2)) {
+                          r = ProbeResult::Other;
+                      }
+                      if (r == ProbeResult::Refused || r == ProbeResult::Elsewhere) {
+                          CLOG_WARN("%s: its link closed and its address %s:%u %s: gone",
+                                    name.c_str(), s2->host.c_str(), s2->port,
+                                    r == ProbeResult::Refused ? "refuses connections"
+                                                              : "is answered by its standby");
                           s2->gone_proof_ms = mono_ms();
                           // The replicas report, in a heartbeat sent from now on, that they
                           // have read their stream from it to its end (drained()).
@@ -92,7 +98,8 @@ void Coordinator::probe_gone(const std::string& name, int attempt) {
                                                                 : "does not answer",
                                      attempt);
                       }
-                  });
+                  },
+                  s->name);
 }
 
 // Replication is asynchronous: when the active dies, records it acknowledged may still sit in
@@ -195,7 +202,15 @@ void Coordinator::begin_takeover(Server* dead, const BucketMap& before) {
     if (!takeover_wanted(*dead)) return;
     for (Takeover& t : takeovers_) {
         if (t.node != dead->name) continue;
-        // Still held (it died again before it was released): keep it.
+        // Its standby answers already (or it died again before it was released): keep it.
+        if (t.standby) {
+            t.standby = false;
+            t.since_unix_ms = unix_ms();
+            if (t.st == Takeover::St::Held) ++counters_.takeovers;
+            CLOG_WARN("takeover: %s, %s's standby, answers on its address %s", t.holder.c_str(),
+                      t.node.c_str(), t.addr().c_str());
+            state_dirty_ = true;
+        }
         if (t.st == Takeover::St::Releasing && !t.in_flight) t.st = Takeover::St::Held;
         t.release_wanted = false;
         return;
@@ -229,7 +244,8 @@ void Coordinator::holder_lost(Server* holder) {
             ++i;
             continue;
         }
-        if (t.st == Takeover::St::Releasing) {
+        if (t.st == Takeover::St::Releasing || t.standby) {
+            // Its listeners died with it; a standby is placed again on another server.
             takeovers_.erase(takeovers_.begin() + static_cast<long>(i));
             state_dirty_ = true;
             continue;
@@ -365,9 +381,14 @@ void Coordinator::takeover_done(uint64_t id, bool ok, const std::string& what) {
             erase();
             return;
         }
-        ++counters_.takeovers;
-        CLOG_WARN("takeover: %s answers on %s's address %s (%s)", t->holder.c_str(),
-                  t->node.c_str(), t->addr().c_str(), t->hook ? "hook" : "listen");
+        if (t->standby) {
+            CLOG_INFO("standby: %s listens behind %s on %s", t->holder.c_str(), t->node.c_str(),
+                      t->addr().c_str());
+        } else {
+            ++counters_.takeovers;
+            CLOG_WARN("takeover: %s answers on %s's address %s (%s)", t->holder.c_str(),
+                      t->node.c_str(), t->addr().c_str(), t->hook ? "hook" : "listen");
+        }
         t->st = t->release_wanted ? Takeover::St::Releasing : Takeover::St::Held;
         t->release_wanted = false;
         save_state();  // a restarted coordinator knows whom to ask to release it
@@ -388,7 +409,64 @@ void Coordinator::takeover_done(uint64_t id, bool ok, const std::string& what) {
     }
 }
 
+// Address standby (listen mode, doc/coordinator.md): while a server is up and in sync,
+// the server that replicates most of its active buckets (the one that takes them over when
+// it dies) already listens on its address. The servers' listeners steer every connection to
+// the address's first listener, the owner's, so the standby gets nothing until the owner's
+// socket closes, and then everything at once: clients never meet a refused port, and the
+// coordinator's probe reaching the standby proves the owner gone.
+void Coordinator::arm_standbys() {
+    if (!opts_.standby) return;
+    for (const auto& sp : servers_) {
+        Server& x = *sp;
+        if (x.phase != Phase::Live || x.joining || x.needs_failover || !x.link->ready() ||
+            !takeover_wanted(x) || !loopback(x.host) || address_taken(x)) {
+            continue;
+        }
+        if (opts_.takeover == Options::Takeover::Hook ||
+            (opts_.takeover == Options::Takeover::Auto && !opts_.takeover_hook.empty())) {
+            continue;  // a floating address can be on one host only
+        }
+        int xi = map_.node_index(x.name);
+        if (xi < 0) continue;
+        std::vector<uint32_t> count(map_.nodes.size(), 0);
+        for (uint32_t b = 0; b < map_.nbuckets; ++b) {
+            if (map_.active[b] != xi || map_.replicas[b].empty()) continue;
+            ++count[static_cast<size_t>(map_.replicas[b].front())];
+        }
+        Server* best = nullptr;
+        uint32_t most = 0;
+        for (const auto& hp : servers_) {
+            Server* h = hp.get();
+            int hi = map_.node_index(h->name);
+            if (h == &x || hi < 0 || h->phase != Phase::Live || h->needs_failover ||
+                !h->link->ready()) {
+                continue;
+            }
+            uint32_t c = count[static_cast<size_t>(hi)];
+            if (best == nullptr || c > most) {
+                best = h;
+                most = c;
+            }
+        }
+        if (best == nullptr) continue;
+        Takeover t;
+        t.id = next_takeover_id_++;
+        t.node = x.name;
+        t.host = x.host;
+        t.port = x.port;
+        t.holder = best->name;
+        t.standby = true;
+        t.since_unix_ms = unix_ms();
+        CLOG_INFO("standby: %s will answer on %s's address %s if it dies", best->name.c_str(),
+                  x.name.c_str(), t.addr().c_str());
+        takeovers_.push_back(t);
+        state_dirty_ = true;
+    }
+}
+
 void Coordinator::run_takeovers(int64_t now) {
+    arm_standbys();
     // Hooks that ended, or ran too long.
     for (size_t i = 0; i < takeovers_.size(); ++i) {
         Takeover& t = takeovers_[i];

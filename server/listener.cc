@@ -1,5 +1,6 @@
 // Listening sockets and accept(). Runs on the main thread only.
 #include "server/listener.h"
+#include "server/managed/standby.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -153,6 +154,19 @@ bool Listener::listen_tcp(const char* host, int port, FILE* portfile,
                             why = std::string("listen: ") + strerror(errno);
                             ::close(fd);
                             return false;
+                        }
+                        // Managed mode (standby.h): a standby's listener steers the
+                        // address's connections to its first listener, the owner's; a
+                        // server's own listener, joining behind a standby after a restart,
+                        // lifts that so that it gets its share before the standby leaves.
+                        if (ctx_.settings.managed()) {
+                            std::string e;
+                            bool set = takeover.empty() ? reuseport_share(fd, &e)
+                                                        : reuseport_first_wins(fd, &e);
+                            if (!set) {
+                                fprintf(stderr, "warning: %s: %s (address standby off)\n",
+                                        addr.c_str(), e.c_str());
+                            }
                         }
                         if (portfile != nullptr) {
                             fprintf(portfile, "TCP INET%s: %d\n", family == AF_INET6 ? "6" : "",

@@ -111,7 +111,8 @@ def failed_over(coord, victim):
 
 
 def test_kill9_fails_over_on_proof_and_survivor_takes_the_address(cluster):
-    servers, coord = cluster(n=3, replicas=1, dead_ms=SLOW_DEAD_MS)
+    # The takeover after the fact (test_standby_* covers the standby placed in advance).
+    servers, coord = cluster(n=3, replicas=1, dead_ms=SLOW_DEAD_MS, extra=["--standby", "off"])
     started = time.monotonic()
     m = parse_map(coord.map_text())
     victim = "n0"
@@ -171,7 +172,8 @@ def test_proxy_reset_is_not_proof(cluster):
     def control(servers):
         proxies["n0"] = FaultProxy(servers["n0"].port)
         return {"n0": proxies["n0"].port}
-    servers, coord = cluster(n=3, replicas=1, control=control, dead_ms=SLOW_DEAD_MS)
+    servers, coord = cluster(n=3, replicas=1, control=control, dead_ms=SLOW_DEAD_MS,
+                             extra=["--standby", "off"])
     try:
         epoch = coord.status()["epoch"]
         for _ in range(3):
@@ -190,7 +192,7 @@ def test_proxy_reset_is_not_proof(cluster):
 
 
 def test_rejoin_then_release_and_no_stale_value(cluster):
-    servers, coord = cluster(n=3, replicas=1, dead_ms=SLOW_DEAD_MS)
+    servers, coord = cluster(n=3, replicas=1, dead_ms=SLOW_DEAD_MS, extra=["--standby", "off"])
     m = parse_map(coord.map_text())
     # n2: its peers dial it for replication (the name that sorts first dials), so some of
     # their dials reach the holder while both listen, and must be refused there.
@@ -282,14 +284,14 @@ def test_takeover_off_leaves_the_port_dead(cluster):
 
 
 def test_restarted_coordinator_releases_a_takeover_it_finds_in_its_state(cluster):
-    servers, coord = cluster(n=3, replicas=1)
+    servers, coord = cluster(n=3, replicas=1, extra=["--standby", "off"])
     port = servers["n0"].port
     servers["n0"].kill9()
     tk = mc.wait_for(lambda: [t for t in coord.status()["takeovers"] if t["state"] == "held"],
                      timeout=5, what="takeover held")
     holder = tk[0]["holder"]
     assert coord.stop() == 0
-    coord2 = cluster.restart_coordinator(coord)
+    coord2 = cluster.restart_coordinator(coord, extra=["--standby", "off"])
     mc.wait_for(lambda: "takeover in force" in coord2.own_log(), timeout=5,
                 what="the takeover loaded")
     assert [t["holder"] for t in coord2.status()["takeovers"]] == [holder]
@@ -313,3 +315,72 @@ def test_takeover_options_are_checked(tmp_path):
     r = subprocess.run([COORD_BIN, "--help"], capture_output=True, timeout=10)
     for opt in (b"--takeover ", b"--takeover-hook ", b"--dead-on-refused"):
         assert opt in r.stdout + r.stderr
+
+
+def connect_node_id(port):
+    """Who accepts a new connection on port: its node_id, or "refused"."""
+    try:
+        x = mc.Conn(("127.0.0.1", port), timeout=2.0)
+    except ConnectionRefusedError:
+        return "refused"
+    try:
+        return x.stats("cluster")["node_id"]
+    finally:
+        x.close()
+
+
+def test_standby_answers_the_moment_the_server_dies(cluster):
+    """By default each live server has a standby: the server replicating most of its active
+    buckets listens behind its address in advance. The server's own listener gets every
+    connection while it is open; after a kill -9 the standby gets them at once (no refused
+    connection ever), the coordinator's probe reaching the standby is its proof of death, and
+    after the rejoin the address is the server's again, with a standby behind it again."""
+    servers, coord = cluster(n=3, replicas=1, dead_ms=SLOW_DEAD_MS)
+    victim = "n1"
+    port = servers[victim].port
+    sb = mc.wait_for(lambda: [t for t in coord.status()["standbys"]
+                              if t["node"] == victim and t["state"] == "held"],
+                     timeout=10, what="a standby behind n1")
+    holder = sb[0]["holder"]
+    m = parse_map(coord.map_text())
+    # the holder replicates most of n1's active buckets
+    counts = {}
+    for b in range(BUCKETS):
+        if m["active"][b] == victim:
+            counts[m["replicas"][b][0]] = counts.get(m["replicas"][b][0], 0) + 1
+    assert counts[holder] == max(counts.values())
+    assert f"127.0.0.1:{port}" in cluster_stats(servers[holder].port)["takeover_addrs"]
+    assert coord.status()["takeovers"] == []
+    for _ in range(20):  # the owner's listener comes first
+        assert connect_node_id(port) == victim
+    keys = keys_on(m, victim, 10, "s")
+    c = client(port)
+    for k in keys:
+        c.set(k, b"v-" + k.encode(), noreply=False)
+    c.close()
+    wait_settled(coord, 1, sorted(servers))
+    servers[victim].kill9()
+    # From the kill on, every connection is accepted, by the standby.
+    seen = [connect_node_id(port) for _ in range(50)]
+    assert "refused" not in seen and set(seen) == {holder}, seen
+    mc.wait_for(lambda: failed_over(coord, victim), timeout=SLOW_DEAD_MS / 1000,
+                what="failed over before the silence path could")
+    st = coord.status()
+    assert st["last_failover"]["how"] == "refused", st["last_failover"]
+    assert "is answered by its standby" in coord.own_log()
+    assert [t["holder"] for t in st["takeovers"]] == [holder]
+    c = client(port)
+    for k in keys:
+        assert c.get(k) == b"v-" + k.encode(), k
+    c.close()
+    # Restarted: it binds behind the holder and gets connections only after its rejoin.
+    servers[victim] = cluster.node(victim, port=port)
+    mc.wait_for(lambda: coord.status()["takeovers"] == [], timeout=20, what="released")
+    mc.wait_for(lambda: connect_node_id(port) == victim, timeout=5, what="address back")
+    for _ in range(20):
+        assert connect_node_id(port) == victim
+    mc.wait_for(lambda: [t for t in coord.status()["standbys"]
+                         if t["node"] == victim and t["state"] == "held"],
+                timeout=10, what="a standby behind n1 again")
+    for _ in range(20):
+        assert connect_node_id(port) == victim
