@@ -105,8 +105,8 @@ def count_errors(hc, counter):
             def wrapped(*a, _fn=fn, **kw):
                 try:
                     return _fn(*a, **kw)
-                except Exception:
-                    counter.add()
+                except Exception as e:
+                    counter.add(type(e).__name__)
                     raise
             setattr(cl, name, wrapped)
 
@@ -114,10 +114,11 @@ def count_errors(hc, counter):
 class Counter:
     def __init__(self, seconds, t0_ref):
         self.per_second = [0] * seconds
+        self.kinds = {}
         self.lock = threading.Lock()
         self.t0_ref = t0_ref
 
-    def add(self):
+    def add(self, kind=""):
         t0 = self.t0_ref()
         if t0 is None:
             return
@@ -125,6 +126,7 @@ class Counter:
         if 0 <= s < len(self.per_second):
             with self.lock:
                 self.per_second[s] += 1
+                self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
 
 def hash_client(ports, timeout):
@@ -367,6 +369,7 @@ class Cluster:
         if self.kind == "managed":
             args += ["-o", f"node_id={name},cluster_secret_file={self.secret},"
                            f"buckets={self.a.buckets}"]
+            args += self.a.managed_arg
         return mc.Server(d, args=args, binary=self.binary())
 
     def ports(self):
@@ -512,6 +515,9 @@ def run_setup(kind, a, tmp, keys, zipf):
         summary["victim"] = victim
         summary["victim_share"] = weight[victim_addr]
         summary["fell_behind"] = run.behind
+        # A socket error (a reset, a refused connection, a timeout) makes HashClient skip the
+        # server for retry_timeout (1 s); other exceptions cost one miss.
+        summary["error_kinds"] = dict(run.errors.kinds)
         if presence is not None:
             summary["hot_on_replica"] = presence
         if cl.coord:
@@ -584,6 +590,10 @@ def parse_args(argv=None):
     ap.add_argument("--binary", default=os.path.join(TOP, "memcached"), help="this server")
     ap.add_argument("--coord-arg", action="append", default=[],
                     help="an extra mc-coordinator argument (repeatable)")
+    ap.add_argument("--managed-arg", action="append", default=[],
+                    help="an extra argument of the managed servers (repeatable), e.g. "
+                         "--managed-arg=-o --managed-arg=repl_hint_rate=0")
+    ap.add_argument("--label", default="", help="a suffix for the output files' names")
     ap.add_argument("--out", default=None, help="directory for storm-<fault>.json and .png")
     a = ap.parse_args(argv)
     if a.memory_full:
@@ -606,7 +616,7 @@ def main(argv=None):
     out = {"args": vars(a), "results": results}
     if a.out:
         os.makedirs(a.out, exist_ok=True)
-        name = f"storm-{a.fault}{'-full' if a.memory_full else ''}"
+        name = f"storm-{a.fault}{'-full' if a.memory_full else ''}{a.label}"
         with open(os.path.join(a.out, name + ".json"), "w") as f:
             json.dump(out, f, indent=1)
         plot(results, a, os.path.join(a.out, name + ".png"))
