@@ -434,7 +434,8 @@ def dump_keys(server, b):
 
 def hot_presence(cl, keys, victim_name):
     """For the managed set-up, just before the fault: of the hottest 1% and 10% of keys whose
-    bucket is active on the victim, the share present on the bucket's replica."""
+    bucket is active on the victim, the share present on the bucket's replica (and, for
+    comparison, on the victim itself: with memory full it does not hold them all either)."""
     import zlib
     from coord import parse_map
     m = parse_map(cl.coord.map_text())
@@ -444,17 +445,19 @@ def hot_presence(cl, keys, victim_name):
     for frac in (0.01, 0.10):
         top = keys[:max(1, int(len(keys) * frac))]
         mine = [k for k in top if m["active"][zlib.crc32(k.encode()) % n] == victim_name]
-        present = 0
+        present = on_active = 0
         for k in mine:
             b = zlib.crc32(k.encode()) % n
             if not m["replicas"][b]:
                 continue
-            rep = m["replicas"][b][0]
-            if (b, rep) not in held:
-                held[(b, rep)] = dump_keys(cl.servers[rep], b)
-            present += k.encode() in held[(b, rep)]
+            for who in (m["replicas"][b][0], victim_name):
+                if (b, who) not in held:
+                    held[(b, who)] = dump_keys(cl.servers[who], b)
+            present += k.encode() in held[(b, m["replicas"][b][0])]
+            on_active += k.encode() in held[(b, victim_name)]
         out[f"top{int(frac * 100)}pct"] = {"keys": len(mine),
-                                            "on_replica": present / len(mine) if mine else None}
+                                            "on_replica": present / len(mine) if mine else None,
+                                            "on_active": on_active / len(mine) if mine else None}
     return out
 
 
