@@ -14,7 +14,7 @@ import time
 import pytest
 
 from lib import mc
-from lib.cluster import SECRET, FaultProxy, auth, bucket
+from lib.cluster import SECRET, FaultProxy, auth, bucket, dump
 from lib.coord import COORD_BIN, parse_map, server_map, wait_settled
 
 BUCKETS = 64
@@ -359,6 +359,12 @@ def test_standby_answers_the_moment_the_server_dies(cluster):
         c.set(k, b"v-" + k.encode(), noreply=False)
     c.close()
     wait_settled(coord, 1, sorted(servers))
+    # Replication is asynchronous: kill only once the replicas hold the writes (a write
+    # acknowledged a few ms before a kill -9 may be lost without -o repl_ack).
+    for k in keys:
+        b = bucket(k, BUCKETS)
+        rep = servers[m["replicas"][b][0]]
+        mc.wait_for(lambda: k.encode() in dump(rep, b), timeout=10, what=f"{k} replicated")
     servers[victim].kill9()
     # From the kill on, every connection is accepted, by the standby.
     seen = [connect_node_id(port) for _ in range(50)]
