@@ -30,7 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "t", "lib"))
 import mc  # noqa: E402
-from cluster import SECRET, auth, install  # noqa: E402
+from cluster import SECRET, auth, dump_keys, install  # noqa: E402
 
 BUCKETS = 64
 MCLOAD = os.path.join(mc.TOP, "mcload")
@@ -53,20 +53,7 @@ def stats(server, arg):
 
 def keys_held(server):
     """Every live key of every bucket (values skipped)."""
-    held = set()
-    c = server.connect(timeout=60)
-    assert auth(c, SECRET) == b"OK\r\n"
-    for b in range(BUCKETS):
-        c.send(f"cluster dump {b}\r\n")
-        while True:
-            line = c.readline()
-            if line == b"END\r\n":
-                break
-            w = line.split()
-            held.add(w[1])
-            c.readexact(int(w[5]) + 2)
-    c.close()
-    return held
+    return dump_keys(server, range(BUCKETS), SECRET)
 
 
 def mcload(port, *args):

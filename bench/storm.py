@@ -414,29 +414,12 @@ def prewarm(ports, keys, zipf, a):
     return filled
 
 
-def dump_keys(server, b):
-    """The keys of bucket b held by a managed server (`cluster dump`, authenticated)."""
-    from cluster import auth
-    c = server.connect()
-    assert auth(c, SECRET.rstrip(b"\n")) == b"OK\r\n"
-    c.send(f"cluster dump {b}\r\n")
-    keys = set()
-    while True:
-        line = c.readline()
-        if line == b"END\r\n":
-            break
-        w = line.split()
-        keys.add(w[1])
-        c.readexact(int(w[5]) + 2)
-    c.close()
-    return keys
-
-
 def hot_presence(cl, keys, victim_name):
     """For the managed set-up, just before the fault: of the hottest 1% and 10% of keys whose
     bucket is active on the victim, the share present on the bucket's replica (and, for
     comparison, on the victim itself: with memory full it does not hold them all either)."""
     import zlib
+    from cluster import dump_keys
     from coord import parse_map
     m = parse_map(cl.coord.map_text())
     n = len(m["active"])
@@ -452,7 +435,8 @@ def hot_presence(cl, keys, victim_name):
                 continue
             for who in (m["replicas"][b][0], victim_name):
                 if (b, who) not in held:
-                    held[(b, who)] = dump_keys(cl.servers[who], b)
+                    held[(b, who)] = dump_keys(cl.servers[who], [b],
+                                               SECRET.rstrip(b"\n"))
             present += k.encode() in held[(b, m["replicas"][b][0])]
             on_active += k.encode() in held[(b, victim_name)]
         out[f"top{int(frac * 100)}pct"] = {"keys": len(mine),

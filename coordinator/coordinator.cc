@@ -400,7 +400,7 @@ void Coordinator::decide(int64_t now) {
             BucketMap before = map_;
             declare_dead(s, now,
                          restarted ? "restarted or lost its data"
-                         : proven  ? "its link closed and its address refuses connections"
+                         : proven  ? "its link closed and its address proved it gone"
                                    : "no answer",
                          !restarted);
             // A restarted server answers on its address itself: nothing to take over.

@@ -19,7 +19,7 @@ import pytest
 
 from lib import mc
 from lib.cluster import SECRET, FaultProxy, bucket, dump
-from lib.coord import COORD_BIN, parse_map, server_map, wait_settled
+from lib.coord import COORD_BIN, parse_map, server_map, wait_settled, keys_on as keys_for
 
 BUCKETS = 64  # as the `cluster` fixture (conftest.py) starts them
 
@@ -84,16 +84,6 @@ def test_first_start_needs_every_node(tmp_path):
                         "--listen", "127.0.0.1:0", "--node", "n1=127.0.0.1:1", timeout=20)
     assert r.returncode == 1 and b"n1 (127.0.0.1:1)" in r.stderr, r.stderr
     assert not (tmp_path / "st").exists()
-
-
-def keys_for(owner_map, owner, n, prefix="k"):
-    out, i = [], 0
-    while len(out) < n:
-        k = f"{prefix}{i}"
-        if owner_map["active"][bucket(k, BUCKETS)] == owner:
-            out.append(k)
-        i += 1
-    return out
 
 
 def seed(servers, coord, owner, prefix, value):

@@ -15,7 +15,7 @@ import pytest
 
 from lib import mc
 from lib.cluster import SECRET, FaultProxy, auth, bucket, dump
-from lib.coord import COORD_BIN, parse_map, server_map, wait_settled
+from lib.coord import COORD_BIN, parse_map, server_map, wait_settled, keys_on
 
 BUCKETS = 64
 
@@ -33,16 +33,6 @@ SLOW_DEAD_MS = 3000
 
 def client(port, timeout=1.0):
     return Client(("127.0.0.1", port), connect_timeout=timeout, timeout=timeout)
-
-
-def keys_on(m, owner, n, prefix):
-    out, i = [], 0
-    while len(out) < n:
-        k = f"{prefix}{i}"
-        if m["active"][bucket(k, BUCKETS)] == owner:
-            out.append(k)
-        i += 1
-    return out
 
 
 def cluster_stats(port):

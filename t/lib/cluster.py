@@ -55,6 +55,25 @@ def dump(server, b):
     return items
 
 
+def dump_keys(server, buckets, secret=SECRET, timeout=60):
+    """The keys (bytes) a managed server holds in the given buckets, values skipped: one
+    authenticated connection, one `cluster dump` per bucket."""
+    c = server.connect(timeout=timeout)
+    assert auth(c, secret) == b"OK\r\n"
+    keys = set()
+    for b in buckets:
+        c.send(f"cluster dump {b}\r\n")
+        while True:
+            line = c.readline()
+            if line == b"END\r\n":
+                break
+            w = line.split()
+            keys.add(w[1])
+            c.readexact(int(w[5]) + 2)
+    c.close()
+    return keys
+
+
 class FaultProxy:
     """A TCP proxy on 127.0.0.1 in front of target_port. cut() closes every connection it
     carries (the peers see a dead link); block() stops accepting and carrying bytes until

@@ -155,6 +155,18 @@ def parse_map(text):
     return m
 
 
+def keys_on(m, owner, n, prefix="k"):
+    """n keys (prefix0, prefix1, ...) whose bucket is active on owner in the parsed map m."""
+    import zlib
+    out, i = [], 0
+    while len(out) < n:
+        k = f"{prefix}{i}"
+        if m["active"][zlib.crc32(k.encode()) % len(m["active"])] == owner:
+            out.append(k)
+        i += 1
+    return out
+
+
 def server_map(server):
     c = server.connect()
     c.send("cluster map\r\n")
