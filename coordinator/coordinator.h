@@ -42,6 +42,7 @@ struct Takeover {
     bool in_flight = false;      // a command or hook run is under way
     bool release_wanted = false;  // the node came back while acquiring
     bool standby = false;         // the node is alive: the holder listens behind it
+    bool steered = false;         // standby: the node's own listeners steer to themselves
     pid_t pid = -1;               // the hook being run
     int64_t deadline_ms = 0;      // ... killed after this
     int64_t since_unix_ms = 0;

@@ -342,6 +342,30 @@ void Coordinator::takeover_step(Takeover* t, int64_t now) {
         return;
     }
     if (!h->link->ready()) return;  // the next tick tries again
+    if (acquire && t->standby && !t->steered) {
+        // The owner first: its listeners get the steering program before the standby's
+        // listener joins their group, or the kernel's hash could hand the standby a
+        // connection in the moment between its listen() and its own setting.
+        Server* o = find(t->node);
+        if (o == nullptr || o->phase != Phase::Live || !o->link->ready()) return;
+        t->in_flight = true;
+        const uint64_t id = t->id;
+        bool sent = o->link->send("cluster steer\r\n", ServerLink::Kind::Line, 3000,
+                                  [this, id](bool ok, const std::vector<std::string>& l) {
+                                      Takeover* t2 = find_takeover(id);
+                                      if (t2 == nullptr) return;
+                                      t2->in_flight = false;
+                                      if (!ok) return;  // link lost: again on a new one
+                                      if (l.front() != "OK") {
+                                          CLOG_WARN("standby: %s cannot steer its address "
+                                                    "%s: %s", t2->node.c_str(),
+                                                    t2->addr().c_str(), l.front().c_str());
+                                      }
+                                      t2->steered = true;  // the standby steers too
+                                  });
+        if (!sent) t->in_flight = false;
+        return;
+    }
     std::string wire = std::string(acquire ? "cluster listen " : "cluster unlisten ") +
                        t->addr() + "\r\n";
     t->in_flight = true;

@@ -132,9 +132,13 @@ void Replicator::heartbeat_line(uint32_t b, BucketState s, std::string* out) con
         *out += "A " + std::to_string(b) + " " + std::to_string(seqno) + " " +
                 std::to_string(in_sync_out_[b].load(std::memory_order_relaxed)) + "\r\n";
     } else if (s == BucketState::Replica) {
+        // A map installed a moment ago may have changed this bucket's source while the
+        // replication thread has not yet acted on it: say "not in sync" until it has, so the
+        // coordinator never counts a replica in sync with a stream it no longer follows.
+        const bool current = reconciled_epoch_.load(std::memory_order_acquire) >= cluster_.epoch();
         *out += "R " + std::to_string(b) + " " +
                 std::to_string(applied_live_[b].load(std::memory_order_relaxed)) + " " +
-                (in_sync_in_[b].load(std::memory_order_relaxed) ? "1" : "0") + "\r\n";
+                (current && in_sync_in_[b].load(std::memory_order_relaxed) ? "1" : "0") + "\r\n";
     }
 }
 

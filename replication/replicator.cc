@@ -420,6 +420,7 @@ void Replicator::reconcile() {
         }
         if (!src.empty()) needed.insert(src);
     }
+    reconciled_epoch_.store(map == nullptr ? 0 : map->epoch, std::memory_order_release);
     // Subscriptions the map no longer allows.
     for (auto& lp : links_) {
         Link* l = lp.get();

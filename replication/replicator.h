@@ -239,6 +239,9 @@ private:
     std::unique_ptr<std::atomic<uint8_t>[]> in_sync_out_;  // per bucket: replicas in sync
     std::unique_ptr<std::atomic<uint8_t>[]> in_sync_in_;   // per bucket: in sync here
     std::unique_ptr<std::atomic<uint64_t>[]> applied_live_;  // per bucket: applied here
+    // The map epoch whose sources reconcile() last put in place. Until it catches up with
+    // the installed map, a replica's in-sync flag may describe its former source.
+    std::atomic<uint64_t> reconciled_epoch_{0};
 };
 
 }  // namespace mcm::repl

@@ -352,6 +352,8 @@ std::string Listener::takeover_unlisten(const std::string& hostport) {
 
 void Listener::takeover_unlisten_all() { (void)run_request(Request::Op::UnlistenAll, ""); }
 
+std::string Listener::steer_own() { return run_request(Request::Op::Steer, ""); }
+
 std::vector<std::string> Listener::takeover_addrs() const {
     std::lock_guard<std::mutex> g(req_mu_);
     return takeovers_;
@@ -409,6 +411,7 @@ void Listener::serve_requests() {
             case Request::Op::Listen: result = do_listen(r->addr); break;
             case Request::Op::Unlisten: result = do_unlisten(r->addr, false); break;
             case Request::Op::UnlistenAll: result = do_unlisten("", true); break;
+            case Request::Op::Steer: result = do_steer(); break;
         }
         std::lock_guard<std::mutex> g(req_mu_);
         r->result = std::move(result);
@@ -434,6 +437,15 @@ std::string Listener::do_listen(const std::string& addr) {
     LOG(LogLevel::Info, "takeover: listening on %s", addr.c_str());
     std::lock_guard<std::mutex> g(req_mu_);
     takeovers_.push_back(addr);
+    return "";
+}
+
+std::string Listener::do_steer() {
+    for (const auto& s : socks_) {
+        if (s->is_unix || !s->takeover.empty()) continue;
+        std::string e;
+        if (!reuseport_first_wins(s->fd, &e)) return "SERVER_ERROR " + s->name + ": " + e;
+    }
     return "";
 }
 

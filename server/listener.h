@@ -42,6 +42,11 @@ public:
     std::string takeover_unlisten(const std::string& hostport);
     // Closes every takeover listener (cluster reset). Any thread.
     void takeover_unlisten_all();
+    // Before a standby joins this server's address (standby.h): this server's own TCP
+    // listeners steer their group's connections to its first socket, so the standby's
+    // listener never gets a connection, not even between its listen() and its own setting.
+    // Any thread. "" on success, else the reason.
+    std::string steer_own();
     // The addresses taken over now, in the order they were taken. Any thread.
     std::vector<std::string> takeover_addrs() const;
     // After the main loop stopped: requests fail at once rather than wait.
@@ -58,7 +63,7 @@ private:
         std::string takeover;  // the address as asked for ("" for the configured ones)
     };
     struct Request {
-        enum class Op { Listen, Unlisten, UnlistenAll } op = Op::Listen;
+        enum class Op { Listen, Unlisten, UnlistenAll, Steer } op = Op::Listen;
         std::string addr;
         bool done = false;
         std::string result;
@@ -69,6 +74,7 @@ private:
     void serve_requests();
     std::string do_listen(const std::string& addr);
     std::string do_unlisten(const std::string& addr, bool all);
+    std::string do_steer();
     bool listen_unix(const std::string& path, int mask);
     bool add_socket(int fd, bool is_unix, std::string name, const std::string& takeover = "");
     static void on_accept(evutil_socket_t fd, short what, void* arg);

@@ -14,6 +14,8 @@
 //                                     over from <to>)
 //   cluster listen <host>:<port>      address takeover: also serve clients on that address
 //   cluster unlisten <host>:<port>    stop (doc/managed.md, Address takeover)
+//   cluster steer                     before a standby joins this server's address: its
+//                                     own listeners take every connection (standby.h)
 //   cluster dump <bucket>             every live item of the bucket, with its metadata
 //                                     (for comparing a replica with its active)
 //   cluster hb <lease_ms> <token> <quiet_ms>
@@ -108,7 +110,7 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
     if (!p->cluster_auth &&
         (setmap || sub == "state" || sub == "drop" || sub == "reset" || sub == "peer" ||
          sub == "repl" || sub == "dump" || sub == "hb" || sub == "lease" || sub == "listen" ||
-         sub == "unlisten")) {
+         sub == "unlisten" || sub == "steer")) {
         out.append("CLIENT_ERROR cluster command needs authentication\r\n");
         if (setmap) {  // the map text that follows must not run as commands
             *swallow = static_cast<size_t>(len) + 2;
@@ -190,6 +192,12 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         std::string addr(w[1]);
         std::string err = sub == "listen" ? ctx_.listener->takeover_listen(addr)
                                           : ctx_.listener->takeover_unlisten(addr);
+        out.append(err.empty() ? std::string("OK\r\n") : err + "\r\n");
+        return Next::Continue;
+    }
+    if (sub == "steer" && w.size() == 1) {
+        std::string err = ctx_.listener == nullptr ? "SERVER_ERROR no listener"
+                                                   : ctx_.listener->steer_own();
         out.append(err.empty() ? std::string("OK\r\n") : err + "\r\n");
         return Next::Continue;
     }

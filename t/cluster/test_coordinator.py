@@ -242,10 +242,16 @@ def test_r2_other_replica_resumes_after_failover(cluster):
     m2 = parse_map(coord.map_text())
     # Replicas the map added (they are backfilled); every other subscription resumed.
     added = sum(len(set(m2["replicas"][b]) - set(m["replicas"][b])) for b in range(BUCKETS))
-    after = {n: replication_counts(servers[n]) for n in ("n1", "n2", "n3")}
-    backfills = sum(after[n][1] - before[n][1] for n in after)
-    resumes = sum(after[n][0] - before[n][0] for n in after)
     moved = sum(1 for b in range(BUCKETS) if m["active"][b] == "n0")
+
+    def counts():
+        # `stats replication` is published by the replication thread every other tick
+        # (at most ~50 ms old): poll until it shows what the servers already reported.
+        after = {n: replication_counts(servers[n]) for n in ("n1", "n2", "n3")}
+        resumes = sum(after[n][0] - before[n][0] for n in after)
+        backfills = sum(after[n][1] - before[n][1] for n in after)
+        return (resumes, backfills) if backfills >= added else None
+    resumes, backfills = mc.wait_for(counts, timeout=5, what="backfill counts published")
     assert backfills == added, (backfills, added)
     assert resumes >= moved - added  # the other replica of each promoted bucket resumed
     for i in range(0, 400, 7):

@@ -176,20 +176,22 @@ def server_map(server):
 
 
 def settled(coord, replicas, names):
-    """Every named server up and not fenced, every bucket with `replicas` replicas, all in
-    sync. (A server whose link was re-made answers its first heartbeat without a lease: it
-    reports up but refuses its actives until the next beat.)"""
+    """Every named server up, not fenced and holding the coordinator's map, every bucket with
+    `replicas` replicas, all in sync. The map and the status are read around one epoch: a
+    status read just before a map change counts the old map's replicas. (A server whose link
+    was re-made answers its first heartbeat without a lease: it reports up but refuses its
+    actives until the next beat.)"""
+    m = parse_map(coord.map_text())
     st = coord.status()
-    if st.get("cut_off") or st["epoch"] == 0:  # epoch 0: no map dealt yet
-        return None
+    if st.get("cut_off") or st["epoch"] == 0 or st["epoch"] != m["epoch"]:
+        return None  # epoch 0: no map dealt yet
     by = {s["name"]: s for s in st["servers"]}
     for n in names:
         s = by.get(n)
-        if s is None or s["health"] != "up" or s["fenced"]:
+        if s is None or s["health"] != "up" or s["fenced"] or s["epoch"] != st["epoch"]:
             return None
         if s["replicas_in_sync"] != s["replicas"]:
             return None
-    m = parse_map(coord.map_text())
     if len(m["active"]) != st["buckets"]:
         return None
     for b, reps in enumerate(m["replicas"]):
