@@ -77,9 +77,15 @@ void AdminApi::route(evhttp_request* req, const std::string& method, const std::
         return error(req, 404, "no such resource");
     }
     const std::string nodes = "/nodes", nodes_slash = "/nodes/", fo = "/failover/";
+    const std::string drain_suffix = "/drain";
+    const bool drain = method == "POST" && path.rfind(nodes_slash, 0) == 0 &&
+                       path.size() > nodes_slash.size() + drain_suffix.size() &&
+                       path.compare(path.size() - drain_suffix.size(), drain_suffix.size(),
+                                    drain_suffix) == 0;
     bool known = (method == "POST" && path == nodes) ||
                  (method == "DELETE" && path.rfind(nodes_slash, 0) == 0) ||
-                 (method == "POST" && path.rfind(fo, 0) == 0);
+                 (method == "POST" && path.rfind(fo, 0) == 0) || drain ||
+                 (method == "POST" && (path == "/rebalance" || path == "/rebalance/cancel"));
     if (!known) return error(req, 404, "no such resource");
     std::string why;
     if (!authorized(req, method, path, body, &why)) return error(req, 401, why);
@@ -89,7 +95,37 @@ void AdminApi::route(evhttp_request* req, const std::string& method, const std::
             !j["name"].is_string() || !j["addr"].is_string()) {
             return error(req, 400, "body wants {\"name\": ..., \"addr\": \"host:port\"}");
         }
-        return outcome(req, c_->add_node(j["name"], j["addr"]));
+        bool rebalance = true;  // the new server gets its share of actives once it caught up
+        if (j.contains("rebalance")) {
+            if (!j["rebalance"].is_boolean()) return error(req, 400, "rebalance wants true/false");
+            rebalance = j["rebalance"].get<bool>();
+        }
+        return outcome(req, c_->add_node(j["name"], j["addr"], rebalance));
+    }
+    if (path == "/rebalance/cancel") return outcome(req, c_->cancel_rebalance());
+    if (path == "/rebalance" || drain) {
+        json j = body.empty() ? json::object() : json::parse(body, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) return error(req, 400, "body wants a JSON object");
+        uint32_t planned = 0;
+        Coordinator::Outcome o;
+        if (drain) {
+            if (j.contains("remove") && !j["remove"].is_boolean()) {
+                return error(req, 400, "remove wants true/false");
+            }
+            std::string name = path.substr(nodes_slash.size(),
+                                           path.size() - nodes_slash.size() - drain_suffix.size());
+            o = c_->drain_node(name, j.value("remove", false), &planned);
+        } else {
+            if (j.contains("parallel") && (!j["parallel"].is_number_unsigned() ||
+                                           j["parallel"].get<uint64_t>() == 0 ||
+                                           j["parallel"].get<uint64_t>() > 64)) {
+                return error(req, 400, "parallel wants 1..64");
+            }
+            o = c_->start_rebalance(j.value("parallel", 0u), "requested by the operator",
+                                    &planned);
+        }
+        if (o.http != 200) return error(req, o.http, o.error);
+        return reply(req, 200, json{{"planned", planned}}.dump());
     }
     if (method == "DELETE") return outcome(req, c_->remove_node(path.substr(nodes_slash.size())));
     return outcome(req, c_->failover_node(path.substr(fo.size())));

@@ -96,6 +96,9 @@ bool Coordinator::load_state(const State& st) {
         Server* s = add_server(m.name, map_.nodes[idx].host, map_.nodes[idx].port);
         s->known_boot = m.boot_id;
         s->joining = m.joining;
+        s->drain = m.drain == "drain"    ? Server::Drain::Drain
+                   : m.drain == "remove" ? Server::Drain::Remove
+                                         : Server::Drain::None;
         // A member holding nothing was failed over (or never caught up) before the restart:
         // it comes back through the rejoin path (reset first), as it would have.
         if (m.joining || (load.actives[idx] == 0 && load.replicas[idx] == 0)) {
@@ -131,6 +134,12 @@ bool Coordinator::load_state(const State& st) {
     CLOG_INFO("state loaded: cluster %s, epoch %llu, %zu servers, %u buckets, %u replicas",
               state_.cluster_id.c_str(), static_cast<unsigned long long>(map_.epoch),
               servers_.size(), map_.nbuckets, opts_.replicas);
+    if (st.rebalance) {  // it was running: the next passes carry it on from the map
+        reb_.st = Rebalance::St::Running;
+        reb_.reason = "resumed after a coordinator restart";
+        reb_.started_unix_ms = unix_ms();
+        reb_.started_ms = mono_ms();
+    }
     mode_ = Mode::Running;
     return true;
 }
@@ -415,6 +424,7 @@ void Coordinator::decide(int64_t now) {
         if (s->phase == Phase::CatchingUp) check_caught_up(s.get());
     }
     maintain_replicas();
+    rebalance_step(now);
     if (state_dirty_) save_state();
 }
 
@@ -554,6 +564,11 @@ void Coordinator::check_caught_up(Server* s) {
         s->joining = false;
         state_dirty_ = true;
     }
+    if (s->rebalance_on_join) {
+        s->rebalance_on_join = false;
+        uint32_t n = 0;
+        start_rebalance(0, s->name + " joined", &n);
+    }
 }
 
 void Coordinator::maintain_replicas() {
@@ -568,7 +583,8 @@ void Coordinator::maintain_replicas() {
         commit(std::move(next),
                lost.empty() ? "replicas restored" : "replicas restored after losing " + lost);
     }
-    if (plan_trim(map_, view(), opts_.replicas, &next)) {
+    // While a rebalance runs, its moves decide which extra holders go.
+    if (reb_.st != Rebalance::St::Running && plan_trim(map_, view(), opts_.replicas, &next)) {
         commit(std::move(next), "surplus replicas trimmed (their replacements are in sync)");
     }
 }
@@ -615,9 +631,13 @@ bool Coordinator::save_state() {
     state_.map_text = map_.format();
     state_.members.clear();
     for (auto& s : servers_) {
-        state_.members.push_back(
-            {s->name, s->host + ":" + std::to_string(s->port), s->joining, s->known_boot});
+        state_.members.push_back({s->name, s->host + ":" + std::to_string(s->port), s->joining,
+                                  s->drain == Server::Drain::Drain    ? "drain"
+                                  : s->drain == Server::Drain::Remove ? "remove"
+                                                                      : "",
+                                  s->known_boot});
     }
+    state_.rebalance = reb_.st == Rebalance::St::Running;
     state_.takeovers.clear();
     for (const Takeover& t : takeovers_) {
         state_.takeovers.push_back({t.node, t.addr(), t.holder, t.hook ? "hook" : "listen"});
@@ -798,7 +818,8 @@ Coordinator::Outcome Coordinator::remove_node(const std::string& name) {
     return {};
 }
 
-Coordinator::Outcome Coordinator::add_node(const std::string& name, const std::string& addr) {
+Coordinator::Outcome Coordinator::add_node(const std::string& name, const std::string& addr,
+                                           bool rebalance) {
     std::string host;
     uint16_t port = 0;
     if (!repl::valid_node_name(name)) return {400, "bad node name (letters, digits, -_.)"};
@@ -809,6 +830,7 @@ Coordinator::Outcome Coordinator::add_node(const std::string& name, const std::s
     Server* s = add_server(name, host, port);
     s->phase = Phase::Dead;  // rejoins (reset, map, replicas) on its first answer
     s->joining = true;
+    s->rebalance_on_join = rebalance;
     s->dead_hb_seq = 0;
     if (!commit(with_node(map_, {name, host, port}), "node " + name + " added")) {
         servers_.pop_back();

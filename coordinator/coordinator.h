@@ -9,10 +9,12 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "coordinator/mover.h"
 #include "coordinator/options.h"
 #include "coordinator/planner.h"
 #include "coordinator/server.h"
@@ -85,7 +87,14 @@ public:
         int http = 200;
         std::string error;
     };
-    Outcome add_node(const std::string& name, const std::string& addr);
+    Outcome add_node(const std::string& name, const std::string& addr, bool rebalance = false);
+    // Planned moves (mover.cc): toward the even map plan_balance() gives, `parallel` buckets
+    // at a time. drain_node: the node is given nothing in that map (remove: it then leaves).
+    Outcome start_rebalance(uint32_t parallel, const std::string& why, uint32_t* planned);
+    Outcome cancel_rebalance();
+    Outcome drain_node(const std::string& name, bool remove, uint32_t* planned);
+    const Rebalance& rebalance() const { return reb_; }
+    const std::vector<Move>& moves() const { return moves_; }
     Outcome remove_node(const std::string& name);
     Outcome failover_node(const std::string& name);
 
@@ -155,6 +164,19 @@ private:
     bool spawn_hook(Takeover* t, const char* op);
     void finish_rejoin(Server* s);
     void maintain_replicas();
+    // The mover (mover.cc).
+    void rebalance_step(int64_t now);
+    std::vector<bool> eligible() const;
+    void move_step(Move* m, int64_t now, BucketMap* batch);
+    void send_handoff(uint64_t id);
+    void poll_applied(uint64_t id);
+    static void poll_cb(evutil_socket_t, short, void* arg);
+    void end_move(uint64_t id, bool ok, const std::string& why);
+    Move* find_move(uint64_t id);
+    bool moving(uint32_t b) const;
+    void cancel_stale_handoffs(Server* s);
+    void finish_rebalance(Rebalance::St st, const std::string& why);
+    void retire_drained();
     void check_caught_up(Server* s);
 
     // The map.
@@ -192,6 +214,11 @@ private:
     uint64_t next_takeover_id_ = 1;
     event* decide_soon_ = nullptr;
     std::string restore_after_;  // a failover's replica restore is due (the dead server)
+    Rebalance reb_;
+    std::vector<Move> moves_;
+    uint64_t next_move_id_ = 1;
+    std::vector<uint32_t> moved_;  // buckets moved in this rebalance (each once at most)
+    std::map<uint32_t, uint32_t> attempts_;  // moves given up, per bucket
 };
 
 }  // namespace mcm::coord

@@ -39,8 +39,9 @@ bool parse_hb(const std::vector<std::string>& lines, HbReply* out, std::string* 
     for (size_t i = 1; i < lines.size(); ++i) {
         auto x = repl::split_words(lines[i]);
         bool ok = x.size() == 4;
-        if (ok && x[0] == "A") {
+        if (ok && (x[0] == "A" || x[0] == "H")) {
             HbReply::Active a{};
+            a.handoff = x[0] == "H";
             ok = num(x[1], &a.bucket) && num(x[2], &a.seqno) && num(x[3], &a.replicas_in_sync);
             if (ok) h.actives.push_back(a);
         } else if (ok && x[0] == "R") {

@@ -19,6 +19,7 @@ struct HbReply {
         uint32_t bucket;
         uint64_t seqno;
         uint32_t replicas_in_sync;
+        bool handoff;  // an H line: pending for a planned handover (writes parked)
     };
     struct Replica {
         uint32_t bucket;
@@ -29,7 +30,7 @@ struct HbReply {
     std::vector<Replica> replicas;
 };
 
-// lines: the HB line and the A/R lines (END already taken off). False with *err on any
+// lines: the HB line and the A/H/R lines (END already taken off). False with *err on any
 // malformed line.
 bool parse_hb(const std::vector<std::string>& lines, HbReply* out, std::string* err);
 

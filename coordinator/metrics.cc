@@ -27,6 +27,7 @@ json server_json(const Coordinator& c, const Server& s, const Load& l, int64_t n
     j["fenced"] = s.fenced;
     j["lease_left_ms"] = s.lease_left_ms;
     j["joining"] = s.joining;
+    j["draining"] = s.drain != Server::Drain::None;
     j["actives"] = idx >= 0 ? l.actives[idx] : 0;
     j["replicas"] = idx >= 0 ? l.replicas[idx] : 0;
     uint32_t in_sync = 0;  // of the replicas the map gives it (not a dead server's last report)
@@ -80,6 +81,36 @@ std::string status_json(const Coordinator& c) {
                                   {"state", Coordinator::takeover_state(t.st)},
                                   {"since_unix_ms", t.since_unix_ms}});
     }
+    const Rebalance& r = c.rebalance();
+    json rb;
+    rb["state"] = rebalance_state(r.st);
+    rb["reason"] = r.reason;
+    rb["buckets_total"] = r.total;
+    rb["buckets_done"] = r.done;
+    rb["failed"] = r.failed;
+    rb["bytes_moved"] = r.bytes;
+    rb["parallel"] = r.parallel;
+    rb["started_unix_ms"] = r.started_ms == 0 ? json(nullptr) : json(r.started_unix_ms);
+    const int64_t end = r.st == Rebalance::St::Running ? now : r.ended_ms;
+    const double elapsed = r.started_ms == 0 ? 0.0 : static_cast<double>(end - r.started_ms) / 1e3;
+    rb["elapsed_s"] = elapsed;
+    const double rate = elapsed > 0 ? r.done / elapsed : 0.0;
+    rb["rate_buckets_per_s"] = rate;
+    const uint32_t left = r.total > r.done ? r.total - r.done : 0;
+    rb["eta_s"] = r.st == Rebalance::St::Running && rate > 0 ? json(left / rate) : json(nullptr);
+    rb["draining"] = json::array();
+    for (const auto& s : c.servers()) {
+        if (s->drain != Server::Drain::None) rb["draining"].push_back(s->name);
+    }
+    rb["moves"] = json::array();
+    for (const Move& mv : c.moves()) {
+        rb["moves"].push_back({{"bucket", mv.bucket},
+                               {"from", mv.from},
+                               {"to", mv.to},
+                               {"phase", phase_name(mv.phase)},
+                               {"since_ms", now - mv.started_ms}});
+    }
+    j["rebalance"] = rb;
     Load l = load_of(m);
     j["servers"] = json::array();
     for (const auto& s : c.servers()) j["servers"].push_back(server_json(c, *s, l, now));

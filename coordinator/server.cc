@@ -39,8 +39,10 @@ void Server::take_report(const HbReply& h, uint32_t nbuckets, int64_t now_ms) {
         replicas[r.bucket] = ReplicaReport{r.applied, r.in_sync, true, since};
         replicas_in_sync += r.in_sync;
     }
+    handoffs.clear();
     for (const HbReply::Active& a : h.actives) {
         if (a.bucket < nbuckets) active_seqno[a.bucket] = a.seqno;
+        if (a.handoff) handoffs.push_back(a.bucket);
     }
 }
 

@@ -28,6 +28,10 @@ struct Server {
     std::string host;
     uint16_t port = 0;
     bool joining = false;  // added by the admin API and not yet caught up
+    // Draining (mcctl drain / remove-node): a rebalance moves everything it holds elsewhere;
+    // Remove: then it leaves the map. rebalance_on_join: added with a rebalance to follow.
+    enum class Drain { None, Drain, Remove } drain = Drain::None;
+    bool rebalance_on_join = false;
     std::unique_ptr<ServerLink> link;
     Phase phase = Phase::Live;
 
@@ -53,6 +57,7 @@ struct Server {
     uint64_t lease_left_ms = 0;
     std::vector<ReplicaReport> replicas;  // per bucket, from R lines
     std::vector<uint64_t> active_seqno;   // per bucket, from A lines
+    std::vector<uint32_t> handoffs;       // buckets it reported pending for a handover (H)
     uint32_t replicas_in_sync = 0;
 
     // Work in flight on the link.

@@ -25,7 +25,10 @@ std::string FileStateStore::to_json(const State& s) {
     for (const MemberState& m : s.members) {
         j["members"].push_back({{"name", m.name},
                                 {"addr", m.addr},
-                                {"status", m.joining ? "joining" : "member"},
+                                {"status", m.joining           ? "joining"
+                                           : m.drain == "drain"  ? "draining"
+                                           : m.drain == "remove" ? "leaving"
+                                                                 : "member"},
                                 {"boot_id", m.boot_id}});
     }
     j["map"] = s.map_text;
@@ -34,6 +37,7 @@ std::string FileStateStore::to_json(const State& s) {
         j["takeovers"].push_back(
             {{"node", t.node}, {"addr", t.addr}, {"holder", t.holder}, {"mode", t.mode}});
     }
+    if (s.rebalance) j["rebalance"] = true;
     return j.dump(1) + "\n";
 }
 
@@ -55,11 +59,12 @@ bool FileStateStore::from_json(const std::string& text, State* out, std::string*
             ms.name = m.at("name").get<std::string>();
             ms.addr = m.at("addr").get<std::string>();
             std::string st = m.at("status").get<std::string>();
-            if (st != "member" && st != "joining") {
+            if (st != "member" && st != "joining" && st != "draining" && st != "leaving") {
                 *err = "member " + ms.name + ": unknown status " + st;
                 return false;
             }
             ms.joining = st == "joining";
+            ms.drain = st == "draining" ? "drain" : st == "leaving" ? "remove" : "";
             ms.boot_id = m.at("boot_id").get<std::string>();
             s.members.push_back(std::move(ms));
         }
@@ -78,6 +83,7 @@ bool FileStateStore::from_json(const std::string& text, State* out, std::string*
                 s.takeovers.push_back(std::move(ts));
             }
         }
+        s.rebalance = j.value("rebalance", false);
         *out = std::move(s);
         return true;
     } catch (const std::exception& e) {

@@ -12,6 +12,9 @@ struct MemberState {
     std::string name;
     std::string addr;       // host:port
     bool joining = false;   // added, not yet caught up (status "joining" in the file)
+    // "drain" (status "draining"): a rebalance moves what it holds elsewhere; "remove"
+    // (status "leaving"): and then it leaves the map.
+    std::string drain;
     std::string boot_id;    // last seen ("" before the first heartbeat)
     bool operator==(const MemberState&) const = default;
 };
@@ -35,6 +38,7 @@ struct State {
     std::vector<MemberState> members;
     std::string map_text;      // the map in its text form (doc/managed.md)
     std::vector<TakeoverState> takeovers;  // absent in older files: none
+    bool rebalance = false;    // a rebalance was running: it goes on after a restart
     bool operator==(const State&) const = default;
 };
 

@@ -52,6 +52,11 @@ public:
     // calls activate(b), which makes it Active if the map held still says so.
     virtual void take_activations(std::vector<std::pair<uint32_t, BucketState>>* out) = 0;
     virtual void activate(uint32_t b) noexcept = 0;
+    // Buckets a planned handover took from this server to a map that lists it as a replica:
+    // it held the whole history up to the handover, so it continues as a replica from there.
+    virtual void take_demotions(std::vector<uint32_t>* out) = 0;
+    // Whether b is pending for a planned handover (still active here, writes held).
+    virtual bool in_handoff(uint32_t b) const noexcept = 0;
 
     // Changes whenever the map, a bucket's state or a reset changed anything: the replication
     // thread reconciles its links and subscriptions when it moves (and now and then anyway).

@@ -14,6 +14,9 @@ namespace mcm::repl {
 
 void Replicator::take_activations() {
     if (cluster_.resets() != resets_seen_) forget_after_reset();
+    cluster_.take_demotions(&demotions_);
+    for (uint32_t b : demotions_) demote_bucket(b);
+    demotions_.clear();
     cluster_.take_activations(&activations_);
     for (auto [b, was] : activations_) activate_bucket(b, was);
     activations_.clear();
@@ -95,6 +98,34 @@ void Replicator::activate_bucket(uint32_t b, BucketState was) {
     }
 }
 
+// b was handed over to another server by a planned move and is a replica here now. Its
+// writes stopped at the handover and the new owner continued its history from the same
+// sequence number, so this server holds exactly that history: it subscribes with it and is
+// resumed, not backfilled. (Before reconcile(), which disables the bucket as an active.)
+void Replicator::demote_bucket(uint32_t b) {
+    if (b >= nbuckets_ || cluster_.state(b) != BucketState::Replica) return;
+    Inbound& in = in_[b];
+    Bucket& bk = buckets_[b];
+    uint64_t at = 0;
+    uint64_t history = 0;
+    {
+        std::lock_guard<std::mutex> g(store_->bucket_mutex(b));
+        at = store_->bucket_seqno_locked(b);
+        if (bk.on() && bk.backlog.last_seqno() == at) history = bk.history;
+    }
+    if (in.link != nullptr) frame_bucket(&in.link->wbuf, FrameType::Unsub, b);
+    in.link = nullptr;
+    in.source.clear();  // reconcile() sets the new owner
+    in.backfilling = false;
+    set_in_sync(in, false);
+    in.history = history;
+    applier_->reset(b, at);
+    applied_live_[b].store(at, std::memory_order_relaxed);
+    LOG(server::LogLevel::Info, "replication: bucket %u handed over at seqno %llu; %s", b,
+        static_cast<unsigned long long>(at),
+        history != 0 ? "continues as a replica" : "a replica from scratch (backfilled)");
+}
+
 // Says so when this server starts or stops refusing its active buckets (the operator's first
 // question after a page). Decided here at each tick, as the request path decides per request.
 void Replicator::note_fencing(const CoordinatorView& me) {
@@ -140,6 +171,20 @@ void Replicator::heartbeat_line(uint32_t b, BucketState s, std::string* out) con
                 std::to_string(applied_live_[b].load(std::memory_order_relaxed)) + " " +
                 (current && in_sync_in_[b].load(std::memory_order_relaxed) ? "1" : "0") + "\r\n";
     }
+}
+
+void Replicator::nudge(uint32_t b) noexcept {
+    if (b >= nbuckets_) return;
+    dirty_word(b).fetch_or(dirty_bit(b));
+    wake_pending_.store(true);
+    wake();
+}
+
+void Replicator::replica_progress(uint32_t b, uint64_t* applied, bool* in_sync) const noexcept {
+    if (b >= nbuckets_) return;
+    *applied = applied_live_[b].load(std::memory_order_relaxed);
+    const bool current = reconciled_epoch_.load(std::memory_order_acquire) >= cluster_.epoch();
+    *in_sync = current && in_sync_in_[b].load(std::memory_order_relaxed) != 0;
 }
 
 // Fencing's second clause (doc/coordinator.md): with the lease out, active buckets are

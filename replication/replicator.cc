@@ -387,7 +387,11 @@ void Replicator::reconcile() {
     for (uint32_t b = 0; b < nbuckets_; ++b) {
         BucketState st = cluster_.state(b);
         bool has_map = map != nullptr && b < map->nbuckets;
-        bool want = st == BucketState::Active && has_map && !map->replicas[b].empty();
+        // A bucket pending for a planned handover is still ours: its stream must go on to the
+        // new owner, which takes over at its last record.
+        const bool ours = st == BucketState::Active ||
+                          (st == BucketState::Pending && cluster_.in_handoff(b));
+        bool want = ours && has_map && !map->replicas[b].empty();
         if (want && !buckets_[b].on()) enable_bucket(b);
         if (!want && buckets_[b].on()) disable_bucket(b);
         if (want) {

@@ -66,6 +66,11 @@ public:
     // The coordinator's heartbeat line for bucket b in state s (doc/coordinator.md):
     // "A <b> <seqno> <replicas in sync>" or "R <b> <applied> <in sync>"; nothing if dead.
     void heartbeat_line(uint32_t b, BucketState s, std::string* out) const;
+    // Ships what bucket b's backlog holds now rather than at the next sweep or tick (a
+    // planned handover waits for its last record). Any thread.
+    void nudge(uint32_t b) noexcept;
+    // A replica bucket's applied sequence number and whether it is in sync (any thread).
+    void replica_progress(uint32_t b, uint64_t* applied, bool* in_sync) const noexcept;
     // Wakes this thread after a map changed anything: it reconciles at once and prepares
     // the buckets the map made active (ClusterView::take_activations).
     static void wake_for_change(void* self) { static_cast<Replicator*>(self)->wake(); }
@@ -144,6 +149,7 @@ private:
     void take_activations();
     void forget_after_reset();  // cluster reset: nothing held here may be resumed from
     void activate_bucket(uint32_t b, BucketState was);
+    void demote_bucket(uint32_t b);  // handed over by a planned move: a replica from here
     void check_coordinator();  // the "coordinator is gone" rule
     void note_fencing(const CoordinatorView& me);
     bool fenced_logged_ = false;
@@ -218,6 +224,7 @@ private:
     std::map<std::string, uint64_t> next_dial_us_;
     std::vector<Inbound> in_;
     std::vector<std::pair<uint32_t, BucketState>> activations_;  // scratch
+    std::vector<uint32_t> demotions_;                             // scratch
     uint64_t resets_seen_ = 0;
     uint64_t ticks_ = 0;
     uint64_t reconciled_gen_ = UINT64_MAX;

@@ -124,6 +124,7 @@ private:
     void stats(const proto::Request& req, OutBuf& out);
     Next cluster(const proto::Request& req, OutBuf& out, PendingStore* pending, size_t* swallow);
     void finish_cluster_map(PendingStore* pending, OutBuf& out);
+    void begin_handoff(uint32_t b, uint64_t epoch, OutBuf& out);
     void write_bucket_dump(uint32_t bucket, OutBuf& out);
     void write_heartbeat(uint32_t lease_ms, uint64_t token, uint32_t quiet_ms, bool full,
                          PendingStore* p, OutBuf& out);

@@ -85,9 +85,16 @@ Worker::~Worker() {
     if (base_ != nullptr) event_base_free(base_);
 }
 
+namespace {
+thread_local Worker* tls_worker = nullptr;
+}  // namespace
+
+Worker* Worker::current() noexcept { return tls_worker; }
+
 void Worker::start() {
     thread_ = std::thread([this] {
         pthread_setname_np(pthread_self(), "mc-worker");  // for top -H, perf and the benchmarks
+        tls_worker = this;
         event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY);
     });
 }
@@ -110,10 +117,17 @@ void Worker::hand_over(NewConn nc) {
     (void)!::write(notify_fd_, &one, sizeof(one));
 }
 
+void Worker::poke() {
+    uint64_t one = 1;
+    (void)!::write(notify_fd_, &one, sizeof(one));
+}
+
 void Worker::on_notify(evutil_socket_t fd, short, void* arg) {
     uint64_t v;
     (void)!::read(fd, &v, sizeof(v));
     auto* w = static_cast<Worker*>(arg);
+    // Callbacks do not nest: whatever request callback ran on this thread has returned.
+    w->passes_.fetch_add(1, std::memory_order_acq_rel);
     if (w->stopping_.load(std::memory_order_acquire)) {
         event_base_loopbreak(w->base_);
         return;

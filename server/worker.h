@@ -55,6 +55,14 @@ public:
 
     void conn_closed(Conn* c);  // a connection finished; free it after the callback returns
 
+    // Quiescence (a planned handover, doc/coordinator.md "Moving a bucket"): once passes()
+    // moved past a value read after a bucket became pending, every request this worker was
+    // running at that moment has finished. poke() makes the loop pass at once. The worker
+    // running the caller is never waited for (it is running the caller).
+    uint64_t passes() const noexcept { return passes_.load(std::memory_order_acquire); }
+    void poke();
+    static Worker* current() noexcept;
+
     // repl_ack: a reply waiting for a replica's acknowledgement. track_ack gives the job a
     // token; ack_done (any thread) hands the token back when the wait is over; forget_ack
     // drops a job whose connection closed first.
@@ -76,6 +84,7 @@ private:
     event* notify_ev_ = nullptr;
     std::thread thread_;
     std::atomic<bool> stopping_{false};  // set by stop(); the loop breaks on its next wake-up
+    std::atomic<uint64_t> passes_{0};    // notify callbacks run (between request callbacks)
     std::mutex mu_;
     std::deque<NewConn> queue_;  // guarded by mu_
     std::vector<uint64_t> acked_;  // guarded by mu_: ack waits that are over

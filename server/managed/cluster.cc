@@ -8,7 +8,8 @@ namespace mcm::server {
 
 Cluster::Cluster(const Settings& s)
     : node_id_(s.node_id), secret_(s.cluster_secret), boot_id_(repl::random_hex32().substr(0, 16)),
-      nbuckets_(s.buckets), states_(new std::atomic<uint8_t>[s.buckets]()) {}
+      nbuckets_(s.buckets), states_(new std::atomic<uint8_t>[s.buckets]()),
+      handoff_(new std::atomic<uint8_t>[s.buckets]()) {}
 
 Cluster::Install Cluster::install(const repl::BucketMap& m, std::string* err) {
     if (m.nbuckets != nbuckets_) {
@@ -43,7 +44,16 @@ Cluster::Install Cluster::install(const repl::BucketMap& m, std::string* err) {
                     if (r == self) s = repl::BucketState::Replica;
                 }
             }
-            if (s == repl::BucketState::Active && state(b) != repl::BucketState::Active) {
+            if (handoff_[b].load(std::memory_order_relaxed) != 0) {
+                // A handover under way here. Still ours: it goes on (another bucket's move
+                // brought this map). Not ours: it is over; as a replica the bucket continues
+                // from what it holds, which is all its history (the replication thread
+                // resumes it from the new owner rather than being backfilled).
+                if (s == repl::BucketState::Active) continue;
+                handoff_[b].store(0, std::memory_order_relaxed);
+                if (s == repl::BucketState::Replica) demotions_.push_back(b);
+            } else if (s == repl::BucketState::Active &&
+                       state(b) != repl::BucketState::Active) {
                 // Not served as active until the replication thread has set the bucket's
                 // history and sequence number (a promoted replica continues its active's).
                 s = repl::BucketState::Pending;
@@ -76,6 +86,47 @@ void Cluster::activate(uint32_t b) noexcept {
     }
 }
 
+std::string Cluster::begin_handoff(uint32_t b, uint64_t epoch) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (b >= nbuckets_) return "CLIENT_ERROR bad bucket";
+    if (epoch != epoch_.load(std::memory_order_relaxed)) {
+        return "CLIENT_ERROR epoch " + std::to_string(epoch) + " is not the map held (" +
+               std::to_string(epoch_.load(std::memory_order_relaxed)) + ")";
+    }
+    if (handoff_[b].load(std::memory_order_relaxed) != 0) return "";  // asked again
+    if (state(b) != repl::BucketState::Active) return "CLIENT_ERROR bucket not active here";
+    handoff_[b].store(1, std::memory_order_relaxed);
+    // seq_cst: a request thread that still reads Active after this has started its request
+    // before it; quiescence (Worker::passes) waits for those.
+    states_[b].store(static_cast<uint8_t>(repl::BucketState::Pending), std::memory_order_seq_cst);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+    handoffs_begun.fetch_add(1, std::memory_order_relaxed);
+    return "";
+}
+
+uint32_t Cluster::cancel_handoffs(uint32_t first, uint32_t last) {
+    std::lock_guard<std::mutex> g(mu_);
+    uint32_t n = 0;
+    for (uint32_t b = first; b <= last && b < nbuckets_; ++b) {
+        if (handoff_[b].load(std::memory_order_relaxed) == 0) continue;
+        handoff_[b].store(0, std::memory_order_relaxed);
+        states_[b].store(static_cast<uint8_t>(repl::BucketState::Active),
+                         std::memory_order_relaxed);
+        ++n;
+    }
+    if (n > 0) {
+        generation_.fetch_add(1, std::memory_order_acq_rel);  // parked writes go again
+        handoffs_cancelled.fetch_add(n, std::memory_order_relaxed);
+    }
+    return n;
+}
+
+void Cluster::take_demotions(std::vector<uint32_t>* out) {
+    std::lock_guard<std::mutex> g(mu_);
+    out->swap(demotions_);
+    demotions_.clear();
+}
+
 void Cluster::set_states(uint32_t first, uint32_t last, repl::BucketState s) noexcept {
     for (uint32_t b = first; b <= last && b < nbuckets_; ++b) {
         states_[b].store(static_cast<uint8_t>(s), std::memory_order_relaxed);
@@ -85,9 +136,11 @@ void Cluster::set_states(uint32_t first, uint32_t last, repl::BucketState s) noe
 
 void Cluster::reset() noexcept {
     std::lock_guard<std::mutex> g(mu_);
+    for (uint32_t b = 0; b < nbuckets_; ++b) handoff_[b].store(0, std::memory_order_relaxed);
     set_states(0, nbuckets_ - 1, repl::BucketState::Dead);
     map_.store(nullptr, std::memory_order_release);
     activations_.clear();
+    demotions_.clear();
     resets_.fetch_add(1, std::memory_order_acq_rel);
 }
 

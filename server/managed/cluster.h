@@ -64,6 +64,17 @@ public:
     void set_states(uint32_t first, uint32_t last, repl::BucketState s) noexcept;
     void reset() noexcept;  // every bucket dead, no map (the epoch stays: older maps stay refused)
 
+    // A planned handover (doc/coordinator.md, "Moving a bucket"): the bucket, active here
+    // under map `epoch`, becomes pending (reads served, writes parked) until a map gives it
+    // to another server or cancel_handoffs() takes it back. "" or the error line.
+    std::string begin_handoff(uint32_t b, uint64_t epoch);
+    // Active again, for the buckets of [first, last] pending for a handover; how many.
+    uint32_t cancel_handoffs(uint32_t first, uint32_t last);
+    bool in_handoff(uint32_t b) const noexcept override {
+        return b < nbuckets_ && handoff_[b].load(std::memory_order_relaxed) != 0;
+    }
+    void take_demotions(std::vector<uint32_t>* out) override;
+
     void take_activations(std::vector<std::pair<uint32_t, repl::BucketState>>* out) override;
     void activate(uint32_t b) noexcept override;
     // Called (on the installing thread) when a map changed anything.
@@ -107,6 +118,8 @@ public:
     std::atomic<uint64_t> fenced_refusals{0};
     std::atomic<uint64_t> maps_installed{0};
     std::atomic<uint64_t> maps_refused{0};
+    std::atomic<uint64_t> handoffs_begun{0};
+    std::atomic<uint64_t> handoffs_cancelled{0};
     std::atomic<uint64_t> auth_failures{0};
     std::atomic<uint64_t> heartbeats{0};
     std::atomic<int64_t> hb_gap_max_ms{0};  // longest renewal gap seen (grant_lease)
@@ -120,11 +133,13 @@ private:
     std::string boot_id_;
     uint32_t nbuckets_;
     std::unique_ptr<std::atomic<uint8_t>[]> states_;
+    std::unique_ptr<std::atomic<uint8_t>[]> handoff_;  // 1: pending for a handover
     std::atomic<uint64_t> epoch_{0};
     std::mutex mu_;  // serialises installs, resets and activations
     std::atomic<std::shared_ptr<const repl::BucketMap>> map_;
     // (bucket, its state before): guarded by mu_
     std::vector<std::pair<uint32_t, repl::BucketState>> activations_;
+    std::vector<uint32_t> demotions_;  // handed over, now replicas here: guarded by mu_
     void (*wake_fn_)(void*) = nullptr;
     void* wake_ctx_ = nullptr;
 

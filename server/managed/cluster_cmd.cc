@@ -16,6 +16,11 @@
 //   cluster unlisten <host>:<port>    stop (doc/managed.md, Address takeover)
 //   cluster steer                     before a standby joins this server's address: its
 //                                     own listeners take every connection (standby.h)
+//   cluster handoff <bucket> <epoch>  a planned move: the bucket stops taking writes here
+//                                     -> HANDOFF <bucket> <seqno> (its last write's number)
+//   cluster handoff <range> cancel    such buckets take writes again -> OK <n>
+//   cluster applied <bucket>          -> APPLIED <bucket> <state> <seqno> <in_sync> <items>
+//                                     <bytes>: how far this server holds the bucket
 //   cluster dump <bucket>             every live item of the bucket, with its metadata
 //                                     (for comparing a replica with its active)
 //   cluster hb <lease_ms> <token> <quiet_ms>
@@ -25,9 +30,12 @@
 //                                     renews the lease only (sent right after each heartbeat,
 //                                     so the lease runs from a token issued one round trip ago)
 // Everything but map and auth needs an authenticated connection.
+#include <chrono>
 #include <charconv>
 #include <ctime>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "proto/errors.h"
@@ -37,6 +45,7 @@
 #include "server/managed/cluster.h"
 #include "server/dispatch.h"
 #include "server/listener.h"
+#include "server/worker.h"
 
 namespace mcm::server {
 
@@ -110,7 +119,7 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
     if (!p->cluster_auth &&
         (setmap || sub == "state" || sub == "drop" || sub == "reset" || sub == "peer" ||
          sub == "repl" || sub == "dump" || sub == "hb" || sub == "lease" || sub == "listen" ||
-         sub == "unlisten" || sub == "steer")) {
+         sub == "unlisten" || sub == "steer" || sub == "handoff" || sub == "applied")) {
         out.append("CLIENT_ERROR cluster command needs authentication\r\n");
         if (setmap) {  // the map text that follows must not run as commands
             *swallow = static_cast<size_t>(len) + 2;
@@ -195,6 +204,33 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         out.append(err.empty() ? std::string("OK\r\n") : err + "\r\n");
         return Next::Continue;
     }
+    if (sub == "handoff" && w.size() == 3 && w[2] == "cancel" &&
+        parse_range(w[1], cl->nbuckets(), &first, &last)) {
+        out.append("OK " + std::to_string(cl->cancel_handoffs(first, last)) + "\r\n");
+        return Next::Continue;
+    }
+    uint64_t epoch = 0;
+    if (sub == "handoff" && w.size() == 3 && to_u32(w[1], &first) &&
+        std::from_chars(w[2].data(), w[2].data() + w[2].size(), epoch).ptr ==
+            w[2].data() + w[2].size()) {
+        begin_handoff(first, epoch, out);
+        return Next::Continue;
+    }
+    if (sub == "applied" && w.size() == 2 && to_u32(w[1], &first) && first < cl->nbuckets()) {
+        repl::BucketState s = cl->state(first);
+        uint64_t seqno = ctx_.store.bucket_seqno(first);
+        bool in_sync = false;
+        if (s == repl::BucketState::Replica && ctx_.replicator != nullptr) {
+            ctx_.replicator->replica_progress(first, &seqno, &in_sync);
+        }
+        std::vector<store::BucketCounts> c = ctx_.store.bucket_counts();
+        uint64_t items = first < c.size() ? c[first].items : 0;
+        uint64_t bytes = first < c.size() ? c[first].bytes : 0;
+        out.append("APPLIED " + std::to_string(first) + " " + std::string(repl::state_name(s)) +
+                   " " + std::to_string(seqno) + " " + (in_sync ? "1" : "0") + " " +
+                   std::to_string(items) + " " + std::to_string(bytes) + "\r\n");
+        return Next::Continue;
+    }
     if (sub == "steer" && w.size() == 1) {
         std::string err = ctx_.listener == nullptr ? "SERVER_ERROR no listener"
                                                    : ctx_.listener->steer_own();
@@ -265,11 +301,53 @@ void Dispatcher::write_heartbeat(uint32_t lease_ms, uint64_t token, uint32_t qui
                        "\r\n";
     if (ctx_.replicator != nullptr) {
         for (uint32_t b = 0; b < cl.nbuckets(); ++b) {
+            const size_t at = text.size();
             ctx_.replicator->heartbeat_line(b, cl.state(b), &text);
+            // H: an active bucket pending for a planned handover (its writes parked).
+            if (cl.in_handoff(b) && text.size() > at && text[at] == 'A') text[at] = 'H';
         }
     }
     text += "END\r\n";
     out.append(text);
+}
+
+// The old owner's half of a planned move (doc/coordinator.md, "Moving a bucket"). The bucket
+// turns pending: writes park from now on. A request thread may have read "active" just
+// before and still be writing; every other worker passing its loop once proves those writes
+// done (this worker is here, not in one). Then the bucket's last sequence number is final:
+// the new owner takes over once it has applied it.
+void Dispatcher::begin_handoff(uint32_t b, uint64_t epoch, OutBuf& out) {
+    Cluster& cl = *ctx_.cluster;
+    std::string err = cl.begin_handoff(b, epoch);
+    if (!err.empty()) {
+        out.append(err + "\r\n");
+        return;
+    }
+    Worker* me = Worker::current();
+    std::vector<std::pair<Worker*, uint64_t>> wait;
+    for (Worker* w : ctx_.workers) {
+        if (w == me) continue;
+        wait.emplace_back(w, w->passes());
+        w->poke();
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    for (auto& [w, seen] : wait) {
+        while (w->passes() == seen) {
+            if (std::chrono::steady_clock::now() > until) {
+                cl.cancel_handoffs(b, b);
+                out.append("SERVER_ERROR a worker did not pass in 1 s; handoff cancelled\r\n");
+                return;
+            }
+            std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+    }
+    uint64_t seqno = 0;
+    {
+        std::lock_guard<std::mutex> g(ctx_.store.bucket_mutex(b));
+        seqno = ctx_.store.bucket_seqno_locked(b);
+    }
+    if (ctx_.replicator != nullptr) ctx_.replicator->nudge(b);  // the last records go now
+    out.append("HANDOFF " + std::to_string(b) + " " + std::to_string(seqno) + "\r\n");
 }
 
 void Dispatcher::finish_cluster_map(PendingStore* p, OutBuf& out) {
@@ -330,6 +408,8 @@ void write_cluster_stats(ServerContext& ctx, OutBuf& out) {
     line("boot_id", cl.boot_id());
     line("maps_installed", std::to_string(cl.maps_installed.load()));
     line("maps_refused", std::to_string(cl.maps_refused.load()));
+    line("handoffs", std::to_string(cl.handoffs_begun.load()));
+    line("handoffs_cancelled", std::to_string(cl.handoffs_cancelled.load()));
     line("auth_failures", std::to_string(cl.auth_failures.load()));
     std::vector<std::string> tk;
     if (ctx.listener != nullptr) tk = ctx.listener->takeover_addrs();

@@ -346,41 +346,51 @@ bool PeerLinks::parse_replies(Link* l) {
 
 // A peer's NOT_MY_BUCKET whose epoch is below the map held here: the peer has not got the
 // map that makes it the owner yet (a coordinator installs a map on one server after another).
-bool PeerLinks::peer_behind(const ForwardJob& job, std::string_view r) const {
+// Above it: this server has not got the map that moved the bucket away from the peer yet.
+PeerLinks::Behind PeerLinks::who_is_behind(const ForwardJob& job, std::string_view r) const {
     std::string_view words;
     if (job.kind == ForwardJob::Kind::Binary) {
-        if (r.size() < bin::kHeaderLen || be16(r.data() + 6) != 0x07) return false;
+        if (r.size() < bin::kHeaderLen || be16(r.data() + 6) != 0x07) return Behind::None;
         size_t skip = bin::kHeaderLen + static_cast<uint8_t>(r[4]) + be16(r.data() + 2);
-        if (skip > r.size()) return false;
+        if (skip > r.size()) return Behind::None;
         words = r.substr(skip);
     } else {
         constexpr std::string_view kText = "SERVER_ERROR ";
-        if (r.substr(0, kText.size()) != kText) return false;
+        if (r.substr(0, kText.size()) != kText) return Behind::None;
         words = r.substr(kText.size());
         size_t eol = words.find("\r\n");
-        if (eol == std::string_view::npos || eol + 2 != words.size()) return false;
+        if (eol == std::string_view::npos || eol + 2 != words.size()) return Behind::None;
         words = words.substr(0, eol);
     }
     constexpr std::string_view kNmb = "NOT_MY_BUCKET ";
-    if (words.substr(0, kNmb.size()) != kNmb) return false;
+    if (words.substr(0, kNmb.size()) != kNmb) return Behind::None;
     size_t sp = words.rfind(' ');
     uint64_t epoch = 0;
     auto res = std::from_chars(words.data() + sp + 1, words.data() + words.size(), epoch);
-    if (res.ec != std::errc() || res.ptr != words.data() + words.size()) return false;
-    return epoch < worker_->ctx().cluster->epoch();
+    if (res.ec != std::errc() || res.ptr != words.data() + words.size()) return Behind::None;
+    const uint64_t mine = worker_->ctx().cluster->epoch();
+    // The same epoch: the peer moved the bucket on by a state change (a handover under way
+    // there) or this server routed by a map it has replaced since; routed again either way.
+    return epoch < mine ? Behind::Peer : Behind::Self;
 }
 
 void PeerLinks::part_done(ForwardJob* job, const std::string& node, std::string bytes,
                           bool failed) {
     if (job == nullptr) return;  // its client went away
-    if (!failed && worker_->ctx().settings.forward_park_ms > 0 && peer_behind(*job, bytes) &&
-        (job->park_until_us == 0 || mono_us() < job->park_until_us)) {
-        // Sent again every poll until the peer has the map, within a short bound of its own
-        // (a peer that stays behind, cut off from the coordinator, costs little).
+    const Behind behind = failed || worker_->ctx().settings.forward_park_ms == 0
+                              ? Behind::None
+                              : who_is_behind(*job, bytes);
+    if (behind != Behind::None && (job->park_until_us == 0 || mono_us() < job->park_until_us)) {
+        // Peer behind: sent again every poll until the peer has the map, within a short bound
+        // of its own (a peer that stays behind, cut off from the coordinator, costs little).
+        // This server behind: parked until its next map (a planned move's switch reaches
+        // the servers one after another), then routed by it.
         if (job->park_until_us == 0) {
             job->park_ms = std::min(worker_->ctx().settings.forward_park_ms, kBehindMs);
         }
-        job->route_gen = 0;  // no generation is 0 once a map is held: retried at once
+        // Peer: no generation is 0 once a map is held, so it is retried at once. Self: the
+        // generation it was routed at stays, so it waits for a change since then.
+        if (behind == Behind::Peer) job->route_gen = 0;
         job->park_why.clear();
         worker_->ctx().cluster->forward_peer_behind.fetch_add(1, std::memory_order_relaxed);
         if (job->kind == ForwardJob::Kind::MultiGet) {

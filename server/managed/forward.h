@@ -100,7 +100,10 @@ private:
     bool parse_replies(Link* l);
     void part_done(ForwardJob* job, const std::string& node, std::string bytes, bool failed);
     void fail_link(Link* l, const std::string& why);
-    bool peer_behind(const ForwardJob& job, std::string_view reply) const;
+    // A peer's NOT_MY_BUCKET: Peer when its epoch is below the map held here, Self when it
+    // is above (a newer map is on its way here), None for any other reply.
+    enum class Behind { None, Peer, Self };
+    Behind who_is_behind(const ForwardJob& job, std::string_view reply) const;
     void finish(ForwardJob* job);  // every part is back: deliver, or park what failed
     void park(ForwardJob* job);
     static void on_park_timer(evutil_socket_t fd, short what, void* arg);

@@ -33,14 +33,14 @@ def cluster(make_server, tmp_path, request):
     secret.write_bytes(SECRET + b"\n")
     coords = []
 
-    def node(name, port=None):
+    def node(name, port=None, extra=()):
         args = ["-o", f"node_id={name},cluster_secret_file={secret},buckets={COORD_BUCKETS}"]
         if port is not None:
             args += ["-p", str(port)]
-        return make_server(*args)
+        return make_server(*args, *extra)
 
-    def start(n=3, replicas=1, control=None, settle=True, **kw):
-        servers = {f"n{i}": node(f"n{i}") for i in range(n)}
+    def start(n=3, replicas=1, control=None, settle=True, server_args=(), **kw):
+        servers = {f"n{i}": node(f"n{i}", extra=server_args) for i in range(n)}
         c = Coordinator(tmp_path / "coord", secret, sorted(servers.items()), replicas=replicas,
                         buckets=COORD_BUCKETS, control=control(servers) if control else None, **kw)
         coords.append(c)
