@@ -104,13 +104,13 @@ uint32_t buckets_differing(const BucketMap& a, const BucketMap& b);
 // short buckets take the least loaded eligible node that does not hold them, above its quota:
 // validity before evenness.
 //
-// Change, in order of preference, each a maximum flow that keeps what the one before placed:
-// an active stays where it is while its node is within its quota (the most that can stay);
-// an active that must move goes to a node already holding the bucket as a replica (the most
-// such handovers; the rest go to the node with the most room); an existing replica stays (the
-// most that can); the former active of a moved bucket stays on as a replica (it has the data);
-// only then a new copy. The new copies may reroute the kept replicas to place one more
-// bucket, so "fewest copies" there is the order edges are tried in, not a minimum-cost flow.
+// Change, in order of preference: an active stays where it is while its node is within its
+// quota (the most that can stay); an active that must move goes to a node already holding the
+// bucket as a replica (a maximum flow: the most such handovers; the rest go to the node with
+// the most room); an existing replica stays (a maximum flow: the most that can); the former
+// active of a moved bucket stays on as a replica (it has the data); only then a new copy.
+// The last two extend the replicas' flow, which they may reroute to place more buckets, so
+// there the order is a preference (the order edges are tried in), not a minimum-cost flow.
 // Deterministic. With no eligible node, m itself.
 BucketMap plan_balance(const BucketMap& m, const std::vector<bool>& eligible, uint32_t r);
 
