@@ -1,6 +1,7 @@
 #include "coordinator/planner.h"
 
 #include <algorithm>
+#include <climits>
 
 namespace mcm::coord {
 
@@ -57,7 +58,351 @@ uint16_t best_replica(const BucketMap& m, uint32_t b, const View& v, const Load&
     return best;
 }
 
+// Dinic's maximum flow, built in stages: edges added after a run() extend the residual graph,
+// so the next run() keeps what the earlier ones placed unless an augmenting path must reroute
+// it. A vertex's edges are tried in the order they were added, the planner's preference.
+// Edges are chained per vertex in one array rather than a vector each: the graphs have up to
+// B*N edges and per-vertex allocations were most of the planner's time.
+class MaxFlow {
+public:
+    explicit MaxFlow(size_t vertices)
+        : head_(vertices, -1), tail_(vertices, -1), level_(vertices), next_(vertices) {}
+
+    // The id of the new edge u -> v.
+    int add(int u, int v, int cap) {
+        link(u, v, cap);
+        link(v, u, 0);
+        return static_cast<int>(e_.size()) - 2;
+    }
+    int flow(int edge) const { return e_[edge ^ 1].cap; }
+    int residual(int edge) const { return e_[edge].cap; }
+
+    int64_t run(int s, int t) {
+        int64_t total = 0;
+        while (levels(s, t)) {
+            next_ = head_;
+            while (int f = push(s, t, INT_MAX)) total += f;
+        }
+        return total;
+    }
+
+private:
+    struct Edge {
+        int to;
+        int cap;
+        int next;  // the vertex's next edge, -1 at the end
+    };
+
+    void link(int u, int v, int cap) {
+        int id = static_cast<int>(e_.size());
+        e_.push_back({v, cap, -1});
+        (tail_[u] < 0 ? head_[u] : e_[tail_[u]].next) = id;
+        tail_[u] = id;
+    }
+
+    bool levels(int s, int t) {
+        std::fill(level_.begin(), level_.end(), -1);
+        std::vector<int> q{s};
+        level_[s] = 0;
+        for (size_t i = 0; i < q.size(); ++i) {
+            for (int id = head_[q[i]]; id >= 0; id = e_[id].next) {
+                const Edge& x = e_[id];
+                if (x.cap > 0 && level_[x.to] < 0) {
+                    level_[x.to] = level_[q[i]] + 1;
+                    q.push_back(x.to);
+                }
+            }
+        }
+        return level_[t] >= 0;
+    }
+
+    // One augmenting path along the levels. Its depth is bounded by the level of t, at most
+    // twice the node count plus a few (every path alternates buckets and nodes).
+    int push(int u, int t, int f) {
+        if (u == t) return f;
+        for (int& id = next_[u]; id >= 0; id = e_[id].next) {
+            Edge& x = e_[id];
+            if (x.cap <= 0 || level_[x.to] != level_[u] + 1) continue;
+            if (int got = push(x.to, t, std::min(f, x.cap)); got > 0) {
+                x.cap -= got;
+                e_[id ^ 1].cap += got;
+                return got;
+            }
+        }
+        return 0;
+    }
+
+    std::vector<Edge> e_;
+    std::vector<int> head_, tail_, level_, next_;
+};
+
+// Nodes in the order that gets a quota's leftover ceils: the most held first, then the lowest
+// index.
+std::vector<uint16_t> by_most(const std::vector<uint16_t>& elig, const std::vector<uint32_t>& have) {
+    std::vector<uint16_t> order = elig;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint16_t a, uint16_t b) { return have[a] > have[b]; });
+    return order;
+}
+
+// The target's actives: floor(B/E) per node plus B mod E ceils. An active stays while its node
+// is within its quota; the rest move, to a replica holder when the flow finds one, else to
+// the node with the most room left.
+//
+// Which nodes get the ceils is part of the flow. When more nodes hold more than the floor
+// than there are ceils, every ceil saves one move wherever it goes among them; so each such
+// node gives up all but one of its surplus for sure, and the last one through a pool that
+// only (those nodes - ceils) may use: the nodes whose last one the flow did not take as a
+// handover keep it. Otherwise they all keep one, and the ceils left go, through a pool of
+// that size, to the nodes at or under the floor where they let one more handover in.
+template <typename Ok>
+std::vector<uint16_t> target_actives(const BucketMap& m, Ok ok, const std::vector<uint16_t>& elig) {
+    const uint32_t B = m.nbuckets;
+    const size_t N = m.nodes.size();
+    auto must_move = [&](uint32_t b) { return m.active[b] == kNoNode || !ok(m.active[b]); };
+    std::vector<uint32_t> have(N, 0);
+    for (uint32_t b = 0; b < B; ++b) {
+        if (!must_move(b)) ++have[m.active[b]];
+    }
+    const uint32_t base = B / static_cast<uint32_t>(elig.size());
+    const uint32_t ceils = B % static_cast<uint32_t>(elig.size());
+    const std::vector<uint16_t> order = by_most(elig, have);
+    std::vector<uint16_t> givers, takers;  // over the floor; at or under it
+    std::vector<uint32_t> over(N, 0), room(N, 0);
+    for (uint16_t n : order) {
+        if (have[n] > base) {
+            givers.push_back(n);
+            over[n] = have[n] - base;
+        } else {
+            takers.push_back(n);
+            room[n] = base - have[n];
+        }
+    }
+    const uint32_t giver_ceils = std::min<uint32_t>(ceils, static_cast<uint32_t>(givers.size()));
+    const uint32_t taker_ceils = ceils - giver_ceils;
+
+    // s -> bucket that must move (1); s -> giver (its surplus) -> its buckets (1);
+    // bucket -> a replica holder (1); holder -> t (its room). The maximum flow is the most
+    // moves that are handovers.
+    const int s = 0, t = 1;
+    auto bv = [](uint32_t b) { return 2 + static_cast<int>(b); };
+    auto nv = [&](uint16_t n) { return 2 + static_cast<int>(B) + n; };
+    auto gv = [&](uint16_t n) { return 2 + static_cast<int>(B + N) + n; };
+    const int pool = 2 + static_cast<int>(B + 2 * N);
+    MaxFlow f(3 + B + 2 * N);
+    std::vector<int> pool_edge(N, -1);
+    const bool giver_pool = giver_ceils < givers.size();
+    for (uint16_t n : givers) {
+        if (over[n] > 1) f.add(s, gv(n), static_cast<int>(over[n] - 1));
+        if (giver_pool) pool_edge[n] = f.add(pool, gv(n), 1);
+    }
+    if (giver_pool) f.add(s, pool, static_cast<int>(givers.size() - giver_ceils));
+    for (uint16_t n : takers) {
+        if (room[n] > 0) f.add(nv(n), t, static_cast<int>(room[n]));
+        if (taker_ceils > 0) pool_edge[n] = f.add(nv(n), pool, 1);
+    }
+    if (taker_ceils > 0) f.add(pool, t, static_cast<int>(taker_ceils));
+    struct Cheap {
+        uint32_t b;
+        uint16_t to;
+        int edge;
+    };
+    std::vector<Cheap> cheap;
+    for (uint32_t b = 0; b < B; ++b) {
+        const bool forced = must_move(b);
+        if (!forced && over[m.active[b]] == 0) continue;
+        bool any = false;
+        for (uint16_t d : m.replicas[b]) {
+            if (d == m.active[b] || !ok(d) || have[d] > base) continue;
+            if (!any) f.add(forced ? s : gv(m.active[b]), bv(b), 1);
+            any = true;
+            cheap.push_back({b, d, f.add(bv(b), nv(d), 1)});
+        }
+    }
+    f.run(s, t);
+
+    // The ceils: givers whose last surplus bucket stayed, takers that used the pool, then
+    // the takers' unused ones in order.
+    uint32_t left = giver_ceils;
+    for (uint16_t n : givers) {
+        if (left > 0 && (!giver_pool || f.flow(pool_edge[n]) == 0)) {
+            --over[n];
+            --left;
+        }
+    }
+    left = taker_ceils;
+    for (uint16_t n : takers) {
+        if (left > 0 && pool_edge[n] >= 0 && f.flow(pool_edge[n]) > 0) {
+            ++room[n];
+            --left;
+            pool_edge[n] = -1;
+        }
+    }
+    for (uint16_t n : takers) {
+        if (left > 0 && pool_edge[n] >= 0) {
+            ++room[n];
+            --left;
+        }
+    }
+
+    std::vector<uint16_t> act(B, kNoNode);
+    for (const Cheap& c : cheap) {
+        if (f.flow(c.edge) == 0) continue;
+        act[c.b] = c.to;
+        --room[c.to];
+        if (!must_move(c.b)) --over[m.active[c.b]];
+    }
+    // The rest are copies: each to the node with the most room, so the new owners share the
+    // copying. A giver's first buckets (by index) go; any choice costs the same.
+    for (uint32_t b = 0; b < B; ++b) {
+        if (act[b] != kNoNode) continue;
+        if (!must_move(b)) {
+            uint16_t a = m.active[b];
+            if (over[a] == 0) {
+                act[b] = a;
+                continue;
+            }
+            --over[a];
+        }
+        uint16_t to = elig.front();
+        for (uint16_t n : elig) {
+            if (room[n] > room[to]) to = n;
+        }
+        act[b] = to;
+        --room[to];
+    }
+    return act;
+}
+
+// The target's replicas for the given actives: rr per bucket within the quotas, by a flow
+// that first keeps existing replicas, then the former active, then adds copies.
+template <typename Ok>
+std::vector<std::vector<uint16_t>> target_replicas(const BucketMap& m,
+                                                   const std::vector<uint16_t>& act, Ok ok,
+                                                   const std::vector<uint16_t>& elig,
+                                                   uint32_t rr) {
+    const uint32_t B = m.nbuckets;
+    const size_t N = m.nodes.size();
+    std::vector<std::vector<uint16_t>> reps(B);
+    if (rr == 0) return reps;
+    // A node holds at most the buckets it is not active for.
+    std::vector<uint32_t> cap(N, 0);
+    for (uint16_t n : elig) cap[n] = B;
+    for (uint32_t b = 0; b < B; ++b) --cap[act[b]];
+    // Quotas: the floor for each node, and the ceils through a pool any node may use once
+    // (within cap), so the flow puts them where they keep the most replicas.
+    const uint64_t want = uint64_t{B} * rr;
+    const uint32_t base = static_cast<uint32_t>(want / elig.size());
+    const int ceils = static_cast<int>(want % elig.size());
+    const int s = 0, t = 1;
+    auto bv = [](uint32_t b) { return 2 + static_cast<int>(b); };
+    auto nv = [&](uint16_t n) { return 2 + static_cast<int>(B) + n; };
+    const int pool = 2 + static_cast<int>(B + N);
+    MaxFlow f(3 + B + N);
+    std::vector<int> to_t(N, -1), to_pool(N, -1);
+    for (uint16_t n : elig) {
+        to_t[n] = f.add(nv(n), t, static_cast<int>(std::min(base, cap[n])));
+        if (ceils > 0 && base + 1 <= cap[n]) to_pool[n] = f.add(nv(n), pool, 1);
+    }
+    const int pool_t = ceils > 0 ? f.add(pool, t, ceils) : -1;
+
+    std::vector<int> from_s(B);
+    for (uint32_t b = 0; b < B; ++b) from_s[b] = f.add(s, bv(b), static_cast<int>(rr));
+    // Per bucket, the nodes it has an edge to, in preference order, and the edges.
+    std::vector<std::vector<std::pair<uint16_t, int>>> cand(B);
+    auto connected = [&](uint32_t b, uint16_t n) {
+        for (const auto& c : cand[b]) {
+            if (c.first == n) return true;
+        }
+        return false;
+    };
+    auto offer = [&](uint32_t b, uint16_t n) {
+        if (ok(n) && n != act[b] && !connected(b, n)) cand[b].push_back({n, f.add(bv(b), nv(n), 1)});
+    };
+    for (uint32_t b = 0; b < B; ++b) {
+        for (uint16_t x : m.replicas[b]) offer(b, x);
+    }
+    uint64_t placed = f.run(s, t);
+    if (placed < want) {
+        for (uint32_t b = 0; b < B; ++b) {
+            if (m.active[b] != kNoNode) offer(b, m.active[b]);
+        }
+        placed += f.run(s, t);
+    }
+    // New copies: first the buckets still short, each to every node that may take it (an
+    // edge per pairing of all buckets would be B*N); then, if some are left (their nodes with
+    // room hold them already or are their active), every bucket to the nodes with room, so
+    // one may take its former active while another gives that up for a node with room; at
+    // last every pairing. Each bucket tries the nodes from a different start so that, among
+    // equals, the copies do not pile on the lowest indexes.
+    for (int pass = 0; pass < 3 && placed < want; ++pass) {
+        std::vector<uint16_t> to;
+        for (uint16_t n : elig) {
+            bool room = f.residual(to_t[n]) > 0 || (to_pool[n] >= 0 && f.residual(to_pool[n]) > 0 &&
+                                                    f.residual(pool_t) > 0);
+            if (pass != 1 || room) to.push_back(n);
+        }
+        for (uint32_t b = 0; b < B; ++b) {
+            if (pass == 0 && f.residual(from_s[b]) == 0) continue;
+            for (size_t i = 0; i < to.size(); ++i) offer(b, to[(b + i) % to.size()]);
+        }
+        placed += f.run(s, t);
+    }
+
+    std::vector<uint32_t> load(N, 0);
+    for (uint32_t b = 0; b < B; ++b) {
+        for (const auto& c : cand[b]) {
+            if (f.flow(c.second) > 0) {
+                reps[b].push_back(c.first);
+                ++load[c.first];
+            }
+        }
+    }
+    // Quotas the distinctness rule made unreachable: validity first, the least loaded node.
+    for (uint32_t b = 0; b < B; ++b) {
+        while (reps[b].size() < rr) {
+            uint16_t to = kNoNode;
+            for (uint16_t n : elig) {
+                if (n == act[b] || std::count(reps[b].begin(), reps[b].end(), n)) continue;
+                if (to == kNoNode || load[n] < load[to]) to = n;
+            }
+            reps[b].push_back(to);
+            ++load[to];
+        }
+    }
+    return reps;
+}
+
 }  // namespace
+
+BucketMap plan_balance(const BucketMap& m, const std::vector<bool>& eligible, uint32_t r) {
+    auto ok = [&](uint16_t n) { return n < m.nodes.size() && n < eligible.size() && eligible[n]; };
+    std::vector<uint16_t> elig;
+    for (uint16_t n = 0; n < m.nodes.size(); ++n) {
+        if (ok(n)) elig.push_back(n);
+    }
+    if (elig.empty()) return m;
+    const uint32_t rr = std::min<uint32_t>(r, static_cast<uint32_t>(elig.size() - 1));
+    BucketMap out = m;
+    out.active = target_actives(m, ok, elig);
+    out.replicas = target_replicas(m, out.active, ok, elig, rr);
+    return out;
+}
+
+uint32_t buckets_differing(const BucketMap& a, const BucketMap& b) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < std::min(a.nbuckets, b.nbuckets); ++i) {
+        if (a.active[i] != b.active[i]) {
+            ++n;
+            continue;
+        }
+        std::vector<uint16_t> x = a.replicas[i], y = b.replicas[i];
+        std::sort(x.begin(), x.end());
+        std::sort(y.begin(), y.end());
+        n += x != y;
+    }
+    return n + (std::max(a.nbuckets, b.nbuckets) - std::min(a.nbuckets, b.nbuckets));
+}
 
 Load load_of(const BucketMap& m) {
     Load l;

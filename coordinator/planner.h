@@ -87,4 +87,31 @@ bool without_node(const BucketMap& m, uint16_t node, BucketMap* out, std::string
 // Same actives and replicas (epoch and node list aside).
 bool same_assignment(const BucketMap& a, const BucketMap& b);
 
+// How many buckets have a different active or a different set of replicas in a and b (same
+// node indexes; replica order does not count). The mover's work between a map and its target.
+uint32_t buckets_differing(const BucketMap& a, const BucketMap& b);
+
+// The map a planned rebalance converges to (issue 13): actives and replicas spread evenly over
+// the nodes that may hold buckets (eligible[n]: live and not draining; a node past the end of
+// `eligible` is not), changing as few buckets as possible. The epoch stays m.epoch: the caller
+// moves toward the target bucket by bucket, each step a map of its own.
+//
+// Every bucket gets one active and r' = min(r, eligible - 1) distinct replicas, all eligible,
+// never a replica on its own active; a node that is not eligible holds nothing. Each eligible
+// node gets floor or ceil of B/E actives and of B*r'/E replicas, the ceils where they save
+// the most change, so a balanced map is its own target and the target of a target is itself.
+// Should the distinctness rule make the replica quotas unreachable (not met in the tests), the
+// short buckets take the least loaded eligible node that does not hold them, above its quota:
+// validity before evenness.
+//
+// Change, in order of preference: an active stays where it is while its node is within its
+// quota (the most that can stay); an active that must move goes to a node already holding the
+// bucket as a replica (a maximum flow: the most such handovers; the rest go to the node with
+// the most room); an existing replica stays (a maximum flow: the most that can); the former
+// active of a moved bucket stays on as a replica (it has the data); only then a new copy.
+// The last two extend the replicas' flow, which they may reroute to place more buckets, so
+// there the order is a preference (the order edges are tried in), not a minimum-cost flow.
+// Deterministic. With no eligible node, m itself.
+BucketMap plan_balance(const BucketMap& m, const std::vector<bool>& eligible, uint32_t r);
+
 }  // namespace mcm::coord

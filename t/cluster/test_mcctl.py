@@ -4,12 +4,17 @@ real mc-coordinator in front of real managed servers (3 servers, 64 buckets, one
 test): status, map, watch, metrics, failover, add-node, remove-node, a wrong secret, an
 unknown node, a coordinator cut off from the majority."""
 
+import http.server
+import importlib.machinery
+import importlib.util
 import json
 import os
+import pty
 import select
 import signal
 import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -68,7 +73,8 @@ def secret_file(tmp_path):
 def test_help():
     r = run("--help")
     assert r.returncode == 0, r.stderr
-    for word in ("status", "map", "watch", "add-node", "remove-node", "failover",
+    for word in ("status", "map", "watch", "add-node", "remove-node", "drain", "rebalance",
+                 "failover",
                  "--coordinator", "--secret-file", "--json", "--timeout"):
         assert word in r.stdout
     r = run("add-node", "--help")
@@ -167,6 +173,306 @@ def test_mutating_commands_need_the_secret(closed_port, tmp_path):
     short.write_bytes(b"tooshort\n")
     r = run("--coordinator", f"127.0.0.1:{closed_port}", "--secret-file", short, "failover", "n1")
     assert r.returncode == 4 and "too short" in one_line(r)
+
+
+# ---------------------------------------------------------------- rebalance progress
+# The display of a rebalance, from synthetic "rebalance" objects of GET /status: first the
+# pure functions, then the wait loop's output against a fake admin API that replays a script
+# of statuses. The fake checks mcctl's output and requests only; the commands against the
+# real coordinator's rebalance are in the cluster tests below.
+
+def load_mcctl():
+    loader = importlib.machinery.SourceFileLoader("mcctl_under_test", MCCTL)
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+mcctl = load_mcctl()
+
+
+def rebalance(state="running", done=0, total=0, **kw):
+    rb = {"state": state, "reason": "", "buckets_total": total, "buckets_done": done,
+          "bytes_moved": 0, "started_unix_ms": 1000, "elapsed_s": 0.0,
+          "rate_buckets_per_s": 0.0, "eta_s": None, "parallel": 1, "draining": [],
+          "moves": [], "failed": 0}
+    rb.update(kw)
+    return rb
+
+
+@pytest.mark.parametrize("n, text", [
+    (0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"),
+    (5 * 2**20, "5.0 MiB"), (int(3.3 * 2**30), "3.3 GiB"), (2**40, "1.0 TiB"),
+    (2**50, "1024.0 TiB")])
+def test_bytes_in_binary_units(n, text):
+    assert mcctl.fmt_bytes(n) == text
+
+
+@pytest.mark.parametrize("s, text", [
+    (None, "?"), (-1, "?"), (float("nan"), "?"), (True, "?"), (0, "0s"), (59.4, "59s"),
+    (59.6, "1m00s"), (185, "3m05s"), (3599, "59m59s"), (3600, "1h00m"), (7620, "2h07m")])
+def test_eta_format(s, text):
+    assert mcctl.fmt_duration(s) == text
+
+
+def test_progress_bar():
+    assert mcctl.progress_bar(0, 100) == "[" + "-" * mcctl.BAR_WIDTH + "]"
+    assert mcctl.progress_bar(50, 100, 10) == "[#####-----]"
+    assert mcctl.progress_bar(99, 100, 10) == "[#########-]"   # full only when done
+    assert mcctl.progress_bar(100, 100, 10) == "[##########]"
+    assert mcctl.progress_bar(7, 0, 4) == "[####]"             # nothing to move is done
+    assert mcctl.progress_bar(9, 5, 4) == "[####]"
+    for done in range(0, 1025, 7):
+        assert len(mcctl.progress_bar(done, 1024)) == mcctl.BAR_WIDTH + 2
+
+
+def test_progress_and_final_lines():
+    rb = rebalance(done=256, total=1024, bytes_moved=3 * 2**30, rate_buckets_per_s=12.34,
+                   eta_s=62.2, moves=[{"bucket": 5, "from": "n0", "to": "n3", "phase": "copy",
+                                       "since_ms": 1500}] * 2)
+    assert mcctl.progress_line(rb, 8) == ("running [##------] 256/1024 buckets  3.0 GiB moved  "
+                                          "12.3 buckets/s  ETA 1m02s  2 in flight")
+    rb.update(state="done", buckets_done=1024, eta_s=None, moves=[], elapsed_s=81.0, failed=2)
+    assert mcctl.progress_line(rb, 8) == ("done [########] 1024/1024 buckets  3.0 GiB moved  "
+                                          "12.3 buckets/s  ETA -  2 failed")
+    assert mcctl.final_line(rb) == ("rebalance done: 1024/1024 buckets, 3.0 GiB moved in 1m21s, "
+                                    "2 moves failed")
+    rb.update(state="cancelled", buckets_done=10, failed=0, reason="cancelled by the operator")
+    assert mcctl.final_line(rb) == ("rebalance cancelled: 10/1024 buckets, 3.0 GiB moved in "
+                                    "1m21s (cancelled by the operator)")
+    # Fields missing or of the wrong type do not break the line.
+    assert mcctl.progress_line({"state": "running", "buckets_done": "x"}, 4) == (
+        "running [####] 0/0 buckets  0 B moved  0.0 buckets/s  ETA ?")
+
+
+def test_status_shows_the_rebalance():
+    st = {"epoch": 9, "buckets": 64, "servers": [],
+          "rebalance": rebalance(done=3, total=10, bytes_moved=2048, eta_s=4, parallel=2,
+                                 rate_buckets_per_s=1.5, draining=["n2"], failed=1,
+                                 moves=[{"bucket": 17, "from": "n2", "to": "n0",
+                                         "phase": "handoff", "since_ms": 2500}])}
+    lines = mcctl.render_status(st).splitlines()
+    assert lines[1] == ("rebalance running: 3/10 buckets, 2.0 KiB moved, 1.5 buckets/s, "
+                        "ETA 4s, parallel 2; draining n2")
+    assert lines[2] == "  1 moves failed"
+    assert lines[3].split() == ["BUCKET", "FROM", "TO", "PHASE", "FOR"]
+    assert lines[4].split() == ["17", "n2", "n0", "handoff", "2s"]
+    st["rebalance"] = rebalance("done", 10, 10, elapsed_s=7.0)
+    assert mcctl.render_status(st).splitlines()[1] == (
+        "rebalance done: 10/10 buckets, 0 B moved in 7s")
+    for idle in (rebalance("idle"), None):
+        st["rebalance"] = idle
+        assert "rebalance" not in mcctl.render_status(st)
+
+
+class FakeAdmin:
+    """An HTTP server answering as the admin API would: /auth, a scripted sequence of
+    /status answers (the last one repeats), and `answers` for the mutating calls. `requests`
+    records (method, path, JSON body, signed) of the mutating ones."""
+
+    def __init__(self, statuses, answers=None):
+        self.statuses = list(statuses)
+        self.answers = answers or {}
+        self.requests = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, obj, code=200):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path == "/auth":
+                    return self.reply({"challenge": "ab" * 32})
+                st = fake.statuses[0] if len(fake.statuses) == 1 else fake.statuses.pop(0)
+                self.reply(st)
+
+            def mutate(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(n) or b"null")
+                signed = self.headers.get("Authorization", "").startswith("MC-HMAC ")
+                fake.requests.append((self.command, self.path, body, signed))
+                self.reply(fake.answers.get((self.command, self.path), {"ok": True}))
+
+            do_POST = do_DELETE = mutate
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.addr = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake_admin():
+    made = []
+
+    def make(statuses, answers=None):
+        made.append(FakeAdmin(statuses, answers))
+        return made[-1]
+    yield make
+    for f in made:
+        f.close()
+
+
+def status_with(rb, servers=()):
+    return {"epoch": 3, "buckets": 8, "servers": list(servers), "rebalance": rb}
+
+
+RUN_4 = [status_with(rebalance("idle", started_unix_ms=None)),   # read before the request
+         status_with(rebalance(done=0, total=4)),
+         status_with(rebalance(done=2, total=4, eta_s=1.0)),
+         status_with(rebalance("done", 4, 4, elapsed_s=0.6))]
+
+
+def test_rebalance_json_lines(fake_admin, secret_file):
+    f = fake_admin(RUN_4, {("POST", "/rebalance"): {"planned": 4}})
+    r = run("--coordinator", f.addr, "--secret-file", secret_file, "--json", "rebalance",
+            "--parallel", "2")
+    assert r.returncode == 0, r.stderr
+    assert f.requests == [("POST", "/rebalance", {"parallel": 2}, True)]
+    objs = [json.loads(line) for line in r.stdout.splitlines()]
+    # One object per poll while it runs, then the final one; nothing but JSON on stdout.
+    assert [o["state"] for o in objs] == ["running", "running", "done"]
+    assert [o["buckets_done"] for o in objs] == [0, 2, 4]
+    assert r.stderr == ""
+
+
+def test_rebalance_plain_lines_without_a_terminal(fake_admin, secret_file):
+    # 14 polls of a running rebalance at 0.2 s: about 2.8 s, a progress line every 2 s.
+    statuses = RUN_4[:1] + [status_with(rebalance(done=i // 4, total=4))
+                            for i in range(14)] + RUN_4[-1:]
+    f = fake_admin(statuses, {("POST", "/rebalance"): {"planned": 4}})
+    r = run("--coordinator", f.addr, "--secret-file", secret_file, "rebalance")
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.splitlines()
+    assert err[0] == "rebalance started: 4 buckets to move"
+    assert 2 <= len(err[1:]) <= 3 and all(line.startswith("running [") for line in err[1:])
+    assert "\r" not in r.stderr and "\x1b" not in r.stderr
+    assert r.stdout == "rebalance done: 4/4 buckets, 0 B moved in 1s\n"
+
+
+def test_rebalance_on_a_terminal_redraws_one_line(fake_admin, secret_file):
+    f = fake_admin(RUN_4, {("POST", "/rebalance"): {"planned": 4}})
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([MCCTL, "--coordinator", f.addr, "--secret-file", secret_file,
+                              "rebalance"], stdout=subprocess.PIPE, stderr=slave,
+                             stdin=subprocess.DEVNULL, text=True)
+        os.close(slave)
+        out, _ = p.communicate(timeout=30)
+        tty = b""
+        while select.select([master], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:                # the pty's other side is closed: all read
+                break
+            if not chunk:
+                break
+            tty += chunk
+    finally:
+        os.close(master)
+    assert p.returncode == 0
+    assert out == "rebalance done: 4/4 buckets, 0 B moved in 1s\n"
+    text = tty.decode().replace("\r\n", "\n")
+    # Each poll redraws the line in place; the last one, as it ended, stays.
+    assert text.count("\r") == 3 and text.count("\x1b[K") == 3
+    assert text.endswith("\rdone [" + "#" * mcctl.BAR_WIDTH + "] 4/4 buckets  0 B moved  "
+                         "0.0 buckets/s  ETA -\x1b[K\n")
+
+
+def test_cancelled_rebalance_exits_1(fake_admin, secret_file):
+    f = fake_admin(RUN_4[:2] + [status_with(rebalance("cancelled", 1, 4, reason="by mcctl"))],
+                   {("POST", "/rebalance"): {"planned": 4}})
+    r = run("--coordinator", f.addr, "--secret-file", secret_file, "rebalance")
+    assert r.returncode == 1
+    assert r.stdout == "rebalance cancelled: 1/4 buckets, 0 B moved in 0s (by mcctl)\n"
+    assert r.stderr.splitlines()[-1] == "mcctl: the rebalance ended cancelled: by mcctl"
+
+
+def test_rebalance_cancel_no_wait_and_nothing_to_move(fake_admin, secret_file):
+    f = fake_admin(RUN_4, {("POST", "/rebalance"): {"planned": 0}})
+    base = ["--coordinator", f.addr, "--secret-file", secret_file]
+    r = run(*base, "rebalance", "--cancel")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "rebalance cancelled: the moves in flight finish, no new ones start\n"
+    r = run(*base, "rebalance")
+    assert r.returncode == 0 and r.stdout == "rebalance started: 0 buckets to move\n"
+    f.answers[("POST", "/rebalance")] = {"planned": 9}
+    r = run(*base, "rebalance", "--no-wait")
+    assert r.returncode == 0
+    assert r.stdout == ("rebalance started: 9 buckets to move; `mcctl status` shows the "
+                        "progress\n")
+    assert run(*base, "rebalance", "--cancel", "--parallel", "2").returncode == 2
+    assert [q[:3] for q in f.requests] == [("POST", "/rebalance/cancel", {}),
+                                           ("POST", "/rebalance", {}), ("POST", "/rebalance", {})]
+
+
+def test_drain_remove_and_add_send_what_the_api_wants(fake_admin, secret_file):
+    f = fake_admin([status_with(rebalance("done", 4, 4))],
+                   {("POST", "/nodes/n1/drain"): {"planned": 0}})
+    base = ["--coordinator", f.addr, "--secret-file", secret_file]
+    assert run(*base, "drain", "n1").stdout == "draining n1: 0 buckets to move\n"
+    assert run(*base, "remove-node", "n1").stdout == "removing n1: 0 buckets to move\n"
+    assert run(*base, "remove-node", "--now", "n1").returncode == 0
+    assert run(*base, "add-node", "--no-rebalance", "n4", "127.0.0.1:5").returncode == 0
+    assert run(*base, "add-node", "--no-wait", "n4", "127.0.0.1:5").returncode == 0
+    assert [q[:3] for q in f.requests] == [
+        ("POST", "/nodes/n1/drain", {"remove": False}),
+        ("POST", "/nodes/n1/drain", {"remove": True}),
+        ("DELETE", "/nodes/n1", None),
+        ("POST", "/nodes", {"name": "n4", "addr": "127.0.0.1:5", "rebalance": False}),
+        ("POST", "/nodes", {"name": "n4", "addr": "127.0.0.1:5", "rebalance": True})]
+
+
+def test_add_node_waits_for_the_catch_up_then_its_rebalance(fake_admin, secret_file):
+    old = rebalance("done", 8, 8, started_unix_ms=500)
+    new = dict(started_unix_ms=2000)
+    n4 = {"name": "n4", "health": "catching_up", "replicas": 6, "replicas_in_sync": 2}
+    f = fake_admin([status_with(old),                               # before the request
+                    status_with(old, [n4]), status_with(old, [n4]),
+                    status_with(rebalance(done=1, total=2, **new), [dict(n4, health="up")]),
+                    status_with(rebalance("done", 2, 2, **new))])
+    r = run("--coordinator", f.addr, "--secret-file", secret_file, "add-node", "n4",
+            "127.0.0.1:5")
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.splitlines()
+    assert err[0].startswith("added n4 at 127.0.0.1:5: map epoch now ")
+    assert err[1] == "waiting for n4 to catch up (health catching_up, 2/6 replicas in sync)"
+    assert r.stdout == "rebalance done: 2/2 buckets, 0 B moved in 0s\n"
+    # With --json: the objects of its own rebalance only, not the one before.
+    f.statuses = [status_with(old), status_with(old, [n4]),
+                  status_with(rebalance("done", 2, 2, **new))]
+    r = run("--coordinator", f.addr, "--secret-file", secret_file, "--json", "add-node", "n4",
+            "127.0.0.1:5")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["started_unix_ms"] for line in r.stdout.splitlines()] == [2000]
+
+
+def test_ctrl_c_stops_waiting_not_the_rebalance(fake_admin, secret_file):
+    f = fake_admin(RUN_4[:2], {("POST", "/rebalance"): {"planned": 4}})
+    p = subprocess.Popen([MCCTL, "--coordinator", f.addr, "--secret-file", secret_file,
+                          "rebalance"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, text=True)
+    assert p.stderr.readline() == "rebalance started: 4 buckets to move\n"
+    assert p.stderr.readline().startswith("running [")
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 130
+    assert out == ""
+    assert err == ("mcctl: stopped waiting; the rebalance goes on (`mcctl rebalance --cancel` "
+                   "stops it)\n")
+    assert [q[1] for q in f.requests] == ["/rebalance"]            # nothing cancelled
 
 
 # ---------------------------------------------------------------- a real cluster
@@ -355,8 +661,8 @@ def test_killed_server_is_dead_then_removed(cluster):
     assert r.returncode == 1
     assert one_line(r) == "mcctl: the coordinator refused: n2 is already failed over"
     assert c.epoch() == epoch
-    # Removing it takes it out of the membership and the map.
-    r = c.mcctl("remove-node", "n2")
+    # Removing it at once takes it out of the membership and the map.
+    r = c.mcctl("remove-node", "--now", "n2")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("removed n2: map epoch now ")
     assert int(r.stdout.split()[-1]) > epoch
@@ -371,7 +677,7 @@ def test_add_node(cluster):
     c = cluster()
     epoch = c.epoch()
     n3 = c.node("n3")
-    r = c.mcctl("add-node", "n3", f"127.0.0.1:{n3.port}")
+    r = c.mcctl("add-node", "--no-rebalance", "n3", f"127.0.0.1:{n3.port}")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"added n3 at 127.0.0.1:{n3.port}: map epoch now ")
     assert int(r.stdout.split()[-1]) > epoch
@@ -400,7 +706,7 @@ def test_add_node(cluster):
 def test_remove_live_node_then_add_it_back(cluster):
     c = cluster()
     epoch = c.epoch()
-    r = c.mcctl("--json", "remove-node", "n2")
+    r = c.mcctl("--json", "remove-node", "--now", "n2")
     assert r.returncode == 0, r.stderr
     ans = json.loads(r.stdout)
     assert ans["ok"] is True and ans["epoch"] > epoch
@@ -411,12 +717,12 @@ def test_remove_live_node_then_add_it_back(cluster):
     assert sorted(m["nodes"]) == ["n0", "n1"] and set(m["active"]) == {"n0", "n1"}
     assert all(reps and "n2" not in reps for reps in m["replicas"])
     wait_settled(c.coord, 1, ["n0", "n1"])
-    r = c.mcctl("remove-node", "n2")               # it is gone now
+    r = c.mcctl("remove-node", "--now", "n2")      # it is gone now
     assert r.returncode == 1
     assert one_line(r) == "mcctl: the coordinator knows no node 'n2': unknown node n2"
     # The same server comes back under its name: reset, then a replica holder.
     port = c.servers["n2"].port
-    r = c.mcctl("add-node", "n2", f"127.0.0.1:{port}")
+    r = c.mcctl("add-node", "--no-rebalance", "n2", f"127.0.0.1:{port}")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"added n2 at 127.0.0.1:{port}: map epoch now ")
     wait_settled(c.coord, 1, NAMES)
@@ -430,7 +736,7 @@ def test_wrong_secret_is_refused(cluster, tmp_path):
     wrong = tmp_path / "wrong"
     wrong.write_bytes(b"not-the-cluster-secret-at-all\n")
     st = c.status()
-    for cmd in (["failover", "n1"], ["remove-node", "n2"],
+    for cmd in (["failover", "n1"], ["remove-node", "--now", "n2"],
                 ["add-node", "n3", "127.0.0.1:11214"]):
         r = run("--coordinator", c.addr, "--secret-file", wrong, *cmd)
         assert r.returncode == 4, (cmd, r.stdout, r.stderr)
@@ -444,7 +750,7 @@ def test_wrong_secret_is_refused(cluster, tmp_path):
 def test_unknown_node(cluster):
     c = cluster()
     epoch = c.epoch()
-    for cmd in (["remove-node", "n9"], ["failover", "n9"]):
+    for cmd in (["remove-node", "--now", "n9"], ["failover", "n9"]):
         r = c.mcctl(*cmd)
         assert r.returncode == 1, (cmd, r.stdout, r.stderr)
         assert one_line(r) == "mcctl: the coordinator knows no node 'n9': unknown node n9"
