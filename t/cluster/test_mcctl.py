@@ -905,3 +905,46 @@ def test_a_memcached_server_is_not_a_coordinator(make_server):
     r = run("--coordinator", f"127.0.0.1:{s.port}", "--timeout", "5", "status")
     assert r.returncode == 3
     assert one_line(r).startswith(f"mcctl: cannot reach the coordinator at 127.0.0.1:{s.port}: ")
+
+
+# ---- rebalance, drain, remove-node and add-node against a real coordinator -----------------
+
+def test_add_node_then_its_rebalance_json(cluster):
+    c = cluster()
+    n3 = c.node("n3")
+    r = c.mcctl("--json", "add-node", "n3", f"127.0.0.1:{n3.port}", timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    assert lines and lines[-1]["state"] == "done", lines[-1:]
+    assert lines[-1]["buckets_done"] == lines[-1]["buckets_total"] > 0
+    st = wait_settled(c.coord, 1, NAMES + ["n3"])
+    by = {s["name"]: s for s in st["servers"]}
+    assert 15 <= by["n3"]["actives"] <= 17 and by["n3"]["replicas"] >= 15, by["n3"]
+
+
+def test_drain_then_remove_node_with_progress(cluster):
+    c = cluster()
+    r = c.mcctl("drain", "n2", timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    st = c.status()
+    assert st["rebalance"]["state"] == "done" and st["rebalance"]["draining"] == ["n2"]
+    assert counts(c.map())["n2"] == (0, 0)
+    r = c.mcctl("status")
+    assert r.returncode == 0 and "draining" in r.stdout.lower(), r.stdout
+    r = c.mcctl("remove-node", "n2", timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    mc.wait_for(lambda: [s["name"] for s in c.status()["servers"]] == ["n0", "n1"], timeout=10,
+                what="n2 gone")
+    assert sorted(c.map()["nodes"]) == ["n0", "n1"]
+    assert c.status()["failovers"] == 0  # drained, not failed over
+
+
+def test_rebalance_with_nothing_to_do_and_cancel(cluster):
+    c = cluster()
+    r = c.mcctl("--json", "rebalance", "--parallel", "2", timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    r = c.mcctl("rebalance", "--cancel")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    r = c.mcctl("drain", "n9")
+    assert r.returncode == 1
+    assert "n9" in one_line(r)
