@@ -173,6 +173,7 @@ private:
     static void poll_cb(evutil_socket_t, short, void* arg);
     void end_move(uint64_t id, bool ok, const std::string& why);
     Move* find_move(uint64_t id);
+    const BucketMap& target_for(const std::vector<bool>& eligible);
     bool moving(uint32_t b) const;
     void cancel_stale_handoffs(Server* s);
     void finish_rebalance(Rebalance::St st, const std::string& why);
@@ -219,6 +220,9 @@ private:
     uint64_t next_move_id_ = 1;
     std::vector<uint32_t> moved_;  // buckets moved in this rebalance (each once at most)
     std::map<uint32_t, uint32_t> attempts_;  // moves given up, per bucket
+    BucketMap target_;                       // plan_balance's last answer (target_for)
+    std::vector<bool> target_eligible_;
+    uint64_t target_failovers_ = 0;
 };
 
 }  // namespace mcm::coord

@@ -138,6 +138,23 @@ void Coordinator::finish_rebalance(Rebalance::St st, const std::string& why) {
               static_cast<double>(reb_.ended_ms - reb_.started_ms) / 1000.0, why.c_str());
 }
 
+// plan_balance() costs milliseconds on big maps: planned again only when the servers that
+// may hold buckets change, a failover changed the map behind the mover's back, or the
+// cached target says there is nothing left to do (to be sure of it).
+const BucketMap& Coordinator::target_for(const std::vector<bool>& e) {
+    const bool stale = e != target_eligible_ || counters_.failovers != target_failovers_ ||
+                       target_.nbuckets != map_.nbuckets ||
+                       target_.nodes.size() != map_.nodes.size();
+    bool converged = !stale;
+    for (uint32_t b = 0; converged && b < map_.nbuckets; ++b) converged = !differs(map_, target_, b);
+    if (stale || converged) {
+        target_ = plan_balance(map_, e, opts_.replicas);
+        target_eligible_ = e;
+        target_failovers_ = counters_.failovers;
+    }
+    return target_;
+}
+
 Move* Coordinator::find_move(uint64_t id) {
     for (Move& m : moves_) {
         if (m.id == id) return &m;
@@ -262,7 +279,7 @@ void Coordinator::rebalance_step(int64_t now) {
         }
         for (uint64_t id : failed) end_move(id, false, "the map could not be saved");
     }
-    const BucketMap target = plan_balance(map_, e, opts_.replicas);
+    const BucketMap& target = target_for(e);
     uint32_t left = 0;
     bool started = false;
     for (uint32_t b = 0; b < map_.nbuckets; ++b) {
