@@ -1,16 +1,19 @@
 #!/usr/bin/python3
 """A backfill's stall on the active's workers (doc/replication.md, "Subscribing, resuming,
 backfilling"): one managed server holds a large bucket (64 buckets, so the bucket is a whole
-store shard); a client reads keys of that bucket one at a time and times each get, before and
-while a second server subscribes as the replica of every bucket and is backfilled.
+store shard); a client reads keys of that bucket and times each get, before and while a
+second server subscribes as the replica of every bucket and is backfilled.
 
 The active is pinned to CPU 0 with one worker thread; the replica and the probing client to
-CPU 1. Reported per binary: the gets' p50, p99 and max latency before the backfill and during
-it (from the map's installation to the replica in sync), how many gets took over 1 ms, the
-backfill's duration, and the active's backfill_steps / backfill_max_hold_us where the binary
-has them. Standard library only; re-run: bench/backfill_stall.py [--items N] [--reps N]
-[--bin NAME=PATH ...] (default: new=./memcached). Compare with an older build by passing it,
-e.g. --bin old=../main/memcached --bin new=./memcached."""
+CPU 1. The client sends gets at a fixed rate (open loop: a get's latency counts from when it
+was due, so a stall shows in every get due during it). Reported per binary: the gets' p50,
+p99 and max latency before the backfill and during it (from the map's installation to the
+replica in sync, as `stats replication` shows it every 50 ms), how many gets took over 1 ms,
+the backfill's duration, and the active's backfill_steps, backfill_max_hold_us and
+backfill_max_hold_cpu_us where the binary has them. Standard library only; re-run:
+bench/backfill_stall.py [--items N] [--reps N] [--rate N] [--bin NAME=PATH ...] (default:
+new=./memcached); compare with an older build by passing both, e.g.
+--bin old=../main/memcached --bin new=./memcached."""
 
 import argparse
 import os
@@ -70,30 +73,47 @@ def fill(port, keys, value):
 
 
 class Probe(threading.Thread):
-    """Gets one key at a time; keeps (start time, latency in us) of each."""
+    """Gets at a fixed rate whatever the replies (open loop, so a stall delays every get
+    scheduled during it rather than the one that met it); keeps (scheduled time, latency in
+    us from the scheduled time) of each, answers read in order on the same connection."""
 
-    def __init__(self, port, keys):
+    def __init__(self, port, keys, rate):
         super().__init__(daemon=True)
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.keys = keys
+        self.period = 1.0 / rate
+        self.sent = []  # scheduled times, in order
         self.samples = []
         self.stop = threading.Event()
+        self.receiver = threading.Thread(target=self.receive, daemon=True)
 
     def run(self):
         rnd = random.Random(1)
-        f = self.sock.makefile("rb")
+        self.receiver.start()
+        t = time.monotonic()
         while not self.stop.is_set():
-            k = rnd.choice(self.keys)
-            t0 = time.monotonic()
-            self.sock.sendall(f"get {k}\r\n".encode())
+            now = time.monotonic()
+            if now < t:
+                time.sleep(t - now)
+            self.sent.append(t)
+            self.sock.sendall(f"get {rnd.choice(self.keys)}\r\n".encode())
+            t += self.period
+        self.receiver.join()
+        self.sock.close()
+
+    def receive(self):
+        f = self.sock.makefile("rb")
+        i = 0
+        while not self.stop.is_set() or i < len(self.sent):
             line = f.readline()
             if line.startswith(b"VALUE"):
                 f.read(int(line.split()[3]) + 2)
                 line = f.readline()
             assert line == b"END\r\n", line
+            t0 = self.sent[i]
             self.samples.append((t0, (time.monotonic() - t0) * 1e6))
-        self.sock.close()
+            i += 1
 
 
 def summary(lat):
@@ -104,7 +124,7 @@ def summary(lat):
             "max": lat[-1], "over_1ms": sum(1 for x in lat if x > 1000)}
 
 
-def run(binary, items, secret_path):
+def run(binary, items, rate, secret_path):
     a = node(binary, secret_path, "a")
     b = None
     try:
@@ -115,7 +135,7 @@ def run(binary, items, secret_path):
         b = node(binary, secret_path, "b")
         os.system(f"taskset -a -p -c {compare.CLIENT_CPU} {b.proc.pid} >/dev/null")
         os.sched_setaffinity(0, {int(compare.CLIENT_CPU)})
-        probe = Probe(a.port, keys)
+        probe = Probe(a.port, keys, rate)
         probe.start()
         time.sleep(2.0)  # before
         text = (f"MAP 2 {BUCKETS}\r\nNODE a 127.0.0.1:{a.port}\r\nNODE b 127.0.0.1:{b.port}\r\n"
@@ -140,7 +160,10 @@ def run(binary, items, secret_path):
             "backfill_ms": (t_end - t_start) * 1000,
             "steps": st.get("link:b:backfill_steps", "-"),
             "max_hold_us": st.get("link:b:backfill_max_hold_us", "-"),
-            "items": st.get("link:b:backfill_items", "-")}
+            "max_hold_cpu_us": st.get("link:b:backfill_max_hold_cpu_us", "-"),
+            "items": st.get("link:b:backfill_items", "-"),
+            "backfills": st.get("link:b:backfills", "-"),
+            "last_error": st.get("link:b:last_error", "-")}
 
 
 def fmt(s):
@@ -154,6 +177,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--items", type=int, default=200000)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--rate", type=int, default=2000, help="gets per second")
     ap.add_argument("--bin", action="append", default=[],
                     help="NAME=PATH of a server binary (repeatable)")
     args = ap.parse_args()
@@ -161,9 +185,11 @@ def main():
     secret_path = secret_file("mcbackfill")
     for rep in range(args.reps):
         for name, path in bins:
-            r = run(os.path.abspath(path), args.items, secret_path)
+            r = run(os.path.abspath(path), args.items, args.rate, secret_path)
             print(f"rep {rep + 1} {name}: backfill {r['backfill_ms']:.0f} ms, {r['items']} items, "
-                  f"steps {r['steps']}, max hold {r['max_hold_us']} us", flush=True)
+                  f"{r['backfills']} backfills (last link error: {r['last_error']}), "
+                  f"steps {r['steps']}, max hold {r['max_hold_us']} us "
+                  f"({r['max_hold_cpu_us']} us CPU)", flush=True)
             print(f"    before  {fmt(r['before'])}", flush=True)
             print(f"    during  {fmt(r['during'])}", flush=True)
 
