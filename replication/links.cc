@@ -151,12 +151,14 @@ void Replicator::handle_io(Link* l, short what) {
         if (!read_frames(l)) return close_link(l, "bad frames");
         if (l->fd < 0) return;
     }
-    // Room in the buffer again: send what waited.
+    if (!flush(l)) return close_link(l, "write failed");
+    // Room in the buffer again: send what waited. Looked at after the flush, so a flush that
+    // empties the buffer (and so stops the write events) does not leave a backfill waiting.
     if (l->st == Link::St::Up && l->blocked && l->pending() < kHighWater / 2) {
         l->blocked = false;
         pump_link(l, nullptr);
+        if (l->fd >= 0 && !flush(l)) close_link(l, "write failed");
     }
-    if (l->fd >= 0 && !flush(l)) close_link(l, "write failed");
 }
 
 // The dialer's text phase: challenge, proof and "cluster repl", then frames.

@@ -43,7 +43,7 @@ void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
             m.seqno = seqno;
             l->stats->resumes++;
         } else {
-            s.sent = bk.backlog.last_seqno();  // backfill: items, then records after this
+            s.sent = bk.backlog.last_seqno();  // backfill: from the items as of this record
             s.backfill = true;
             m.seqno = s.sent;
             m.backfill = true;
@@ -60,46 +60,88 @@ void Replicator::on_sub(Link* l, uint32_t b, uint64_t history, uint64_t seqno) {
 
 // Copies what bucket b has for this subscription into the link's buffer. False: records the
 // peer needs are gone from the backlog (the link must be cut).
+//
+// A backfill goes in steps, each under one short hold of the bucket's lock: first the records
+// written since the last step, then the next few hundred items as they are now. An item sent
+// is so at least as new as every record sent before it, and a record sent after it is a
+// later write; records carry the state a write left (record.h), and those of keys the walk
+// has not reached yet apply to a missing key harmlessly (a Touch or Delete finds nothing, a
+// Set is overwritten when the key's item comes), so the replica ends with the active's items
+// whatever the writes between steps. Steps stop at the link's high mark (the link resumes
+// them once drained) and after kBackfillSliceUs (the next sweep resumes them), so one big
+// bucket neither fills the buffer nor holds up this thread's other links.
 bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s, bool wait) {
     Bucket& bk = buckets_[b];
-    if (s.backfill) {
-        s.backfill = false;
-        size_t n = store_->visit_bucket(
-            b, [&](const store::Item& it) { frame_item(it, b, clock_, &l->wbuf); });
-        frame_backfill_end(&l->wbuf, BackfillEndMsg{b, s.sent, n});
-        l->stats->backfill_items += n;
-        l->stats->records_out += n;
+    const uint64_t began = s.backfill ? now_us() : 0;
+    for (;;) {
+        if (s.backfill && l->pending() >= kHighWater) {
+            l->blocked = true;
+            return true;
+        }
+        if (s.backfill && l->wbuf.capacity() - l->wbuf.size() < kBackfillRoom) {
+            // Grown here rather than by the appends under the lock: growing a buffer of a few
+            // MiB copies it into fresh pages, which took up to 7 ms in a step.
+            l->wbuf.reserve(l->wbuf.size() + kBackfillRoom);
+        }
+        std::unique_lock<std::mutex> g(store_->bucket_mutex(b), std::defer_lock);
+        if (wait) {
+            g.lock();
+        } else if (!g.try_lock()) {
+            // A worker holds the shard (this thread may have preempted it there, on a shared
+            // core): come back at the next sweep rather than sleep on the lock.
+            dirty_word(b).fetch_or(dirty_bit(b));
+            return true;
+        }
+        const uint64_t held = s.backfill ? now_us() : 0;
+        const uint64_t held_cpu = s.backfill ? thread_cpu_us() : 0;
+        if (bk.history != s.history) {
+            // The bucket started a new history here (it stopped and started being ours): the
+            // peer must subscribe again and will be backfilled.
+            frame_bucket(&l->wbuf, FrameType::NotActive, b);
+            s.sent = UINT64_MAX;
+            s.backfill = false;
+            return true;
+        }
+        if (s.sent == UINT64_MAX) return true;
+        size_t n = 0;
+        if (!bk.backlog.copy_since(s.sent, &l->wbuf, &n)) return false;
+        if (n != 0) {
+            l->stats->records_out += n;
+            swept_records_ += n;
+            const uint64_t t = bk.backlog.time_of(s.sent + 1);
+            s.sent = bk.backlog.last_seqno();
+            if (s.runs.size() < OutSub::kMaxRuns) {
+                s.runs.push_back(OutSub::Run{s.sent, t});
+            } else {
+                s.runs.back().last = s.sent;
+            }
+        }
+        if (!s.backfill) return true;
+        const size_t items = store_->visit_bucket_locked(
+            b, &s.cursor, kBackfillStepItems, kBackfillStepUs,
+            [&](const store::Item& it) { frame_item(it, b, clock_, &l->wbuf); });
+        s.backfill_items += items;
+        l->stats->backfill_items += items;
+        l->stats->records_out += items;
+        l->stats->backfill_steps++;
+        if (s.cursor.done) {
+            // The replica then holds the bucket as it was after record s.sent.
+            frame_backfill_end(&l->wbuf, BackfillEndMsg{b, s.sent, s.backfill_items});
+            s.backfill = false;
+        }
+        const uint64_t hold = now_us() - held;
+        const uint64_t hold_cpu = thread_cpu_us() - held_cpu;
+        g.unlock();
+        l->stats->backfill_max_hold_us = std::max(l->stats->backfill_max_hold_us, hold);
+        l->stats->backfill_max_hold_cpu_us =
+            std::max(l->stats->backfill_max_hold_cpu_us, hold_cpu);
+        if (!s.backfill) return true;
+        if (now_us() - began >= kBackfillSliceUs) {
+            dirty_word(b).fetch_or(dirty_bit(b));
+            schedule_rearm();
+            return true;
+        }
     }
-    std::unique_lock<std::mutex> g(store_->bucket_mutex(b), std::defer_lock);
-    if (wait) {
-        g.lock();
-    } else if (!g.try_lock()) {
-        // A worker holds the shard (this thread may have preempted it there, on a shared
-        // core): come back at the next sweep rather than sleep on the lock.
-        dirty_word(b).fetch_or(dirty_bit(b));
-        return true;
-    }
-    if (bk.history != s.history) {
-        // The bucket started a new history here (it stopped and started being ours): the
-        // peer must subscribe again and will be backfilled.
-        frame_bucket(&l->wbuf, FrameType::NotActive, b);
-        s.sent = UINT64_MAX;
-        return true;
-    }
-    if (s.sent == UINT64_MAX) return true;
-    size_t n = 0;
-    if (!bk.backlog.copy_since(s.sent, &l->wbuf, &n)) return false;
-    if (n == 0) return true;
-    l->stats->records_out += n;
-    swept_records_ += n;
-    const uint64_t t = bk.backlog.time_of(s.sent + 1);
-    s.sent = bk.backlog.last_seqno();
-    if (s.runs.size() < OutSub::kMaxRuns) {
-        s.runs.push_back(OutSub::Run{s.sent, t});
-    } else {
-        s.runs.back().last = s.sent;
-    }
-    return true;
 }
 
 void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only) {

@@ -121,6 +121,9 @@ void Replicator::publish_stats() {
         line(p + "resumes", std::to_string(ps.resumes));
         line(p + "backfills", std::to_string(ps.backfills));
         line(p + "backfill_items", std::to_string(ps.backfill_items));
+        line(p + "backfill_steps", std::to_string(ps.backfill_steps));
+        line(p + "backfill_max_hold_us", std::to_string(ps.backfill_max_hold_us));
+        line(p + "backfill_max_hold_cpu_us", std::to_string(ps.backfill_max_hold_cpu_us));
         line(p + "resumes_in", std::to_string(ps.resumes_in));
         line(p + "backfills_in", std::to_string(ps.backfills_in));
         line(p + "backfill_items_in", std::to_string(ps.backfill_items_in));

@@ -100,6 +100,13 @@ public:
     static constexpr uint64_t kRedialUs = 200'000;
     static constexpr uint64_t kResubUs = 200'000;
     static constexpr size_t kHighWater = 4 * 1024 * 1024;  // link output buffer
+    // A backfill step (pump_sub) holds the bucket's lock, so the workers writing to its
+    // shard wait, for at most about this many items or microseconds of walking; one pump
+    // goes on with steps for up to kBackfillSliceUs before letting this thread's other work in.
+    static constexpr size_t kBackfillStepItems = 256;
+    static constexpr uint64_t kBackfillStepUs = 200;
+    static constexpr uint64_t kBackfillSliceUs = 2000;
+    static constexpr size_t kBackfillRoom = 1 << 20;  // free buffer a step starts with
     static constexpr uint64_t kCoalesceUs = 1000;     // polling period under load
     static constexpr uint64_t kMaxCoalesceUs = 4000;  // ... and when writes are few
     static constexpr uint64_t kSweepRecords = 64;     // what a sweep should carry

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <deque>
 #include <map>
 #include <string>
@@ -26,6 +27,14 @@ inline uint64_t now_us() noexcept {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                      std::chrono::steady_clock::now().time_since_epoch())
                                      .count());
+}
+
+// This thread's CPU time: what a step cost, without the time it sat preempted.
+inline uint64_t thread_cpu_us() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 +
+           static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
 inline uint64_t random_history() {
@@ -86,6 +95,7 @@ struct LagHist {
 
 using detail::LagHist;
 using detail::now_us;
+using detail::thread_cpu_us;
 using detail::random_history;
 
 struct Replicator::Bucket {
@@ -103,6 +113,8 @@ struct Replicator::OutSub {
     uint64_t sent = 0;      // the last sequence number put in the link's buffer
     uint64_t acked = 0;
     bool backfill = false;  // the bucket's items are still to be sent
+    store::BucketCursor cursor;   // the backfill's walk so far
+    uint64_t backfill_items = 0;  // items it sent
     bool confirmed = false; // the peer acknowledged since this stream started: in sync
     // Runs of records sent and not yet acknowledged, for the lag figures: the last sequence
     // number of each run and the write time of its first record (looked up while pump_sub
@@ -133,6 +145,10 @@ struct Replicator::PeerStats {
     uint64_t connects = 0, disconnects = 0;
     uint64_t records_out = 0, bytes_out = 0, records_in = 0, bytes_in = 0;
     uint64_t resumes = 0, backfills = 0, backfill_items = 0;  // served to the peer
+    // Backfill steps served to the peer, and the longest a step held a bucket's lock: in
+    // wall time (what a worker waiting for the lock saw) and in this thread's CPU time (what
+    // the step cost; the difference is time the thread sat preempted holding the lock).
+    uint64_t backfill_steps = 0, backfill_max_hold_us = 0, backfill_max_hold_cpu_us = 0;
     uint64_t resumes_in = 0, backfills_in = 0, backfill_items_in = 0;  // received from it
     uint64_t overflows = 0, rtt_us = 0;
     // Read hints: sent to the peer (and their bytes), dropped (over the rate, or the link

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -961,21 +962,75 @@ std::mutex& Store::bucket_mutex(uint32_t bucket) noexcept {
 size_t Store::visit_bucket(uint32_t bucket,
                            const std::function<void(const Item&)>& fn) noexcept {
     if (config_.bucket_fn == nullptr || bucket >= config_.nbuckets) return 0;
-    size_t n = 0;
-    RelTime now = clock_.now();
-    RelTime ol = impl_->oldest_live.load(std::memory_order_relaxed);
-    uint64_t oc = impl_->oldest_cas.load(std::memory_order_relaxed);
+    std::lock_guard<std::mutex> g(bucket_mutex(bucket));
+    BucketCursor cursor;
+    return visit_bucket_locked(bucket, &cursor, SIZE_MAX, UINT64_MAX, fn);
+}
+
+namespace {
+
+inline uint64_t reverse_bits(uint64_t v) noexcept {
+    v = ((v >> 1) & 0x5555555555555555ULL) | ((v & 0x5555555555555555ULL) << 1);
+    v = ((v >> 2) & 0x3333333333333333ULL) | ((v & 0x3333333333333333ULL) << 2);
+    v = ((v >> 4) & 0x0F0F0F0F0F0F0F0FULL) | ((v & 0x0F0F0F0F0F0F0F0FULL) << 4);
+    return __builtin_bswap64(v);
+}
+
+inline uint64_t elapsed_us(std::chrono::steady_clock::time_point since) noexcept {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::steady_clock::now() - since)
+                                     .count());
+}
+
+constexpr size_t kClockEverySlots = 16;  // a step looks at the clock this often
+
+}  // namespace
+
+// The hash ranges are those of the smaller table while the shard grows (the old table's
+// slots): a range is then the old slot's chain, if not yet moved, and the two new slots it
+// moves to. A range of a table of 2^p slots is all the hashes whose low p slot bits are the
+// slot's, and covers 2^(64-p) positions of the bit-reversed order; since tables only double,
+// the cursor always sits on a range boundary of the current table.
+size_t Store::visit_bucket_locked(uint32_t bucket, BucketCursor* cursor, size_t max_items,
+                                  uint64_t max_us,
+                                  const std::function<void(const Item&)>& fn) noexcept {
+    if (config_.bucket_fn == nullptr || bucket >= config_.nbuckets || cursor->done) {
+        cursor->done = true;
+        return 0;
+    }
+    const auto started = std::chrono::steady_clock::now();
+    const RelTime now = clock_.now();
+    const RelTime ol = impl_->oldest_live.load(std::memory_order_relaxed);
+    const uint64_t oc = impl_->oldest_cas.load(std::memory_order_relaxed);
     Shard& s = shards_[bucket & (kShards - 1)];
-    std::lock_guard<std::mutex> g(s.mu);
-    migrate(s, SIZE_MAX);
-    for (size_t slot = 0; slot <= s.mask; ++slot) {
-        for (Item* it = s.table[slot]; it != nullptr; it = it->hnext) {
+    const auto chain = [&](Item* it, size_t* n) {
+        for (; it != nullptr; it = it->hnext) {
             MissReason why;
             if (is_dead(it, now, ol, oc, &why)) continue;
             if (config_.bucket_fn(it->key(), config_.nbuckets) != bucket) continue;
             fn(*it);
-            ++n;
+            ++*n;
         }
+    };
+    const size_t mask = s.old_table != nullptr ? s.old_mask : s.mask;
+    const unsigned p = static_cast<unsigned>(__builtin_popcountll(mask));
+    size_t n = 0;
+    for (size_t k = 1;; ++k) {
+        const size_t slot = static_cast<size_t>(reverse_bits(cursor->pos)) & mask;
+        if (s.old_table != nullptr) {
+            chain(s.old_table[slot], &n);  // empty once moved
+            chain(s.table[slot], &n);
+            chain(s.table[slot + mask + 1], &n);
+        } else {
+            chain(s.table[slot], &n);
+        }
+        cursor->pos += uint64_t{1} << (64 - p);
+        if (cursor->pos == 0) {  // the last range
+            cursor->done = true;
+            break;
+        }
+        if (n >= max_items) break;
+        if (k % kClockEverySlots == 0 && elapsed_us(started) >= max_us) break;
     }
     return n;
 }

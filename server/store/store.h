@@ -88,6 +88,15 @@ struct BucketHint {
 extern thread_local BucketHint bucket_hint;
 
 
+// Where a stepwise walk of a bucket stands (Store::visit_bucket_locked). Hashes are walked in
+// bit-reversed order of their slot bits, so that the slots a table of 2^p slots has visited
+// stay one prefix of the order when it doubles: pos is the bit-reversed slot bits below which
+// every hash is done. A new cursor starts the walk.
+struct BucketCursor {
+    uint64_t pos = 0;
+    bool done = false;  // every hash range visited
+};
+
 struct BucketCounts {
     uint64_t items = 0;
     uint64_t bytes = 0;
@@ -331,8 +340,19 @@ public:
     // lock per shard touched). Returns how many items were found.
     size_t mark_accessed(uint64_t* hashes, size_t n) noexcept;
     // Calls fn for every live item of the bucket under its shard's lock (fn must not call
-    // the store); returns how many. Walks that one shard.
+    // the store); returns how many. Walks that one shard, holding its lock throughout.
     size_t visit_bucket(uint32_t bucket, const std::function<void(const Item&)>& fn) noexcept;
+    // One step of a walk of the bucket that resumes where the last step stopped, for a caller
+    // that holds bucket_mutex(bucket) (a replication backfill, which sends the bucket's new
+    // records under the same hold): calls fn for live items of the bucket until max_items
+    // were visited or about max_us have passed, then returns how many; cursor->done once the
+    // whole bucket was walked. The walk goes by hash ranges, not slots, so the table may grow
+    // between steps: each range is visited once, under one hold, so a key is visited at most
+    // once, and exactly once (as its item is then) if it is in the bucket when its range comes
+    // -- surely so if it stays from the first step to the last. A step finishes the range (a
+    // slot's chain) it began, so it may visit a few items over max_items.
+    size_t visit_bucket_locked(uint32_t bucket, BucketCursor* cursor, size_t max_items,
+                               uint64_t max_us, const std::function<void(const Item&)>& fn) noexcept;
     // Classes that currently hold items or ever held any, in id order.
     std::vector<ClassStats> class_stats() const;
     // All class sizes (for `stats slabs` chunk_size and tests).

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <set>
 #include <chrono>
 #include <cstdio>
@@ -552,6 +553,90 @@ TEST_F(StoreTest, BucketsVisitDropAndCount) {
     EXPECT_EQ(st->stats().curr_items, 400 - by_bucket[b].size());
     EXPECT_EQ(st->drop_buckets(0, 15), 400 - by_bucket[b].size());
     EXPECT_EQ(st->stats().curr_items, 0u);
+}
+
+// A stepwise walk of a bucket (replication's backfill) while the bucket is written between
+// steps and its shard's table doubles several times, some steps falling in the middle of a
+// growth: every key that stays in the bucket throughout (written or not) is visited exactly
+// once, no key twice, no key of another bucket, and the walk ends.
+TEST_F(StoreTest, BucketWalkInStepsSurvivesWritesAndGrowth) {
+    constexpr uint32_t kBuckets = 128;  // buckets b and b + 64 share shard b
+    Config c;
+    c.nbuckets = kBuckets;
+    c.bucket_fn = &mcm::repl::bucket_of;
+    c.hash_power = 6;  // 16 slots per shard at first
+    auto st = make(c);
+    const uint32_t b = 5;
+    auto keys = [&](uint32_t bucket, const std::string& prefix, size_t n) {
+        std::vector<std::string> out;
+        for (int i = 0; out.size() < n; ++i) {
+            std::string k = prefix + std::to_string(i);
+            if (mcm::repl::bucket_of(k, kBuckets) == bucket) out.push_back(k);
+        }
+        return out;
+    };
+    const std::vector<std::string> stay = keys(b, "stay", 2000);
+    const std::vector<std::string> gone = keys(b, "gone", 1000);
+    const std::vector<std::string> fresh = keys(b, "new", 6000);
+    const std::vector<std::string> other = keys(b + 64, "other", 6000);
+    for (const std::string& k : stay) ASSERT_EQ(put(*st, k, "v"), StoreStatus::Stored);
+    for (const std::string& k : gone) ASSERT_EQ(put(*st, k, "v"), StoreStatus::Stored);
+    const uint64_t power_before = st->stats().hash_power_level;
+
+    std::map<std::string, int> seen;
+    BucketCursor cursor;
+    size_t steps = 0, fresh_at = 0, other_at = 0, gone_at = 0, growing_steps = 0;
+    while (!cursor.done) {
+        {
+            std::lock_guard<std::mutex> g(st->bucket_mutex(b));
+            size_t n = st->visit_bucket_locked(b, &cursor, 40, UINT64_MAX, [&](const Item& it) {
+                ++seen[std::string(it.key())];
+            });
+            EXPECT_LE(n, 40u + 16u);  // the range begun is finished: a few over
+        }
+        ++steps;
+        if (st->stats().hash_is_expanding) ++growing_steps;
+        // Between steps: new keys of the bucket and of its shard neighbour (the table grows),
+        // deletions, updates (append, incr, set) and touches of keys that stay.
+        for (int i = 0; i < 60 && fresh_at < fresh.size(); ++i) {
+            ASSERT_EQ(put(*st, fresh[fresh_at++], "n"), StoreStatus::Stored);
+        }
+        for (int i = 0; i < 60 && other_at < other.size(); ++i) {
+            ASSERT_EQ(put(*st, other[other_at++], "o"), StoreStatus::Stored);
+        }
+        for (int i = 0; i < 10 && gone_at < gone.size(); ++i) {
+            EXPECT_TRUE(st->remove(gone[gone_at++]));
+        }
+        const std::string& k = stay[(steps * 37) % stay.size()];
+        switch (steps % 4) {
+            case 0: EXPECT_EQ(put(*st, k, "x", StoreOp::Append), StoreStatus::Stored); break;
+            case 1: EXPECT_EQ(put(*st, k, "7"), StoreStatus::Stored); break;
+            case 2: EXPECT_TRUE(st->touch(k, 1000)); break;
+            case 3: EXPECT_EQ(put(*st, k, "long value " + std::to_string(steps)), StoreStatus::Stored);
+        }
+        ASSERT_LT(steps, 100000u) << "the walk does not end";
+    }
+    EXPECT_GE(st->stats().hash_power_level, power_before + 2) << "the table did not grow";
+    EXPECT_GT(growing_steps, 0u) << "no step fell in a growth";
+    EXPECT_GT(steps, 20u);
+    for (const std::string& k : stay) EXPECT_EQ(seen[k], 1) << k;
+    for (const auto& [k, count] : seen) {
+        EXPECT_EQ(count, 1) << k;
+        EXPECT_EQ(mcm::repl::bucket_of(k, kBuckets), b) << k;
+    }
+
+    // With no time at all a step still makes progress, and a quiet bucket is walked whole.
+    seen.clear();
+    BucketCursor quick;
+    size_t total = 0;
+    while (!quick.done) {
+        std::lock_guard<std::mutex> g(st->bucket_mutex(b));
+        total += st->visit_bucket_locked(b, &quick, 1, 0, [&](const Item& it) {
+            ++seen[std::string(it.key())];
+        });
+    }
+    EXPECT_EQ(total, st->bucket_counts()[b].items);
+    EXPECT_EQ(seen.size(), total);
 }
 
 // Managed mode's replication hook: every write reports the resulting state with a per-bucket
