@@ -272,6 +272,7 @@ void Coordinator::rebalance_step(int64_t now) {
                 continue;
             }
             m.phase_ms = t;
+            m.holders_epoch = map_.epoch;  // the replicas follow the new active from here
             CLOG_INFO("bucket %u moved from %s to %s at seqno %llu (writes held %lld ms)",
                       m.bucket, m.from.c_str(), m.to.c_str(),
                       static_cast<unsigned long long>(m.seqno),
@@ -339,9 +340,11 @@ void Coordinator::move_step(Move* m, int64_t now, BucketMap* batch) {
         const auto& rr = mm.replicas[b];
         return mm.active[b] == n || std::find(rr.begin(), rr.end(), n) != rr.end();
     };
+    // In sync by a report made under a map at least as new as the one that gave the bucket
+    // its present holders (later maps, other buckets' moves, do not change this one).
     auto in_sync = [&](uint16_t n) {
         Server* s = find(map_.nodes[n].name);
-        return s != nullptr && s->epoch >= map_.epoch && b < s->replicas.size() &&
+        return s != nullptr && s->epoch >= m->holders_epoch && b < s->replicas.size() &&
                s->replicas[b].in_sync;
     };
     switch (m->phase) {
@@ -355,6 +358,10 @@ void Coordinator::move_step(Move* m, int64_t now, BucketMap* batch) {
                 m->added = true;
                 return;  // in sync after the map, at a later pass
             }
+            for (uint16_t n : want) {
+                if (!holds(map_, n)) return;  // the map adding them is not committed yet
+            }
+            if (m->holders_epoch == 0) m->holders_epoch = map_.epoch;
             for (uint16_t n : want) {
                 if (n != map_.active[b] && !in_sync(n)) return;
             }

@@ -27,6 +27,7 @@ struct Move {
     Phase phase = Phase::Copy;
     bool added = false;      // copy: the new holders are in the map
     bool copied = false;     // ... and there were some (the bucket's data was sent)
+    uint64_t holders_epoch = 0;  // the map that gave the bucket its present holders
     bool in_flight = false;  // a command to a server is under way
     int64_t started_ms = 0;
     int64_t phase_ms = 0;    // when this phase began
