@@ -70,7 +70,10 @@ void Replicator::activate_bucket(uint32_t b, BucketState was) {
     in.source.clear();
     in.backfilling = false;
     set_in_sync(in, false);
-    if (promoted && !warm) (void)store_->drop_buckets(b, b);
+    // Not a complete copy: the bucket starts empty. That includes one that was not a replica
+    // here: what this server may still hold of it (it held it once, before a failover or a
+    // move took it away, and nothing dropped the items) is older than writes made since.
+    if (!warm) (void)store_->drop_buckets(b, b);
     Bucket& bk = buckets_[b];
     const std::shared_ptr<const BucketMap> map_ref = cluster_.map();
     const BucketMap* map = map_ref.get();

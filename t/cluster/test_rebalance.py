@@ -394,3 +394,24 @@ def test_handoff_parks_the_writer_not_the_worker(node):
     # refused: the wrong epoch, a bucket not active here
     assert ctl.cmd("cluster handoff 3 2").startswith(b"CLIENT_ERROR epoch 2")
     assert ctl.cmd("cluster applied 3").startswith(b"APPLIED 3 active ")
+
+
+def test_bucket_back_on_a_former_holder_starts_empty(node):
+    """A server that held a bucket once (before a failover or a move took it away) still has
+    its items; given the bucket again without a complete copy, it must not serve them: they
+    are older than what was written elsewhere since."""
+    from lib.cluster import install
+    n = 16
+    a, b = node("a"), node("b")
+    nodes = f"NODE a 127.0.0.1:{a.port}\r\nNODE b 127.0.0.1:{b.port}\r\n"
+    install([a, b], f"MAP 1 {n}\r\n{nodes}RANGE 0 {n - 1} a\r\nEND\r\n")
+    key = "stale-key"
+    c = client(a)
+    assert c.set(key, b"old", noreply=False)
+    install([a, b], f"MAP 2 {n}\r\n{nodes}RANGE 0 {n - 1} b\r\nEND\r\n")  # cold on b
+    assert client(b).set(key, b"new", noreply=False)
+    assert client(b).delete(key, noreply=False)
+    install([a, b], f"MAP 3 {n}\r\n{nodes}RANGE 0 {n - 1} a\r\nEND\r\n")  # back to a, cold
+    mc.wait_for(lambda: client(a).set("probe", b"x", noreply=False), timeout=5,
+                what="a active again")
+    assert client(a).get(key) is None  # not b"old"
