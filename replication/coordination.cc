@@ -4,6 +4,7 @@
 // what a replica applies when the bucket has other replicas, answers the heartbeat's
 // per-bucket lines, and decides the fencing rule's "the coordinator is gone" case from its
 // peers' reports.
+#include <algorithm>
 #include <mutex>
 
 #include "replication/replicator_impl.h"
@@ -27,6 +28,8 @@ void Replicator::take_activations() {
 // subscription is a backfill).
 void Replicator::forget_after_reset() {
     resets_seen_ = cluster_.resets();
+    std::fill(held_.begin(), held_.end(), 0);  // the reset dropped every item already
+    to_drop_.clear();
     for (uint32_t b = 0; b < nbuckets_; ++b) {
         Inbound& in = in_[b];
         if (in.link != nullptr) frame_bucket(&in.link->wbuf, FrameType::Unsub, b);

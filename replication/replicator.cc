@@ -64,6 +64,7 @@ Replicator::Replicator(const ReplConfig& cfg, ClusterView& cluster, store::Clock
       buckets_(new Bucket[cfg.nbuckets]),
       dirty_(new std::atomic<uint64_t>[dirty_words()]),
       in_(cfg.nbuckets),
+      held_(cfg.nbuckets, 0),
       bucket_text_(cfg.nbuckets),
       in_sync_out_(new std::atomic<uint8_t>[cfg.nbuckets]),
       in_sync_in_(new std::atomic<uint8_t>[cfg.nbuckets]),
@@ -294,6 +295,13 @@ void Replicator::tick() {
         reconciled_gen_ = gen;
         reconcile();
     }
+    if (!to_drop_.empty()) {
+        const uint32_t b = to_drop_.front();
+        to_drop_.pop_front();
+        if (cluster_.state(b) == BucketState::Dead) {
+            items_dropped_.fetch_add(store_->drop_buckets(b, b), std::memory_order_relaxed);
+        }
+    }
     drain_hints();      // the workers' rings hold 25 ms of hints at most
     ship_hints(now);    // every hint_ms; the loop below flushes them
     for (auto& lp : links_) {
@@ -394,6 +402,12 @@ void Replicator::reconcile() {
         bool want = ours && has_map && !map->replicas[b].empty();
         if (want && !buckets_[b].on()) enable_bucket(b);
         if (!want && buckets_[b].on()) disable_bucket(b);
+        // A bucket this server no longer holds (a move trimmed it, a failover gave it away):
+        // its items are never served again, so their memory goes back (tick(), one bucket
+        // at a time: each drop walks a store shard under its lock).
+        const bool holds = st != BucketState::Dead;
+        if (held_[b] != 0 && !holds) to_drop_.push_back(b);
+        held_[b] = holds ? 1 : 0;
         if (want) {
             for (uint16_t n : map->replicas[b]) needed.insert(map->nodes[n].name);
         }

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -232,6 +233,8 @@ private:
     std::vector<Inbound> in_;
     std::vector<std::pair<uint32_t, BucketState>> activations_;  // scratch
     std::vector<uint32_t> demotions_;                             // scratch
+    std::vector<uint8_t> held_;        // per bucket: held here (not dead) at the last reconcile
+    std::deque<uint32_t> to_drop_;     // buckets given away: their items to drop, one a tick
     uint64_t resets_seen_ = 0;
     uint64_t ticks_ = 0;
     uint64_t reconciled_gen_ = UINT64_MAX;
@@ -250,6 +253,7 @@ private:
     std::atomic<uint64_t> overflows_{0};
     std::atomic<uint64_t> ack_waits_{0};
     std::atomic<uint64_t> ack_timeouts_{0};
+    std::atomic<uint64_t> items_dropped_{0};  // items of buckets given away, dropped
     std::unique_ptr<std::atomic<uint8_t>[]> in_sync_out_;  // per bucket: replicas in sync
     std::unique_ptr<std::atomic<uint8_t>[]> in_sync_in_;   // per bucket: in sync here
     std::unique_ptr<std::atomic<uint64_t>[]> applied_live_;  // per bucket: applied here

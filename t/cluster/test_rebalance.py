@@ -155,6 +155,16 @@ def test_add_a_server_under_load_loses_nothing(cluster):
     st = cluster_stats(servers["n0"])
     assert int(st["handoffs"]) > 0 and int(st["handoffs_cancelled"]) == 0, st
 
+    # what the old servers gave away is dropped, its memory freed
+    def dropped():
+        n = 0
+        for name in ("n0", "n1", "n2"):
+            c = servers[name].connect()
+            n += int(c.stats("replication")["given_away_items_dropped"])
+            c.close()
+        return n
+    mc.wait_for(lambda: dropped() > 0, timeout=10, what="given-away items dropped")
+
 
 def cluster_stats(server):
     c = server.connect()
