@@ -137,6 +137,10 @@ struct Options {
     int key_width = 10;
     double warmup = 0;
     double rate = 0;  // total requests per second over every connection; 0 = as fast as possible
+    // --buckets: only the keys whose managed-mode bucket (CRC-32 of the key mod B,
+    // doc/managed.md) is in the set: a map-aware client's share for one server. Key i of the
+    // run is then the i-th such key of the unfiltered key space (keys counts those).
+    std::vector<uint64_t> only;
 };
 
 enum class Kind : uint8_t { Get, Set };
@@ -161,6 +165,55 @@ struct ThreadResult {
     Histogram get_lat, set_lat;
     uint64_t gets = 0, sets = 0, hits = 0, misses = 0, errors = 0;
 };
+
+// CRC-32 (IEEE, reflected, as zlib's crc32): the bucket function of managed mode.
+uint32_t crc32(const char* p, size_t n) {
+    static const auto table = [] {
+        std::vector<uint32_t> t(256);
+        for (uint32_t i = 0; i < 256; ++i) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            t[i] = c;
+        }
+        return t;
+    }();
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; ++i) c = table[(c ^ static_cast<uint8_t>(p[i])) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+// "B:first-last,first-last,b,...": the keys of [0, keys) whose bucket is in the set.
+bool filter_keys(const std::string& spec, Options* o) {
+    size_t colon = spec.find(':');
+    if (colon == std::string::npos) return false;
+    uint32_t nb = static_cast<uint32_t>(strtoul(spec.c_str(), nullptr, 10));
+    if (nb == 0) return false;
+    std::vector<bool> want(nb, false);
+    std::string rest = spec.substr(colon + 1);
+    size_t pos = 0;
+    while (pos < rest.size()) {
+        size_t comma = rest.find(',', pos);
+        std::string r = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        unsigned long a = 0, b = 0;
+        if (sscanf(r.c_str(), "%lu-%lu", &a, &b) != 2) {
+            if (sscanf(r.c_str(), "%lu", &a) != 1) return false;
+            b = a;
+        }
+        if (a > b || b >= nb) return false;
+        for (unsigned long i = a; i <= b; ++i) want[i] = true;
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    char buf[64];
+    for (uint64_t k = 0; k < o->keys; ++k) {
+        int n = snprintf(buf, sizeof buf, "%s%0*llu", o->key_prefix.c_str(), o->key_width,
+                         static_cast<unsigned long long>(k));
+        if (want[crc32(buf, static_cast<size_t>(n)) % nb]) o->only.push_back(k);
+    }
+    if (o->only.empty()) return false;
+    o->keys = o->only.size();
+    return true;
+}
 
 [[noreturn]] void die(const char* what) {
     fprintf(stderr, "mcload: %s: %s\n", what, strerror(errno));
@@ -263,6 +316,7 @@ private:
     }
 
     void key_of(uint64_t k, char* buf, int* len) const {
+        if (!o_.only.empty()) k = o_.only[k];
         *len = snprintf(buf, 64, "%s%0*llu", o_.key_prefix.c_str(), o_.key_width,
                         static_cast<unsigned long long>(k));
     }
@@ -521,6 +575,8 @@ void usage() {
         "  -m, --meta                 use the meta protocol (mg/ms)\n"
         "  -P, --key-prefix=STR       key prefix (default \"key:\")\n"
         "  -W, --key-width=N          zero-padded digits after the prefix (default 10)\n"
+        "  -b, --buckets=B:LIST       only keys whose bucket (CRC-32 %% B, managed mode) is in\n"
+        "                             LIST (first-last,...): a map-aware client's share\n"
         "  -j, --json                 print one JSON object\n");
 }
 
@@ -537,9 +593,11 @@ bool parse_options(int argc, char** argv, Options* o) {
         {"prefill-only", no_argument, nullptr, 'F'},
         {"meta", no_argument, nullptr, 'm'},         {"key-prefix", required_argument, nullptr, 'P'},
         {"key-width", required_argument, nullptr, 'W'}, {"json", no_argument, nullptr, 'j'},
+        {"buckets", required_argument, nullptr, 'b'},
         {"help", no_argument, nullptr, 'h'},         {nullptr, 0, nullptr, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "s:t:c:d:r:k:z:v:D:R:n:w:pFmP:W:jh", longopts, nullptr)) !=
+    std::string buckets;
+    while ((ch = getopt_long(argc, argv, "s:t:c:d:r:k:z:v:D:R:n:w:pFmP:W:jb:h", longopts, nullptr)) !=
            -1) {
         switch (ch) {
             case 's': {
@@ -573,9 +631,14 @@ bool parse_options(int argc, char** argv, Options* o) {
             case 'P': o->key_prefix = optarg; break;
             case 'W': o->key_width = atoi(optarg); break;
             case 'j': o->json = true; break;
+            case 'b': buckets = optarg; break;
             case 'h': usage(); exit(0);
             default: return false;
         }
+    }
+    if (!buckets.empty() && !filter_keys(buckets, o)) {
+        fprintf(stderr, "mcload: --buckets wants B:first-last,... with some key in it\n");
+        return false;
     }
     if (o->threads < 1 || o->conns < 1 || o->depth < 1 || o->keys < 1 || o->vmin > o->vmax ||
         o->get_ratio < 0 || o->set_ratio < 0 || o->get_ratio + o->set_ratio == 0) {
