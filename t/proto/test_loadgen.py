@@ -60,3 +60,22 @@ def test_meta_protocol(server):
 def test_bad_arguments():
     r = subprocess.run([MCLOAD, "-c", "0"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2
+
+
+def test_bucket_filter_takes_exactly_the_keys_of_those_buckets(server):
+    """--buckets B:LIST: only keys whose CRC-32 mod B is listed (managed mode's bucket
+    function), as a map-aware client sends a server only its own buckets' keys."""
+    import zlib
+    want = {f"key:{i:010d}".encode() for i in range(2000)
+            if zlib.crc32(f"key:{i:010d}".encode()) % 64 in set(range(0, 8)) | {40}}
+    assert run(server, "-F", "-k", "2000", "-b", "64:0-7,40") == {"prefilled": len(want)}
+    c = server.connect()
+    for k in sorted(want)[:50]:
+        c.send(b"get " + k + b"\r\n")
+        assert c.read_until(b"END\r\n").startswith(b"VALUE " + k + b" ")
+    res = run(server, "-k", "2000", "-b", "64:0-7,40", "-n", "500")
+    assert res["errors"] == 0 and res["misses"] == 0
+    for bad in ("64", "0:1", "64:9-3", "64:64", "64:x"):
+        r = subprocess.run([MCLOAD, "-s", f"127.0.0.1:{server.port}", "-b", bad, "-n", "1"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (bad, r.stdout, r.stderr)
