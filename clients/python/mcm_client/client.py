@@ -71,9 +71,9 @@ class ClusterClient(HashClient):
     Every other argument is HashClient's. `hasher` is used only for a plain memcached.
     """
 
-    def __init__(self, servers, map_refresh_interval=5.0, map_min_interval=0.1,
+    def __init__(self, servers, *args, map_refresh_interval=5.0, map_min_interval=0.1,
                  map_timeout=None, **kwargs):
-        super().__init__(servers, **kwargs)
+        super().__init__(servers, *args, **kwargs)
         self._seeds = [normalize_server_spec(s) for s in servers]
         self._seed_keys = [_key_of(s) for s in self._seeds]
         self.map_refresh_interval = map_refresh_interval or None
@@ -160,6 +160,11 @@ class ClusterClient(HashClient):
             self._last_try = now
             self.map_reads += 1
             plain = 0
+            best = None
+            # The first map will do, unless a newer one is wanted (after a refusal or a failed
+            # owner) and this server has not got it yet (a coordinator installs a map on one
+            # server after another; a server just restarted holds none): then ask the others.
+            want = max(self._want_epoch or 0, self.epoch)
             for server in self._map_sources():
                 try:
                     text = self._read_map_from(server)
@@ -174,8 +179,13 @@ class ClusterClient(HashClient):
                 except MapError as e:
                     logger.debug("cluster map from %s: %s", server, e)
                     continue
+                if best is None or m.epoch > best.epoch:
+                    best = m
+                if best.epoch >= want:
+                    break
+            if best is not None:
                 self._last_ok = now
-                return self._install(m)
+                return self._install(best)
             if plain:
                 # A plain memcached: HashClient over the seeds from now on.
                 self._last_ok = now
@@ -352,6 +362,7 @@ class ClusterClient(HashClient):
         the map moved are routed again (after a map read) and retried once. merge(result) is
         called with every batch's result. Errors: raised unless ignore_exc (then skipped)."""
         failed = []
+        first = None
         for _, (client, ks) in self._batches(keys).items():
             try:
                 merge(run(client, ks))
@@ -363,8 +374,13 @@ class ClusterClient(HashClient):
                     raise
                 self._after_error(client, e, kind)
                 failed.append((_key_of(client.server), ks))
+                first = first or e
         if not failed:
             return
+        if not self._managed:  # the map read found a plain memcached: no routing by map
+            if self.ignore_exc:
+                return
+            raise first
         self.retries += 1
         for not_to, ks in failed:
             batches = collections.OrderedDict()
