@@ -71,6 +71,8 @@ class ClusterClient(HashClient):
     Every other argument is HashClient's. `hasher` is used only for a plain memcached.
     """
 
+    PLAIN_RECHECK = 60.0  # seconds between two `cluster map` probes of plain memcached
+
     def __init__(self, servers, *args, map_refresh_interval=5.0, map_min_interval=0.1,
                  map_timeout=None, **kwargs):
         super().__init__(servers, *args, **kwargs)
@@ -248,7 +250,9 @@ class ClusterClient(HashClient):
     def _maybe_refresh(self):
         now = time.monotonic()
         if self._managed is False:
-            if self.map_refresh_interval and now - self._last_ok >= self.map_refresh_interval:
+            # Plain memcached: ask again now and then (a cluster may replace it), not often.
+            if self.map_refresh_interval and now - self._last_ok >= max(
+                    self.map_refresh_interval, self.PLAIN_RECHECK):
                 self.refresh_map(force=False)
             return
         due = self._managed is None or (
