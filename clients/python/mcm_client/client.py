@@ -131,8 +131,9 @@ class ClusterClient(HashClient):
             sock.sendall(b"cluster map\r\n")
             buf = b""
             while True:
-                if buf.startswith(b"ERROR\r\n") or buf.startswith((b"CLIENT_ERROR", b"SERVER_ERROR")) \
-                        and buf.endswith(b"\r\n"):
+                # ERROR: a plain memcached; CLIENT_ERROR / SERVER_ERROR: no map from this one
+                error = buf.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR"))
+                if error and b"\r\n" in buf:
                     return buf.split(b"\r\n", 1)[0]
                 if buf.endswith(b"END\r\n") and (buf == b"END\r\n" or buf.endswith(b"\nEND\r\n")):
                     return buf
