@@ -222,6 +222,7 @@ def test_rebalance_client_follows_the_new_owners(cluster):
             assert client.set(k, data[k]) is True
         i += 20
     assert coord.status()["rebalance"]["state"] == "done"
+    assert i > 0  # requests ran while buckets moved
 
     def caught_up():
         client.get("r0")
