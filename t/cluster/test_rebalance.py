@@ -382,6 +382,9 @@ def test_handoff_parks_the_writer_not_the_worker(node):
     assert auth(ctl) == b"OK\r\n"
     key = next(f"h{i}" for i in range(1000) if bucket(f"h{i}", n) == 3)
     others = [f"o{i}" for i in range(1000) if bucket(f"o{i}", n) != 3][:100]
+    # a bucket a map made active is pending until the replication thread prepared it
+    mc.wait_for(lambda: ctl.cmd("cluster applied 3").startswith(b"APPLIED 3 active "),
+                timeout=5, what="bucket 3 active")
     assert ctl.cmd("cluster handoff 3 1").startswith(b"HANDOFF 3 ")
     writer = a.connect()
     writer.send(f"set {key} 0 0 1\r\nx\r\nget {key}\r\n")  # parked, and its get behind it
