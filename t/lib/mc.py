@@ -99,6 +99,25 @@ class Server:
     def alive(self):
         return self.proc.poll() is None
 
+    def pause(self, timeout=5.0):
+        """SIGSTOP, returning once every thread has stopped: kill() returns before then, and
+        a worker thread may still answer a request meanwhile (one thread starts the group
+        stop; the others stop when they next enter the kernel)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+        def stopped():
+            task = f"/proc/{self.proc.pid}/task"
+            for t in os.listdir(task):
+                try:
+                    with open(f"{task}/{t}/stat") as f:
+                        state = f.read().rsplit(")", 1)[1].split()[0]
+                except OSError:
+                    continue  # a thread that ended meanwhile
+                if state not in ("T", "t"):
+                    return False
+            return True
+        wait_for(stopped, timeout=timeout, interval=0.001, what=f"{self.cmd[0]} stopped")
+
     def kill9(self):
         """SIGKILL, as a test of failure does: the fixture then expects no clean exit."""
         self.killed = True

@@ -294,7 +294,7 @@ def test_hung_owner_times_out(cluster):
     c = servers[0].connect(timeout=10)
     k = ks[2][0]
     assert c.cmd(f"set {k} 0 0 1\r\nx") == b"STORED\r\n"  # the link to n2 is up
-    os.kill(servers[2].proc.pid, signal.SIGSTOP)
+    servers[2].pause()
     try:
         started = time.monotonic()
         line = c.cmd(f"get {k}")
