@@ -173,6 +173,7 @@ private:
     static void poll_cb(evutil_socket_t, short, void* arg);
     void end_move(uint64_t id, bool ok, const std::string& why);
     Move* find_move(uint64_t id);
+    void cancel_handoff(Server* old_active, uint32_t b);
     const BucketMap& target_for(const std::vector<bool>& eligible);
     bool moving(uint32_t b) const;
     void cancel_stale_handoffs(Server* s);

@@ -120,11 +120,7 @@ void Coordinator::finish_rebalance(Rebalance::St st, const std::string& why) {
     for (const Move& m : moves_) {
         if (m.phase == Move::Phase::Switch || m.phase == Move::Phase::Handoff) {
             // A handoff begun: the old active takes writes again.
-            if (Server* o = find(m.from); o != nullptr && o->link->ready()) {
-                o->link->send("cluster handoff " + std::to_string(m.bucket) + " cancel\r\n",
-                              ServerLink::Kind::Line, 3000,
-                              [](bool, const std::vector<std::string>&) {});
-            }
+            cancel_handoff(find(m.from), m.bucket);
         }
     }
     moves_.clear();
@@ -155,6 +151,13 @@ const BucketMap& Coordinator::target_for(const std::vector<bool>& e) {
     return target_;
 }
 
+// The old active of a handoff takes writes for b again (parked ones go on).
+void Coordinator::cancel_handoff(Server* o, uint32_t b) {
+    if (o == nullptr || !o->link->ready()) return;
+    o->link->send("cluster handoff " + std::to_string(b) + " cancel\r\n",
+                  ServerLink::Kind::Line, 3000, [](bool, const std::vector<std::string>&) {});
+}
+
 Move* Coordinator::find_move(uint64_t id) {
     for (Move& m : moves_) {
         if (m.id == id) return &m;
@@ -181,11 +184,7 @@ void Coordinator::end_move(uint64_t id, bool ok, const std::string& why) {
         CLOG_WARN("move of bucket %u (%s -> %s) given up: %s", m->bucket, m->from.c_str(),
                   m->to.c_str(), why.c_str());
         if (m->phase == Move::Phase::Switch || m->phase == Move::Phase::Handoff) {
-            if (Server* o = find(m->from); o != nullptr && o->link->ready()) {
-                o->link->send("cluster handoff " + std::to_string(m->bucket) + " cancel\r\n",
-                              ServerLink::Kind::Line, 3000,
-                              [](bool, const std::vector<std::string>&) {});
-            }
+            cancel_handoff(find(m->from), m->bucket);
         }
     }
     moves_.erase(moves_.begin() + (m - moves_.data()));
@@ -201,9 +200,7 @@ void Coordinator::cancel_stale_handoffs(Server* s) {
         });
         if (owned) continue;
         CLOG_WARN("%s holds bucket %u for a handover nobody runs: cancelled", s->name.c_str(), b);
-        s->link->send("cluster handoff " + std::to_string(b) + " cancel\r\n",
-                      ServerLink::Kind::Line, 3000,
-                              [](bool, const std::vector<std::string>&) {});
+        cancel_handoff(s, b);
     }
     s->handoffs.clear();
 }
