@@ -37,6 +37,7 @@ struct PeerLinks::Link {
     int fd = -1;
     event* ev = nullptr;
     short events = 0;
+    bool dirty = false;  // in owner->dirty_: wbuf has requests to send this iteration
     enum class St : uint8_t { Idle, Connecting, Challenge, Auth, Ready } st = St::Idle;
     int ok_lines = 0;   // "OK" replies still due for the handshake
     std::string held;   // requests waiting for the handshake
@@ -78,6 +79,7 @@ PeerLinks::~PeerLinks() {
     }
     if (timer_ != nullptr) event_free(timer_);
     if (park_timer_ != nullptr) event_free(park_timer_);
+    if (flush_ev_ != nullptr) event_free(flush_ev_);
 }
 
 PeerLinks::Link* PeerLinks::link(const std::string& node, const std::string& host,
@@ -126,7 +128,8 @@ void PeerLinks::submit(ForwardJob* job) {
         for (auto& [node, req] : per_node) {
             cl->forwarded.fetch_add(1, std::memory_order_relaxed);
             auto& a = job->addr[node];
-            send(link(node, a.first, a.second, false), job, req + "\r\n", false);
+            req += "\r\n";
+            send(link(node, a.first, a.second, false), job, req, false);
         }
         return;
     }
@@ -134,10 +137,8 @@ void PeerLinks::submit(ForwardJob* job) {
     job->outstanding = 1;
     cl->forwarded.fetch_add(1, std::memory_order_relaxed);
     const bool binary = job->kind == ForwardJob::Kind::Binary;
-    // Kept (a copy) while parking is on: the request is sent again if the owner fails.
-    std::string bytes = worker_->ctx().settings.forward_park_ms > 0 ? job->request
-                                                                     : std::move(job->request);
-    send(link(job->node, job->host, job->port, binary), job, std::move(bytes), binary);
+    // The request stays in the job: it is sent again if the owner fails (parking).
+    send(link(job->node, job->host, job->port, binary), job, job->request, binary);
 }
 
 void PeerLinks::cancel(ForwardJob* job) noexcept {
@@ -151,26 +152,27 @@ void PeerLinks::cancel(ForwardJob* job) noexcept {
     }
 }
 
-void PeerLinks::send(Link* l, ForwardJob* job, std::string bytes, bool binary) {
+void PeerLinks::send(Link* l, ForwardJob* job, std::string_view bytes, bool binary) {
     Waiter w{job, binary, 0, std::chrono::steady_clock::now() + kTimeout};
+    char noop[bin::kHeaderLen] = {};
+    std::string_view marker = "mn\r\n";
     if (binary) {
         w.marker = 0x4d430000u | (next_marker_++ & 0xffff);
-        char noop[bin::kHeaderLen] = {};
         noop[0] = static_cast<char>(bin::kReqMagic);
         noop[1] = static_cast<char>(bin::Noop);
         std::memcpy(noop + 12, &w.marker, 4);
-        bytes.append(noop, sizeof(noop));
-    } else {
-        bytes += "mn\r\n";
+        marker = std::string_view(noop, sizeof(noop));
     }
     l->waiters.push_back(w);
     // Once the proof and "cluster peer" are on their way, requests may follow them.
     if (l->st == Link::St::Ready || l->st == Link::St::Auth) {
-        l->wbuf += bytes;
-        handle_io(l, EV_WRITE);
+        l->wbuf.append(bytes);
+        l->wbuf.append(marker);
+        schedule_flush(l);
         return;
     }
-    l->held += bytes;
+    l->held.append(bytes);
+    l->held.append(marker);
     if (l->st != Link::St::Idle) return;
     // Connect (non-blocking); the handshake starts once the socket is writable.
     addrinfo hints{};
@@ -199,6 +201,35 @@ void PeerLinks::send(Link* l, ForwardJob* job, std::string bytes, bool binary) {
     l->events = EV_READ | EV_WRITE | EV_PERSIST;
     l->ev = event_new(worker_->base(), fd, l->events, &PeerLinks::on_io, l);
     event_add(l->ev, nullptr);
+}
+
+void PeerLinks::schedule_flush(Link* l) {
+    if (!l->dirty) {
+        l->dirty = true;
+        dirty_.push_back(l);
+    }
+    if (flush_armed_) return;
+    if (flush_ev_ == nullptr) {
+        flush_ev_ = event_new(worker_->base(), -1, 0, &PeerLinks::on_flush, this);
+    }
+    // Activated now, it runs after the callbacks already due in this loop iteration (libevent
+    // appends to the active queue): every ready connection has parsed by then.
+    event_active(flush_ev_, EV_TIMEOUT, 0);
+    flush_armed_ = true;
+}
+
+void PeerLinks::on_flush(evutil_socket_t, short, void* arg) {
+    auto* self = static_cast<PeerLinks*>(arg);
+    self->flush_armed_ = false;
+    std::vector<Link*> links;
+    links.swap(self->dirty_);
+    for (Link* l : links) {
+        l->dirty = false;
+        // A link that failed meanwhile has dropped its requests (fd < 0).
+        if (l->fd >= 0 && !l->wbuf.empty()) self->handle_io(l, EV_WRITE);
+    }
+    links.clear();
+    if (self->dirty_.empty()) links.swap(self->dirty_);  // keep the capacity
 }
 
 void PeerLinks::on_io(evutil_socket_t, short what, void* arg) {
@@ -262,8 +293,9 @@ void PeerLinks::handle_io(Link* l, short what) {
 
 // Cuts complete replies off the front of the link's buffer. False if the link failed.
 bool PeerLinks::parse_replies(Link* l) {
+    std::string& r = l->rbuf;
+    size_t done = 0;  // bytes of r consumed; erased once at the end, not per reply
     for (;;) {
-        std::string& r = l->rbuf;
         if (l->st == Link::St::Challenge || l->st == Link::St::Auth) {
             size_t eol = r.find("\r\n");
             if (eol == std::string::npos) return true;
@@ -294,7 +326,7 @@ bool PeerLinks::parse_replies(Link* l) {
             return true;
         }
         Waiter w = l->waiters.front();
-        size_t pos = 0;
+        size_t pos = done;
         size_t end = std::string::npos;  // where the reply ends (before the marker)
         size_t next = 0;                 // where the following reply starts
         if (w.binary) {
@@ -322,26 +354,30 @@ bool PeerLinks::parse_replies(Link* l) {
                     break;
                 }
                 size_t data = 0;
-                if (line.rfind("VALUE ", 0) == 0) {
+                const bool value = line.rfind("VALUE ", 0) == 0;
+                const bool va = !value && line.rfind("VA ", 0) == 0;
+                if (value) {
                     data = nth_number(line, 3);
-                } else if (line.rfind("VA ", 0) == 0) {
+                } else if (va) {
                     data = nth_number(line, 1);
                 }
                 if (data == SIZE_MAX) {
                     fail_link(l, "bad reply");
                     return false;
                 }
-                bool block = line.rfind("VALUE ", 0) == 0 || line.rfind("VA ", 0) == 0;
-                pos = eol + 2 + (block ? data + 2 : 0);
+                pos = eol + 2 + (value || va ? data + 2 : 0);
                 if (pos > r.size()) break;
             }
         }
-        if (end == std::string::npos) return true;  // not all here yet
-        std::string reply = r.substr(0, end);
-        r.erase(0, next);
+        if (end == std::string::npos) break;  // not all here yet
+        std::string reply(r, done, end - done);
+        done = next;
         l->waiters.pop_front();
         part_done(w.job, l->node, std::move(reply), false);
+        if (l->fd < 0) return false;  // part_done failed the link (it cleared the buffer)
     }
+    r.erase(0, done);
+    return true;
 }
 
 // A peer's NOT_MY_BUCKET whose epoch is below the map held here: the peer has not got the

@@ -93,7 +93,11 @@ private:
         std::chrono::steady_clock::time_point deadline;
     };
     Link* link(const std::string& node, const std::string& host, uint16_t port, bool binary);
-    void send(Link* l, ForwardJob* job, std::string bytes, bool binary);
+    void send(Link* l, ForwardJob* job, std::string_view bytes, bool binary);
+    // Requests are written to a link once per loop iteration, after every connection that
+    // was ready had its turn: the forwards of all of them go out in one send per peer.
+    void schedule_flush(Link* l);
+    static void on_flush(evutil_socket_t fd, short what, void* arg);
     static void on_io(evutil_socket_t fd, short what, void* arg);
     static void on_timer(evutil_socket_t fd, short what, void* arg);
     void handle_io(Link* l, short what);
@@ -112,6 +116,9 @@ private:
     Worker* worker_;
     std::string secret_;
     std::map<std::string, std::unique_ptr<Link>> links_;
+    std::vector<Link*> dirty_;  // links with requests written since the last flush
+    event* flush_ev_ = nullptr;
+    bool flush_armed_ = false;
     event* timer_ = nullptr;
     uint32_t next_marker_ = 1;
     // Parked jobs in the order they parked; a cancelled one becomes null. A timer of a few

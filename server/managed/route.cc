@@ -254,8 +254,24 @@ Next Dispatcher::forward_text(const Request& req, OutBuf& out, PendingStore* p, 
     // Read before the map: a map installed after this changes the generation, so a request
     // parked for want of an owner cannot miss it.
     job->route_gen = cl.generation();
-    if (req.cmd == Cmd::Get || req.cmd == Cmd::Gets || req.cmd == Cmd::Gat ||
-        req.cmd == Cmd::Gats) {
+    const bool is_get = req.cmd == Cmd::Get || req.cmd == Cmd::Gets || req.cmd == Cmd::Gat ||
+                     req.cmd == Cmd::Gats;
+    if (is_get && req.keys.find_first_of(" \t") == std::string_view::npos &&
+        req.keys.size() <= proto::kKeyMaxLength) {
+        // One key, owned by one other server (route_text saw it is not local): the request
+        // goes as it came and the owner's reply comes back as it is, as for a set.
+        uint32_t b = cl.bucket(req.keys);
+        if (where(b, req.cmd == Cmd::Gat || req.cmd == Cmd::Gats, p) == Where::Remote &&
+            owner_of(cl, b, &job->node, &job->host, &job->port) == Owner::Found) {
+            job->kind = ForwardJob::Kind::Text;
+            job->request = std::string(req.raw);
+            job->park_bucket = b;
+            p->forward = std::move(job);
+            return Next::Forward;
+        }
+        job->node.clear();
+    }
+    if (is_get) {
         // Split by owner. Local keys are read now (a later command of this connection must
         // not be seen by them); the reply is put together in the request's key order when
         // the other servers have answered.
