@@ -331,7 +331,18 @@ bool Conn::flush_output() {
 }
 
 void Conn::handle(short what) {
-    (void)what;
+    if (relay_only_) {
+        relay_only_ = false;
+        if (what == EV_WRITE) {
+            // Forwarded replies arrived (forward_done) and the socket said nothing: send them
+            // without a read that could only say EAGAIN. Reading stays on, or resumes if
+            // these replies had blocked the socket before.
+            if (!flush_output()) return close();
+            set_events(want_write_ ? static_cast<short>(EV_WRITE | EV_PERSIST)
+                                   : static_cast<short>(EV_READ | EV_PERSIST));
+            return;
+        }
+    }
     budget_ = ctx_.settings.reqs_per_event;
     info_.state.store("conn_parse_cmd", std::memory_order_relaxed);
     if (want_write_) {
@@ -415,6 +426,13 @@ void Conn::forward_done(ForwardJob* job) {
             fwds_.erase(it);
             break;
         }
+    }
+    if (state_ != ConnState::WaitForward && rstart_ == rend_) {
+        // Nothing waits to be parsed: only the replies now unblocked go out, once this loop
+        // iteration's other replies for this connection are in (see handle()).
+        relay_only_ = true;
+        event_active(ev_, EV_WRITE, 0);
+        return;
     }
     // Send what is now unblocked, and resume parsing if it was waiting for a free slot.
     set_events(EV_READ | EV_PERSIST);

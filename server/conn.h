@@ -84,6 +84,7 @@ private:
     bool keep_fd_ = false;  // handed to the replication thread: close() leaves the socket
     bool ack_mode_ = false;  // -o repl_ack is not none (managed mode)
     bool drained_ = false;  // the last read found the socket empty
+    bool relay_only_ = false;  // activated by forward_done with nothing to parse
     int budget_ = 0;        // commands left in this event (-R)
 
     // Read buffer: bytes [rstart_, rend_) are unprocessed.

@@ -263,7 +263,7 @@ def test_pending_holds_writes_briefly(cluster):
     started = time.monotonic()
     line = c.cmd("set p1 0 0 1\r\nx")
     waited = time.monotonic() - started
-    assert waited >= 0.2  # held, then refused: no other server owns it
+    assert waited >= 0.2, line  # held, then refused: no other server owns it
     assert line.startswith(b"SERVER_ERROR")
     assert admin.cmd(f"cluster state {b} active") == b"OK\r\n"
     assert c.cmd("set p1 0 0 1\r\nx") == b"STORED\r\n"
