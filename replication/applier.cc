@@ -103,6 +103,9 @@ Applied Applier::apply(const RecordView& r) {
                 store::AllocStatus::Ok) {
                 return Applied::NoMemory;
             }
+            // The record names the bucket: the store need not compute it from the key again.
+            const std::string_view key = item->key();
+            if (in_range) store::bucket_hint = {key.data(), key.size(), r.bucket};
             std::memcpy(item->value(), r.value.data(), r.value.size());
             std::memcpy(item->value() + r.value.size(), "\r\n", 2);
             if (r.marks & kMarkStale) item->set(store::Item::kStale);
@@ -110,11 +113,20 @@ Applied Applier::apply(const RecordView& r) {
             store::StoreExtra keep_cas;  // the replica's unique is the active's
             keep_cas.new_cas = r.cas;
             (void)st_.store(item, store::StoreOp::Set, 0, nullptr, &keep_cas);
+            store::bucket_hint = {};
             st_.observe_cas(r.cas);
             break;
         }
-        case RecordKind::Touch: (void)st_.touch(r.key, exp); break;
-        case RecordKind::Delete: (void)st_.remove(r.key); break;
+        case RecordKind::Touch:
+            if (in_range) store::bucket_hint = {r.key.data(), r.key.size(), r.bucket};
+            (void)st_.touch(r.key, exp);
+            store::bucket_hint = {};
+            break;
+        case RecordKind::Delete:
+            if (in_range) store::bucket_hint = {r.key.data(), r.key.size(), r.bucket};
+            (void)st_.remove(r.key);
+            store::bucket_hint = {};
+            break;
         case RecordKind::Flush:
             // Every item of the bucket here was written before the barrier (records arrive in
             // the bucket's order), so an immediate flush empties the bucket. A delayed one

@@ -194,9 +194,40 @@ bool Replicator::dial_text(Link* l) {
 }
 
 bool Replicator::read_frames(Link* l) {
+    // Records are applied in order; the keys of the next few are looked up in the store's
+    // table ahead of time, the slot kSlotAhead frames ahead and the item kItemAhead ahead
+    // (Store::prefetch_slot, prefetch_item), so that the cache misses of a run of records
+    // overlap instead of each stalling its own apply.
+    constexpr int kSlotAhead = 8;
+    constexpr int kItemAhead = 4;
+    struct Ahead {
+        size_t pos;  // frames in [rpos, pos) have been prefetched
+        int lead;    // how many
+    } stage[2] = {{l->rpos, 0}, {l->rpos, 0}};
     while (l->fd >= 0) {
         FrameType t;
         std::string_view payload;
+        if (l->st == Link::St::Up) {
+            for (int k = 0; k < 2; ++k) {
+                Ahead& a = stage[k];
+                while (a.lead < (k == 0 ? kSlotAhead : kItemAhead)) {
+                    std::string_view next(l->rbuf.data() + a.pos, l->rbuf.size() - a.pos);
+                    size_t n = next_frame(next, &t, &payload);
+                    if (n == 0 || n == SIZE_MAX) break;
+                    RecordView rec;
+                    if (t == FrameType::Record && decode(payload, &rec) == payload.size() &&
+                        rec.bucket < nbuckets_) {
+                        if (k == 0) {
+                            store_->prefetch_slot(rec.key, rec.bucket);
+                        } else {
+                            store_->prefetch_item(rec.key, rec.bucket);
+                        }
+                    }
+                    a.pos += n;
+                    ++a.lead;
+                }
+            }
+        }
         std::string_view in(l->rbuf.data() + l->rpos, l->rbuf.size() - l->rpos);
         if (l->st == Link::St::Hello && in.starts_with("CLIENT_ERROR")) {
             // Refused in words: e.g. another server holds the peer's address (takeover).
@@ -228,6 +259,13 @@ bool Replicator::read_frames(Link* l) {
             return false;
         }
         l->rpos += used;
+        for (Ahead& a : stage) {
+            if (a.lead > 0) {
+                --a.lead;
+            } else {
+                a.pos = l->rpos;
+            }
+        }
     }
     if (l->fd < 0) return true;
     if (l->rpos == l->rbuf.size()) {

@@ -451,6 +451,26 @@ Item* Store::find_live(Shard& s, uint64_t h, std::string_view key, RelTime now,
     return it;
 }
 
+void Store::prefetch_slot(std::string_view key, uint32_t bucket) const noexcept {
+    uint64_t h = hash_key(key);
+    if (config_.bucket_fn != nullptr) h = (h & ~uint64_t{kShards - 1}) | (bucket & (kShards - 1));
+    const Shard& s = shards_[h & (kShards - 1)];
+    // Racy on purpose (see the header): the newer table while the shard grows.
+    Item** table = reinterpret_cast<Item** const volatile&>(s.table);
+    const size_t mask = reinterpret_cast<const volatile size_t&>(s.mask);
+    if (table != nullptr) __builtin_prefetch(&table[slot_of(h, mask)]);
+}
+
+void Store::prefetch_item(std::string_view key, uint32_t bucket) noexcept {
+    uint64_t h = hash_key(key);
+    if (config_.bucket_fn != nullptr) h = (h & ~uint64_t{kShards - 1}) | (bucket & (kShards - 1));
+    Shard& s = shards_[h & (kShards - 1)];
+    if (!s.mu.try_lock()) return;
+    Item* first = s.table != nullptr ? *slot_ptr(s, h) : nullptr;
+    s.mu.unlock();
+    if (first != nullptr) __builtin_prefetch(first);
+}
+
 uint64_t Store::take_cas(uint64_t requested) noexcept {
     return requested != 0 ? requested : impl_->next_cas.fetch_add(1, std::memory_order_relaxed);
 }

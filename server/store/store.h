@@ -331,6 +331,14 @@ public:
     // Unlinks every item of buckets [first, last]; returns how many. In managed mode a
     // bucket's items all live in shard (bucket mod 64): one bucket costs a walk of one shard.
     size_t drop_buckets(uint32_t first, uint32_t last) noexcept;
+    // Hints that the key is about to be looked up (a replica applying a run of records), in
+    // two stages a few keys apart. prefetch_slot starts loading its hash slot into the cache:
+    // it takes no lock and reads the table's address racily (a prefetch never faults, so a
+    // stale address costs nothing but the miss). prefetch_item, later, reads the slot under
+    // the shard's lock (skipped if the lock is busy) and starts loading the first item of its
+    // chain, the one a lookup compares first.
+    void prefetch_slot(std::string_view key, uint32_t bucket) const noexcept;
+    void prefetch_item(std::string_view key, uint32_t bucket) noexcept;
     // Read hints from a bucket's active: sets the access mark of the live item filed under
     // each of the n table hashes (AccessFn), so this server's CLOCK keeps it as if it had
     // been read here, and leaves a credit that keeps it for the hand's pass after that too
