@@ -18,7 +18,10 @@ server gets 1/N of the load. The map-aware client is one mcload per server whose
 exactly those of the buckets active there. Reported per set-up, mix (90% get, 50% set) and
 pipeline depth (1, 16): total ops/s, server CPU per request (utime + stime of every server
 process over the run, divided by the requests), p50 and p99 (the worst of the N clients'),
-the share of requests the servers forwarded, and ratios against memcached. Numbers on a
+the share of requests the servers forwarded, and ratios against memcached. Each set-up is
+also driven by real Python applications' clients (bench/pyload.py, --py-procs processes, one
+request at a time): pymemcache's HashClient for memcached, standalone and managed, and the
+map-aware ClusterClient (clients/python) for aware. Numbers on a
 shared 2-CPU machine are noisy: the set-ups run back to back, and the ratios are what to
 read.
 
@@ -133,6 +136,60 @@ def measure(setup, servers, ports, extra, a):
     return rows
 
 
+PYLOAD = os.path.join(TOP, "bench", "pyload.py")
+
+
+def measure_py(setup, servers, ports, client, a):
+    """A Python application's load (bench/pyload.py: pymemcache's HashClient, or the
+    map-aware ClusterClient when client == "cluster"), a.py_procs processes, one request at
+    a time each, every mix; same columns as measure()."""
+    if a.py_procs <= 0:
+        return []
+    spec = ",".join(f"127.0.0.1:{p}" for p in ports)
+    base = ["/usr/bin/python3", PYLOAD, "--client", client, "--servers", spec,
+            "--keys", str(a.py_keys), "--value", str(a.value)]
+    subprocess.run(base + ["--prefill"], check=True, capture_output=True, timeout=600)
+    rows = []
+    for mix in MIXES:
+        fwd0 = sum(stat_cluster(p, "forwarded") for p in ports) if setup in (
+            "managed", "aware") else 0
+        cpu0 = sum(cpu_seconds(s.proc.pid) for s in servers)
+        t0 = time.monotonic()
+        procs = [subprocess.Popen(base + ["--seconds", str(a.seconds), "--mix", MIXES[mix],
+                                          "--seed", str(i + 1)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for i in range(a.py_procs)]
+        res = []
+        for pr in procs:
+            o, e = pr.communicate(timeout=a.seconds * 4 + 300)
+            if pr.returncode != 0:
+                raise RuntimeError(f"pyload failed: {e.decode(errors='replace')}")
+            res.append(json.loads(o.decode().strip().splitlines()[-1]))
+        wall = time.monotonic() - t0
+        cpu = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu0
+        fwd = sum(stat_cluster(p, "forwarded") for p in ports) - fwd0 if setup in (
+            "managed", "aware") else 0
+        reqs = sum(r["gets"] + r["sets"] for r in res)
+        row = {
+            "setup": setup, "nodes": len(ports), "mix": mix, "depth": 1,
+            "client": "ClusterClient" if client == "cluster" else "HashClient",
+            "ops_per_sec": sum(r["ops_per_sec"] for r in res),
+            "cpu_us_per_req": cpu / reqs * 1e6 if reqs else None,
+            "server_cpu_cores": cpu / wall,
+            "p50_us": max(r["latency_us"]["p50"] for r in res),
+            "p99_us": max(r["latency_us"]["p99"] for r in res),
+            "misses": sum(r["misses"] for r in res),
+            "errors": sum(r["errors"] for r in res),
+            "forwarded_share": fwd / reqs if reqs else 0.0,
+        }
+        rows.append(row)
+        print(f"{setup:10} N={len(ports)} {mix:5} {row['client']:13} "
+              f"{row['ops_per_sec']:>10,.0f} ops/s  {row['cpu_us_per_req']:6.2f} us CPU/req  "
+              f"p50 {row['p50_us']:7.1f}  p99 {row['p99_us']:8.1f} us  "
+              f"fwd {row['forwarded_share']:.0%}  err {row['errors']}", flush=True)
+    return rows
+
+
 def plain(binary, n, tmp, a, name):
     servers = []
     try:
@@ -143,7 +200,8 @@ def plain(binary, n, tmp, a, name):
                                      args=["-m", str(a.memory), "-t", str(a.threads)]))
         ports = [s.port for s in servers]
         extra = [["-P", f"c{i}:", "-k", str(a.keys // n)] for i in range(n)]
-        return measure(name, servers, ports, extra, a)
+        return measure(name, servers, ports, extra, a) + measure_py(name, servers, ports,
+                                                                    "hash", a)
     finally:
         for s in servers:
             s.stop()
@@ -170,6 +228,7 @@ def managed(n, tmp, a):
         # Stock clients: the same per-server key spaces as the plain set-ups.
         stock = [["-P", f"c{i}:", "-k", str(a.keys // n)] for i in range(n)]
         rows = measure("managed", procs, ports, stock, a)
+        rows += measure_py("managed", procs, ports, "hash", a)
         # Map-aware: one key space, each server's client takes the keys of its buckets.
         m = parse_map(coord.map_text())
         aware = []
@@ -178,6 +237,7 @@ def managed(n, tmp, a):
             aware.append(["-P", "a:", "-k", str(a.keys), "--buckets",
                           f"{BUCKETS}:{ranges(mine)}"])
         rows += measure("aware", procs, ports, aware, a)
+        rows += measure_py("aware", procs, ports, "cluster", a)
         return rows
     finally:
         if coord is not None:
@@ -187,19 +247,23 @@ def managed(n, tmp, a):
 
 
 def table(rows):
-    base = {(r["nodes"], r["mix"], r["depth"]): r for r in rows if r["setup"] == "memcached"}
-    own = {(r["nodes"], r["mix"], r["depth"]): r for r in rows if r["setup"] == "standalone"}
-    lines = ["| N | mix | depth | set-up | ops/s | vs memcached | vs standalone | CPU us/req "
-             "(vs memcached) | p50 / p99 us | forwarded |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    def key(r):  # mcload rows and Python-client rows compare among themselves
+        return (r["nodes"], r["mix"], r["depth"], r.get("client", "mcload") != "mcload")
+
+    base = {key(r): r for r in rows if r["setup"] == "memcached"}
+    own = {key(r): r for r in rows if r["setup"] == "standalone"}
+    lines = ["| N | mix | depth | client | set-up | ops/s | vs memcached | vs standalone | "
+             "CPU us/req (vs memcached) | p50 / p99 us | forwarded |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        k = (r["nodes"], r["mix"], r["depth"])
+        k = key(r)
         b, s = base.get(k), own.get(k)
         vs = f"{r['ops_per_sec'] / b['ops_per_sec']:.2f}x" if b else "-"
         vo = f"{r['ops_per_sec'] / s['ops_per_sec']:.2f}x" if s else "-"
         cpu = (f"{r['cpu_us_per_req']:.2f} ({r['cpu_us_per_req'] / b['cpu_us_per_req']:.2f}x)"
                if b and b["cpu_us_per_req"] else f"{r['cpu_us_per_req']:.2f}")
-        lines.append(f"| {r['nodes']} | {r['mix']} | {r['depth']} | {r['setup']} | "
+        lines.append(f"| {r['nodes']} | {r['mix']} | {r['depth']} | {r.get('client', 'mcload')} | "
+                     f"{r['setup']} | "
                      f"{r['ops_per_sec']:,.0f} | {vs} | {vo} | {cpu} | "
                      f"{r['p50_us']:.0f} / {r['p99_us']:.0f} | {r['forwarded_share']:.0%} |")
     return "\n".join(lines)
@@ -216,6 +280,9 @@ def parse_args(argv=None):
     p.add_argument("--memory", type=int, default=256)
     p.add_argument("--threads", type=int, default=1, help="server worker threads")
     p.add_argument("--memcached", default="/usr/bin/memcached")
+    p.add_argument("--py-procs", type=int, default=4,
+                   help="Python client processes (bench/pyload.py); 0: none")
+    p.add_argument("--py-keys", type=int, default=20000, help="their key space")
     p.add_argument("--json")
     return p.parse_args(argv)
 
