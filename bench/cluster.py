@@ -58,6 +58,24 @@ def cpu_seconds(pid):
     return (int(w[11]) + int(w[12])) / CLK_TCK
 
 
+def thread_cpu(pid):
+    """CPU seconds of a process by thread name (mc-worker, mc-repl, memcached: the main
+    thread and what it runs, such as the coordinator's heartbeats)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            with open(f"/proc/{pid}/task/{t}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + cpu_seconds(f"{pid}/task/{t}")
+    return out
+
+
 def stat_cluster(port, key):
     s = mc.Conn(("127.0.0.1", port))
     try:
@@ -110,10 +128,15 @@ def measure(setup, servers, ports, extra, a):
             fwd0 = sum(stat_cluster(p, "forwarded") for p in ports) if setup in (
                 "managed", "aware") else 0
             cpu0 = sum(cpu_seconds(s.proc.pid) for s in servers)
+            th0 = [thread_cpu(s.proc.pid) for s in servers]
             t0 = time.monotonic()
             res = run_loads(ports, extra, a, mix, depth, a.seconds, prefill=False)
             wall = time.monotonic() - t0
             cpu = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu0
+            threads = {}
+            for s, before in zip(servers, th0):
+                for name, sec in thread_cpu(s.proc.pid).items():
+                    threads[name] = threads.get(name, 0.0) + sec - before.get(name, 0.0)
             fwd = sum(stat_cluster(p, "forwarded") for p in ports) - fwd0 if setup in (
                 "managed", "aware") else 0
             reqs = sum(r["gets"] + r["sets"] for r in res)
@@ -127,12 +150,16 @@ def measure(setup, servers, ports, extra, a):
                 "misses": sum(r["misses"] for r in res),
                 "errors": sum(r["errors"] for r in res),
                 "forwarded_share": fwd / reqs if reqs else 0.0,
+                "thread_cpu_us_per_req": {k: v / reqs * 1e6 for k, v in threads.items()}
+                if reqs else {},
             }
             rows.append(row)
             print(f"{setup:10} N={len(ports)} {mix:5} d={depth:<2} {row['ops_per_sec']:>10,.0f}"
                   f" ops/s  {row['cpu_us_per_req']:6.2f} us CPU/req  p50 {row['p50_us']:7.1f}"
                   f"  p99 {row['p99_us']:8.1f} us  fwd {row['forwarded_share']:.0%}"
-                  f"  err {row['errors']}", flush=True)
+                  f"  err {row['errors']}  by thread: " +
+                  " ".join(f"{k} {v:.2f}" for k, v in
+                           sorted(row["thread_cpu_us_per_req"].items())), flush=True)
     return rows
 
 
