@@ -144,7 +144,7 @@ bool Replicator::pump_sub(Link* l, uint32_t b, OutSub& s, bool wait) {
     }
 }
 
-void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only) {
+void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only, bool every_lock) {
     auto one = [&](uint32_t b, OutSub& s) {
         if (l->fd < 0) return;
         if (l->pending() >= kHighWater) {
@@ -159,6 +159,10 @@ void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only) {
     };
     if (only == nullptr) {
         for (auto& [b, s] : l->out) {
+            if (!every_lock && !s.backfill &&
+                s.sent == buckets_[b].seqno.load(std::memory_order_relaxed)) {
+                continue;
+            }
             one(b, s);
             if (l->fd < 0) return;
         }
@@ -169,7 +173,7 @@ void Replicator::pump_link(Link* l, const std::vector<uint32_t>* only) {
         if (s == nullptr) continue;
         // Nothing new, by the bucket's sequence number read without its lock. A write whose
         // number this thread does not see yet is sent by the next sweep of its group, or at the
-        // latest by tick(), which pumps every subscription under its lock.
+        // latest by tick(), which pumps every subscription under its lock every fourth tick.
         if (!s->backfill && s->sent == buckets_[b].seqno.load(std::memory_order_relaxed)) continue;
         one(b, *s);
         if (l->fd < 0) return;

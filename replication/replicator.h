@@ -139,7 +139,10 @@ private:
     static void on_rearm(evutil_socket_t fd, short what, void* arg);
     void schedule_rearm();
     void adapt_poll(uint64_t now);
-    void pump_link(Link* l, const std::vector<uint32_t>* only);
+    // only: the buckets to look at (null: every subscription). every_lock: take every
+    // subscription's lock even when its bucket's sequence number, read without the lock,
+    // says nothing is new (tick()'s periodic safety net; the other passes skip those).
+    void pump_link(Link* l, const std::vector<uint32_t>* only, bool every_lock = true);
     // wait: block on the bucket's lock; otherwise a busy lock re-marks the bucket for the
     // next sweep.
     bool pump_sub(Link* l, uint32_t b, OutSub& s, bool wait = true);
