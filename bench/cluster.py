@@ -119,6 +119,22 @@ def run_loads(ports, extra, a, mix, depth, seconds, prefill):
     return out
 
 
+def summarize(res, setup, ports, mix, depth, cpu, wall, fwd):
+    """One row from the clients' JSON results (mcload -j or bench/pyload.py)."""
+    reqs = sum(r["gets"] + r["sets"] for r in res)
+    return {
+        "setup": setup, "nodes": len(ports), "mix": mix, "depth": depth,
+        "ops_per_sec": sum(r["ops_per_sec"] for r in res),
+        "cpu_us_per_req": cpu / reqs * 1e6 if reqs else None,
+        "server_cpu_cores": cpu / wall,
+        "p50_us": max(r["latency_us"]["p50"] for r in res),
+        "p99_us": max(r["latency_us"]["p99"] for r in res),
+        "misses": sum(r["misses"] for r in res),
+        "errors": sum(r["errors"] for r in res),
+        "forwarded_share": fwd / reqs if reqs else 0.0,
+    }
+
+
 def measure(setup, servers, ports, extra, a):
     """Every mix and depth against one set-up; servers: mc.Server objects (for CPU)."""
     rows = []
@@ -140,19 +156,11 @@ def measure(setup, servers, ports, extra, a):
             fwd = sum(stat_cluster(p, "forwarded") for p in ports) - fwd0 if setup in (
                 "managed", "aware") else 0
             reqs = sum(r["gets"] + r["sets"] for r in res)
-            row = {
-                "setup": setup, "nodes": len(ports), "mix": mix, "depth": depth,
-                "ops_per_sec": sum(r["ops_per_sec"] for r in res),
-                "cpu_us_per_req": cpu / reqs * 1e6 if reqs else None,
-                "server_cpu_cores": cpu / wall,
-                "p50_us": max(r["latency_us"]["p50"] for r in res),
-                "p99_us": max(r["latency_us"]["p99"] for r in res),
-                "misses": sum(r["misses"] for r in res),
-                "errors": sum(r["errors"] for r in res),
-                "forwarded_share": fwd / reqs if reqs else 0.0,
+            row = summarize(res, setup, ports, mix, depth, cpu, wall, fwd)
+            row.update({
                 "thread_cpu_us_per_req": {k: v / reqs * 1e6 for k, v in threads.items()}
                 if reqs else {},
-            }
+            })
             rows.append(row)
             print(f"{setup:10} N={len(ports)} {mix:5} d={depth:<2} {row['ops_per_sec']:>10,.0f}"
                   f" ops/s  {row['cpu_us_per_req']:6.2f} us CPU/req  p50 {row['p50_us']:7.1f}"
@@ -196,19 +204,8 @@ def measure_py(setup, servers, ports, client, a):
         cpu = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu0
         fwd = sum(stat_cluster(p, "forwarded") for p in ports) - fwd0 if setup in (
             "managed", "aware") else 0
-        reqs = sum(r["gets"] + r["sets"] for r in res)
-        row = {
-            "setup": setup, "nodes": len(ports), "mix": mix, "depth": 1,
-            "client": "ClusterClient" if client == "cluster" else "HashClient",
-            "ops_per_sec": sum(r["ops_per_sec"] for r in res),
-            "cpu_us_per_req": cpu / reqs * 1e6 if reqs else None,
-            "server_cpu_cores": cpu / wall,
-            "p50_us": max(r["latency_us"]["p50"] for r in res),
-            "p99_us": max(r["latency_us"]["p99"] for r in res),
-            "misses": sum(r["misses"] for r in res),
-            "errors": sum(r["errors"] for r in res),
-            "forwarded_share": fwd / reqs if reqs else 0.0,
-        }
+        row = summarize(res, setup, ports, mix, 1, cpu, wall, fwd)
+        row["client"] = "ClusterClient" if client == "cluster" else "HashClient"
         rows.append(row)
         print(f"{setup:10} N={len(ports)} {mix:5} {row['client']:13} "
               f"{row['ops_per_sec']:>10,.0f} ops/s  {row['cpu_us_per_req']:6.2f} us CPU/req  "
