@@ -29,6 +29,9 @@ struct ReplConfig {
     // every hint_ms.
     uint32_t hint_rate = 20000;
     uint32_t hint_ms = 200;
+    // The longest frame a peer may send (a record of the largest item, with room to spare);
+    // a longer length closes the link before its bytes are buffered.
+    uint32_t max_frame = 4u << 20;
 };
 
 // The coordinator as this server last heard it (fencing, doc/coordinator.md).

@@ -148,7 +148,10 @@ void Replicator::handle_io(Link* l, short what) {
         }
         if (l->st != Link::St::Up && !dial_text(l)) return;
         if (l->fd < 0) return;
-        if (!read_frames(l)) return close_link(l, "bad frames");
+        if (!read_frames(l)) {
+            bad_frames_.fetch_add(1, std::memory_order_relaxed);
+            return close_link(l, "bad frames");
+        }
         if (l->fd < 0) return;
     }
     if (!flush(l)) return close_link(l, "write failed");
@@ -212,7 +215,7 @@ bool Replicator::read_frames(Link* l) {
                 Ahead& a = stage[k];
                 while (a.lead < (k == 0 ? kSlotAhead : kItemAhead)) {
                     std::string_view next(l->rbuf.data() + a.pos, l->rbuf.size() - a.pos);
-                    size_t n = next_frame(next, &t, &payload);
+                    size_t n = next_frame(next, &t, &payload, cfg_.max_frame);
                     if (n == 0 || n == SIZE_MAX) break;
                     RecordView rec;
                     if (t == FrameType::Record && decode(payload, &rec) == payload.size() &&
@@ -236,9 +239,16 @@ bool Replicator::read_frames(Link* l) {
             close_link(l, std::string(in.substr(0, eol)).c_str());
             return true;
         }
-        size_t used = next_frame(in, &t, &payload);
+        size_t used = next_frame(in, &t, &payload, cfg_.max_frame);
         if (used == 0) break;
-        if (used == SIZE_MAX) return false;
+        if (used == SIZE_MAX) {
+            // Before its bytes are buffered: a length no frame of ours can have.
+            const uint32_t len = in.size() >= 4 ? get_u32(in.data()) : 0;
+            bad_frames_.fetch_add(1, std::memory_order_relaxed);
+            close_link(l, ("frame length " + std::to_string(len) + " outside 1.." +
+                           std::to_string(cfg_.max_frame)).c_str());
+            return true;
+        }
         if (l->st == Link::St::Hello) {
             std::string name, proof;
             if (t == FrameType::Hello && parse_hello(payload, &name, &proof) && name != l->peer) {

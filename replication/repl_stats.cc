@@ -61,6 +61,8 @@ void Replicator::publish_stats() {
     line("backlog_overflows", std::to_string(overflows_.load()));
     line("ack_waits", std::to_string(ack_waits_.load()));
     line("ack_timeouts", std::to_string(ack_timeouts_.load()));
+    line("links_bad_frames", std::to_string(bad_frames_.load()));
+    line("max_frame", std::to_string(cfg_.max_frame));
     line("given_away_items_dropped", std::to_string(items_dropped_.load()));
     uint32_t in_buckets = 0, in_synced = 0;
     for (const Inbound& in : in_) {

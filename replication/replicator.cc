@@ -275,6 +275,7 @@ void Replicator::take_adopted() {
         reconcile();  // the peer may subscribe at once: know which buckets are ours first
         send_subs(raw);
         if (!read_frames(raw)) {
+            bad_frames_.fetch_add(1, std::memory_order_relaxed);
             close_link(raw, "bad frames");
             continue;
         }
@@ -335,6 +336,7 @@ void Replicator::tick() {
             ++i;
         }
     }
+    if (ticks_ % 4 == 0) forget_gone_peers();
     check_coordinator();
     // Replica side: delayed flushes that came due.
     (void)applier_->run_due_flushes(static_cast<int64_t>(time(nullptr)));
@@ -387,6 +389,30 @@ void Replicator::disable_bucket(uint32_t b) {
         bk.backlog.release();
     }
     in_sync_out_[b].store(0, std::memory_order_relaxed);
+}
+
+// Stats and redial timers of peers that are neither in the map nor on a link: `stats
+// replication` lists the links that exist or that the map asks for, not every name ever seen.
+void Replicator::forget_gone_peers() {
+    const std::shared_ptr<const BucketMap> map = cluster_.map();
+    auto linked = [this](const std::string& peer) {
+        for (auto& l : links_) {
+            if (l->peer == peer) return true;
+        }
+        for (auto& l : dead_links_) {
+            if (l->peer == peer) return true;
+        }
+        return false;
+    };
+    for (auto it = peer_stats_.begin(); it != peer_stats_.end();) {
+        const bool in_map = map != nullptr && map->node_index(it->first) >= 0;
+        if (!in_map && !linked(it->first)) {
+            next_dial_us_.erase(it->first);
+            it = peer_stats_.erase(it);
+        } else {
+            ++it;
+        }
+    }
 }
 
 void Replicator::reconcile() {
@@ -456,8 +482,13 @@ void Replicator::reconcile() {
             drop_sub(l, b);
         }
     }
-    // Dial the peers we need and should call (the name that sorts first dials).
     if (map == nullptr) return;
+    // A peer the map no longer holds: its link goes (a removed server that keeps running
+    // would otherwise keep it, and its stats, for good).
+    for (auto& lp : links_) {
+        if (lp->fd >= 0 && map->node_index(lp->peer) < 0) close_link(lp.get(), "not in the map");
+    }
+    // Dial the peers we need and should call (the name that sorts first dials).
     for (const std::string& p : needed) {
         if (!(me_ < p)) continue;
         bool have = false;

@@ -133,6 +133,7 @@ private:
     void run();
     void wake();
     void take_adopted();
+    void forget_gone_peers();
     void tick();
     void reconcile();
     bool pump_dirty();  // false if no bucket was dirty
@@ -256,6 +257,7 @@ private:
     std::atomic<uint64_t> overflows_{0};
     std::atomic<uint64_t> ack_waits_{0};
     std::atomic<uint64_t> ack_timeouts_{0};
+    std::atomic<uint64_t> bad_frames_{0};  // links closed for a frame that cannot be ours
     std::atomic<uint64_t> items_dropped_{0};  // items of buckets given away, dropped
     std::unique_ptr<std::atomic<uint8_t>[]> in_sync_out_;  // per bucket: replicas in sync
     std::unique_ptr<std::atomic<uint8_t>[]> in_sync_in_;   // per bucket: in sync here

@@ -47,10 +47,11 @@ void end_frame(std::string* out, size_t at) noexcept {
     for (size_t i = 0; i < 4; ++i) (*out)[at + i] = static_cast<char>((len >> (8 * i)) & 0xff);
 }
 
-size_t next_frame(std::string_view in, FrameType* type, std::string_view* payload) noexcept {
+size_t next_frame(std::string_view in, FrameType* type, std::string_view* payload,
+                  uint32_t max_len) noexcept {
     if (in.size() < 4) return 0;
     uint32_t len = get_u32(in.data());
-    if (len == 0 || len > kMaxFrame) return SIZE_MAX;
+    if (len == 0 || len > max_len) return SIZE_MAX;
     if (in.size() < 4 + size_t{len}) return 0;
     *type = static_cast<FrameType>(static_cast<uint8_t>(in[4]));
     *payload = in.substr(kFrameHeader, len - 1);

@@ -62,8 +62,9 @@ size_t begin_frame(std::string* out, FrameType t);
 void end_frame(std::string* out, size_t at) noexcept;
 
 // The frame at the front of in: returns the bytes it takes, 0 if in holds less than a whole
-// frame, SIZE_MAX if the bytes cannot be a frame (length 0 or above kMaxFrame).
-size_t next_frame(std::string_view in, FrameType* type, std::string_view* payload) noexcept;
+// frame, SIZE_MAX if the bytes cannot be a frame (length 0 or above max_len).
+size_t next_frame(std::string_view in, FrameType* type, std::string_view* payload,
+                  uint32_t max_len = kMaxFrame) noexcept;
 
 struct SubMsg {
     uint32_t bucket = 0;

@@ -269,7 +269,12 @@ Conn::Step Conn::process() {
                     if (log_enabled(LogLevel::Debug)) {  // -vv: each command line, as memcached
                         size_t len = consumed;
                         while (len > 0 && (in[len - 1] == '\n' || in[len - 1] == '\r')) --len;
-                        LOG(LogLevel::Debug, "<%d %.*s", fd_, static_cast<int>(len), in.data());
+                        // An authentication proof is not logged: whatever a client sends
+                        // there (the secret itself, typed by mistake) stays out of the log.
+                        constexpr std::string_view kAuth = "cluster auth ";
+                        if (std::string_view(in.data(), len).starts_with(kAuth)) len = kAuth.size();
+                        LOG(LogLevel::Debug, "<%d %.*s%s", fd_, static_cast<int>(len), in.data(),
+                            len == kAuth.size() ? "<proof>" : "");
                     }
                     OutBuf::Mark m = begin_ack_check();
                     next = dispatcher_.execute(req, out_, &pending_, &swallow);

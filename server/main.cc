@@ -125,6 +125,10 @@ int run(int argc, char** argv) {
         rc.ack_timeout_ms = settings.repl_ack_timeout_ms;
         rc.hint_rate = settings.repl_hint_rate;
         rc.hint_ms = settings.repl_hint_ms;
+        // Twice the largest item (a peer started with a larger -I still gets through, up to
+        // a point), never less than 4 MB, never more than the stream's own limit.
+        rc.max_frame = static_cast<uint32_t>(std::min<size_t>(
+            repl::kMaxFrame, std::max<size_t>(size_t{4} << 20, 2 * settings.item_size_max + 65536)));
         replicator = std::make_unique<repl::Replicator>(rc, *cluster, clock);
         cluster->set_change_wake(&repl::Replicator::wake_for_change, replicator.get());
         sc.on_mutation = &repl::Replicator::on_mutation;

@@ -121,6 +121,8 @@ public:
     std::atomic<uint64_t> handoffs_begun{0};
     std::atomic<uint64_t> handoffs_cancelled{0};
     std::atomic<uint64_t> auth_failures{0};
+    // `cluster repl` from a name that is not a peer in the current map (refused).
+    std::atomic<uint64_t> repl_refused{0};
     std::atomic<uint64_t> heartbeats{0};
     std::atomic<int64_t> hb_gap_max_ms{0};  // longest renewal gap seen (grant_lease)
     std::atomic<int64_t> last_control_unix{0};

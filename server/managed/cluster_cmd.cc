@@ -171,6 +171,21 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         return Next::Continue;
     }
     if (sub == "repl" && (w.size() == 3 || w.size() == 4) && ctx_.replicator != nullptr) {
+        // Only a peer of the current map may open a replication link: this server's own
+        // name, or one the map does not hold, would leave a link (and its stats) that no map
+        // ever asks for. A peer the map adds a moment later redials (200 ms).
+        std::shared_ptr<const repl::BucketMap> m = cl->map();
+        if (!repl::valid_node_name(w[1])) {
+            cl->repl_refused.fetch_add(1, std::memory_order_relaxed);
+            out.append("CLIENT_ERROR bad node name\r\n");
+            return Next::Continue;
+        }
+        if (w[1] == cl->node_id() || m == nullptr || m->node_index(w[1]) < 0) {
+            cl->repl_refused.fetch_add(1, std::memory_order_relaxed);
+            out.append("CLIENT_ERROR " + std::string(w[1]) + " is not a peer in the map" +
+                       (m == nullptr ? "" : " of epoch " + std::to_string(m->epoch)) + "\r\n");
+            return Next::Continue;
+        }
         p->repl_handoff = true;
         p->repl_node.assign(w[1]);
         p->repl_nonce.assign(w[2]);
@@ -411,6 +426,7 @@ void write_cluster_stats(ServerContext& ctx, OutBuf& out) {
     line("handoffs", std::to_string(cl.handoffs_begun.load()));
     line("handoffs_cancelled", std::to_string(cl.handoffs_cancelled.load()));
     line("auth_failures", std::to_string(cl.auth_failures.load()));
+    line("repl_links_refused", std::to_string(cl.repl_refused.load()));
     std::vector<std::string> tk;
     if (ctx.listener != nullptr) tk = ctx.listener->takeover_addrs();
     std::string addrs;

@@ -183,6 +183,10 @@ def test_unknown_frames_do_not_break_a_link(node):
     skipped and counted, and the link answers the next Ping. A Hints frame for items the
     server does not hold counts them as missing and changes nothing."""
     n0 = node("n0")
+    # n9 is a peer in the map (a replication link is refused to any other name); nothing
+    # listens at its address, and no bucket makes n0 dial it.
+    install([n0], f"MAP 1 {BUCKETS}\r\nNODE n0 127.0.0.1:{n0.port}\r\nNODE n9 127.0.0.1:1\r\n"
+                  f"RANGE 0 {BUCKETS - 1} n0\r\nEND\r\n")
     c = n0.connect()
     assert auth(c) == b"OK\r\n"
     c.send("cluster repl n9 0123456789abcdef\r\n")

@@ -99,6 +99,14 @@ class Server:
     def alive(self):
         return self.proc.poll() is None
 
+    def rss_kib(self):
+        """The process's resident memory (VmRSS), in KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
     def pause(self, timeout=5.0):
         """SIGSTOP, returning once every thread has stopped: kill() returns before then, and
         a worker thread may still answer a request meanwhile (one thread starts the group
