@@ -74,7 +74,8 @@ def main():
     if rep.get("nemesis_errors"):
         print(f"faults that raised: {len(rep['nemesis_errors'])}: {rep['nemesis_errors'][:3]}")
     print(f"operations: {rep['ops']} " + json.dumps(rep["ops_by_outcome"], sort_keys=True))
-    print(f"reads checked (hits): {rep['reads_checked']}; map epochs seen "
+    print(f"reads checked (hits): {rep['reads_checked']}; durable (repl_ack) writes "
+          f"{rep['durable_writes']}; map epochs seen "
           f"{rep['map_epochs_seen']}, bucket failovers seen {rep['failover_intervals']}")
     print(f"anomalies: {json.dumps(rep['anomalies']) if rep['anomalies'] else 'none'}")
     print(f"crashes: {rep['crashes'] or 'none'}")

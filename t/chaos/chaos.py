@@ -38,13 +38,15 @@ CRASH_MARKS = ("Sanitizer", "runtime error:", "Assertion", "terminate called",
 class Op:
     """One operation: client, kind ('write' | 'delete' | 'read'), key, value (str: a
     write's value, a read's result; None for a miss or a delete), invoke, complete
-    (time.monotonic()), outcome ('ok' | 'fail' | 'unknown'), err (the exception's text).
-    Slots, since a long run keeps millions."""
+    (time.monotonic()), outcome ('ok' | 'fail' | 'unknown'), err (the exception's text),
+    via (the port the client meant to send it to: a hint for debugging, as a retry may go
+    elsewhere). Slots, since a long run keeps millions."""
 
-    __slots__ = ("client", "kind", "key", "value", "invoke", "complete", "outcome", "err")
+    __slots__ = ("client", "kind", "key", "value", "invoke", "complete", "outcome", "err",
+                 "via")
 
     def __init__(self, client, kind, key, value=None, invoke=None, complete=None,
-                 outcome=None, err=None):
+                 outcome=None, err=None, via=None):
         self.client = client
         self.kind = kind
         self.key = key
@@ -53,6 +55,7 @@ class Op:
         self.complete = complete
         self.outcome = outcome
         self.err = err
+        self.via = via
 
     @classmethod
     def of(cls, o):
@@ -123,7 +126,7 @@ def check(ops, nbuckets, failovers=None, unsafe=None, durable=None, ack_timeout_
        bucket, a fault on a server holding it).
 
     failovers, unsafe: {bucket: [(t0, t1)]}. Returns {"ops", "reads_checked", "anomalies":
-    [...], "counts": {kind: n}}."""
+    [...], "counts": {kind: n}, "durable": writes that counted as durable}."""
     failovers = failovers or {}
     unsafe = unsafe or {}
     by_key = {}
@@ -160,6 +163,7 @@ def check(ops, nbuckets, failovers=None, unsafe=None, durable=None, ack_timeout_
         return any(a <= t1 and t0 <= e for a, e in unsafe.get(b, ()))
 
     limit = 0.8 * ack_timeout_ms / 1000.0
+    durable_count = 0
     for key, kops in by_key.items():
         b = zlib.crc32(key.encode()) % nbuckets
         writes = [o for o in kops if o.kind in ("write", "delete")]
@@ -195,6 +199,7 @@ def check(ops, nbuckets, failovers=None, unsafe=None, durable=None, ack_timeout_
                    and (durable == "all" or w.kind == "delete")
                    and w.complete - w.invoke < limit
                    and not in_unsafe(b, w.invoke, w.complete)]
+            durable_count += len(dur)
             dur_eff = {id(w): w.complete for w in dur}
             dur_sorted = sorted(dur, key=lambda o: o.invoke)
             inv_dur = [o.invoke for o in dur_sorted]
@@ -243,7 +248,7 @@ def check(ops, nbuckets, failovers=None, unsafe=None, durable=None, ack_timeout_
     for a in anomalies:
         counts[a["kind"]] = counts.get(a["kind"], 0) + 1
     return {"ops": len(ops), "reads_checked": reads_checked, "anomalies": anomalies,
-            "counts": counts}
+            "counts": counts, "durable": durable_count}
 
 
 # ---------------------------------------------------------------------------------------
@@ -314,6 +319,10 @@ class ClientThread:
         try:
             if self.client is None:
                 self.client = make_client(self.kind, self.ports, self.timeout)
+            try:
+                op.via = self.client._get_client(key).server[1]
+            except Exception:
+                pass
             if kind == "write":
                 ok = self.client.set(key, value.encode(), noreply=False)
                 op.outcome = "ok" if ok else "unknown"
@@ -866,9 +875,25 @@ def end_state(cl, timeout=60):
     names = sorted(cl.members)
     t0 = time.monotonic()
     problems = []
+    kicks = []
+
+    def done():
+        if settled(cl.coord, cl.replicas, names):
+            return True
+        # A removal whose drain gave moves up leaves the spare in the map holding buckets
+        # until the next rebalance (doc/chaos.md, Findings): ask for one, as an operator
+        # would, at most every 5 s.
+        if cl.spare not in cl.members and (not kicks or time.monotonic() - kicks[-1] > 5):
+            try:
+                if cl.spare in parse_map(cl.coord.map_text())["nodes"]:
+                    kicks.append(time.monotonic())
+                    cl.coord.request("POST", "/rebalance", {})
+            except Exception:
+                pass
+        return False
     try:
-        mc.wait_for(lambda: settled(cl.coord, cl.replicas, names), timeout=timeout,
-                    interval=0.1, what="settled")
+        mc.wait_for(done, timeout=timeout, interval=0.1, what="settled")
+        cl.removal_kicks = len(kicks)
     except TimeoutError as e:
         st = {}
         try:
@@ -1008,6 +1033,7 @@ def run(tmpdir, seconds, seed, nservers=4, clients=4, keys=32, rate=0.0, kinds=N
         replica_problems = compare_replicas(cl) if not problems else []
         mem.stop()
         report["heal_to_settled_s"] = round(settle_s, 2)
+        report["removal_rebalances_at_end"] = getattr(cl, "removal_kicks", 0)
         report["end_state_problems"] = problems + replica_problems
     finally:
         nemesis.stop()
@@ -1055,6 +1081,7 @@ def run(tmpdir, seconds, seed, nservers=4, clients=4, keys=32, rate=0.0, kinds=N
         "ops": len(ops), "ops_by_kind": by_kind, "ops_by_outcome": by_outcome,
         "client_errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:12]),
         "read_hits": hits, "reads_checked": verdict["reads_checked"],
+        "durable_writes": verdict["durable"],
         "map_epochs_seen": watcher.epochs,
         "failover_intervals": sum(len(v) for v in watcher.failovers.values()),
         "anomalies": verdict["counts"],
@@ -1064,6 +1091,9 @@ def run(tmpdir, seconds, seed, nservers=4, clients=4, keys=32, rate=0.0, kinds=N
         "max_rss_mib": {n: round(kb / 1024, 1) for n, kb in sorted(mem.max_kb.items())},
         "rss_over_bound": over,
     })
+    report["ports"] = {n: {"own": node.port, "peer": node.peer.port if node.peer else None,
+                           "ctl": node.ctl.port if node.ctl else None}
+                       for n, node in cl.nodes.items()}
     report["ok"] = (not verdict["anomalies"] and not crashes and not over
                     and not report.get("end_state_problems"))
     return report
