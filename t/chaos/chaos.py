@@ -1043,7 +1043,12 @@ def run(tmpdir, seconds, seed, nservers=4, clients=4, keys=32, rate=0.0, kinds=N
         mem.stop()
         exits, coord_exits = cl.stop()
     ops = history.snapshot()
-    verdict = check(ops, buckets, failovers=watcher.failovers, unsafe=nemesis.unsafe,
+    # Durable acks cannot be relied on around a map change of the bucket either (a replica
+    # just added or removed, a promotion): from 1 s before to 2 s after.
+    unsafe = {b: list(v) for b, v in nemesis.unsafe.items()}
+    for b, ivs in watcher.changes.items():
+        unsafe.setdefault(b, []).extend((t0 - 1.0, t1 + 2.0) for t0, t1 in ivs)
+    verdict = check(ops, buckets, failovers=watcher.failovers, unsafe=unsafe,
                     durable=repl_ack if repl_ack in ("delete", "all") else None,
                     ack_timeout_ms=cl.ack_timeout_ms)
     # Crashes: every exit we did not cause must be 0.
