@@ -727,6 +727,8 @@ class Nemesis:
         self.watcher = watcher
         self.rnd = random.Random(seed)
         self.kinds = dict(kinds or FAULT_KINDS)
+        if not cluster.peer_proxies:  # no proxy on the peers' path to fault
+            self.kinds = {k: v for k, v in self.kinds.items() if not k.startswith("peer-")}
         self.log = log
         self.max_gap = max_gap
         self.events = []
@@ -838,7 +840,11 @@ class Nemesis:
             self.events.append(ev)
             self.counts[ev["kind"]] = self.counts.get(ev["kind"], 0) + 1
             self.log(f"fault {ev}")
-            self.cl.reap_spare() if not self.cl.coord_down else None
+            if not self.cl.coord_down:
+                try:
+                    self.cl.reap_spare()  # a removed spare is stopped once the map drops it
+                except Exception as e:
+                    self.errors.append(f"reap: {type(e).__name__}: {e}")
             self.stopping.wait(self.rnd.uniform(0.2, self.max_gap))
 
     def start(self):
@@ -1073,7 +1079,9 @@ def run(tmpdir, seconds, seed, nservers=4, clients=4, keys=32, rate=0.0, kinds=N
         key = f"{o.kind}:{o.outcome}"
         by_outcome[key] = by_outcome.get(key, 0) + 1
         if o.err:
-            e = o.err.split(":")[0] + ":" + o.err.split(":", 1)[-1][:40]
+            # the exception's type and the first word of its text (FENCED, forward, ...)
+            words = o.err.split(":", 1)[-1].replace("b'", "").split()
+            e = o.err.split(":")[0] + (": " + words[0] if words else "")
             errors[e] = errors.get(e, 0) + 1
     hits = sum(1 for o in ops if o.kind == "read" and o.outcome == "ok"
                and o.value is not None)
