@@ -286,6 +286,7 @@ void Coordinator::renew_lease(Server* s) {
                                     std::from_chars(w[1].data(), w[1].data() + w[1].size(), tok)
                                             .ec == std::errc()) {
                                     s->token = tok;
+                                    s->last_token_ms = now;
                                 }
                             });
     if (!ok) s->hb_in_flight = false;

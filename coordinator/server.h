@@ -3,6 +3,7 @@
 // on the loop thread. No decisions here: coordinator.cc makes them.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -41,6 +42,11 @@ struct Server {
     int64_t contact_since_ms = 0;
     // When the last acknowledged `cluster lease` was sent (0: none yet on this link).
     int64_t lease_sent_ms = 0;
+    // When its last `cluster lease` reply arrived. That reply carries the token the next
+    // heartbeat grants a lease from, so it is hearing from the server just as a heartbeat
+    // reply is: silence (and so the dead timeout) counts from the later of the two, or a
+    // lease could outlive the failover (doc/coordinator.md, Why fencing is safe).
+    int64_t last_token_ms = 0;
     int64_t dead_since_ms = 0;
 
     // Heartbeats on the current connection.
@@ -78,9 +84,9 @@ struct Server {
 
     // `up`, `suspect`, `dead`, `resetting` or `catching_up`.
     const char* health(int64_t now_ms, int64_t heartbeat_ms, int64_t start_ms) const;
-    // Milliseconds since it last answered (since start_ms if never).
+    // Milliseconds since it last answered a heartbeat or a lease (since start_ms if never).
     int64_t silence_ms(int64_t now_ms, int64_t start_ms) const {
-        return now_ms - (answered ? last_answer_ms : start_ms);
+        return now_ms - (answered ? std::max(last_answer_ms, last_token_ms) : start_ms);
     }
     // Records an answer: contact_since restarts after a gap over 1.5 heartbeats.
     void note_answer(int64_t now_ms, int64_t heartbeat_ms);

@@ -3,9 +3,12 @@ secret, installing maps, and a TCP fault proxy. The tests play the coordinator's
 
 import hashlib
 import hmac
+import random
 import select
 import socket
 import threading
+import time
+from collections import deque
 import zlib
 
 SECRET = b"test-cluster-secret-0123456789"
@@ -77,7 +80,8 @@ def dump_keys(server, buckets, secret=SECRET, timeout=60):
 class FaultProxy:
     """A TCP proxy on 127.0.0.1 in front of target_port. cut() closes every connection it
     carries (the peers see a dead link); block() stops accepting and carrying bytes until
-    unblock(). Runs in a thread; stop() ends it."""
+    unblock(); delay(ms, jitter_ms) holds every chunk it carries that long before passing it
+    on (each direction keeps its order; delay(0) ends it). Runs in a thread; stop() ends it."""
 
     def __init__(self, target_port):
         self.target = target_port
@@ -90,6 +94,11 @@ class FaultProxy:
         self.lock = threading.Lock()
         self.blocked = False
         self.cuts = 0
+        self.delay_s = 0.0
+        self.jitter_s = 0.0
+        self.rnd = random.Random(target_port)
+        # Delayed chunks: {destination socket: deque of (due, data)}, only while delaying.
+        self.held = {}
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -97,9 +106,16 @@ class FaultProxy:
     def _run(self):
         while self.running:
             with self.lock:
-                socks = [self.lsock] + [s for p in self.pairs for s in p]
+                # While blocked only new connections are taken (the bytes stay in the
+                # kernel's buffers), so select does not spin on readable sockets.
+                socks = [self.lsock]
+                if not self.blocked:
+                    socks += [s for p in self.pairs for s in p]
+            wait = 0.05
+            if self.held:
+                wait = max(0.0, min(wait, self._flush_held()))
             try:
-                r, _, _ = select.select(socks, [], [], 0.05)
+                r, _, _ = select.select(socks, [], [], wait)
             except (OSError, ValueError):
                 continue
             for s in r:
@@ -122,21 +138,61 @@ class FaultProxy:
                 try:
                     data = s.recv(65536)
                     if data:
-                        other.sendall(data)
+                        if self.delay_s > 0 or other in self.held:
+                            self._hold(other, data)
+                        else:
+                            other.sendall(data)
                         continue
                 except OSError:
                     pass
                 self._close(pair)
+
+    def _hold(self, dest, data):
+        q = self.held.setdefault(dest, deque())
+        due = time.monotonic() + self.delay_s + self.rnd.uniform(0, self.jitter_s)
+        if q and q[-1][0] > due:
+            due = q[-1][0]  # jitter never reorders a direction's bytes
+        q.append((due, data))
+
+    def _flush_held(self):
+        """Pass on the held chunks that are due; returns the seconds until the next one."""
+        now = time.monotonic()
+        nxt = 0.05
+        for dest, q in list(self.held.items()):
+            while q and q[0][0] <= now:
+                try:
+                    dest.sendall(q.popleft()[1])
+                except OSError:
+                    q.clear()
+            if q:
+                nxt = min(nxt, q[0][0] - now)
+            else:
+                self.held.pop(dest, None)
+        return nxt
 
     def _close(self, pair):
         with self.lock:
             if pair in self.pairs:
                 self.pairs.remove(pair)
         for s in pair:
+            self.held.pop(s, None)
+        for s in pair:
             try:
                 s.close()
             except OSError:
                 pass
+
+    def block(self):
+        self.blocked = True
+
+    def unblock(self):
+        self.blocked = False
+
+    def delay(self, ms, jitter_ms=0):
+        """Hold each chunk ms (plus up to jitter_ms) before passing it on; 0 ends it (what
+        is already held still goes out when due)."""
+        self.delay_s = ms / 1000.0
+        self.jitter_s = jitter_ms / 1000.0
 
     def cut(self):
         with self.lock:
