@@ -11,6 +11,9 @@ inline constexpr std::string_view kKeyTooLongOrBad = "CLIENT_ERROR bad command l
 inline constexpr std::string_view kTooLarge = "SERVER_ERROR object too large for cache\r\n";
 inline constexpr std::string_view kOutOfMemoryStoring =
     "SERVER_ERROR out of memory storing object\r\n";
+// memcached's answer when an item above slab_chunk_max cannot get its next chunk.
+inline constexpr std::string_view kOutOfMemoryDuringRead =
+    "SERVER_ERROR Out of memory during read\r\n";
 inline constexpr std::string_view kOutOfMemory = "SERVER_ERROR out of memory\r\n";
 inline constexpr std::string_view kBadDataChunk = "CLIENT_ERROR bad data chunk\r\n";
 inline constexpr std::string_view kNonNumeric =

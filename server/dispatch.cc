@@ -53,8 +53,28 @@ store::AllocStatus Dispatcher::alloc_for_store(std::string_view key, uint32_t fl
     } else {
         stats_.store_no_memory.add();
     }
-    if (drop_old) (void)ctx_.store.remove(key);  // a failed set leaves no old value readable
+    // A failed set leaves no old value readable, except where memcached fails while reading
+    // a chunked value (its old item stays).
+    if (drop_old && (rc == store::AllocStatus::TooLarge || !oom_during_read(key, flags, len))) {
+        (void)ctx_.store.remove(key);
+    }
     return rc;
+}
+
+bool Dispatcher::oom_during_read(std::string_view key, uint32_t flags,
+                                 uint32_t len) const noexcept {
+    // memcached's item_make_header plus the cas field: the size it compares with the chunk
+    // limit to decide whether the item is chunked.
+    size_t ntotal = 48 + key.size() + 1 + size_t{len} + 2 + (flags != 0 ? 4 : 0) +
+                    (ctx_.settings.use_cas ? 8 : 0);
+    return ntotal > ctx_.settings.slab_chunk_max;
+}
+
+std::string_view Dispatcher::store_error_text(store::AllocStatus rc, std::string_view key,
+                                              uint32_t flags, uint32_t len) const noexcept {
+    if (rc == store::AllocStatus::TooLarge) return proto::kTooLarge;
+    return oom_during_read(key, flags, len) ? proto::kOutOfMemoryDuringRead
+                                            : proto::kOutOfMemoryStoring;
 }
 
 void Dispatcher::reply(const Request& req, OutBuf& out, std::string_view line) {
@@ -101,8 +121,8 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
                                       &item);
             if (rc != store::AllocStatus::Ok) {
                 reply(req, out,
-                      rc == store::AllocStatus::TooLarge ? proto::kTooLarge
-                                                         : proto::kOutOfMemoryStoring);
+                      store_error_text(rc, req.key, req.flags,
+                                       static_cast<uint32_t>(req.value_len)));
                 *swallow = static_cast<size_t>(req.value_len) + 2;
                 return Next::Swallow;
             }

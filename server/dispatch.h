@@ -149,8 +149,17 @@ private:
     // The item a storage command (text, meta or binary) reads its value into. On failure the
     // failure is counted (store_too_large / store_no_memory) and, with drop_old, the key's
     // old value removed, as memcached does; the caller sends its protocol's error.
+    // memcached's text for a failed allocation (TooLarge, or NoMemory as oom_during_read
+    // tells).
     store::AllocStatus alloc_for_store(std::string_view key, uint32_t flags, store::RelTime exp,
                                        uint32_t len, bool drop_old, store::ItemRef* item);
+    // memcached keeps an item above slab_chunk_max in chunks it takes one by one while the
+    // value arrives: when memory runs out there, it answers "Out of memory during read" and
+    // leaves the key's old value in place. True when that is memcached's answer for a store
+    // of this size refused for memory.
+    bool oom_during_read(std::string_view key, uint32_t flags, uint32_t len) const noexcept;
+    std::string_view store_error_text(store::AllocStatus rc, std::string_view key, uint32_t flags,
+                                      uint32_t len) const noexcept;
 
     ServerContext& ctx_;
     ThreadStats& stats_;

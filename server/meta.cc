@@ -202,8 +202,8 @@ Next Dispatcher::meta_set(const Request& req, OutBuf& out, PendingStore* pending
     auto rc = alloc_for_store(req.key, m.client_flags, exp, static_cast<uint32_t>(req.value_len),
                               true, &item);
     if (rc != store::AllocStatus::Ok) {
-        out.append(rc == store::AllocStatus::TooLarge ? proto::kTooLarge
-                                                      : proto::kOutOfMemoryStoring);
+        out.append(store_error_text(rc, req.key, m.client_flags,
+                                    static_cast<uint32_t>(req.value_len)));
         *swallow = static_cast<size_t>(req.value_len) + 2;
         return Next::Swallow;
     }

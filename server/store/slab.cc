@@ -20,7 +20,7 @@ constexpr size_t kSmallMax = 512;  // 8-byte steps up to here
 constexpr size_t kMaxChunk = ((kPageSize - kPageHeader) / 8) & ~size_t{7};  // 8 per page
 constexpr int kClockProbes = 4096;  // chunks the hand looks at per allocation, at most
 constexpr int kRoomRounds = 4096;   // evictions an allocation may make elsewhere, at most
-constexpr int kLargeTries = 64;     // large items looked at per eviction
+constexpr int kLargeTries = 64;     // large items looked at per quick eviction try
 
 // Heap blocks for large items start with this; the Item follows.
 struct LargeHdr {
@@ -318,16 +318,25 @@ bool Slabs::make_room(unsigned for_class, RelTime now) noexcept {
          ++round) {
         if (round >= kRoomRounds) return false;
         // Large items first, then a page of the class with the most pages, then any page
-        // (the asking class's own too: its items were all busy or recently read).
-        if (!evict_large_one(now) && !empty_one_page(for_class, now)) return false;
+        // (the asking class's own too: its items were all busy or recently read). Last, a
+        // full turn of the large items' hand: when every one was read since the hand last
+        // passed, the quick look only clears marks, and with no slab pages to empty the
+        // allocation would fail although the large items are all evictable.
+        if (!evict_large_one(now, false) && !empty_one_page(for_class, now) &&
+            !evict_large_one(now, true)) {
+            return false;
+        }
     }
     return true;
 }
 
-bool Slabs::evict_large_one(RelTime now) noexcept {
+bool Slabs::evict_large_one(RelTime now, bool full_turn) noexcept {
     std::lock_guard<std::mutex> g(large_->mu);
     Large& l = *large_;
-    for (int tries = 0; tries < kLargeTries && l.tail != nullptr; ++tries) {
+    // A full turn looks at every item twice: the first pass clears the access marks, so the
+    // second finds any item that is neither busy nor locked (a second chance, not a third).
+    const uint64_t limit = full_turn ? 2 * l.count + 1 : kLargeTries;
+    for (uint64_t tries = 0; tries < limit && l.tail != nullptr; ++tries) {
         LargeHdr* h = l.tail;
         Item* it = item_of(h);
         uint8_t f = it->iflags.load(std::memory_order_acquire);

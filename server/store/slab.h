@@ -86,7 +86,8 @@ private:
     bool charge(size_t bytes) noexcept;
     void add_page_locked(Class& c, void* mem) noexcept;              // c.mu held; mem charged
     bool make_room(unsigned for_class, RelTime now) noexcept;        // until mem_used <= max
-    bool evict_large_one(RelTime now) noexcept;
+    // Quick: at most a few dozen items; full_turn: the whole list twice if need be.
+    bool evict_large_one(RelTime now, bool full_turn) noexcept;
     bool empty_one_page(unsigned last, RelTime now) noexcept;
     bool empty_page_of(Class& c, RelTime now) noexcept;
     void free_chunk_locked(Class& c, Page* p, Item* it) noexcept;
