@@ -92,6 +92,13 @@ struct Hub {
                     if (off < chunk.size() && !w->dead) {  // the unsent rest goes first
                         w->buf.insert(0, chunk, off, std::string::npos);
                     }
+                    if (w->buf.empty() && w->skipped != 0) {  // caught up: say what was lost
+                        char sk[40];
+                        int n = std::snprintf(sk, sizeof sk, "skipped=%llu\n",
+                                              static_cast<unsigned long long>(w->skipped));
+                        w->buf.append(sk, static_cast<size_t>(n));
+                        w->skipped = 0;
+                    }
                     chunk.clear();
                 }
                 if (w->dead) changed = true;
