@@ -440,3 +440,10 @@ def test_slow_watcher_skips_lines(ours):
     m = re.search(rb"\nskipped=(\d+)\n", data)
     assert m and int(m.group(1)) > 0
     w.close()
+
+
+def test_slabs_reassign_disabled(make_server):
+    c = make_server("-o", "no_slab_reassign").connect()
+    for line in ("slabs reassign 1 2", "slabs reassign 1 1", "slabs reassign x 1"):
+        assert c.cmd(line) == b"CLIENT_ERROR slab reassignment disabled\r\n"
+    assert c.cmd("slabs automove 1") == b"OK\r\n"
