@@ -117,6 +117,10 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
         }
         case Cmd::Delete:
             if (ctx_.prefix_stats.enabled()) ctx_.prefix_stats.record_delete(req.key);
+            if (watch::watching(watch::kFetchers)) [[unlikely]] {  // memcached logs its lookup
+                store::Lookup l = st.peek(req.key);
+                log_get(req.key, l.item.get(), l.reason);
+            }
             if (st.remove(req.key)) {
                 stats_.delete_hits.add();
                 reply(req, out, "DELETED\r\n");
@@ -265,6 +269,10 @@ void Dispatcher::get(const Request& req, OutBuf& out, bool end) {
 void Dispatcher::arith(const Request& req, OutBuf& out) {
     const bool incr = req.cmd == Cmd::Incr;
     uint64_t value = 0;
+    if (watch::watching(watch::kFetchers)) [[unlikely]] {  // memcached logs its lookup
+        store::Lookup l = ctx_.store.peek(req.key);
+        log_get(req.key, l.item.get(), l.reason);
+    }
     switch (ctx_.store.delta(req.key, incr, req.delta, &value)) {
         case store::DeltaStatus::Ok: {
             if (incr) {

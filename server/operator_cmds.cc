@@ -329,7 +329,8 @@ Next Dispatcher::watch(const proto::Request& req, OutBuf& out, PendingStore* pen
         out.append("ERROR\r\n");
         return Next::Continue;
     }
-    out.append("OK\r\n");
+    // "OK" is queued by the watch thread once the watcher is registered (Conn::handoff), so
+    // every event after the client reads it is streamed.
     pending->watch_flags = flags;
     pending->watch_handoff = true;
     return Next::Continue;

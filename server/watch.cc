@@ -199,11 +199,12 @@ void emit(uint32_t flag, std::string_view body) noexcept {
     }
 }
 
-void adopt(int fd, uint32_t flags) {
+void adopt(int fd, uint32_t flags, std::string_view first) {
     Hub& h = hub();
     auto* w = new Watcher;
     w->fd = fd;
     w->flags = flags;
+    w->buf.assign(first);
     std::lock_guard<std::mutex> g(h.mu);
     h.ws.push_back(w);
     h.recompute_mask();

@@ -45,9 +45,9 @@ bool parse_flags(std::string_view args, uint32_t* flags) noexcept;
 // "ts=<sec>.<usec> gid=<n> " prefix, without the newline; the prefix and "\n" are added here.
 void emit(uint32_t flag, std::string_view body) noexcept;
 
-// Take over a connected socket that was answered "OK": from now on it receives the lines of
-// flags until it closes.
-void adopt(int fd, uint32_t flags);
+// Take over a connected socket: it is sent first (the "OK"), then the lines of flags until
+// it closes. Registered before first is sent, so no event after the client's OK is lost.
+void adopt(int fd, uint32_t flags, std::string_view first);
 
 // memcached's URI-encoding of keys in log lines (and in lru_crawler metadump): bytes other
 // than letters, digits, '-', '.', '_' and '~' become %XX.

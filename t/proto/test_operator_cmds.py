@@ -447,3 +447,28 @@ def test_slabs_reassign_disabled(make_server):
     for line in ("slabs reassign 1 2", "slabs reassign 1 1", "slabs reassign x 1"):
         assert c.cmd(line) == b"CLIENT_ERROR slab reassignment disabled\r\n"
     assert c.cmd("slabs automove 1") == b"OK\r\n"
+
+
+def test_watch_meta_delete_incr(server):
+    """Lookups that memcached logs as item_get: mg, ms, delete, incr (found or not)."""
+    w = server.connect()
+    assert w.cmd("watch fetchers mutations") == b"OK\r\n"
+    c = server.connect()
+    assert c.cmd("ms mk 2\r\nhi") == b"HD\r\n"
+    c.send("mg mk v\r\n")
+    assert c.readline() == b"VA 2\r\n" and c.readline() == b"hi\r\n"
+    assert c.cmd("incr mk 1") == b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+    assert c.cmd("delete mk") == b"DELETED\r\n"
+    assert c.cmd("incr mk 1") == b"NOT_FOUND\r\n"
+    got = []
+    for l in watch_lines(w, 6):
+        f = dict(kv.split("=", 1) for kv in l.split(" "))
+        got.append((f["type"], f["key"], f["status"], f.get("cmd")))
+    assert got == [
+        ("item_get", "mk", "not_found", None),
+        ("item_store", "mk", "stored", "set"),
+        ("item_get", "mk", "found", None),
+        ("item_get", "mk", "found", None),
+        ("item_get", "mk", "found", None),
+        ("item_get", "mk", "not_found", None),
+    ]
