@@ -40,7 +40,10 @@ namespace mcm::proto {
     X(MetaDelete, "md", 0)                \
     X(MetaArith, "ma", 0)                 \
     X(MetaNoop, "mn", 0)                  \
-    X(MetaDebug, "me", 0)
+    X(MetaDebug, "me", 0)                 \
+    X(LruCrawler, "lru_crawler", 0)       \
+    X(Watch, "watch", 0)                  \
+    X(Slabs, "slabs", 0)
 
 enum class Cmd : uint8_t {
 #define MCM_X(e, name, flags) e,

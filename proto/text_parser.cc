@@ -428,6 +428,11 @@ void parse_line(std::string_view line, Request* req) noexcept {
                 req->args = args_of(t, line);
                 return;
             }
+            if (c == "slabs") {
+                req->cmd = Cmd::Slabs;
+                req->args = args_of(t, line);
+                return;
+            }
             if (c == "shutdown") {
                 req->cmd = Cmd::Shutdown;
                 req->args = args_of(t, line);
@@ -481,6 +486,20 @@ void parse_line(std::string_view line, Request* req) noexcept {
                 return;
             }
             if (c == "verbosity") return parse_verbosity(t, req);
+            break;
+        case 'l':
+            if (c == "lru_crawler") {
+                req->cmd = Cmd::LruCrawler;
+                req->args = args_of(t, line);
+                return;
+            }
+            break;
+        case 'w':
+            if (c == "watch") {
+                req->cmd = Cmd::Watch;
+                req->args = args_of(t, line);
+                return;
+            }
             break;
         case 'q':
             if (c == "quit") {

@@ -1,5 +1,6 @@
 // Connection I/O and the per-connection command loop.
 #include "server/conn.h"
+#include "server/watch.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -60,6 +61,7 @@ Conn::Conn(Worker* worker, int fd, bool is_unix, const std::string& listen_addr)
     info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
     ack_mode_ = ctx_.replicator != nullptr && ctx_.settings.repl_ack != Settings::ReplAck::None;
     ctx_.conns.add(fd_, &info_);
+    pending_.cfd = fd_;
 }
 
 Conn::~Conn() {
@@ -284,7 +286,7 @@ Conn::Step Conn::process() {
                         pending_.switch_binary = false;
                         proto_ = WireProto::Binary;
                     }
-                    if (pending_.repl_handoff) return Step::Handoff;
+                    if (pending_.repl_handoff || pending_.watch_handoff) return Step::Handoff;
                 }
                 switch (next) {
                     case Next::Continue: break;
@@ -487,6 +489,16 @@ void Conn::wait_ack(OutBuf::Mark m) {
 // `cluster repl`: the socket becomes a replication link, served by the replication thread
 // from here on. What is still buffered (the peer's first frames) goes with it.
 void Conn::handoff() {
+    if (pending_.watch_handoff) {
+        // `watch`: once "OK" is out, the socket belongs to the watch thread.
+        pending_.watch_handoff = false;
+        if (!flush_output() || want_write_ || !fwds_.empty()) return close();
+        int fd = fd_;
+        keep_fd_ = true;
+        close();
+        watch::adopt(fd, pending_.watch_flags, "OK\r\n");
+        return;
+    }
     pending_.repl_handoff = false;
     if (!flush_output() || want_write_ || !fwds_.empty()) return close();
     std::string rest(rbuf_ + rstart_, rend_ - rstart_);

@@ -14,6 +14,7 @@
 #include "replication/replicator.h"
 #include "server/log.h"
 #include "server/textfmt.h"
+#include "server/watch.h"
 
 namespace mcm::server {
 
@@ -84,6 +85,7 @@ void Dispatcher::reply(const Request& req, OutBuf& out, std::string_view line) {
 Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending, size_t* swallow) {
     store::Store& st = ctx_.store;
     HintScope hint(ctx_.cluster != nullptr);  // the routing's bucket hint ends with the request
+    cur_fd_ = pending->cfd;
     if (ctx_.cluster != nullptr && req.cmd != Cmd::Error) {
         Next next;
         if (!route_text(req, out, pending, swallow, &next)) return next;
@@ -135,6 +137,10 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
         }
         case Cmd::Delete:
             if (ctx_.prefix_stats.enabled()) ctx_.prefix_stats.record_delete(req.key);
+            if (watch::watching(watch::kFetchers)) [[unlikely]] {  // memcached logs its lookup
+                store::Lookup l = st.peek(req.key);
+                log_get(req.key, l.item.get(), l.reason);
+            }
             if (st.remove(req.key)) {
                 stats_.delete_hits.add();
                 reply(req, out, "DELETED\r\n");
@@ -147,6 +153,10 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
         case Cmd::Decr: arith(req, out); return Next::Continue;
         case Cmd::Touch: {
             stats_.touch_cmds.add();
+            if (watch::watching(watch::kFetchers)) [[unlikely]] {
+                store::Lookup l = st.peek(req.key);
+                log_get(req.key, l.item.get(), l.reason);
+            }
             if (st.touch(req.key, ctx_.clock.realtime(req.exptime))) {
                 stats_.touch_hits.add();
                 reply(req, out, "TOUCHED\r\n");
@@ -201,6 +211,9 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
         case Cmd::Stats: stats(req, out); return Next::Continue;
         case Cmd::Debug: debug(req, out); return Next::Continue;
         case Cmd::Cluster: return cluster(req, out, pending, swallow);
+        case Cmd::LruCrawler: lru_crawler(req, out); return Next::Continue;
+        case Cmd::Slabs: slabs(req, out); return Next::Continue;
+        case Cmd::Watch: return watch(req, out, pending);
     }
     return Next::Continue;
 }
@@ -223,6 +236,7 @@ void Dispatcher::get(const Request& req, OutBuf& out, bool end) {
         }
         store::Lookup r = touch ? ctx_.store.get_and_touch(key, exp) : ctx_.store.get(key);
         if (ctx_.prefix_stats.enabled()) ctx_.prefix_stats.record_get(key, bool(r.item));
+        if (watch::watching(watch::kFetchers)) [[unlikely]] log_get(key, r.item.get(), r.reason);
         if (touch) {
             stats_.touch_cmds.add();
         } else {
@@ -275,6 +289,10 @@ void Dispatcher::get(const Request& req, OutBuf& out, bool end) {
 void Dispatcher::arith(const Request& req, OutBuf& out) {
     const bool incr = req.cmd == Cmd::Incr;
     uint64_t value = 0;
+    if (watch::watching(watch::kFetchers)) [[unlikely]] {  // memcached logs its lookup
+        store::Lookup l = ctx_.store.peek(req.key);
+        log_get(req.key, l.item.get(), l.reason);
+    }
     switch (ctx_.store.delta(req.key, incr, req.delta, &value)) {
         case store::DeltaStatus::Ok: {
             if (incr) {
@@ -322,8 +340,14 @@ void Dispatcher::finish_store(PendingStore* pending, OutBuf& out) {
         reply(r, out, proto::kBadDataChunk);
         return;
     }
+    cur_fd_ = pending->cfd;
+    if (watch::watching(watch::kFetchers)) [[unlikely]] {  // memcached's lookup before a store
+        store::Lookup l = ctx_.store.peek(item->key());
+        log_get(item->key(), l.item.get(), l.reason);
+    }
     store::StoreStatus s = ctx_.store.store(item, store_op(pending->cmd), pending->cas_unique);
     count_cas(store_op(pending->cmd), s);
+    if (watch::watching(watch::kMutations)) [[unlikely]] log_store(pending->cmd, item.get(), s);
     switch (s) {
         case store::StoreStatus::Stored: reply(r, out, "STORED\r\n"); break;
         case store::StoreStatus::NotStored: reply(r, out, "NOT_STORED\r\n"); break;
@@ -359,6 +383,10 @@ void Dispatcher::stats(const Request& req, OutBuf& out) {
     } else if (sub == "replication" && ctx_.replicator != nullptr) {
         out.append(ctx_.replicator->stats_text());
         out.append("END\r\n");
+    } else if (sub == "cachedump") {
+        stats_cachedump(a, out);
+    } else if (sub == "sizes" || sub == "sizes_enable" || sub == "sizes_disable") {
+        stats_sizes(sub, out);
     } else if (sub == "detail") {
         std::string_view arg = a.size() > sub.size() ? a.substr(sub.size() + 1) : "";
         arg = arg.substr(0, arg.find(' '));

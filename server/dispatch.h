@@ -14,6 +14,7 @@
 #include "server/outbuf.h"
 #include "server/stats.h"
 #include "server/store/store.h"
+#include <vector>
 
 namespace mcm::server {
 
@@ -57,6 +58,10 @@ struct PendingStore {
     bool repl_handoff = false;
     std::string repl_node;
     std::string repl_nonce;
+    // `watch`: hand this socket to the watch thread (server/watch.h) with these flags.
+    bool watch_handoff = false;
+    uint32_t watch_flags = 0;
+    int cfd = -1;  // the connection's socket, for watch lines' cfd=
     // `cluster hb`: the token this connection's last heartbeat reply carried, and when it
     // was issued (CLOCK_MONOTONIC us): the next heartbeat's lease runs from then.
     uint64_t hb_token = 0;
@@ -92,6 +97,17 @@ public:
     void fail_parked(ForwardJob* job);
 
     Dispatcher(ServerContext& ctx, ThreadStats& stats) noexcept : ctx_(ctx), stats_(stats) {}
+
+    // Operators' commands (server/operator_cmds.cc).
+    void stats_cachedump(std::string_view args, OutBuf& out);
+    void stats_sizes(std::string_view sub, OutBuf& out);
+    void lru_crawler(const proto::Request& req, OutBuf& out);
+    void metadump(const std::vector<bool>& want, OutBuf& out);
+    void slabs(const proto::Request& req, OutBuf& out);
+    Next watch(const proto::Request& req, OutBuf& out, PendingStore* pending);
+    // watch lines; callers check watch::watching() first.
+    void log_get(std::string_view key, const store::Item* it, store::MissReason reason);
+    void log_store(proto::Cmd cmd, const store::Item* it, store::StoreStatus s);
 
     // Execute a parsed command. For a storage command fills *pending and returns ReadValue,
     // or returns Swallow with *swallow set when the item could not be allocated.
@@ -163,6 +179,10 @@ private:
 
     ServerContext& ctx_;
     ThreadStats& stats_;
+    int cur_fd_ = -1;  // the socket of the request being executed (watch lines' cfd)
 };
+
+// Store::Config::on_evict for `watch evictions` (server/operator_cmds.cc).
+void log_eviction(const store::Item& it, unsigned cls, store::RelTime now) noexcept;
 
 }  // namespace mcm::server

@@ -24,6 +24,8 @@
 #include "server/managed/cluster.h"
 #include "server/context.h"
 #include "server/daemon.h"
+#include "server/dispatch.h"
+#include "server/opstate.h"
 #include "server/listener.h"
 #include "server/log.h"
 #include "server/settings.h"
@@ -55,7 +57,7 @@ private:
         std::unique_lock<std::mutex> lk(mu_);
         while (!stop_) {
             lk.unlock();
-            (void)store_.crawl(8192);
+            if (ops::crawler_enabled.load(std::memory_order_relaxed)) (void)store_.crawl(8192);
             lk.lock();
             cv_.wait_for(lk, std::chrono::milliseconds(100), [this] { return stop_; });
         }
@@ -110,6 +112,9 @@ int run(int argc, char** argv) {
     sc.use_cas = settings.use_cas;
     if (settings.hashpower_init != 0) sc.hash_power = settings.hashpower_init;
     sc.hash_expand = settings.hash_expand;
+    sc.on_evict = &log_eviction;  // `watch evictions`; returns at once when nobody watches
+    ops::crawler_enabled.store(settings.lru_crawler, std::memory_order_relaxed);
+    ops::slab_automove.store(settings.slab_automove, std::memory_order_relaxed);
     std::unique_ptr<Cluster> cluster;
     std::unique_ptr<repl::Replicator> replicator;
     if (settings.managed()) {
@@ -176,7 +181,8 @@ int run(int argc, char** argv) {
         } else {
             (void)write_pid_file(settings);
             std::unique_ptr<Crawler> crawler;
-            if (settings.lru_crawler) crawler = std::make_unique<Crawler>(store);
+            // Always there: `lru_crawler enable` may start what -o no_lru_crawler stopped.
+            crawler = std::make_unique<Crawler>(store);
 
             ClockTick tick{&clock, nullptr};
             tick.ev = event_new(base, -1, EV_PERSIST, on_clock, &tick);

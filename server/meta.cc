@@ -7,6 +7,7 @@
 #include "proto/text_parser.h"
 #include "server/dispatch.h"
 #include "server/textfmt.h"
+#include "server/watch.h"
 
 namespace mcm::server {
 
@@ -131,6 +132,9 @@ void Dispatcher::meta_get(const Request& req, OutBuf& out) {
     }
     store::MetaGetResult r;
     ctx_.store.meta_get(req.key, a, &r);
+    if (watch::watching(watch::kFetchers)) [[unlikely]] {
+        log_get(r.item ? r.item->key() : req.key, r.item.get(), r.reason);
+    }
     if (!r.item) {
         // memcached counts a miss as a get even with T
         stats_.get_cmds.add();
@@ -232,8 +236,14 @@ void Dispatcher::finish_meta_store(PendingStore* pending, OutBuf& out) {
     // The key and its binary flag outlive the store call through our reference.
     store::Item* it = item.get();
     uint64_t cas = 0;
+    cur_fd_ = pending->cfd;
+    if (watch::watching(watch::kFetchers)) [[unlikely]] {  // memcached's lookup before a store
+        store::Lookup found = ctx_.store.peek(it->key());
+        log_get(it->key(), found.item.get(), found.reason);
+    }
     store::StoreStatus s = ctx_.store.store(item, op, pending->cas_unique, &cas, &pending->extra);
     count_cas(op, s);
+    if (watch::watching(watch::kMutations)) [[unlikely]] log_store(pending->cmd, it, s);
     Line l;
     switch (s) {
         case store::StoreStatus::Stored:

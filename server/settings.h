@@ -66,8 +66,8 @@ struct Settings {
     unsigned lru_crawler_tocrawl = 0;        // -o lru_crawler_tocrawl: items per pass, 0 = all
     bool slab_reassign = true;               // -o slab_reassign / no_slab_reassign (stats only)
     int slab_automove = 1;                   // -o slab_automove[=0..2] / no_slab_automove
-    bool dump_enabled = true;                // false with -X (no cachedump/metadump here yet)
-    bool watch_enabled = true;               // false with -W (no watch command here yet)
+    bool dump_enabled = true;                // false with -X: stats cachedump, lru_crawler metadump refused
+    bool watch_enabled = true;               // false with -W: watch refused
 
     // Managed mode (doc/managed.md): on when node_id is given; needs the secret file.
     std::string node_id;              // -o node_id=NAME

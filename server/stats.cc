@@ -1,5 +1,6 @@
 // The text of `stats`, `stats settings`, `stats items`, `stats slabs`, `stats conns`, with
 // memcached 1.6's key names and order (monitoring tools parse them by name).
+#include "server/opstate.h"
 #include "server/stats.h"
 
 #include <event2/event.h>
@@ -173,7 +174,7 @@ void write_settings_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "item_size_max", s.item_size_max);
     stat(out, "maxconns_fast %s", yes_no(s.maxconns_fast));
     u64(out, "hashpower_init", s.hashpower_init);
-    stat(out, "lru_crawler %s", yes_no(s.lru_crawler));
+    stat(out, "lru_crawler %s", yes_no(ops::crawler_enabled.load(std::memory_order_relaxed)));
     stat(out, "flush_enabled %s", yes_no(s.flush_enabled));
     stat(out, "dump_enabled %s", yes_no(s.dump_enabled));
     stat(out, "hash_algorithm %s", "xxh3");

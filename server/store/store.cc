@@ -387,6 +387,9 @@ bool Store::evict_cb(void* ctx, Item* it, RelTime now, bool clock) noexcept {
     } else {
         ++s.evictions;
         ++c.evicted;
+        if (self->config_.on_evict != nullptr) {
+            self->config_.on_evict(*it, self->impl_->slabs.class_of(it), now);
+        }
         if (it->exptime != 0) ++c.evicted_nonzero;
         c.evicted_time = now > it->time ? now - it->time : 0;
         if (!fetched) {
@@ -1051,6 +1054,33 @@ size_t Store::visit_bucket_locked(uint32_t bucket, BucketCursor* cursor, size_t 
         }
         if (n >= max_items) break;
         if (k % kClockEverySlots == 0 && elapsed_us(started) >= max_us) break;
+    }
+    return n;
+}
+
+size_t Store::visit_all(const std::function<bool(const Item&, unsigned)>& fn) noexcept {
+    size_t n = 0;
+    for (size_t i = 0; i < kShards; ++i) {
+        Shard& s = shards_[i];
+        std::lock_guard<std::mutex> g(s.mu);
+        const RelTime now = clock_.now();
+        const RelTime ol = impl_->oldest_live.load(std::memory_order_relaxed);
+        const uint64_t oc = impl_->oldest_cas.load(std::memory_order_relaxed);
+        bool go = true;
+        const auto chain = [&](Item* it) {
+            for (; go && it != nullptr; it = it->hnext) {
+                MissReason why;
+                if (is_dead(it, now, ol, oc, &why)) continue;
+                ++n;
+                go = fn(*it, impl_->slabs.class_of(it));
+            }
+        };
+        for (size_t k = 0; go && k <= s.mask; ++k) chain(s.table[k]);
+        // While the shard grows, the old table's slots from migrate_pos on are not moved yet.
+        if (s.old_table != nullptr) {
+            for (size_t k = s.migrate_pos; go && k <= s.old_mask; ++k) chain(s.old_table[k]);
+        }
+        if (!go) break;
     }
     return n;
 }

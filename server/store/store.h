@@ -75,6 +75,10 @@ struct Config {
     // With buckets: called for a read's first access mark (see AccessFn). Null: nothing.
     AccessFn on_access = nullptr;
     void* access_ctx = nullptr;
+    // Called for every item evicted to make room (not for expired items reclaimed), under
+    // the item's shard lock, with its size class and the current time: `watch evictions`.
+    // Must be quick and must not call the store. Null: nothing.
+    void (*on_evict)(const Item& it, unsigned cls, RelTime now) noexcept = nullptr;
 };
 
 // Managed mode: the bucket the request path already computed for a key, so the store need
@@ -361,6 +365,11 @@ public:
     // slot's chain) it began, so it may visit a few items over max_items.
     size_t visit_bucket_locked(uint32_t bucket, BucketCursor* cursor, size_t max_items,
                                uint64_t max_us, const std::function<void(const Item&)>& fn) noexcept;
+    // Operator dumps (stats cachedump, lru_crawler metadump, stats sizes): calls fn with
+    // every live item and its size class, one shard at a time under that shard's lock (fn
+    // must be quick and must not call the store); fn returns false to stop the walk. Items
+    // come in hash order, not LRU order. Returns how many items fn was called for.
+    size_t visit_all(const std::function<bool(const Item&, unsigned cls)>& fn) noexcept;
     // Classes that currently hold items or ever held any, in id order.
     std::vector<ClassStats> class_stats() const;
     // All class sizes (for `stats slabs` chunk_size and tests).
