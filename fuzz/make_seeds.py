@@ -68,14 +68,15 @@ def repl_frame_seeds():
 
 
 def repl_apply_seeds():
+    # 16 buckets; first byte bit 7: records keep their own bucket numbers
     keys = [b"foo", b"bar", b"baz", b"k1", b"k2"]
     s = b"".join(rec_frame(1, 0, i + 1, k, b"value-" + k, cas=100 + i, flags=i)
                  for i, k in enumerate(keys))
     return [
         b"\x07" + s,
         b"\x07" + s + rec_frame(3, 0, 6, b"foo") + rec_frame(2, 0, 7, b"bar", exptime=1_700_009_000),
-        b"\x07" + s + rec_frame(4, bucket(b"baz", 8), 50, b""),
-        b"\x07" + s + frame(STREAM, struct.pack("<IQQB", bucket(b"foo", 8), 1, 40, 1)) +
+        b"\x07" + s + rec_frame(4, bucket(b"baz", 16), 50, b""),
+        b"\x07" + s + frame(STREAM, struct.pack("<IQQB", bucket(b"foo", 16), 1, 40, 1)) +
         rec_frame(1, 0, 0, b"foo", b"backfilled", cas=7),
         b"\x07" + s + s,  # duplicates
         b"\x83" + rec_frame(1, 2, 1, b"foo", b"filed elsewhere", cas=9) + rec_frame(3, 2, 2, b"foo"),
