@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "coordinator/admin_parse.h"
 #include "coordinator/clock.h"
 #include "coordinator/log.h"
 #include "coordinator/metrics.h"
@@ -57,78 +58,48 @@ void AdminApi::handle(evhttp_request* req) {
         case EVHTTP_REQ_DELETE: method = "DELETE"; break;
         default: return error(req, 405, "method not allowed");
     }
-    std::string path = evhttp_request_get_uri(req);
-    path = path.substr(0, path.find('?'));
+    std::string path = admin_path(evhttp_request_get_uri(req));
     evbuffer* in = evhttp_request_get_input_buffer(req);
     std::string body(evbuffer_get_length(in), '\0');
     evbuffer_copyout(in, body.data(), body.size());
     route(req, method, path, body);
 }
 
+// What the call is and what its body says come from parse_admin_call (admin_parse.cc, pure
+// and fuzzed); this answers it.
 void AdminApi::route(evhttp_request* req, const std::string& method, const std::string& path,
                      const std::string& body) {
-    if (method == "GET") {
-        if (path == "/status") return reply(req, 200, status_json(*c_));
-        if (path == "/map") return reply(req, 200, map_json(*c_));
-        if (path == "/metrics") {
+    using Kind = AdminCall::Kind;
+    const AdminCall c = parse_admin_call(method, path, body);
+    switch (c.kind) {
+        case Kind::Status: return reply(req, 200, status_json(*c_));
+        case Kind::Map: return reply(req, 200, map_json(*c_));
+        case Kind::Metrics:
             return reply(req, 200, metrics_text(*c_), "text/plain; version=0.0.4");
-        }
-        if (path == "/auth") return reply(req, 200, json{{"challenge", new_challenge()}}.dump());
-        return error(req, 404, "no such resource");
+        case Kind::Auth: return reply(req, 200, json{{"challenge", new_challenge()}}.dump());
+        case Kind::NotFound: return error(req, 404, "no such resource");
+        default: break;
     }
-    const std::string nodes = "/nodes", nodes_slash = "/nodes/", fo = "/failover/";
-    const std::string drain_suffix = "/drain";
-    const bool drain = method == "POST" && path.rfind(nodes_slash, 0) == 0 &&
-                       path.size() > nodes_slash.size() + drain_suffix.size() &&
-                       path.compare(path.size() - drain_suffix.size(), drain_suffix.size(),
-                                    drain_suffix) == 0;
-    bool known = (method == "POST" && path == nodes) ||
-                 (method == "DELETE" && path.rfind(nodes_slash, 0) == 0) ||
-                 (method == "POST" && path.rfind(fo, 0) == 0) || drain ||
-                 (method == "POST" && (path == "/rebalance" || path == "/rebalance/cancel"));
-    if (!known) return error(req, 404, "no such resource");
     std::string why;
     if (!authorized(req, method, path, body, &why)) return error(req, 401, why);
-    if (method == "POST" && path == nodes) {
-        json j = json::parse(body, nullptr, false);
-        if (j.is_discarded() || !j.is_object() || !j.contains("name") || !j.contains("addr") ||
-            !j["name"].is_string() || !j["addr"].is_string()) {
-            return error(req, 400, "body wants {\"name\": ..., \"addr\": \"host:port\"}");
+    if (!c.bad_body.empty()) return error(req, 400, c.bad_body);
+    switch (c.kind) {
+        case Kind::AddNode: return outcome(req, c_->add_node(c.name, c.addr, c.rebalance));
+        case Kind::CancelRebalance: return outcome(req, c_->cancel_rebalance());
+        case Kind::Rebalance:
+        case Kind::Drain: {
+            uint32_t planned = 0;
+            Coordinator::Outcome o =
+                c.kind == Kind::Drain
+                    ? c_->drain_node(c.name, c.remove, &planned)
+                    : c_->start_rebalance(c.parallel, "requested by the operator", &planned);
+            if (o.http != 200) return error(req, o.http, o.error);
+            return reply(req, 200, json{{"planned", planned}}.dump());
         }
-        bool rebalance = true;  // the new server gets its share of actives once it caught up
-        if (j.contains("rebalance")) {
-            if (!j["rebalance"].is_boolean()) return error(req, 400, "rebalance wants true/false");
-            rebalance = j["rebalance"].get<bool>();
-        }
-        return outcome(req, c_->add_node(j["name"], j["addr"], rebalance));
+        case Kind::RemoveNode: return outcome(req, c_->remove_node(c.name));
+        case Kind::Failover: return outcome(req, c_->failover_node(c.name));
+        default: return error(req, 404, "no such resource");
     }
-    if (path == "/rebalance/cancel") return outcome(req, c_->cancel_rebalance());
-    if (path == "/rebalance" || drain) {
-        json j = body.empty() ? json::object() : json::parse(body, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) return error(req, 400, "body wants a JSON object");
-        uint32_t planned = 0;
-        Coordinator::Outcome o;
-        if (drain) {
-            if (j.contains("remove") && !j["remove"].is_boolean()) {
-                return error(req, 400, "remove wants true/false");
-            }
-            std::string name = path.substr(nodes_slash.size(),
-                                           path.size() - nodes_slash.size() - drain_suffix.size());
-            o = c_->drain_node(name, j.value("remove", false), &planned);
-        } else {
-            if (j.contains("parallel") && (!j["parallel"].is_number_unsigned() ||
-                                           j["parallel"].get<uint64_t>() == 0 ||
-                                           j["parallel"].get<uint64_t>() > 64)) {
-                return error(req, 400, "parallel wants 1..64");
-            }
-            o = c_->start_rebalance(j.value("parallel", 0u), "requested by the operator",
-                                    &planned);
-        }
-        if (o.http != 200) return error(req, o.http, o.error);
-        return reply(req, 200, json{{"planned", planned}}.dump());
-    }
-    if (method == "DELETE") return outcome(req, c_->remove_node(path.substr(nodes_slash.size())));
-    return outcome(req, c_->failover_node(path.substr(fo.size())));
 }
 
 std::string AdminApi::new_challenge() {
@@ -153,13 +124,11 @@ bool AdminApi::authorized(evhttp_request* req, const std::string& method,
                           const std::string& path, const std::string& body, std::string* why) {
     const char* h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     std::string v = h == nullptr ? "" : h;
-    const std::string scheme = "MC-HMAC ";
-    size_t sp = v.find(' ', scheme.size());
-    if (v.rfind(scheme, 0) != 0 || sp == std::string::npos) {
+    std::string ch, proof;
+    if (!parse_auth_header(v, &ch, &proof)) {
         *why = "needs Authorization: MC-HMAC <challenge> <proof> (GET /auth for a challenge)";
         return false;
     }
-    std::string ch = v.substr(scheme.size(), sp - scheme.size()), proof = v.substr(sp + 1);
     auto it = challenges_.find(ch);
     if (it == challenges_.end() || it->second < mono_ms()) {
         if (it != challenges_.end()) challenges_.erase(it);
@@ -167,7 +136,7 @@ bool AdminApi::authorized(evhttp_request* req, const std::string& method,
         return false;
     }
     challenges_.erase(it);  // good for one try
-    std::string want = hmac_hex(secret_, ch + "\n" + method + "\n" + path + "\n" + body);
+    std::string want = hmac_hex(secret_, admin_signed_text(ch, method, path, body));
     if (want.empty() || !equal_ct(want, proof)) {
         *why = "authentication failed";
         return false;
@@ -191,7 +160,8 @@ void AdminApi::reply(evhttp_request* req, int code, const std::string& body, con
 }
 
 void AdminApi::error(evhttp_request* req, int code, const std::string& msg) {
-    reply(req, code, json{{"error", msg}}.dump() + "\n");
+    // (msg may quote a server's reply: not UTF-8 is written as U+FFFD, not thrown.)
+    reply(req, code, json{{"error", msg}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 void AdminApi::outcome(evhttp_request* req, const Coordinator::Outcome& o) {

@@ -280,11 +280,8 @@ void Coordinator::renew_lease(Server* s) {
                                 }
                                 s->lease_sent_ms = sent_ms;
                                 // LEASE <token> <lease_left_ms>
-                                std::vector<std::string_view> w = repl::split_words(l.front());
                                 uint64_t tok = 0;
-                                if (w.size() == 3 && w[0] == "LEASE" &&
-                                    std::from_chars(w[1].data(), w[1].data() + w[1].size(), tok)
-                                            .ec == std::errc()) {
+                                if (parse_lease_reply(l.front(), &tok)) {
                                     s->token = tok;
                                     s->last_token_ms = now;
                                 }

@@ -114,13 +114,13 @@ std::string status_json(const Coordinator& c) {
     Load l = load_of(m);
     j["servers"] = json::array();
     for (const auto& s : c.servers()) j["servers"].push_back(server_json(c, *s, l, now));
-    return j.dump() + "\n";
+    return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 std::string map_json(const Coordinator& c) {
     const BucketMap& m = c.map();
     json j = {{"epoch", m.epoch}, {"buckets", m.nbuckets}, {"text", m.format()}};
-    return j.dump() + "\n";
+    return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 std::string metrics_text(const Coordinator& c) {

@@ -11,6 +11,7 @@
 
 #include "coordinator/clock.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/hb_reply.h"
 #include "coordinator/log.h"
 
 namespace mcm::coord {
@@ -50,12 +51,6 @@ bool differs(const BucketMap& a, const BucketMap& b, uint32_t bucket) {
     std::sort(x.begin(), x.end());
     std::sort(y.begin(), y.end());
     return x != y;
-}
-
-template <typename T>
-bool num(std::string_view s, T* v) {
-    auto r = std::from_chars(s.data(), s.data() + s.size(), *v);
-    return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
 }  // namespace
@@ -411,10 +406,9 @@ void Coordinator::move_step(Move* m, int64_t now, BucketMap* batch) {
                                       Move* mm = find_move(id);
                                       if (mm == nullptr) return;
                                       mm->in_flight = false;
-                                      const std::string line = ok2 ? l.front() : std::string();
-                                      auto w = repl::split_words(line);
-                                      uint64_t by = 0;
-                                      if (w.size() == 7 && num(w[6], &by)) mm->bytes = by;
+                                      const AppliedReply r =
+                                          parse_applied_reply(ok2 ? l.front() : std::string());
+                                      if (r.has_bytes) mm->bytes = r.bytes;
                                       end_move(id, true, "");
                                   });
                     return;
@@ -438,10 +432,8 @@ void Coordinator::send_handoff(uint64_t id) {
             Move* mm = find_move(id);
             if (mm == nullptr) return;
             mm->in_flight = false;
-            const std::string line = ok ? l.front() : std::string();
-            auto w = repl::split_words(line);
             uint64_t seqno = 0;
-            if (w.size() == 3 && w[0] == "HANDOFF" && num(w[2], &seqno)) {
+            if (parse_handoff_reply(ok ? l.front() : std::string(), &seqno)) {
                 mm->seqno = seqno;
                 mm->phase = Move::Phase::Switch;
                 mm->phase_ms = mono_ms();
@@ -487,19 +479,17 @@ void Coordinator::poll_applied(uint64_t id) {
             Move* mm = find_move(id);
             if (mm == nullptr) return;
             mm->in_flight = false;
-            const std::string line = ok ? l.front() : std::string();
-            auto w = repl::split_words(line);
-            uint64_t seqno = 0, bytes = 0;
+            const AppliedReply r = parse_applied_reply(ok ? l.front() : std::string());
             ++mm->polls;
-            if (w.size() == 7 && num(w[3], &seqno)) mm->applied = seqno;
-            if (w.size() == 7 && w[0] == "APPLIED" && w[2] == "replica" && num(w[3], &seqno) &&
-                num(w[6], &bytes) && seqno >= mm->seqno) {
+            if (r.has_seqno) mm->applied = r.seqno;
+            if (r.applied && r.state == "replica" && r.has_seqno && r.has_bytes &&
+                r.seqno >= mm->seqno) {
                 mm->caught_up = true;  // the next pass (at once) commits the switch
-                mm->bytes = bytes;
+                mm->bytes = r.bytes;
                 decide_soon();
                 return;
             }
-            if (!ok || w.size() != 7 || w[2] != "replica") {
+            if (!ok || !r.seven || r.state != "replica") {
                 return end_move(id, false, "the new owner answered " +
                                                (ok ? l.front() : std::string("nothing")));
             }

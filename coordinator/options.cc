@@ -155,7 +155,9 @@ bool parse_hostport(const std::string& s, std::string* host, uint16_t* port, boo
     if (!number<uint16_t>(s.substr(colon + 1), allow_zero ? 0 : 1, 65535, &p)) return false;
     std::string h = s.substr(0, colon);
     if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-    if (h.find(' ') != std::string::npos) return false;
+    for (char c : h) {  // printable ASCII, no space: servers' maps refuse other hosts
+        if (c < 0x21 || c > 0x7e) return false;
+    }
     *host = h;
     *port = p;
     return true;

@@ -38,7 +38,9 @@ std::string FileStateStore::to_json(const State& s) {
             {{"node", t.node}, {"addr", t.addr}, {"holder", t.holder}, {"mode", t.mode}});
     }
     if (s.rebalance) j["rebalance"] = true;
-    return j.dump(1) + "\n";
+    // Strings that are not UTF-8 (none should get here: maps and heartbeats are checked)
+    // are written with U+FFFD rather than throwing out of the save.
+    return j.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 bool FileStateStore::from_json(const std::string& text, State* out, std::string* err) {

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "replication/bucket_map.h"
 #include "replication/stream.h"
 
 namespace mcm::repl {
@@ -92,6 +93,13 @@ Applied Applier::apply(const RecordView& r) {
     const bool in_range = r.bucket < applied_.size();
     if (in_range && r.seqno != 0 && r.seqno <= applied_[r.bucket]) {
         return Applied::Duplicate;
+    }
+    // The store files the item under the bucket the record names (bucket_hint): one that is
+    // not the key's bucket would be counted in the wrong bucket and not found by its key.
+    // An honest active never sends one (found by fuzz/repl_apply_fuzz with forged buckets).
+    if (in_range && r.kind != RecordKind::Flush &&
+        bucket_of(r.key, static_cast<uint32_t>(applied_.size())) != r.bucket) {
+        return Applied::Misfiled;
     }
     // An absolute exptime already past reads as expired at once, as memcached's realtime()
     // makes it.

@@ -31,6 +31,8 @@ enum class Applied : uint8_t {
     Done,        // the replica now holds the record's state
     Duplicate,   // the bucket already has this sequence number: nothing changed
     NoMemory,    // the replica could not allocate the item (-M, or nothing evictable)
+    Misfiled,    // the record names another bucket than its key's: refused (nothing
+                 // changed), the stream is corrupt
 };
 
 class Applier {

@@ -179,6 +179,12 @@ bool BucketMap::parse(std::string_view text, BucketMap* out, std::string* err) {
                 return fail("bad address " + std::string(w[2]));
             }
             n.host = std::string(w[2].substr(0, colon));
+            // Names as valid_node_name, hosts printable ASCII: a map's text reaches JSON (the
+            // coordinator's state file and admin API), which takes UTF-8 only, and logs.
+            if (!valid_node_name(n.name)) return fail("bad node name");
+            for (char c : n.host) {
+                if (c < 0x21 || c > 0x7e) return fail("bad address " + std::string(w[2]));
+            }
             if (m.node_index(n.name) >= 0) return fail("node " + n.name + " listed twice");
             if (m.nodes.size() >= kNoNode) return fail("too many nodes");
             m.nodes.push_back(std::move(n));

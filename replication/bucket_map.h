@@ -54,7 +54,8 @@ struct BucketMap {
     //   END
     std::string format() const;
     // Parses the text form (lines may end in "\n" or "\r\n"). False with *err on any error:
-    // unknown node, overlapping or out-of-range buckets, a replica equal to the active.
+    // unknown node, overlapping or out-of-range buckets, a replica equal to the active, a
+    // node name that is not valid_node_name, a host with bytes outside printable ASCII.
     static bool parse(std::string_view text, BucketMap* out, std::string* err);
 };
 

@@ -74,6 +74,11 @@ size_t decode(std::string_view in, Record* r) {
     return used;
 }
 
+bool decode_whole(std::string_view payload, RecordView* r) {
+    const size_t used = decode(payload, r);
+    return used != 0 && used == payload.size();
+}
+
 void Backlog::drop_all(uint64_t gone_through) noexcept {
     dropped_ += count_;
     count_ = 0;

@@ -57,6 +57,9 @@ void encode_header(const RecordHead& r, size_t key_len, size_t value_len, char* 
 // whole record, SIZE_MAX if the bytes are not a record (unknown kind, key over 250 bytes).
 size_t decode(std::string_view in, RecordView* r);
 size_t decode(std::string_view in, Record* r);  // the same, copying key and value
+// A frame's payload that must be exactly one record: false for anything else, an empty
+// payload included (decode() reads that as "need more", 0 bytes, which equals its size).
+bool decode_whole(std::string_view payload, RecordView* r);
 
 // One bucket's recent records, encoded, for replicas that reconnect: bounded in bytes; when
 // full the oldest go. A replica that asks for records after a sequence number the backlog no

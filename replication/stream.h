@@ -106,5 +106,15 @@ bool parse_coord(std::string_view p, CoordMsg* m) noexcept;
 // Ack payload: 12 bytes per bucket.
 void ack_add(std::string* payload, uint32_t bucket, uint64_t seqno);
 void frame_ack(std::string* out, std::string_view payload);
+// Reads an Ack payload: fn(bucket, seqno) for each entry, in order, while fn returns true.
+// False if the payload is not a whole number of entries (nothing called) or fn said stop.
+template <typename F>
+bool parse_ack(std::string_view p, F&& fn) {
+    if (p.size() % 12 != 0) return false;
+    for (size_t i = 0; i < p.size(); i += 12) {
+        if (!fn(get_u32(p.data() + i), get_u64(p.data() + i + 4))) return false;
+    }
+    return true;
+}
 
 }  // namespace mcm::repl

@@ -43,6 +43,7 @@
 #include "replication/auth.h"
 #include "replication/replicator.h"
 #include "server/managed/cluster.h"
+#include "server/managed/cluster_parse.h"
 #include "server/dispatch.h"
 #include "server/listener.h"
 #include "server/worker.h"
@@ -53,41 +54,20 @@ namespace {
 
 constexpr size_t kMaxMapBytes = 16 * 1024 * 1024;
 
-
-bool to_u32(std::string_view s, uint32_t* v) {
-    auto r = std::from_chars(s.data(), s.data() + s.size(), *v);
-    return r.ec == std::errc() && r.ptr == s.data() + s.size();
-}
-
-// "all", "<b>" or "<first>-<last>", within [0, n).
-bool parse_range(std::string_view s, uint32_t n, uint32_t* first, uint32_t* last) {
-    if (s == "all") {
-        *first = 0;
-        *last = n - 1;
-        return true;
-    }
-    size_t dash = s.find('-');
-    if (dash == std::string_view::npos) {
-        if (!to_u32(s, first)) return false;
-        *last = *first;
-    } else if (!to_u32(s.substr(0, dash), first) || !to_u32(s.substr(dash + 1), last)) {
-        return false;
-    }
-    return *first <= *last && *last < n;
-}
-
 }  // namespace
 
+// The words are parsed by parse_cluster_command (cluster_parse.cc, pure and fuzzed); this
+// acts on what it found.
 Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p,
                          size_t* swallow) {
+    using Kind = ClusterCmd::Kind;
     Cluster* cl = ctx_.cluster;
     if (cl == nullptr) {  // standalone: no such command, as memcached
         out.append("ERROR\r\n");
         return Next::Continue;
     }
-    std::vector<std::string_view> w = repl::split_words(req.args);
-    std::string_view sub = w.empty() ? std::string_view{} : w[0];
-    if (sub == "map" && w.size() == 1) {
+    const ClusterCmd c = parse_cluster_command(req.args, cl->nbuckets(), cl->node_id());
+    if (c.kind == Kind::Map) {
         std::shared_ptr<const repl::BucketMap> m = cl->map();
         if (m == nullptr) {
             out.append("MAP " + std::to_string(cl->epoch()) + " " +
@@ -97,13 +77,13 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         }
         return Next::Continue;
     }
-    if (sub == "auth" && w.size() <= 2) {
-        if (w.size() == 1) {
-            p->cluster_nonce = repl::random_hex32();
-            out.append("CHALLENGE " + p->cluster_nonce + "\r\n");
-            return Next::Continue;
-        }
-        bool ok = cl->verify(p->cluster_nonce, w[1]);
+    if (c.kind == Kind::AuthChallenge) {
+        p->cluster_nonce = repl::random_hex32();
+        out.append("CHALLENGE " + p->cluster_nonce + "\r\n");
+        return Next::Continue;
+    }
+    if (c.kind == Kind::AuthProof) {
+        bool ok = cl->verify(p->cluster_nonce, c.word);
         p->cluster_nonce.clear();  // one try per challenge
         if (ok) {
             p->cluster_auth = true;
@@ -114,155 +94,135 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         }
         return Next::Continue;
     }
-    uint32_t len = 0;
-    const bool setmap = sub == "setmap" && w.size() == 2 && to_u32(w[1], &len);
-    if (!p->cluster_auth &&
-        (setmap || sub == "state" || sub == "drop" || sub == "reset" || sub == "peer" ||
-         sub == "repl" || sub == "dump" || sub == "hb" || sub == "lease" || sub == "listen" ||
-         sub == "unlisten" || sub == "steer" || sub == "handoff" || sub == "applied")) {
+    if (!p->cluster_auth && c.needs_auth) {
         out.append("CLIENT_ERROR cluster command needs authentication\r\n");
-        if (setmap) {  // the map text that follows must not run as commands
-            *swallow = static_cast<size_t>(len) + 2;
+        if (c.kind == Kind::SetMap) {  // the map text that follows must not run as commands
+            *swallow = static_cast<size_t>(c.len) + 2;
             return Next::Swallow;
         }
         return Next::Continue;
     }
     cl->last_control_unix.store(static_cast<int64_t>(time(nullptr)), std::memory_order_relaxed);
-    if (setmap) {
-        if (len > kMaxMapBytes) {
-            out.append("CLIENT_ERROR bad map: too large\r\n");
-            *swallow = static_cast<size_t>(len) + 2;
-            return Next::Swallow;
-        }
-        p->kind = PendingStore::Kind::ClusterMap;
-        p->blob.assign(static_cast<size_t>(len) + 2, '\0');
-        p->wire_len = len + 2;
-        return Next::ReadValue;
-    }
-    uint32_t first = 0, last = 0;
-    if (sub == "state" && w.size() == 3 && parse_range(w[1], cl->nbuckets(), &first, &last)) {
-        repl::BucketState s;
-        if (!repl::parse_state(w[2], &s)) {
+    switch (c.kind) {
+        case Kind::SetMap:
+            if (c.len > kMaxMapBytes) {
+                out.append("CLIENT_ERROR bad map: too large\r\n");
+                *swallow = static_cast<size_t>(c.len) + 2;
+                return Next::Swallow;
+            }
+            p->kind = PendingStore::Kind::ClusterMap;
+            p->blob.assign(static_cast<size_t>(c.len) + 2, '\0');
+            p->wire_len = c.len + 2;
+            return Next::ReadValue;
+        case Kind::State:
+            cl->set_states(c.first, c.last, c.state);
+            out.append("OK\r\n");
+            return Next::Continue;
+        case Kind::BadState:
             out.append("CLIENT_ERROR bad bucket state\r\n");
             return Next::Continue;
-        }
-        cl->set_states(first, last, s);
-        out.append("OK\r\n");
-        return Next::Continue;
-    }
-    if (sub == "drop" && w.size() == 2 && parse_range(w[1], cl->nbuckets(), &first, &last)) {
-        size_t n = ctx_.store.drop_buckets(first, last);
-        out.append("OK " + std::to_string(n) + "\r\n");
-        return Next::Continue;
-    }
-    if (sub == "peer" && (w.size() == 1 || (w.size() == 2 && w[1] == "binary"))) {
-        // A peer's forwarding link: never forward again; "binary": binary requests follow.
-        p->cluster_peer = true;
-        p->switch_binary = w.size() == 2;
-        out.append("OK\r\n");
-        return Next::Continue;
-    }
-    if (sub == "repl" && w.size() == 4 && w[3] != cl->node_id()) {
-        // The dialer meant another server whose address this one holds (address takeover):
-        // refused before the socket is adopted, so the link this server keeps with the dialer
-        // is not replaced by one the dialer is about to drop.
-        out.append("CLIENT_ERROR this is " + cl->node_id() + ", not " + std::string(w[3]) +
-                   "\r\n");
-        return Next::Continue;
-    }
-    if (sub == "repl" && (w.size() == 3 || w.size() == 4) && ctx_.replicator != nullptr) {
-        // Only a peer of the current map may open a replication link: this server's own
-        // name, or one the map does not hold, would leave a link (and its stats) that no map
-        // ever asks for. A peer the map adds a moment later redials (200 ms).
-        std::shared_ptr<const repl::BucketMap> m = cl->map();
-        if (!repl::valid_node_name(w[1])) {
-            cl->repl_refused.fetch_add(1, std::memory_order_relaxed);
-            out.append("CLIENT_ERROR bad node name\r\n");
+        case Kind::Drop:
+            out.append("OK " + std::to_string(ctx_.store.drop_buckets(c.first, c.last)) + "\r\n");
+            return Next::Continue;
+        case Kind::Peer:
+            // A peer's forwarding link: never forward again; "binary": binary requests follow.
+            p->cluster_peer = true;
+            p->switch_binary = c.binary;
+            out.append("OK\r\n");
+            return Next::Continue;
+        case Kind::ReplElsewhere:
+            // The dialer meant another server whose address this one holds (address
+            // takeover): refused before the socket is adopted, so the link this server keeps
+            // with the dialer is not replaced by one the dialer is about to drop.
+            out.append("CLIENT_ERROR this is " + cl->node_id() + ", not " + std::string(c.word) +
+                       "\r\n");
+            return Next::Continue;
+        case Kind::Repl: {
+            if (ctx_.replicator == nullptr) break;  // ERROR
+            // Only a peer of the current map may open a replication link: this server's own
+            // name, or one the map does not hold, would leave a link (and its stats) that no
+            // map ever asks for. A peer the map adds a moment later redials (200 ms).
+            std::shared_ptr<const repl::BucketMap> m = cl->map();
+            if (!repl::valid_node_name(c.word)) {
+                cl->repl_refused.fetch_add(1, std::memory_order_relaxed);
+                out.append("CLIENT_ERROR bad node name\r\n");
+                return Next::Continue;
+            }
+            if (c.word == cl->node_id() || m == nullptr || m->node_index(c.word) < 0) {
+                cl->repl_refused.fetch_add(1, std::memory_order_relaxed);
+                out.append("CLIENT_ERROR " + std::string(c.word) + " is not a peer in the map" +
+                           (m == nullptr ? "" : " of epoch " + std::to_string(m->epoch)) +
+                           "\r\n");
+                return Next::Continue;
+            }
+            p->repl_handoff = true;
+            p->repl_node.assign(c.word);
+            p->repl_nonce.assign(c.nonce);
             return Next::Continue;
         }
-        if (w[1] == cl->node_id() || m == nullptr || m->node_index(w[1]) < 0) {
-            cl->repl_refused.fetch_add(1, std::memory_order_relaxed);
-            out.append("CLIENT_ERROR " + std::string(w[1]) + " is not a peer in the map" +
-                       (m == nullptr ? "" : " of epoch " + std::to_string(m->epoch)) + "\r\n");
+        case Kind::Dump:
+            write_bucket_dump(c.first, out);
+            return Next::Continue;
+        case Kind::Heartbeat:
+            write_heartbeat(c.lease_ms, c.token, c.quiet_ms, c.full, p, out);
+            return Next::Continue;
+        case Kind::BadHeartbeat:
+            out.append(c.full ? "CLIENT_ERROR bad heartbeat\r\n" : "CLIENT_ERROR bad lease\r\n");
+            return Next::Continue;
+        case Kind::Listen:
+        case Kind::Unlisten: {
+            if (ctx_.listener == nullptr) {
+                out.append("SERVER_ERROR no listener\r\n");
+                return Next::Continue;
+            }
+            std::string addr(c.word);
+            std::string err = c.kind == Kind::Listen ? ctx_.listener->takeover_listen(addr)
+                                                     : ctx_.listener->takeover_unlisten(addr);
+            out.append(err.empty() ? std::string("OK\r\n") : err + "\r\n");
             return Next::Continue;
         }
-        p->repl_handoff = true;
-        p->repl_node.assign(w[1]);
-        p->repl_nonce.assign(w[2]);
-        return Next::Continue;
-    }
-    if (sub == "dump" && w.size() == 2 && parse_range(w[1], cl->nbuckets(), &first, &last) &&
-        first == last) {
-        write_bucket_dump(first, out);
-        return Next::Continue;
-    }
-    if ((sub == "hb" || sub == "lease") && w.size() == 4) {
-        uint32_t lease_ms = 0, quiet_ms = 0;
-        uint64_t token = 0;
-        auto r = std::from_chars(w[2].data(), w[2].data() + w[2].size(), token);
-        if (!to_u32(w[1], &lease_ms) || !to_u32(w[3], &quiet_ms) || lease_ms > 60000 ||
-            r.ec != std::errc() || r.ptr != w[2].data() + w[2].size()) {
-            out.append(sub == "hb" ? "CLIENT_ERROR bad heartbeat\r\n" : "CLIENT_ERROR bad lease\r\n");
+        case Kind::HandoffCancel:
+            out.append("OK " + std::to_string(cl->cancel_handoffs(c.first, c.last)) + "\r\n");
+            return Next::Continue;
+        case Kind::Handoff:
+            begin_handoff(c.first, c.epoch, out);
+            return Next::Continue;
+        case Kind::Applied: {
+            const uint32_t b = c.first;
+            repl::BucketState s = cl->state(b);
+            uint64_t seqno = ctx_.store.bucket_seqno(b);
+            bool in_sync = false;
+            if (s == repl::BucketState::Replica && ctx_.replicator != nullptr) {
+                ctx_.replicator->replica_progress(b, &seqno, &in_sync);
+            }
+            std::vector<store::BucketCounts> counts = ctx_.store.bucket_counts();
+            uint64_t items = b < counts.size() ? counts[b].items : 0;
+            uint64_t bytes = b < counts.size() ? counts[b].bytes : 0;
+            out.append("APPLIED " + std::to_string(b) + " " + std::string(repl::state_name(s)) +
+                       " " + std::to_string(seqno) + " " + (in_sync ? "1" : "0") + " " +
+                       std::to_string(items) + " " + std::to_string(bytes) + "\r\n");
             return Next::Continue;
         }
-        write_heartbeat(lease_ms, token, quiet_ms, sub == "hb", p, out);
-        return Next::Continue;
-    }
-    if ((sub == "listen" || sub == "unlisten") && w.size() == 2) {
-        if (ctx_.listener == nullptr) {
-            out.append("SERVER_ERROR no listener\r\n");
+        case Kind::Steer: {
+            std::string err = ctx_.listener == nullptr ? "SERVER_ERROR no listener"
+                                                       : ctx_.listener->steer_own();
+            out.append(err.empty() ? std::string("OK\r\n") : err + "\r\n");
             return Next::Continue;
         }
-        std::string addr(w[1]);
-        std::string err = sub == "listen" ? ctx_.listener->takeover_listen(addr)
-                                          : ctx_.listener->takeover_unlisten(addr);
-        out.append(err.empty() ? std::string("OK\r\n") : err + "\r\n");
-        return Next::Continue;
-    }
-    if (sub == "handoff" && w.size() == 3 && w[2] == "cancel" &&
-        parse_range(w[1], cl->nbuckets(), &first, &last)) {
-        out.append("OK " + std::to_string(cl->cancel_handoffs(first, last)) + "\r\n");
-        return Next::Continue;
-    }
-    uint64_t epoch = 0;
-    if (sub == "handoff" && w.size() == 3 && to_u32(w[1], &first) &&
-        std::from_chars(w[2].data(), w[2].data() + w[2].size(), epoch).ptr ==
-            w[2].data() + w[2].size()) {
-        begin_handoff(first, epoch, out);
-        return Next::Continue;
-    }
-    if (sub == "applied" && w.size() == 2 && to_u32(w[1], &first) && first < cl->nbuckets()) {
-        repl::BucketState s = cl->state(first);
-        uint64_t seqno = ctx_.store.bucket_seqno(first);
-        bool in_sync = false;
-        if (s == repl::BucketState::Replica && ctx_.replicator != nullptr) {
-            ctx_.replicator->replica_progress(first, &seqno, &in_sync);
-        }
-        std::vector<store::BucketCounts> c = ctx_.store.bucket_counts();
-        uint64_t items = first < c.size() ? c[first].items : 0;
-        uint64_t bytes = first < c.size() ? c[first].bytes : 0;
-        out.append("APPLIED " + std::to_string(first) + " " + std::string(repl::state_name(s)) +
-                   " " + std::to_string(seqno) + " " + (in_sync ? "1" : "0") + " " +
-                   std::to_string(items) + " " + std::to_string(bytes) + "\r\n");
-        return Next::Continue;
-    }
-    if (sub == "steer" && w.size() == 1) {
-        std::string err = ctx_.listener == nullptr ? "SERVER_ERROR no listener"
-                                                   : ctx_.listener->steer_own();
-        out.append(err.empty() ? std::string("OK\r\n") : err + "\r\n");
-        return Next::Continue;
-    }
-    if (sub == "reset" && w.size() == 1) {
-        // A server being reset rejoins holding nothing: nor other servers' addresses.
-        if (ctx_.listener != nullptr) ctx_.listener->takeover_unlisten_all();
-        cl->reset();
-        (void)ctx_.store.drop_buckets(0, cl->nbuckets() - 1);
-        out.append("OK\r\n");
-        return Next::Continue;
-    }
-    if (sub == "state" || sub == "drop" || sub == "dump") {
-        out.append("CLIENT_ERROR bad bucket range\r\n");
-        return Next::Continue;
+        case Kind::Reset:
+            // A server being reset rejoins holding nothing: nor other servers' addresses.
+            if (ctx_.listener != nullptr) ctx_.listener->takeover_unlisten_all();
+            cl->reset();
+            (void)ctx_.store.drop_buckets(0, cl->nbuckets() - 1);
+            out.append("OK\r\n");
+            return Next::Continue;
+        case Kind::BadRange:
+            out.append("CLIENT_ERROR bad bucket range\r\n");
+            return Next::Continue;
+        case Kind::Map:
+        case Kind::AuthChallenge:
+        case Kind::AuthProof:
+        case Kind::Unknown: break;
     }
     out.append("ERROR\r\n");
     return Next::Continue;
