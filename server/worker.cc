@@ -63,6 +63,7 @@ void Worker::housekeeping() {
     }
     for (Conn* c : idle) {
         LOG(LogLevel::Info, "idle timeout: closing connection %d", c->fd());
+        stats_.idle_kicks.add();
         c->close();
     }
 }
@@ -195,10 +196,12 @@ char* Worker::borrow_rbuf() {
     if (!rbuf_pool_.empty()) {
         char* b = rbuf_pool_.back();
         rbuf_pool_.pop_back();
+        rbuf_free_.sub();
         return b;
     }
     char* b = static_cast<char*>(std::malloc(kReadBufSize));
     if (b == nullptr) throw std::bad_alloc();
+    rbuf_count_.add();
     return b;
 }
 
@@ -206,8 +209,10 @@ void Worker::release_rbuf(char* buf) {
     // Keep a bounded pool: enough for the busy connections, not one per idle connection.
     if (rbuf_pool_.size() < 64) {
         rbuf_pool_.push_back(buf);
+        rbuf_free_.add();
     } else {
         std::free(buf);
+        rbuf_count_.sub();
     }
 }
 
