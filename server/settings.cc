@@ -73,6 +73,8 @@ __attribute__((format(printf, 1, 2))) void warn(const char* fmt, ...) {
 struct ParseState {
     Settings& s;
     bool chunk_max_given = false;  // -o slab_chunk_max was given
+    bool tcp_port_given = false;   // -p
+    bool udp_port_given = false;   // -U
     size_t chunk_max = kSlabPageSize / 2;
     ParseOutcome stop = ParseOutcome::Run;  // ExitOk once -h or -V has printed
 };
@@ -162,6 +164,7 @@ void set_memory(ParseState& st, const char* arg) {
 
 void set_udp_port(ParseState& st, const char* arg) {
     st.s.udp_port = read_int("-U", arg);  // -1: a port the kernel picks, as with -p -1
+    st.udp_port_given = true;
 }
 
 void set_threads(ParseState& st, const char* arg) {
@@ -237,7 +240,11 @@ struct OptionSpec {
 const OptionSpec kOptions[] = {
     {'p', "port", Arg::Required, "-p, --port=<num>",
      "TCP port to listen on (default: 11211); 0 turns TCP off,\n-1 lets the kernel pick one",
-     [](ParseState& st, const char* a) { st.s.port = read_int("-p", a); }, nullptr},
+     [](ParseState& st, const char* a) {
+         st.s.port = read_int("-p", a);
+         st.tcp_port_given = true;
+     },
+     nullptr},
     {'U', "udp-port", Arg::Required, "-U, --udp-port=<num>",
      "UDP port to listen on (default: 0, off)", set_udp_port, nullptr},
     {'s', "unix-socket", Arg::Required, "-s, --unix-socket=<file>",
@@ -707,6 +714,8 @@ const OptionSpec* find_option(int letter) {
 // memcached's checks once every option is read, in its order and words.
 void check_together(ParseState& st) {
     Settings& s = st.s;
+    // memcached: a UDP port given without -p is the TCP port too (-U -1: both picked).
+    if (st.udp_port_given && s.udp_port != 0 && !st.tcp_port_given) s.port = s.udp_port;
     if (s.item_size_max < kItemSizeMin) refuse("Item max size cannot be less than 1024 bytes.");
     if (s.item_size_max > s.max_bytes / 2) {
         refuse("Cannot set item size limit higher than 1/2 of memory max.");

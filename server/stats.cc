@@ -305,8 +305,9 @@ void write_slabs_stats(ServerContext& ctx, OutBuf& out) {
 void write_conns_stats(ServerContext& ctx, OutBuf& out) {
     uint32_t now = ctx.clock.now();
     ctx.conns.for_each([&](int fd, const ConnInfo& c) {
+        if (c.is_udp) stat(out, "%d:UDP UDP", fd);
         stat(out, "%d:addr %s", fd, c.addr.c_str());
-        if (!c.is_listener) stat(out, "%d:listen_addr %s", fd, c.listen_addr.c_str());
+        if (!c.is_listener && !c.is_udp) stat(out, "%d:listen_addr %s", fd, c.listen_addr.c_str());
         stat(out, "%d:state %s", fd, c.state.load(std::memory_order_relaxed));
         uint32_t last = c.last_cmd_time.load(std::memory_order_relaxed);
         stat(out, "%d:secs_since_last_cmd %u", fd, now > last ? now - last : 0);

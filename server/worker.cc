@@ -76,6 +76,7 @@ Worker::~Worker() {
     peers_.reset();  // its events belong to base_
     for (char* b : rbuf_pool_) std::free(b);
     for (Udp& u : udp_) {
+        ctx_.conns.remove(u.fd);
         event_free(u.ev);
         ::close(u.fd);
     }
@@ -176,7 +177,13 @@ void Worker::accept_queued() {
                 ::close(nc.fd);
                 continue;
             }
-            udp_.push_back(Udp{nc.fd, ev});
+            auto info = std::make_unique<ConnInfo>();
+            info->addr = nc.listen_addr;
+            info->is_udp = true;
+            info->state.store("conn_read", std::memory_order_relaxed);
+            info->last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
+            ctx_.conns.add(nc.fd, info.get());
+            udp_.push_back(Udp{nc.fd, ev, std::move(info)});
             continue;
         }
         auto* c = new Conn(this, nc.fd, nc.is_unix, nc.listen_addr);

@@ -104,6 +104,7 @@ private:
     struct Udp {
         int fd;
         event* ev;
+        std::unique_ptr<ConnInfo> info;  // in ctx.conns for `stats conns`
     };
     std::vector<Udp> udp_;  // UDP sockets this worker reads (-U)
     std::unique_ptr<PeerLinks> peers_;  // managed mode: links to the other servers
