@@ -402,7 +402,12 @@ void Conn::handle(short what) {
             drained_ = false;
             if (!flush_output()) return close();
             if (want_write_) set_events(EV_WRITE | EV_PERSIST);
-            info_.state.store("conn_waiting", std::memory_order_relaxed);
+            // memcached's names: waiting for the rest of a value is conn_nread.
+            info_.state.store(state_ == ConnState::ReadValue || state_ == ConnState::Swallow ||
+                                      state_ == ConnState::ForwardValue
+                                  ? "conn_nread"
+                                  : "conn_waiting",
+                              std::memory_order_relaxed);
             return;
         }
         ssize_t n = read_some(&drained_);

@@ -35,6 +35,7 @@ struct ConnInfo {
     std::atomic<const char*> state{"conn_waiting"};
     std::atomic<uint32_t> last_cmd_time{0};
     bool is_listener = false;
+    bool is_udp = false;  // a worker's UDP socket: listed as memcached lists them
 };
 
 class ConnRegistry {

@@ -191,14 +191,14 @@ bool Listener::listen_tcp(const char* host, int port, FILE* portfile,
 // a worker closes what it registered). The port file gets "UDP INET: <port>" as memcached's.
 bool Listener::listen_udp(const char* host, int port, FILE* portfile) {
     return bind_all(host, port, SOCK_DGRAM,
-                    [&](int fd, int family, const std::string&, int bound_port) {
+                    [&](int fd, int family, const std::string& name, int bound_port) {
                         if (portfile != nullptr) {
                             fprintf(portfile, "UDP INET%s: %d\n", family == AF_INET6 ? "6" : "",
                                     bound_port);
                         }
                         for (Worker* w : ctx_.workers) {
                             int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-                            if (copy >= 0) w->hand_over(NewConn{copy, false, "udp", true});
+                            if (copy >= 0) w->hand_over(NewConn{copy, false, "udp:" + name, true});
                         }
                         ::close(fd);
                         return true;
@@ -257,7 +257,7 @@ bool Listener::setup() {
         }
         return true;
     }
-    if (s.port == 0) return true;  // -p 0: no TCP, as memcached
+    // -p 0: no TCP, as memcached; UDP and the port file are still set up.
     const char* pf_name = getenv("MEMCACHED_PORT_FILENAME");
     std::string tmp_name;
     FILE* pf = nullptr;
@@ -271,7 +271,7 @@ bool Listener::setup() {
     }
     bool ok = true;
     if (s.listen.empty()) {
-        ok = listen_tcp(nullptr, s.port, pf);
+        if (s.port != 0) ok = listen_tcp(nullptr, s.port, pf);
         if (ok && s.udp_port != 0) ok = listen_udp(nullptr, s.udp_port, pf);
     } else {
         for (const std::string& l : s.listen) {
@@ -293,7 +293,7 @@ bool Listener::setup() {
                     host = host.substr(0, colon);
                 }
             }
-            if (!listen_tcp(host.c_str(), port, pf) ||
+            if ((s.port != 0 && !listen_tcp(host.c_str(), port, pf)) ||
                 (s.udp_port != 0 && !listen_udp(host.c_str(), s.udp_port, pf))) {
                 ok = false;
                 break;

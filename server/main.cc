@@ -42,7 +42,8 @@ constexpr int64_t kClockHeadStart = 62;
 // expired and flushed items and finishing table growth. Owns one thread.
 class Crawler {
 public:
-    explicit Crawler(store::Store& st) : store_(st), thread_([this] { run(); }) {}
+    Crawler(store::Store& st, bool as_maintainer)
+        : store_(st), as_maintainer_(as_maintainer), thread_([this] { run(); }) {}
     ~Crawler() {
         {
             std::lock_guard<std::mutex> g(mu_);
@@ -57,12 +58,15 @@ private:
         std::unique_lock<std::mutex> lk(mu_);
         while (!stop_) {
             lk.unlock();
-            if (ops::crawler_enabled.load(std::memory_order_relaxed)) (void)store_.crawl(8192);
+            if (ops::crawler_enabled.load(std::memory_order_relaxed)) {
+                (void)store_.crawl(8192, as_maintainer_);
+            }
             lk.lock();
             cv_.wait_for(lk, std::chrono::milliseconds(100), [this] { return stop_; });
         }
     }
     store::Store& store_;
+    bool as_maintainer_;
     std::mutex mu_;
     std::condition_variable cv_;
     bool stop_ = false;
@@ -182,7 +186,7 @@ int run(int argc, char** argv) {
             (void)write_pid_file(settings);
             std::unique_ptr<Crawler> crawler;
             // Always there: `lru_crawler enable` may start what -o no_lru_crawler stopped.
-            crawler = std::make_unique<Crawler>(store);
+            crawler = std::make_unique<Crawler>(store, settings.lru_maintainer);
 
             ClockTick tick{&clock, nullptr};
             tick.ev = event_new(base, -1, EV_PERSIST, on_clock, &tick);

@@ -46,4 +46,9 @@ std::string PrefixStats::dump() {
     return out;
 }
 
+void PrefixStats::clear() {
+    std::lock_guard<std::mutex> g(mu_);
+    prefixes_.clear();
+}
+
 }  // namespace mcm::server

@@ -22,6 +22,8 @@ public:
     void record_delete(std::string_view key);
     // "PREFIX <p> get <n> hit <n> set <n> del <n>\r\n" lines, then "END\r\n".
     std::string dump();
+    // `stats reset` forgets every prefix, as memcached's stats_prefix_clear does.
+    void clear();
 
     void set_delimiter(char d) noexcept { delimiter_ = d; }  // startup only
 

@@ -73,6 +73,8 @@ __attribute__((format(printf, 1, 2))) void warn(const char* fmt, ...) {
 struct ParseState {
     Settings& s;
     bool chunk_max_given = false;  // -o slab_chunk_max was given
+    bool tcp_port_given = false;   // -p
+    bool udp_port_given = false;   // -U
     size_t chunk_max = kSlabPageSize / 2;
     ParseOutcome stop = ParseOutcome::Run;  // ExitOk once -h or -V has printed
 };
@@ -162,6 +164,7 @@ void set_memory(ParseState& st, const char* arg) {
 
 void set_udp_port(ParseState& st, const char* arg) {
     st.s.udp_port = read_int("-U", arg);  // -1: a port the kernel picks, as with -p -1
+    st.udp_port_given = true;
 }
 
 void set_threads(ParseState& st, const char* arg) {
@@ -237,7 +240,11 @@ struct OptionSpec {
 const OptionSpec kOptions[] = {
     {'p', "port", Arg::Required, "-p, --port=<num>",
      "TCP port to listen on (default: 11211); 0 turns TCP off,\n-1 lets the kernel pick one",
-     [](ParseState& st, const char* a) { st.s.port = read_int("-p", a); }, nullptr},
+     [](ParseState& st, const char* a) {
+         st.s.port = read_int("-p", a);
+         st.tcp_port_given = true;
+     },
+     nullptr},
     {'U', "udp-port", Arg::Required, "-U, --udp-port=<num>",
      "UDP port to listen on (default: 0, off)", set_udp_port, nullptr},
     {'s', "unix-socket", Arg::Required, "-s, --unix-socket=<file>",
@@ -501,7 +508,19 @@ void sub_read_buf_mem_limit(ParseState& st, const char* value) {
                      &v)) {
         refuse("could not parse argument to read_buf_mem_limit");
     }
-    st.s.read_buf_mem_limit = static_cast<size_t>(v);
+    st.s.read_buf_mem_limit = static_cast<size_t>(v) * 1024 * 1024;  // megabytes
+}
+
+// memcached reads these two with atoi(): a non-number is 0.
+void sub_slab_automove_window(ParseState& st, const char* value) {
+    int v = std::atoi(need(value, "Missing slab_automove_window argument"));
+    if (v < 3) refuse("slab_automove_window must be > 2");
+    st.s.slab_automove_window = static_cast<unsigned>(v);
+}
+
+void sub_temporary_ttl(ParseState& st, const char* value) {
+    st.s.temporary_ttl = static_cast<unsigned>(std::atoi(need(value, "Missing temporary_ttl argument")));
+    st.s.temp_lru = true;
 }
 
 // memcached's 1.4-era defaults.
@@ -557,8 +576,8 @@ const SuboptionSpec kSuboptions[] = {
     {"lru_crawler_tocrawl", "items the reclaimer checks per pass, 0 for all (default: 0)",
      sub_lru_crawler_tocrawl, kNotYet},
     {"read_buf_mem_limit",
-     "megabytes all connection buffers may take together, 0 for no\nlimit (default: 0)",
-     sub_read_buf_mem_limit, kNotYet},
+     "megabytes for connection buffers; accepted and shown in stats\nsettings, not enforced (default: 0)",
+     sub_read_buf_mem_limit, nullptr},
     {"lru_maintainer", nullptr, [](ParseState& st, const char*) { st.s.lru_maintainer = true; },
      nullptr},
     {"no_lru_maintainer", "accepted: there is no segmented LRU to maintain here",
@@ -617,15 +636,20 @@ const SuboptionSpec kSuboptions[] = {
      },
      nullptr},
     {"no_drop_privileges", nullptr, [](ParseState&, const char*) {}, nullptr},  // none dropped
+    // memcached-debug builds take it (memcached's test harness always passes it); nothing is
+    // dropped here, so it changes nothing.
+    {"relaxed_privileges", nullptr, [](ParseState&, const char*) {}, nullptr},
     {"drop_privileges", nullptr, nullptr,
      "dropping privileges with seccomp is not implemented by this server"},
     {"hot_lru_pct", nullptr, nullptr, kNoSegmentedLru},
     {"warm_lru_pct", nullptr, nullptr, kNoSegmentedLru},
     {"hot_max_factor", nullptr, nullptr, kNoSegmentedLru},
     {"warm_max_factor", nullptr, nullptr, kNoSegmentedLru},
-    {"temporary_ttl", nullptr, nullptr, kNoSegmentedLru},
+    // Accepted for memcached's command lines; there is one LRU per class, so no TTL gets a
+    // separate one, but the value is shown in stats settings as memcached shows it.
+    {"temporary_ttl", nullptr, sub_temporary_ttl, nullptr},
     {"slab_automove_ratio", nullptr, nullptr, kNoSlabs},
-    {"slab_automove_window", nullptr, nullptr, kNoSlabs},
+    {"slab_automove_window", nullptr, sub_slab_automove_window, nullptr},  // stats only
     {"slab_sizes", nullptr, nullptr, kNoSlabs},
     {"track_sizes", nullptr, nullptr, "\"stats sizes\" is not offered by this server"},
     {"watcher_logbuf_size", nullptr, nullptr, kNoWatch},
@@ -690,6 +714,8 @@ const OptionSpec* find_option(int letter) {
 // memcached's checks once every option is read, in its order and words.
 void check_together(ParseState& st) {
     Settings& s = st.s;
+    // memcached: a UDP port given without -p is the TCP port too (-U -1: both picked).
+    if (st.udp_port_given && s.udp_port != 0 && !st.tcp_port_given) s.port = s.udp_port;
     if (s.item_size_max < kItemSizeMin) refuse("Item max size cannot be less than 1024 bytes.");
     if (s.item_size_max > s.max_bytes / 2) {
         refuse("Cannot set item size limit higher than 1/2 of memory max.");

@@ -51,7 +51,8 @@ struct Settings {
     unsigned hashpower_init = 0;    // -o hashpower=N (0 = default)
     bool lru_crawler = true;        // -o no_lru_crawler turns off
     unsigned idle_timeout = 0;      // -o idle_timeout=N
-    size_t read_buf_mem_limit = 0;  // -o read_buf_mem_limit (MB)
+    size_t read_buf_mem_limit = 0;  // -o read_buf_mem_limit (given in MB, kept in bytes;
+                                    // accepted and shown, not enforced)
     unsigned tail_repair_time = 0;
     bool hash_algorithm_default = true;  // -o hash_algorithm=... (accepted names only)
     bool lru_maintainer = true;          // -o no_lru_maintainer
@@ -66,6 +67,9 @@ struct Settings {
     unsigned lru_crawler_tocrawl = 0;        // -o lru_crawler_tocrawl: items per pass, 0 = all
     bool slab_reassign = true;               // -o slab_reassign / no_slab_reassign (stats only)
     int slab_automove = 1;                   // -o slab_automove[=0..2] / no_slab_automove
+    unsigned slab_automove_window = 30;      // -o slab_automove_window (>2; stats only)
+    bool temp_lru = false;                   // set by -o temporary_ttl (stats only: one LRU)
+    unsigned temporary_ttl = 61;             // -o temporary_ttl (stats only)
     bool dump_enabled = true;                // false with -X: stats cachedump, lru_crawler metadump refused
     bool watch_enabled = true;               // false with -W: watch refused
 

@@ -66,6 +66,7 @@ ThreadTotals sum_thread_stats(ServerContext& ctx) {
 void reset_stats(ServerContext& ctx) {
     for (Worker* w : ctx.workers) w->stats().reset();
     ctx.store.reset_stats();
+    ctx.prefix_stats.clear();
     ctx.gstats.total_conns.store(0);
     ctx.gstats.rejected_conns.store(0);
     ctx.gstats.listen_disabled_num.store(0);
@@ -92,11 +93,21 @@ void write_general_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "max_connections", static_cast<uint64_t>(s.max_conns));
     u64(out, "curr_connections", static_cast<uint64_t>(ctx.gstats.curr_conns.load()));
     u64(out, "total_connections", ctx.gstats.total_conns.load());
-    u64(out, "rejected_connections", ctx.gstats.rejected_conns.load());
+    if (s.maxconns_fast) u64(out, "rejected_connections", ctx.gstats.rejected_conns.load());
     u64(out, "connection_structures", ctx.gstats.conn_structures.load());
     u64(out, "response_obj_oom", 0);
     u64(out, "response_obj_count", 0);
     u64(out, "response_obj_bytes", 0);
+    // Read buffers: the 16 KB buffers connections borrow while a request is being read;
+    // "free" ones wait in a worker's pool. No global limit here, so never out of memory.
+    uint64_t rbufs = 0, rbufs_free = 0;
+    for (Worker* w : ctx.workers) {
+        rbufs += w->rbuf_count();
+        rbufs_free += w->rbuf_free_count();
+    }
+    u64(out, "read_buf_count", rbufs);
+    u64(out, "read_buf_bytes", rbufs * Worker::kReadBufSize);
+    u64(out, "read_buf_bytes_free", rbufs_free * Worker::kReadBufSize);
     u64(out, "read_buf_oom", 0);
     u64(out, "reserved_fds", static_cast<uint64_t>(ctx.reserved_fds.load()));
     u64(out, "cmd_get", t.get_cmds);
@@ -123,6 +134,7 @@ void write_general_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "store_no_memory", t.store_no_memory);
     u64(out, "auth_cmds", t.auth_cmds);
     u64(out, "auth_errors", t.auth_errors);
+    if (s.idle_timeout != 0) u64(out, "idle_kicks", t.idle_kicks);  // shown only then, as memcached
     u64(out, "bytes_read", t.bytes_read);
     u64(out, "bytes_written", t.bytes_written);
     u64(out, "limit_maxbytes", ctx.store.max_bytes());
@@ -134,17 +146,48 @@ void write_general_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "hash_power_level", ss.hash_power_level);
     u64(out, "hash_bytes", ss.hash_bytes);
     u64(out, "hash_is_expanding", ss.hash_is_expanding ? 1 : 0);
-    u64(out, "slabs_moved", ss.slabs_moved);  // pages emptied to serve another size class
+    if (s.slab_reassign) {
+        // The store moves a page to another size class inline, in the allocation that needs
+        // it, by evicting what the page holds: no mover thread, so nothing is rescued, busy
+        // or running, and every moved page counts in slabs_moved.
+        u64(out, "slab_reassign_rescues", 0);
+        u64(out, "slab_reassign_chunk_rescues", 0);
+        u64(out, "slab_reassign_evictions_nomem", 0);
+        u64(out, "slab_reassign_inline_reclaim", 0);
+        u64(out, "slab_reassign_busy_items", 0);
+        u64(out, "slab_reassign_busy_deletes", 0);
+        u64(out, "slab_reassign_running", 0);
+        u64(out, "slabs_moved", ss.slabs_moved);
+    }
     u64(out, "malloc_fails", 0);
+    // The log_* counters belong to `watch` (live logging): none is written here.
+    u64(out, "log_worker_dropped", 0);
+    u64(out, "log_worker_written", 0);
+    u64(out, "log_watcher_skipped", 0);
+    u64(out, "log_watcher_sent", 0);
+    u64(out, "log_watchers", 0);
+    u64(out, "unexpected_napi_ids", 0);
+    u64(out, "round_robin_fallback", 0);
     u64(out, "bytes", ss.bytes);
     u64(out, "curr_items", ss.curr_items);
     u64(out, "total_items", ss.total_items);
+    u64(out, "slab_global_page_pool", 0);  // pages are handed from class to class directly
     u64(out, "expired_unfetched", ss.expired_unfetched);
     u64(out, "evicted_unfetched", ss.evicted_unfetched);
-    u64(out, "evicted_active", ss.evicted_active);
+    if (s.lru_maintainer) u64(out, "evicted_active", ss.evicted_active);
     u64(out, "evictions", ss.evictions);
     u64(out, "reclaimed", ss.reclaimed);
     u64(out, "crawler_reclaimed", ss.crawler_reclaimed);
+    u64(out, "crawler_items_checked", 0);
+    u64(out, "lrutail_reflocked", 0);  // no item is locked at an LRU tail here
+    if (s.lru_maintainer) {
+        // One LRU per class, no hot/warm/cold segments: nothing moves between them.
+        u64(out, "moves_to_cold", 0);
+        u64(out, "moves_to_warm", 0);
+        u64(out, "moves_within_lru", 0);
+        u64(out, "direct_reclaims", 0);
+        u64(out, "lru_bumps_dropped", 0);
+    }
     out.append("END\r\n");
 }
 
@@ -164,6 +207,7 @@ void write_settings_stats(ServerContext& ctx, OutBuf& out) {
     stat(out, "growth_factor %.2f", s.factor);
     u64(out, "chunk_size", static_cast<uint64_t>(s.chunk_size));
     u64(out, "num_threads", static_cast<uint64_t>(s.num_threads));
+    u64(out, "num_threads_per_udp", static_cast<uint64_t>(s.num_threads));  // every worker reads UDP
     stat(out, "stat_key_prefix %c", ':');
     stat(out, "detail_enabled %s", yes_no(ctx.prefix_stats.enabled()));
     u64(out, "reqs_per_event", static_cast<uint64_t>(s.reqs_per_event));
@@ -171,14 +215,29 @@ void write_settings_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "tcp_backlog", static_cast<uint64_t>(s.backlog));
     stat(out, "binding_protocol %s", protocol_name(s.binding_protocol));
     stat(out, "auth_enabled_sasl %s", "no");
+    stat(out, "auth_enabled_ascii %s", "no");
     u64(out, "item_size_max", s.item_size_max);
     stat(out, "maxconns_fast %s", yes_no(s.maxconns_fast));
     u64(out, "hashpower_init", s.hashpower_init);
+    stat(out, "slab_reassign %s", yes_no(s.slab_reassign));
+    u64(out, "slab_automove", static_cast<uint64_t>(ops::slab_automove.load(std::memory_order_relaxed)));
+    stat(out, "slab_automove_ratio %.2f", 0.8);  // memcached's default; not settable here
+    u64(out, "slab_automove_window", s.slab_automove_window);
+    u64(out, "slab_chunk_max", s.slab_chunk_max);
     stat(out, "lru_crawler %s", yes_no(ops::crawler_enabled.load(std::memory_order_relaxed)));
+    u64(out, "lru_crawler_sleep", ops::crawler_sleep.load(std::memory_order_relaxed));
+    u64(out, "lru_crawler_tocrawl", ops::crawler_tocrawl.load(std::memory_order_relaxed));
+    u64(out, "tail_repair_time", s.tail_repair_time);
     stat(out, "flush_enabled %s", yes_no(s.flush_enabled));
     stat(out, "dump_enabled %s", yes_no(s.dump_enabled));
     stat(out, "hash_algorithm %s", "xxh3");
+    stat(out, "lru_maintainer_thread %s", yes_no(s.lru_maintainer));
+    stat(out, "temp_lru %s", yes_no(s.temp_lru));
+    u64(out, "temporary_ttl", s.temporary_ttl);
     u64(out, "idle_timeout", s.idle_timeout);
+    u64(out, "read_buf_mem_limit", s.read_buf_mem_limit);
+    stat(out, "inline_ascii_response %s", "no");
+    stat(out, "memory_file %s", "(null)");  // -e is refused
     out.append("END\r\n");
 }
 
@@ -246,8 +305,9 @@ void write_slabs_stats(ServerContext& ctx, OutBuf& out) {
 void write_conns_stats(ServerContext& ctx, OutBuf& out) {
     uint32_t now = ctx.clock.now();
     ctx.conns.for_each([&](int fd, const ConnInfo& c) {
+        if (c.is_udp) stat(out, "%d:UDP UDP", fd);
         stat(out, "%d:addr %s", fd, c.addr.c_str());
-        if (!c.is_listener) stat(out, "%d:listen_addr %s", fd, c.listen_addr.c_str());
+        if (!c.is_listener && !c.is_udp) stat(out, "%d:listen_addr %s", fd, c.listen_addr.c_str());
         stat(out, "%d:state %s", fd, c.state.load(std::memory_order_relaxed));
         uint32_t last = c.last_cmd_time.load(std::memory_order_relaxed);
         stat(out, "%d:secs_since_last_cmd %u", fd, now > last ? now - last : 0);

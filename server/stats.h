@@ -38,7 +38,8 @@ namespace mcm::server {
     X(auth_errors)          \
     X(bytes_read)           \
     X(bytes_written)        \
-    X(conn_yields)
+    X(conn_yields)          \
+    X(idle_kicks)
 
 // A counter with one writer thread: increments are plain loads and stores.
 class Counter {
@@ -49,6 +50,9 @@ public:
     uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
     // stats reset from another thread: a racing increment may be lost, as in memcached.
     void reset() noexcept { v_.store(0, std::memory_order_relaxed); }
+    void sub(uint64_t n = 1) noexcept {  // for gauges
+        v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+    }
 
 private:
     std::atomic<uint64_t> v_{0};

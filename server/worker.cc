@@ -63,6 +63,7 @@ void Worker::housekeeping() {
     }
     for (Conn* c : idle) {
         LOG(LogLevel::Info, "idle timeout: closing connection %d", c->fd());
+        stats_.idle_kicks.add();
         c->close();
     }
 }
@@ -75,6 +76,7 @@ Worker::~Worker() {
     peers_.reset();  // its events belong to base_
     for (char* b : rbuf_pool_) std::free(b);
     for (Udp& u : udp_) {
+        ctx_.conns.remove(u.fd);
         event_free(u.ev);
         ::close(u.fd);
     }
@@ -175,7 +177,13 @@ void Worker::accept_queued() {
                 ::close(nc.fd);
                 continue;
             }
-            udp_.push_back(Udp{nc.fd, ev});
+            auto info = std::make_unique<ConnInfo>();
+            info->addr = nc.listen_addr;
+            info->is_udp = true;
+            info->state.store("conn_read", std::memory_order_relaxed);
+            info->last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
+            ctx_.conns.add(nc.fd, info.get());
+            udp_.push_back(Udp{nc.fd, ev, std::move(info)});
             continue;
         }
         auto* c = new Conn(this, nc.fd, nc.is_unix, nc.listen_addr);
@@ -195,10 +203,12 @@ char* Worker::borrow_rbuf() {
     if (!rbuf_pool_.empty()) {
         char* b = rbuf_pool_.back();
         rbuf_pool_.pop_back();
+        rbuf_free_.sub();
         return b;
     }
     char* b = static_cast<char*>(std::malloc(kReadBufSize));
     if (b == nullptr) throw std::bad_alloc();
+    rbuf_count_.add();
     return b;
 }
 
@@ -206,8 +216,10 @@ void Worker::release_rbuf(char* buf) {
     // Keep a bounded pool: enough for the busy connections, not one per idle connection.
     if (rbuf_pool_.size() < 64) {
         rbuf_pool_.push_back(buf);
+        rbuf_free_.add();
     } else {
         std::free(buf);
+        rbuf_count_.sub();
     }
 }
 

@@ -52,6 +52,8 @@ public:
     static constexpr size_t kReadBufSize = 16 * 1024;
     char* borrow_rbuf();
     void release_rbuf(char* buf);
+    uint64_t rbuf_count() const noexcept { return rbuf_count_.get(); }  // alive, any thread
+    uint64_t rbuf_free_count() const noexcept { return rbuf_free_.get(); }  // of them pooled
 
     void conn_closed(Conn* c);  // a connection finished; free it after the callback returns
 
@@ -93,6 +95,8 @@ private:
     ThreadStats stats_;
     Dispatcher dispatcher_;
     std::vector<char*> rbuf_pool_;
+    Counter rbuf_count_;  // gauges for `stats` read_buf_*; not cleared by stats reset
+    Counter rbuf_free_;
     std::vector<Conn*> conns_;  // every live connection of this worker (owned)
     std::vector<Conn*> dead_;   // closed, freed at the next notify/loop turn
     event* reap_ev_ = nullptr;
@@ -100,6 +104,7 @@ private:
     struct Udp {
         int fd;
         event* ev;
+        std::unique_ptr<ConnInfo> info;  // in ctx.conns for `stats conns`
     };
     std::vector<Udp> udp_;  // UDP sockets this worker reads (-U)
     std::unique_ptr<PeerLinks> peers_;  // managed mode: links to the other servers

@@ -438,7 +438,8 @@ Item* Store::find_live(Shard& s, uint64_t h, std::string_view key, RelTime now,
     if (it == nullptr) return nullptr;
     if (is_dead(it, now, impl_->oldest_live.load(std::memory_order_relaxed),
                 impl_->oldest_cas.load(std::memory_order_relaxed), why)) {
-        if (*why == MissReason::Expired) {
+        // Expired or flushed, its memory is reused: memcached's `reclaimed` counts both.
+        {
             ClassStats& c = s.cls[impl_->slabs.class_of(it)];
             ++s.reclaimed;
             ++c.reclaimed;
@@ -808,6 +809,12 @@ void Store::flush(int64_t delay_exptime) noexcept {
     // none it is now, and the cas cut makes it exact within the current second.
     RelTime now = clock_.now();
     RelTime new_oldest = delay_exptime > 0 ? clock_.realtime(delay_exptime) : now;
+    if (!config_.use_cas) {
+        // -C: no cas cut, so the flush point is the whole second, as memcached's: an item
+        // stored later in the same second is flushed too.
+        impl_->oldest_live.store(new_oldest, std::memory_order_relaxed);
+        return;
+    }
     RelTime oldest_live = new_oldest - 1;
     impl_->oldest_live.store(oldest_live, std::memory_order_relaxed);
     if (oldest_live <= now) {
@@ -834,7 +841,7 @@ void Store::report_flush(int64_t delay_exptime) noexcept {
     }
 }
 
-size_t Store::crawl(size_t slots) noexcept {
+size_t Store::crawl(size_t slots, bool as_maintainer) noexcept {
     size_t reclaimed = 0;
     size_t per_shard = std::max<size_t>(1, slots / 4);
     for (int k = 0; k < 4; ++k) {
@@ -854,7 +861,14 @@ size_t Store::crawl(size_t slots) noexcept {
                 MissReason why;
                 if (is_dead(it, now, ol, oc, &why)) {
                     ClassStats& c = s.cls[impl_->slabs.class_of(it)];
-                    if (why == MissReason::Expired) {
+                    if (as_maintainer) {  // its tail pulls count flushed items too
+                        ++s.reclaimed;
+                        ++c.reclaimed;
+                        if (!it->has(Item::kFetched)) {
+                            ++s.expired_unfetched;
+                            ++c.expired_unfetched;
+                        }
+                    } else if (why == MissReason::Expired) {
                         ++s.crawler_reclaimed;
                         ++c.crawler_reclaimed;
                         if (!it->has(Item::kFetched)) {

@@ -311,8 +311,10 @@ public:
 
     // Move up to `slots` hash slots from old tables during growth and unlink up to that many
     // expired or flushed items (memcached's LRU crawler). Called from a background thread
-    // about every 100 ms. Returns the number of items reclaimed.
-    size_t crawl(size_t slots) noexcept;
+    // about every 100 ms. Returns the number of items reclaimed. Expired ones count in
+    // crawler_reclaimed, or with `as_maintainer` in reclaimed: with -o lru_maintainer (the
+    // default) memcached's LRU maintainer finds most of them first and counts them there.
+    size_t crawl(size_t slots, bool as_maintainer = false) noexcept;
 
     // Change -m at run time (cache_memlimit). Evicts lazily on later allocations.
     void set_max_bytes(size_t bytes) noexcept;

@@ -5,19 +5,28 @@ import os
 
 GENERAL_KEYS = """pid uptime time version libevent pointer_size rusage_user rusage_system
 max_connections curr_connections total_connections rejected_connections connection_structures
-reserved_fds cmd_get cmd_set cmd_flush cmd_touch cmd_meta get_hits get_misses get_expired
+response_obj_oom response_obj_count response_obj_bytes read_buf_count read_buf_bytes
+read_buf_bytes_free read_buf_oom reserved_fds cmd_get cmd_set cmd_flush cmd_touch cmd_meta get_hits get_misses get_expired
 get_flushed delete_misses delete_hits incr_misses incr_hits decr_misses decr_hits cas_misses
 cas_hits cas_badval touch_hits touch_misses store_too_large store_no_memory auth_cmds
 auth_errors bytes_read bytes_written limit_maxbytes accepting_conns listen_disabled_num
 time_in_listen_disabled_us threads conn_yields hash_power_level hash_bytes hash_is_expanding
-slabs_moved malloc_fails bytes curr_items total_items expired_unfetched evicted_unfetched evicted_active
-evictions reclaimed crawler_reclaimed""".split()
+slab_reassign_rescues slab_reassign_chunk_rescues slab_reassign_evictions_nomem
+slab_reassign_inline_reclaim slab_reassign_busy_items slab_reassign_busy_deletes
+slab_reassign_running slabs_moved malloc_fails log_worker_dropped log_worker_written
+log_watcher_skipped log_watcher_sent log_watchers unexpected_napi_ids round_robin_fallback
+bytes curr_items total_items slab_global_page_pool expired_unfetched evicted_unfetched
+evicted_active evictions reclaimed crawler_reclaimed crawler_items_checked lrutail_reflocked
+moves_to_cold moves_to_warm moves_within_lru direct_reclaims lru_bumps_dropped""".split()
 
 SETTINGS_KEYS = """maxbytes maxconns tcpport udpport inter verbosity oldest evictions domain_socket
-umask shutdown_command growth_factor chunk_size num_threads stat_key_prefix detail_enabled
-reqs_per_event cas_enabled tcp_backlog binding_protocol auth_enabled_sasl item_size_max
-maxconns_fast hashpower_init lru_crawler flush_enabled dump_enabled hash_algorithm
-idle_timeout""".split()
+umask shutdown_command growth_factor chunk_size num_threads num_threads_per_udp stat_key_prefix
+detail_enabled reqs_per_event cas_enabled tcp_backlog binding_protocol auth_enabled_sasl
+auth_enabled_ascii item_size_max maxconns_fast hashpower_init slab_reassign slab_automove
+slab_automove_ratio slab_automove_window slab_chunk_max lru_crawler lru_crawler_sleep
+lru_crawler_tocrawl tail_repair_time flush_enabled dump_enabled hash_algorithm
+lru_maintainer_thread temp_lru temporary_ttl idle_timeout read_buf_mem_limit
+inline_ascii_response memory_file""".split()
 
 
 def keys_in_order(conn, arg=""):
