@@ -16,6 +16,15 @@
 // last). Paying first means memory freed meanwhile cannot be taken by a concurrent
 // allocation, so an allocation fails only when nothing at all can be evicted.
 //
+// Memory follows the item size (memcached's automove, done where the need arises): before a
+// class evicts its own item it asks whether another class, or the large items, holds clearly
+// older items (find_donor: two seconds and a quarter more idle time than its victim; try_lock
+// only; asked at most once a second while the answer is no). If so it pays for a page as
+// above, and the donor gives first: its page at the hand is emptied (its items unlinked under
+// their shard locks, busy ones freed later by their last reference), or its oldest large
+// items are evicted, read marks notwithstanding. Large allocations ask the same of the slab
+// classes. Counted in pages_moved() and reassign_evictions().
+//
 // Locking: one mutex per class and one for large items, always taken before (never after) the
 // store's shard locks, and those only with try_lock; see doc/threads.md. The store's evict
 // callback runs with the class (or large) lock held.
