@@ -21,6 +21,17 @@ constexpr size_t kMaxChunk = ((kPageSize - kPageHeader) / 8) & ~size_t{7};  // 8
 constexpr int kClockProbes = 4096;  // chunks the hand looks at per allocation, at most
 constexpr int kRoomRounds = 4096;   // evictions an allocation may make elsewhere, at most
 constexpr int kLargeTries = 64;     // large items looked at per quick eviction try
+constexpr int kAgePeek = 32;        // chunks looked at to guess a class's oldest item
+
+// A donor's oldest item must be this much older than the asking class's victim for memory
+// to move: a quarter more idle time and at least two seconds, so that two classes evicting
+// at about the same age keep their pages instead of passing them back and forth.
+inline bool clearly_older(RelTime donor_time, RelTime victim_time, RelTime now) noexcept {
+    if (donor_time >= victim_time) return false;
+    RelTime donor_age = now - donor_time;
+    RelTime victim_age = now > victim_time ? now - victim_time : 0;
+    return donor_age >= 2 && donor_age > victim_age + victim_age / 4;
+}
 
 // Heap blocks for large items start with this; the Item follows.
 struct LargeHdr {
@@ -63,6 +74,7 @@ struct Slabs::Class {
     size_t hand_page = 0;   // CLOCK hand
     size_t hand_chunk = 0;
     std::atomic<size_t> npages{0};  // pages.size(), read without the lock to pick a victim
+    RelTime no_donor_until = 0;     // no older memory elsewhere: look again at this time
 };
 
 struct Slabs::Large {
@@ -139,6 +151,7 @@ void Slabs::set_max_bytes(size_t bytes) noexcept { max_bytes_.store(bytes); }
 size_t Slabs::max_bytes() const noexcept { return max_bytes_.load(); }
 size_t Slabs::mem_used() const noexcept { return mem_used_.load(std::memory_order_relaxed); }
 uint64_t Slabs::pages_moved() const noexcept { return pages_moved_.load(); }
+uint64_t Slabs::reassign_evictions() const noexcept { return reassign_evictions_.load(); }
 
 bool Slabs::charge(size_t bytes) noexcept {
     size_t cur = mem_used_.load(std::memory_order_relaxed);
@@ -227,7 +240,7 @@ void Slabs::add_page_locked(Class& c, void* mem) noexcept {
     c.carve = p;
 }
 
-Item* Slabs::take_chunk(Class& c, RelTime now, bool may_evict) noexcept {
+Item* Slabs::take_chunk(Class& c, RelTime now, Take mode, unsigned* donor) noexcept {
     if (Item* it = c.free_head; it != nullptr) {
         free_list_remove(c, it);
         ++page_of(it)->used;
@@ -251,7 +264,7 @@ Item* Slabs::take_chunk(Class& c, RelTime now, bool may_evict) noexcept {
         it->iflags.store(0, std::memory_order_relaxed);
         return it;
     }
-    if (!may_evict) return nullptr;
+    if (mode == Take::kNoEvict) return nullptr;
     // CLOCK: the hand passes over chunks in page order; a recently read item loses its mark
     // and stays, an unread one is evicted and its chunk handed out here.
     for (int n = 0; n < kClockProbes && !c.pages.empty(); ++n) {
@@ -273,6 +286,17 @@ Item* Slabs::take_chunk(Class& c, RelTime now, bool may_evict) noexcept {
             it->clear(Item::kAccessed);
             continue;
         }
+        // Before evicting its own item, a class whose memory is all in use asks whether
+        // another holds clearly older items (memcached's automove, done where the need
+        // arises): then a page's worth goes from there to here instead. Looked up at most
+        // once a second while the answer is no.
+        if (mode == Take::kEvictOrGrow && now >= c.no_donor_until) {
+            if (unsigned d = find_donor(&c, it->time, now); d != 0) {
+                *donor = d;
+                return nullptr;
+            }
+            c.no_donor_until = now + 1;
+        }
         if (!evict_fn_(ctx_, it, now, true)) continue;
         if (p->draining) {  // its memory is promised elsewhere
             free_chunk_locked(c, p, it);
@@ -288,35 +312,107 @@ Item* Slabs::alloc(size_t total, RelTime now) noexcept {
     if (total > kMaxChunk) return alloc_large(total, now);
     unsigned id = size_to_class_[(total + 7) / 8];
     Class& c = classes_[id];
+    unsigned donor = 0;
     {
         std::lock_guard<std::mutex> g(c.mu);
-        if (Item* it = take_chunk(c, now, evict_)) return it;
+        if (Item* it = take_chunk(c, now, evict_ ? Take::kEvictOrGrow : Take::kNoEvict, &donor)) {
+            return it;
+        }
     }
     if (!evict_) return nullptr;
-    // The class has nothing to give: pay for a page first, then make room elsewhere. Memory
-    // freed meanwhile is already ours, so a concurrent allocation cannot take it first.
+    // The class has nothing to give, or another holds older items: pay for a page first,
+    // then make room elsewhere. Memory freed meanwhile is already ours, so a concurrent
+    // allocation cannot take it first.
     mem_used_.fetch_add(kPageSize, std::memory_order_relaxed);
     void* mem = nullptr;
-    if (!make_room(id, now) || (mem = std::aligned_alloc(kPageSize, kPageSize)) == nullptr) {
+    if (!make_room(id, now, donor) ||
+        (mem = std::aligned_alloc(kPageSize, kPageSize)) == nullptr) {
         mem_used_.fetch_sub(kPageSize, std::memory_order_relaxed);
-        return nullptr;
+        if (donor == 0) return nullptr;
+        // The donor had nothing evictable after all: evict here, as without a donor.
+        std::lock_guard<std::mutex> g(c.mu);
+        return take_chunk(c, now, Take::kEvict);
     }
+    if (donor == large_class()) pages_moved_.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard<std::mutex> g(c.mu);
     if (c.free_head != nullptr || (c.carve != nullptr && c.carve->carved < c.per_page)) {
         // Chunks came free while we made room: use one, and give the page back.
         std::free(mem);
         mem_used_.fetch_sub(kPageSize, std::memory_order_relaxed);
-        return take_chunk(c, now, false);
+        return take_chunk(c, now, Take::kNoEvict);
     }
     add_page_locked(c, mem);
-    return take_chunk(c, now, false);
+    return take_chunk(c, now, Take::kNoEvict);
 }
 
-bool Slabs::make_room(unsigned for_class, RelTime now) noexcept {
+unsigned Slabs::find_donor(const Class* self, RelTime victim_time, RelTime now) noexcept {
+    // Only try_lock: the caller may hold its class lock, and the other locks may be held by
+    // someone waiting for it.
+    // The guess of a class's oldest item is the oldest among the chunks just ahead of its
+    // hand (where it would evict next, and where a page would be emptied from).
+    unsigned best = 0;
+    RelTime best_time = victim_time;
+    for (unsigned id = 1; id < large_class(); ++id) {
+        Class& d = classes_[id];
+        if (&d == self || d.npages.load(std::memory_order_relaxed) == 0) continue;
+        std::unique_lock<std::mutex> g(d.mu, std::try_to_lock);
+        if (!g.owns_lock() || d.pages.empty()) continue;
+        size_t pi = d.hand_page < d.pages.size() ? d.hand_page : 0;
+        size_t ci = pi == d.hand_page ? d.hand_chunk : 0;
+        RelTime oldest = 0;
+        bool seen = false;
+        for (int n = 0; n < kAgePeek; ++n, ++ci) {
+            const Page* p = d.pages[pi];
+            if (ci >= p->carved) {
+                pi = (pi + 1) % d.pages.size();
+                ci = 0;
+                continue;
+            }
+            const Item* it = chunk(const_cast<Page*>(p), d.size, ci);
+            uint8_t f = it->iflags.load(std::memory_order_acquire);
+            if ((f & Item::kLinked) && !(f & Item::kFree) && (!seen || it->time < oldest)) {
+                oldest = it->time;
+                seen = true;
+            }
+        }
+        if (seen && oldest < best_time && clearly_older(oldest, victim_time, now)) {
+            best = id;
+            best_time = oldest;
+        }
+    }
+    if (self != nullptr) {
+        std::unique_lock<std::mutex> g(large_->mu, std::try_to_lock);
+        if (g.owns_lock() && large_->tail != nullptr) {
+            const Item* it = item_of(large_->tail);
+            if (it->has(Item::kLinked) && it->time < best_time &&
+                clearly_older(it->time, victim_time, now)) {
+                best = large_class();
+            }
+        }
+    }
+    return best;
+}
+
+bool Slabs::make_room(unsigned for_class, RelTime now, unsigned donor) noexcept {
     for (int round = 0; mem_used_.load(std::memory_order_relaxed) >
                         max_bytes_.load(std::memory_order_relaxed);
          ++round) {
         if (round >= kRoomRounds) return false;
+        // A donor with older items gives first; when it has nothing more to give, the usual
+        // order below takes over.
+        if (donor == large_class()) {
+            // Read marks do not keep a donor's items, as a page being moved keeps none: its
+            // items are older, and the quick look alone would only clear the marks and leave
+            // the asking class to empty its own page.
+            if (evict_large_one(now, false) || evict_large_one(now, true)) {
+                reassign_evictions_.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            donor = 0;
+        } else if (donor != 0) {
+            if (empty_page_of(classes_[donor], now)) continue;
+            donor = 0;
+        }
         // Large items first, then a page of the class with the most pages, then any page
         // (the asking class's own too: its items were all busy or recently read). Last, a
         // full turn of the large items' hand: when every one was read since the hand last
@@ -407,6 +503,7 @@ bool Slabs::empty_page_of(Class& c, RelTime now) noexcept {
             evict_fn_(ctx_, it, now, false)) {
             it->iflags.store(Item::kFree, std::memory_order_relaxed);
             --p->used;
+            reassign_evictions_.fetch_add(1, std::memory_order_relaxed);
         }
     }
     // Chunks still in use (being sent or filled) come back through free(); the last one
@@ -416,6 +513,21 @@ bool Slabs::empty_page_of(Class& c, RelTime now) noexcept {
     return true;
 }
 
+unsigned Slabs::large_donor(RelTime now) noexcept {
+    // As a class does before evicting its own item (see take_chunk): when a slab class holds
+    // clearly older items than the large items' tail, its pages pay instead.
+    if (now < large_no_donor_until_.load(std::memory_order_relaxed)) return 0;
+    RelTime victim_time;
+    {
+        std::lock_guard<std::mutex> g(large_->mu);
+        if (large_->tail == nullptr || !item_of(large_->tail)->has(Item::kLinked)) return 0;
+        victim_time = item_of(large_->tail)->time;
+    }
+    unsigned d = find_donor(nullptr, victim_time, now);
+    if (d == 0) large_no_donor_until_.store(now + 1, std::memory_order_relaxed);
+    return d;
+}
+
 Item* Slabs::alloc_large(size_t total, RelTime now) noexcept {
     void* mem = std::malloc(sizeof(LargeHdr) + total);
     if (mem == nullptr) return nullptr;
@@ -423,7 +535,7 @@ Item* Slabs::alloc_large(size_t total, RelTime now) noexcept {
     // Charge first, then make room: concurrent allocations cannot all slip under the limit.
     mem_used_.fetch_add(usable, std::memory_order_relaxed);
     if (mem_used_.load(std::memory_order_relaxed) > max_bytes_.load(std::memory_order_relaxed) &&
-        (!evict_ || !make_room(0, now))) {
+        (!evict_ || !make_room(0, now, large_donor(now)))) {
         mem_used_.fetch_sub(usable, std::memory_order_relaxed);
         std::free(mem);
         return nullptr;

@@ -16,6 +16,15 @@
 // last). Paying first means memory freed meanwhile cannot be taken by a concurrent
 // allocation, so an allocation fails only when nothing at all can be evicted.
 //
+// Memory follows the item size (memcached's automove, done where the need arises): before a
+// class evicts its own item it asks whether another class, or the large items, holds clearly
+// older items (find_donor: two seconds and a quarter more idle time than its victim; try_lock
+// only; asked at most once a second while the answer is no). If so it pays for a page as
+// above, and the donor gives first: its page at the hand is emptied (its items unlinked under
+// their shard locks, busy ones freed later by their last reference), or its oldest large
+// items are evicted, read marks notwithstanding. Large allocations ask the same of the slab
+// classes. Counted in pages_moved() and reassign_evictions().
+//
 // Locking: one mutex per class and one for large items, always taken before (never after) the
 // store's shard locks, and those only with try_lock; see doc/threads.md. The store's evict
 // callback runs with the class (or large) lock held.
@@ -74,6 +83,8 @@ public:
     size_t mem_used() const noexcept;
     std::vector<SlabClassInfo> info() const;
     uint64_t pages_moved() const noexcept;  // pages emptied for another class
+    // Items evicted (rather than by a class's own CLOCK) to move memory to another class.
+    uint64_t reassign_evictions() const noexcept;
 
     struct Page;  // header of a slab page (public for slab.cc's helpers)
     struct Class;
@@ -82,10 +93,19 @@ public:
 private:
 
     Item* alloc_large(size_t total, RelTime now) noexcept;
-    Item* take_chunk(Class& c, RelTime now, bool may_evict) noexcept;  // c.mu held
+    unsigned large_donor(RelTime now) noexcept;  // a class with clearly older items, or 0
+    enum class Take { kNoEvict, kEvict, kEvictOrGrow };
+    // c.mu held. kEvictOrGrow: before evicting its own item the class looks for an older
+    // one elsewhere; finding one it returns nullptr with *donor set (class id, or
+    // large_class() for the large items) so the caller takes a page's worth from there.
+    Item* take_chunk(Class& c, RelTime now, Take mode, unsigned* donor = nullptr) noexcept;
+    // A source whose oldest item is clearly older than victim_time, or 0; self (a class, or
+    // nullptr for the large items) is not one. Only try_locks.
+    unsigned find_donor(const Class* self, RelTime victim_time, RelTime now) noexcept;
     bool charge(size_t bytes) noexcept;
     void add_page_locked(Class& c, void* mem) noexcept;              // c.mu held; mem charged
-    bool make_room(unsigned for_class, RelTime now) noexcept;        // until mem_used <= max
+    // Until mem_used <= max; from donor first when it is not 0.
+    bool make_room(unsigned for_class, RelTime now, unsigned donor = 0) noexcept;
     // Quick: at most a few dozen items; full_turn: the whole list twice if need be.
     bool evict_large_one(RelTime now, bool full_turn) noexcept;
     bool empty_one_page(unsigned last, RelTime now) noexcept;
@@ -102,7 +122,9 @@ private:
     std::atomic<size_t> mem_used_{0};
     std::atomic<size_t> max_bytes_;
     std::atomic<uint64_t> pages_moved_{0};
+    std::atomic<uint64_t> reassign_evictions_{0};
     std::atomic<unsigned> victim_cursor_{0};
+    std::atomic<RelTime> large_no_donor_until_{0};  // as Class::no_donor_until
     bool evict_;
     EvictFn evict_fn_;
     void* ctx_;

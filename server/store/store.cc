@@ -493,16 +493,21 @@ bool Store::replace_if_unchanged(Shard& s, uint64_t h, std::string_view key, uin
 }
 
 // A read marks the item for the CLOCK hand and records the access time (memcached 1.6's
-// segmented LRU does too: mg's l and me's la show it). Both write only when something
+// segmented LRU does too: mg's l and me's la show it). As in memcached (do_item_bump), the
+// first fetch only marks the item fetched and later ones refresh its time: an item stored
+// and read once keeps its age, so a class full of such items still gives its memory to a
+// class whose items are newer (see Slabs::find_donor). Both write only when something
 // changes, so a hot item costs at most one write a second. True when this read set the
 // access mark (the first read since the hand last passed): a read hint's moment.
 static bool bump(Item* it, RelTime now) noexcept {
     constexpr uint8_t kMarks = Item::kFetched | Item::kAccessed;
     bool first = false;
-    if ((it->iflags.load(std::memory_order_relaxed) & kMarks) != kMarks) [[unlikely]] {
-        first = !(it->iflags.fetch_or(kMarks, std::memory_order_relaxed) & Item::kAccessed);
+    uint8_t f = it->iflags.load(std::memory_order_relaxed);
+    if ((f & kMarks) != kMarks) [[unlikely]] {
+        f = it->iflags.fetch_or(kMarks, std::memory_order_relaxed);
+        first = !(f & Item::kAccessed);
     }
-    if (it->time != now) it->time = now;
+    if ((f & Item::kFetched) && it->time != now) it->time = now;
     return first;
 }
 
@@ -914,6 +919,7 @@ StoreStats Store::stats() const noexcept {
     r.hash_power_level = level;
     r.malloc_bytes = impl_->slabs.mem_used();
     r.slabs_moved = impl_->slabs.pages_moved();
+    r.slab_reassign_evictions_nomem = impl_->slabs.reassign_evictions();
     return r;
 }
 

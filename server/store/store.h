@@ -209,6 +209,10 @@ struct StoreStats {
     bool hash_is_expanding = false;
     uint64_t malloc_bytes = 0;  // slab pages and large blocks charged against -m
     uint64_t slabs_moved = 0;   // pages emptied to give memory to another class
+    // Items evicted to move memory to another class (a page emptied, or large items evicted
+    // to pay for a page of a class whose own items are younger); also in `evictions`.
+    // memcached's name; printed by stats.cc once the slab_reassign_* keys are there.
+    uint64_t slab_reassign_evictions_nomem = 0;
 };
 
 // Per size class (see slab.h; the last class holds items above the largest chunk) for

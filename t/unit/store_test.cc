@@ -406,6 +406,64 @@ TEST_F(StoreTest, PagesMoveBetweenClasses) {
     EXPECT_LE(st->stats().malloc_bytes, c.max_bytes);
 }
 
+// When the item size shifts, memory follows it: a class that must evict to store takes a page's
+// worth from where clearly older items are (large items, or another class's pages) instead of
+// evicting its own newer items, so most of the new items stay (memcached's automove).
+TEST_F(StoreTest, MemoryFollowsSizeShift) {
+    struct Shift {
+        size_t old_len;
+        int old_n;
+        size_t new_len;
+        int new_n;
+    };
+    // large -> slab class (memcached's slabs-reassign-chunked.t), slab -> slab, slab -> large
+    const Shift shifts[] = {{11000, 900, 3000, 2000}, {3000, 3000, 1000, 5000}, {3000, 3000, 11000, 500}};
+    for (const Shift& sh : shifts) {
+        clock_.set_now(100);
+        Config c;
+        c.max_bytes = 8u << 20;
+        auto st = make(c);
+        for (int i = 0; i < sh.old_n; ++i) {
+            ASSERT_EQ(put(*st, "o" + std::to_string(i), std::string(sh.old_len, 'o')), StoreStatus::Stored);
+        }
+        ASSERT_GT(st->stats().evictions, 0u) << sh.old_len;  // memory is full
+        // Reads set the access marks (a second chance from the CLOCK hand), but the old items
+        // are still the older ones: they must not keep their memory.
+        for (int i = 0; i < sh.old_n; ++i) value(*st, "o" + std::to_string(i));
+        uint64_t moved = st->stats().slabs_moved;
+        clock_.set_now(110);
+        std::string v(sh.new_len, 'n');
+        for (int i = 0; i < sh.new_n; ++i) {
+            ASSERT_EQ(put(*st, "n" + std::to_string(i), v), StoreStatus::Stored) << sh.new_len << " " << i;
+        }
+        int hits = 0;
+        for (int i = 0; i < sh.new_n; ++i) hits += value(*st, "n" + std::to_string(i)) == v;
+        StoreStats s = st->stats();
+        EXPECT_GE(hits, sh.new_n * 9 / 10) << sh.old_len << " -> " << sh.new_len;
+        EXPECT_GT(s.slabs_moved, moved) << sh.old_len << " -> " << sh.new_len;
+        EXPECT_GT(s.slab_reassign_evictions_nomem, 0u) << sh.old_len << " -> " << sh.new_len;
+        EXPECT_LE(s.malloc_bytes, c.max_bytes);
+    }
+}
+
+// Two classes evicting items of about the same age keep their pages: memory moves only to a
+// class whose victim is clearly younger than another's oldest item.
+TEST_F(StoreTest, NoPageMovesBetweenEqualAges) {
+    Config c;
+    c.max_bytes = 4u << 20;
+    auto st = make(c);
+    for (int i = 0; i < 4000; ++i) {
+        ASSERT_EQ(put(*st, "a" + std::to_string(i), std::string(1000, 'a')), StoreStatus::Stored);
+        ASSERT_EQ(put(*st, "b" + std::to_string(i), std::string(3000, 'b')), StoreStatus::Stored);
+    }
+    uint64_t moved = st->stats().slabs_moved;
+    for (int i = 4000; i < 8000; ++i) {
+        ASSERT_EQ(put(*st, "a" + std::to_string(i), std::string(1000, 'a')), StoreStatus::Stored);
+        ASSERT_EQ(put(*st, "b" + std::to_string(i), std::string(3000, 'b')), StoreStatus::Stored);
+    }
+    EXPECT_EQ(st->stats().slabs_moved, moved);
+}
+
 // Any mix of sizes under a full -m evicts and stores: values near the item limit after small
 // ones filled the memory, small ones after large ones filled it, and back, with several
 // writers at once.
