@@ -149,10 +149,11 @@ void write_general_stats(ServerContext& ctx, OutBuf& out) {
     if (s.slab_reassign) {
         // The store moves a page to another size class inline, in the allocation that needs
         // it, by evicting what the page holds: no mover thread, so nothing is rescued, busy
-        // or running, and every moved page counts in slabs_moved.
+        // or running, and every moved page counts in slabs_moved; the items evicted to empty
+        // it count in slab_reassign_evictions_nomem (and in evictions).
         u64(out, "slab_reassign_rescues", 0);
         u64(out, "slab_reassign_chunk_rescues", 0);
-        u64(out, "slab_reassign_evictions_nomem", 0);
+        u64(out, "slab_reassign_evictions_nomem", ss.slab_reassign_evictions_nomem);
         u64(out, "slab_reassign_inline_reclaim", 0);
         u64(out, "slab_reassign_busy_items", 0);
         u64(out, "slab_reassign_busy_deletes", 0);
