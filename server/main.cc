@@ -30,6 +30,7 @@
 #include "server/log.h"
 #include "server/settings.h"
 #include "server/store/store.h"
+#include "server/watch.h"
 #include "server/worker.h"
 
 namespace mcm::server {
@@ -109,6 +110,7 @@ int run(int argc, char** argv) {
     store::Clock clock(now - kClockHeadStart);
     clock.tick(now);
 
+    watch::g_watcher_buf_bytes = settings.watcher_logbuf_bytes;
     store::Config sc;
     sc.max_bytes = settings.max_bytes;
     sc.item_size_max = settings.item_size_max;

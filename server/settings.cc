@@ -518,6 +518,27 @@ void sub_slab_automove_window(ParseState& st, const char* value) {
     st.s.slab_automove_window = static_cast<unsigned>(v);
 }
 
+// memcached's checks: an unsigned number of kilobytes.
+uint32_t logbuf_kb(const char* value, const char* name) {
+    const std::string n(name);
+    const char* v = need(value, ("Missing " + n + " argument").c_str());
+    char* end = nullptr;
+    errno = 0;
+    unsigned long kb = std::strtoul(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || v[0] == '-' || kb > UINT32_MAX / 1024) {
+        refuse("could not parse argument to %s", name);
+    }
+    return static_cast<uint32_t>(kb * 1024);
+}
+
+void sub_watcher_logbuf_size(ParseState& st, const char* value) {
+    st.s.watcher_logbuf_bytes = logbuf_kb(value, "watcher_logbuf_size");
+}
+
+void sub_worker_logbuf_size(ParseState& st, const char* value) {
+    st.s.worker_logbuf_bytes = logbuf_kb(value, "worker_logbuf_size");
+}
+
 void sub_temporary_ttl(ParseState& st, const char* value) {
     st.s.temporary_ttl = static_cast<unsigned>(std::atoi(need(value, "Missing temporary_ttl argument")));
     st.s.temp_lru = true;
@@ -539,7 +560,6 @@ void sub_no_modern(ParseState& st, const char*) {
 constexpr const char* kNoSegmentedLru =
     "the segmented LRU (hot/warm/cold/temp) is not part of this server";
 constexpr const char* kNoSlabs = "slab tuning has nothing to act on here: memory is not in slabs";
-constexpr const char* kNoWatch = "the watch command (live logging) is not offered by this server";
 
 // One row per suboption memcached 1.6.18 knows (an unknown name gets memcached's own message).
 // `help` null: accepted or refused without a line in -h. `refusal` set: refused with that reason.
@@ -652,8 +672,8 @@ const SuboptionSpec kSuboptions[] = {
     {"slab_automove_window", nullptr, sub_slab_automove_window, nullptr},  // stats only
     {"slab_sizes", nullptr, nullptr, kNoSlabs},
     {"track_sizes", nullptr, nullptr, "\"stats sizes\" is not offered by this server"},
-    {"watcher_logbuf_size", nullptr, nullptr, kNoWatch},
-    {"worker_logbuf_size", nullptr, nullptr, kNoWatch},
+    {"watcher_logbuf_size", nullptr, sub_watcher_logbuf_size, nullptr},
+    {"worker_logbuf_size", nullptr, sub_worker_logbuf_size, nullptr},
     {"sock_cookie_id", nullptr, nullptr, "socket marks (SO_MARK) are not supported by this server"},
     {"slab_automove_freeratio", nullptr, nullptr, "extstore is not supported by this server"},
 };

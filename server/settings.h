@@ -67,6 +67,11 @@ struct Settings {
     unsigned lru_crawler_tocrawl = 0;        // -o lru_crawler_tocrawl: items per pass, 0 = all
     bool slab_reassign = true;               // -o slab_reassign / no_slab_reassign (stats only)
     int slab_automove = 1;                   // -o slab_automove[=0..2] / no_slab_automove
+    // -o watcher_logbuf_size / worker_logbuf_size (KB on the command line, as memcached):
+    // what a watcher may have waiting; the worker figure is shown only (no per-worker
+    // buffers here: lines go to the watchers' buffers directly).
+    uint32_t watcher_logbuf_bytes = 256 * 1024;
+    uint32_t worker_logbuf_bytes = 64 * 1024;
     unsigned slab_automove_window = 30;      // -o slab_automove_window (>2; stats only)
     bool temp_lru = false;                   // set by -o temporary_ttl (stats only: one LRU)
     unsigned temporary_ttl = 61;             // -o temporary_ttl (stats only)

@@ -15,6 +15,7 @@
 namespace mcm::server::watch {
 
 std::atomic<uint32_t> g_mask{0};
+size_t g_watcher_buf_bytes = 256 * 1024;
 
 namespace {
 
@@ -182,7 +183,7 @@ void emit(uint32_t flag, std::string_view body) noexcept {
     std::lock_guard<std::mutex> g(h.mu);
     for (Watcher* w : h.ws) {
         if ((w->flags & flag) == 0 || w->dead) continue;
-        if (w->buf.size() + len + 32 > kWatcherBufBytes) {
+        if (w->buf.size() + len + 32 > g_watcher_buf_bytes) {
             ++w->skipped;
             continue;
         }

@@ -28,8 +28,9 @@ enum : uint32_t {
     kProxyUser = 256,
 };
 
-// Bytes a watcher may have waiting before new lines are dropped.
-inline constexpr size_t kWatcherBufBytes = 256 * 1024;
+// Bytes a watcher may have waiting before new lines are dropped: -o watcher_logbuf_size
+// (KB, memcached's option), 256 KB unless given; set once at startup.
+extern size_t g_watcher_buf_bytes;
 
 extern std::atomic<uint32_t> g_mask;  // union of the flags of all watchers
 

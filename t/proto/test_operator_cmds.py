@@ -472,3 +472,20 @@ def test_watch_meta_delete_incr(server):
         ("item_get", "mk", "found", None),
         ("item_get", "mk", "not_found", None),
     ]
+
+
+def test_watcher_logbuf_size_option(make_server):
+    """memcached's -o watcher_logbuf_size (KB) and worker_logbuf_size: accepted, checked as
+    memcached checks them, and watch works with a small buffer."""
+    for opt, err in (("watcher_logbuf_size", "Missing watcher_logbuf_size argument"),
+                     ("worker_logbuf_size=abc", "could not parse argument to worker_logbuf_size")):
+        r = subprocess.run([mc.server_binary()] + mc.root_args() + ["-p", "0", "-o", opt],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode != 0 and err in r.stderr, (opt, r.returncode, r.stderr)
+    s = make_server("-o", "watcher_logbuf_size=8")
+    w = s.connect()
+    assert w.cmd("watch fetchers") == b"OK\r\n"
+    c = s.connect()
+    assert c.cmd("get wkey") == b"END\r\n"
+    (line,) = watch_lines(w, 1)  # log lines end in "\n" alone
+    assert "type=item_get key=wkey status=not_found" in line, line

@@ -434,8 +434,8 @@ const Refusal kRefusals[] = {
     {{"-o", "slab_automove_ratio=0.5"}, "-o slab_automove_ratio: slab tuning"},
     {{"-o", "slab_sizes=100-200"}, "-o slab_sizes: slab tuning"},
     {{"-o", "track_sizes"}, "-o track_sizes: \"stats sizes\" is not offered by this server\n"},
-    {{"-o", "watcher_logbuf_size=256"}, "-o watcher_logbuf_size: the watch command"},
-    {{"-o", "worker_logbuf_size=64"}, "-o worker_logbuf_size: the watch command"},
+    {{"-o", "watcher_logbuf_size"}, "Missing watcher_logbuf_size argument"},  // memcached's
+    {{"-o", "worker_logbuf_size=abc"}, "could not parse argument to worker_logbuf_size"},
     {{"-o", "drop_privileges"}, "-o drop_privileges: dropping privileges with seccomp"},
     {{"-o", "sock_cookie_id=7"}, "-o sock_cookie_id: socket marks (SO_MARK)"},
     // values that memcached misreads and this server refuses instead
