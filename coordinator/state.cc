@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <limits>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -43,19 +45,39 @@ std::string FileStateStore::to_json(const State& s) {
     return j.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
+namespace {
+
+// A whole number of the file that fits T: nlohmann's get<> casts a float or a negative
+// number as it is (undefined behaviour when out of range, found by fuzz/coord_state).
+template <class T>
+T whole(const json& j, const char* key) {
+    const json& v = j.at(key);
+    if (!v.is_number_integer() ||
+        (v.is_number_unsigned() ? v.get<uint64_t>() > std::numeric_limits<T>::max()
+                                : (v.get<int64_t>() < 0 ||
+                                   static_cast<uint64_t>(v.get<int64_t>()) >
+                                       std::numeric_limits<T>::max()))) {
+        throw std::runtime_error(std::string(key) + ": not a whole number in range");
+    }
+    return v.is_number_unsigned() ? static_cast<T>(v.get<uint64_t>())
+                                  : static_cast<T>(v.get<int64_t>());
+}
+
+}  // namespace
+
 bool FileStateStore::from_json(const std::string& text, State* out, std::string* err) {
     try {
         json j = json::parse(text);
-        if (j.at("format").get<int>() != 1) {
+        if (whole<uint32_t>(j, "format") != 1) {
             *err = "unknown state format";
             return false;
         }
         State s;
         s.cluster_id = j.at("cluster_id").get<std::string>();
         s.secret_check = j.at("secret_check").get<std::string>();
-        s.buckets = j.at("buckets").get<uint32_t>();
-        s.replicas = j.at("replicas").get<uint32_t>();
-        s.epoch = j.at("epoch").get<uint64_t>();
+        s.buckets = whole<uint32_t>(j, "buckets");
+        s.replicas = whole<uint32_t>(j, "replicas");
+        s.epoch = whole<uint64_t>(j, "epoch");
         for (const json& m : j.at("members")) {
             MemberState ms;
             ms.name = m.at("name").get<std::string>();

@@ -459,11 +459,18 @@ def test_add_node_waits_for_the_catch_up_then_its_rebalance(fake_admin, secret_f
     assert [json.loads(line)["started_unix_ms"] for line in r.stdout.splitlines()] == [2000]
 
 
+def default_sigint():
+    """Ctrl-C as a terminal delivers it: a shell without job control starts background
+    commands with SIGINT ignored, and an ignored signal stays ignored across exec, so a test
+    run from such a job would send its SIGINT to a process that cannot hear it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_waiting_not_the_rebalance(fake_admin, secret_file):
     f = fake_admin(RUN_4[:2], {("POST", "/rebalance"): {"planned": 4}})
     p = subprocess.Popen([MCCTL, "--coordinator", f.addr, "--secret-file", secret_file,
                           "rebalance"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         stdin=subprocess.DEVNULL, text=True)
+                         stdin=subprocess.DEVNULL, text=True, preexec_fn=default_sigint)
     assert p.stderr.readline() == "rebalance started: 4 buckets to move\n"
     assert p.stderr.readline().startswith("running [")
     p.send_signal(signal.SIGINT)
@@ -809,7 +816,8 @@ def test_watch_count(cluster):
 def test_watch_ctrl_c_exits_0(cluster):
     c = cluster()
     p = subprocess.Popen([MCCTL, "--coordinator", c.addr, "watch", "--interval", "0.2"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_sigint)
     try:
         ready, _, _ = select.select([p.stdout], [], [], 10)
         assert ready, "no first frame within 10 s"

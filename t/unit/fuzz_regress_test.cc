@@ -112,6 +112,37 @@ TEST(FuzzRegress, HeartbeatIdsMustBeNodeNames) {
     EXPECT_EQ(back.members.at(0).boot_id, "\xef\xbf\xbd\xef\xbf\xbd");  // U+FFFD twice
 }
 
+// fuzz/coord_state: numbers of the state file that are floats, negative or too large were
+// cast as they were (undefined behaviour); they are refused now.
+TEST(FuzzRegress, StateNumbersMustBeWholeAndInRange) {
+    coord::State s;
+    s.buckets = 64;
+    s.replicas = 1;
+    s.epoch = 7;
+    const std::string good = coord::FileStateStore::to_json(s);
+    coord::State back;
+    std::string err;
+    ASSERT_TRUE(coord::FileStateStore::from_json(good, &back, &err)) << err;
+    EXPECT_EQ(back.epoch, 7u);
+    auto with = [&](const std::string& key, const std::string& value) {
+        std::string t = good;
+        const std::string k = "\"" + key + "\": ";
+        size_t at = t.find(k);
+        EXPECT_NE(at, std::string::npos) << key;
+        size_t end = t.find_first_of(",\n}", at + k.size());
+        return t.replace(at + k.size(), end - at - k.size(), value);
+    };
+    for (const char* bad : {"2e+30", "-1", "1.5", "\"7\""}) {
+        EXPECT_FALSE(coord::FileStateStore::from_json(with("buckets", bad), &back, &err)) << bad;
+        EXPECT_FALSE(coord::FileStateStore::from_json(with("epoch", bad), &back, &err)) << bad;
+    }
+    EXPECT_FALSE(coord::FileStateStore::from_json(with("replicas", "8888888888"), &back, &err));
+    EXPECT_FALSE(coord::FileStateStore::from_json(with("format", "1e300"), &back, &err));
+    EXPECT_TRUE(coord::FileStateStore::from_json(with("epoch", "18446744073709551615"), &back,
+                                                 &err)) << err;
+    EXPECT_EQ(back.epoch, UINT64_MAX);
+}
+
 TEST(FuzzRegress, MapNamesAndHostsAreAscii) {
     repl::BucketMap m;
     std::string err;
