@@ -22,7 +22,7 @@ for p in (os.path.join(TOP, "t", "lib"), os.path.join(TOP, "clients", "python"))
         sys.path.insert(0, p)
 
 import mc  # noqa: E402
-from cluster import SECRET, FaultProxy, auth  # noqa: E402
+from cluster import SECRET, FaultProxy, auth, dump  # noqa: E402
 from coord import COORD_BIN, Coordinator, parse_map, settled  # noqa: E402
 
 INF = float("inf")
@@ -749,6 +749,23 @@ class Nemesis:
     def hold(self, lo, hi):
         self.stopping.wait(self.rnd.uniform(lo, hi))
 
+    def proxy_fault(self, ev, kind, p, target, block, delay_ms, delay_hold):
+        """A cut, block or delay (kind's suffix) on the fault proxy p, held for a time drawn
+        from block / delay_hold; a delay of delay_ms (range) with a quarter of it as jitter."""
+        ev["target"] = target
+        if kind.endswith("-cut"):
+            p.cut()
+        elif kind.endswith("-block"):
+            p.block()
+            self.hold(*block)
+            p.unblock()
+        else:
+            ms = self.rnd.randint(*delay_ms)
+            ev["delay_ms"] = ms
+            p.delay(ms, ms // 4)
+            self.hold(*delay_hold)
+            p.delay(0)
+
     def one(self, kind):
         cl = self.cl
         target = self.rnd.choice(cl.base)
@@ -767,35 +784,11 @@ class Nemesis:
             self.hold(0.2, 2.5)
             cl.resume(target)
         elif kind.startswith("peer-") and cl.peer_proxies:
-            ev["target"] = target
-            p = cl.nodes[target].peer
-            if kind == "peer-cut":
-                p.cut()
-            elif kind == "peer-block":
-                p.block()
-                self.hold(0.5, 4.0)
-                p.unblock()
-            else:
-                ms = self.rnd.randint(20, 300)
-                ev["delay_ms"] = ms
-                p.delay(ms, ms // 4)
-                self.hold(1.0, 5.0)
-                p.delay(0)
+            self.proxy_fault(ev, kind, cl.nodes[target].peer, target,
+                             block=(0.5, 4.0), delay_ms=(20, 300), delay_hold=(1.0, 5.0))
         elif kind.startswith("ctl-"):
-            ev["target"] = target
-            p = cl.nodes[target].ctl
-            if kind == "ctl-cut":
-                p.cut()
-            elif kind == "ctl-block":
-                p.block()
-                self.hold(0.3, 2.0)
-                p.unblock()
-            else:
-                ms = self.rnd.randint(50, 400)
-                ev["delay_ms"] = ms
-                p.delay(ms, ms // 4)
-                self.hold(1.0, 4.0)
-                p.delay(0)
+            self.proxy_fault(ev, kind, cl.nodes[target].ctl, target,
+                             block=(0.3, 2.0), delay_ms=(50, 400), delay_hold=(1.0, 4.0))
         elif kind == "coord-kill":
             cl.kill_coordinator()
             self.hold(0.3, 3.0)
@@ -927,19 +920,7 @@ def compare_replicas(cl, timeout=20):
     m = parse_map(cl.coord.map_text())
 
     def dump_kv(name, b):
-        c = cl.nodes[name].server.connect(timeout=10)
-        try:
-            assert auth(c) == b"OK\r\n"
-            c.send(f"cluster dump {b}\r\n")
-            items = {}
-            while True:
-                line = c.readline()
-                if line == b"END\r\n":
-                    return items
-                w = line.split()
-                items[w[1]] = c.readexact(int(w[5]) + 2)[:-2]
-        finally:
-            c.close()
+        return {k: item[4] for k, item in dump(cl.nodes[name].server, b).items()}
 
     pending = list(range(cl.buckets))
     deadline = time.monotonic() + timeout
