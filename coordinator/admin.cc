@@ -9,6 +9,7 @@
 
 #include "coordinator/admin_parse.h"
 #include "coordinator/clock.h"
+#include "coordinator/control_plane.h"
 #include "coordinator/log.h"
 #include "coordinator/metrics.h"
 
@@ -16,8 +17,8 @@ namespace mcm::coord {
 
 using nlohmann::json;
 
-AdminApi::AdminApi(event_base* base, Coordinator* c, std::string secret)
-    : base_(base), c_(c), secret_(std::move(secret)) {}
+AdminApi::AdminApi(event_base* base, Supervisor* sup, std::string secret)
+    : base_(base), sup_(sup), secret_(std::move(secret)) {}
 
 AdminApi::~AdminApi() {
     if (http_ != nullptr) evhttp_free(http_);
@@ -71,11 +72,21 @@ void AdminApi::route(evhttp_request* req, const std::string& method, const std::
                      const std::string& body) {
     using Kind = AdminCall::Kind;
     const AdminCall c = parse_admin_call(method, path, body);
+    Coordinator* const co = sup_->leader();
+    if (co == nullptr && c.kind != Kind::Auth && c.kind != Kind::NotFound) {
+        return follower(req, c.mutating, path, static_cast<int>(c.kind));
+    }
     switch (c.kind) {
-        case Kind::Status: return reply(req, 200, status_json(*c_));
-        case Kind::Map: return reply(req, 200, map_json(*c_));
+        case Kind::Status: {
+            json j = json::parse(status_json(*co));
+            j["role"] = "leader";
+            j["control_plane"] = control_plane_json(*sup_);
+            return reply(req, 200, j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+        }
+        case Kind::Map: return reply(req, 200, map_json(*co));
         case Kind::Metrics:
-            return reply(req, 200, metrics_text(*c_), "text/plain; version=0.0.4");
+            return reply(req, 200, metrics_text(*co) + control_plane_metrics(*sup_),
+                         "text/plain; version=0.0.4");
         case Kind::Auth: return reply(req, 200, json{{"challenge", new_challenge()}}.dump());
         case Kind::NotFound: return error(req, 404, "no such resource");
         default: break;
@@ -84,20 +95,20 @@ void AdminApi::route(evhttp_request* req, const std::string& method, const std::
     if (!authorized(req, method, path, body, &why)) return error(req, 401, why);
     if (!c.bad_body.empty()) return error(req, 400, c.bad_body);
     switch (c.kind) {
-        case Kind::AddNode: return outcome(req, c_->add_node(c.name, c.addr, c.rebalance));
-        case Kind::CancelRebalance: return outcome(req, c_->cancel_rebalance());
+        case Kind::AddNode: return outcome(req, co, co->add_node(c.name, c.addr, c.rebalance));
+        case Kind::CancelRebalance: return outcome(req, co, co->cancel_rebalance());
         case Kind::Rebalance:
         case Kind::Drain: {
             uint32_t planned = 0;
             Coordinator::Outcome o =
                 c.kind == Kind::Drain
-                    ? c_->drain_node(c.name, c.remove, &planned)
-                    : c_->start_rebalance(c.parallel, "requested by the operator", &planned);
+                    ? co->drain_node(c.name, c.remove, &planned)
+                    : co->start_rebalance(c.parallel, "requested by the operator", &planned);
             if (o.http != 200) return error(req, o.http, o.error);
             return reply(req, 200, json{{"planned", planned}}.dump());
         }
-        case Kind::RemoveNode: return outcome(req, c_->remove_node(c.name));
-        case Kind::Failover: return outcome(req, c_->failover_node(c.name));
+        case Kind::RemoveNode: return outcome(req, co, co->remove_node(c.name));
+        case Kind::Failover: return outcome(req, co, co->failover_node(c.name));
         default: return error(req, 404, "no such resource");
     }
 }
@@ -154,6 +165,8 @@ void AdminApi::reply(evhttp_request* req, int code, const std::string& body, con
                          : code == 401 ? "Unauthorized"
                          : code == 404 ? "Not Found"
                          : code == 409 ? "Conflict"
+                         : code == 307 ? "Temporary Redirect"
+                         : code == 503 ? "Service Unavailable"
                                        : "Error";
     evhttp_send_reply(req, code, reason, buf);
     evbuffer_free(buf);
@@ -164,10 +177,45 @@ void AdminApi::error(evhttp_request* req, int code, const std::string& msg) {
     reply(req, code, json{{"error", msg}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
-void AdminApi::outcome(evhttp_request* req, const Coordinator::Outcome& o) {
+void AdminApi::outcome(evhttp_request* req, Coordinator* c, const Coordinator::Outcome& o) {
     if (o.http != 200) return error(req, o.http, o.error);
-    CLOG_DEBUG("admin call done, epoch %llu", static_cast<unsigned long long>(c_->map().epoch));
-    reply(req, 200, json{{"ok", true}, {"epoch", c_->map().epoch}}.dump() + "\n");
+    CLOG_DEBUG("admin call done, epoch %llu", static_cast<unsigned long long>(c->map().epoch));
+    reply(req, 200, json{{"ok", true}, {"epoch", c->map().epoch}}.dump() + "\n");
+}
+
+// A follower (etcd backend) answers reads from etcd and its own view, and sends every
+// mutating call to the leader: 307 with Location, so the caller signs it again there (a
+// challenge is good only where it was issued). No leader known: 503.
+void AdminApi::follower(evhttp_request* req, bool mutating, const std::string& path, int kind) {
+    using Kind = AdminCall::Kind;
+    if (!mutating) {
+        switch (static_cast<Kind>(kind)) {
+            case Kind::Status: return reply(req, 200, follower_status_json(*sup_));
+            case Kind::Map: {
+                std::string out, err;
+                if (!follower_map_json(*sup_, &out, &err)) {
+                    return error(req, 503, "this coordinator follows and cannot read the map "
+                                           "from etcd: " + err);
+                }
+                return reply(req, 200, out);
+            }
+            case Kind::Metrics:
+                return reply(req, 200, control_plane_metrics(*sup_), "text/plain; version=0.0.4");
+            default: return error(req, 404, "no such resource");
+        }
+    }
+    const etcd::Elector* e = sup_->elector();
+    const etcd::ElectionView v = e != nullptr ? e->view() : etcd::ElectionView{};
+    if (v.leader_admin.empty() || v.leader_id == v.id) {
+        return error(req, 503, "no coordinator leads right now (an election is under way, or "
+                               "etcd is unreachable); try again");
+    }
+    const std::string location = "http://" + v.leader_admin + path;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Location", location.c_str());
+    json j{{"error", "this coordinator follows; " + v.leader_id + " at " + v.leader_admin +
+                         " leads"},
+           {"leader", {{"id", v.leader_id}, {"admin", v.leader_admin}}}};
+    reply(req, 307, j.dump() + "\n");
 }
 
 }  // namespace mcm::coord

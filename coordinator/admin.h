@@ -1,6 +1,7 @@
 // The admin API (doc/coordinator.md, contract): evhttp on --listen, JSON bodies, mutating
 // calls authenticated with one-use HMAC challenges. Lives on the coordinator's loop; calls the
-// Coordinator for every decision.
+// Coordinator for every decision while this process leads. A follower (etcd backend) answers
+// reads itself and redirects every mutating call to the leader (307, Location).
 #pragma once
 
 #include <event2/event.h>
@@ -11,12 +12,13 @@
 #include <string>
 
 #include "coordinator/coordinator.h"
+#include "coordinator/supervisor.h"
 
 namespace mcm::coord {
 
 class AdminApi {
 public:
-    AdminApi(event_base* base, Coordinator* c, std::string secret);
+    AdminApi(event_base* base, Supervisor* sup, std::string secret);
     ~AdminApi();
     AdminApi(const AdminApi&) = delete;
     AdminApi& operator=(const AdminApi&) = delete;
@@ -40,10 +42,11 @@ private:
     void reply(evhttp_request* req, int code, const std::string& body,
                const char* type = "application/json");
     void error(evhttp_request* req, int code, const std::string& msg);
-    void outcome(evhttp_request* req, const Coordinator::Outcome& o);
+    void outcome(evhttp_request* req, Coordinator* c, const Coordinator::Outcome& o);
+    void follower(evhttp_request* req, bool mutating, const std::string& path, int kind);
 
     event_base* base_;
-    Coordinator* c_;
+    Supervisor* sup_;
     std::string secret_;
     evhttp* http_ = nullptr;
     uint16_t port_ = 0;

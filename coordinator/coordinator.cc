@@ -19,8 +19,9 @@ void Counters::observe_rtt(double s) {
     ++rtt_count;
 }
 
-Coordinator::Coordinator(event_base* base, Options opts, std::unique_ptr<StateStore> store)
-    : base_(base), opts_(std::move(opts)), store_(std::move(store)) {}
+Coordinator::Coordinator(event_base* base, Options opts, std::unique_ptr<StateStore> store,
+                         const Leadership* lead)
+    : base_(base), opts_(std::move(opts)), lead_(lead), store_(std::move(store)) {}
 
 Coordinator::~Coordinator() {
     if (tick_ != nullptr) event_free(tick_);
@@ -40,8 +41,8 @@ bool Coordinator::setup() {
             return false;
         case StateStore::Load::Missing:
             if (opts_.nodes.empty()) {
-                CLOG_CRIT("no state file at %s and no --node: a new cluster needs its servers",
-                          opts_.state_path.c_str());
+                CLOG_CRIT("no state in %s and no --node: a new cluster needs its servers",
+                          store_->where().c_str());
                 return false;
             }
             prepare_first_start();
@@ -64,18 +65,18 @@ bool Coordinator::setup() {
 
 bool Coordinator::load_state(const State& st) {
     if (!equal_ct(st.secret_check, hmac_hex(opts_.secret, st.cluster_id))) {
-        CLOG_CRIT("state file %s belongs to another cluster (its secret check does not match "
-                  "this secret); not touching it", opts_.state_path.c_str());
+        CLOG_CRIT("%s belongs to another cluster (its secret check does not match "
+                  "this secret); not touching it", store_->where().c_str());
         return false;
     }
     if (st.buckets != opts_.buckets) {
-        CLOG_CRIT("state file %s is for %u buckets, --buckets says %u; not touching it",
-                  opts_.state_path.c_str(), st.buckets, opts_.buckets);
+        CLOG_CRIT("%s is for %u buckets, --buckets says %u; not touching it",
+                  store_->where().c_str(), st.buckets, opts_.buckets);
         return false;
     }
     std::string err;
     if (!BucketMap::parse(st.map_text, &map_, &err) || map_.nbuckets != st.buckets) {
-        CLOG_CRIT("state file %s is corrupt: its map: %s", opts_.state_path.c_str(),
+        CLOG_CRIT("%s is corrupt: its map: %s", store_->where().c_str(),
                   err.empty() ? "wrong bucket count" : err.c_str());
         return false;
     }
@@ -89,8 +90,8 @@ bool Coordinator::load_state(const State& st) {
     for (const MemberState& m : st.members) {
         int idx = map_.node_index(m.name);
         if (idx < 0) {
-            CLOG_CRIT("state file %s is corrupt: member %s is not in its map",
-                      opts_.state_path.c_str(), m.name.c_str());
+            CLOG_CRIT("%s is corrupt: member %s is not in its map", store_->where().c_str(),
+                      m.name.c_str());
             return false;
         }
         Server* s = add_server(m.name, map_.nodes[idx].host, map_.nodes[idx].port);
@@ -182,6 +183,7 @@ Server* Coordinator::add_server(const std::string& name, const std::string& host
     }
     s->link = std::make_unique<ServerLink>(base_, name, via_host, via_port, opts_.secret,
                                            std::move(ev));
+    s->link->set_leadership(lead_);
     servers_.push_back(std::move(s));
     return raw;
 }
@@ -202,6 +204,7 @@ void Coordinator::tick_cb(evutil_socket_t, short, void* arg) {
 void Coordinator::tick() {
     graveyard_.clear();
     int64_t now = mono_ms();
+    if (!may_act(now)) return;  // deposed: the supervisor tears this down
     for (auto& s : servers_) {
         s->link->check_timeouts(now);
         if (s->probe_retry_ms != 0 && now >= s->probe_retry_ms) {
@@ -380,6 +383,7 @@ void Coordinator::first_start_tick(int64_t now) {
     BucketMap first = first_map(nodes, opts_.buckets, opts_.replicas, max_epoch + 1);
     mode_ = Mode::Running;
     if (!commit(std::move(first), "first map dealt")) {
+        if (!may_act(mono_ms())) return;  // deposed meanwhile: the next leader deals it
         exit_code_ = 1;
         event_base_loopexit(base_, nullptr);
     }
@@ -388,6 +392,7 @@ void Coordinator::first_start_tick(int64_t now) {
 // ---- decisions ---------------------------------------------------------------------------
 
 void Coordinator::decide(int64_t now) {
+    if (!may_act(mono_ms())) return;
     if (update_cut_off(now)) return;  // cut off: change nothing
     std::vector<Server*> dead;
     for (auto& s : servers_) {

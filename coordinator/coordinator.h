@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/leadership.h"
 #include "coordinator/mover.h"
 #include "coordinator/options.h"
 #include "coordinator/planner.h"
@@ -73,7 +74,11 @@ struct Counters {
 
 class Coordinator {
 public:
-    Coordinator(event_base* base, Options opts, std::unique_ptr<StateStore> store);
+    // lead: whether this process may act (nullptr: always, the file backend). When it turns
+    // false the coordinator stops deciding, writing and talking to servers at once; its owner
+    // (coordinator/supervisor.h) then destroys it.
+    Coordinator(event_base* base, Options opts, std::unique_ptr<StateStore> store,
+                const Leadership* lead = nullptr);
     ~Coordinator();
 
     // Loads the state (or prepares a first start) and starts the links and the tick. False
@@ -191,8 +196,14 @@ private:
     void fetch_map(Server* s);
     void adopt_map(const BucketMap& m, const std::string& from);
 
+    bool may_act(int64_t now) const { return lead_ == nullptr || lead_->leading(now); }
+
     event_base* base_;
     Options opts_;
+    const Leadership* lead_;
+    // Callbacks scheduled with event_base_once hold a weak reference: a coordinator destroyed
+    // on losing the leadership leaves them nothing to call.
+    std::shared_ptr<int> life_ = std::make_shared<int>(0);
     std::unique_ptr<StateStore> store_;
     State state_;
     BucketMap map_;

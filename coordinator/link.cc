@@ -98,6 +98,7 @@ void ServerLink::write(const std::string& wire, Kind kind, int64_t timeout_ms, D
 
 bool ServerLink::send(std::string wire, Kind kind, int64_t timeout_ms, Done done) {
     if (state_ != State::Ready) return false;
+    if (lead_ != nullptr && !lead_->leading(mono_ms())) return false;
     write(wire, kind, timeout_ms, std::move(done));
     return true;
 }

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/leadership.h"
+
 namespace mcm::coord {
 
 class ServerLink {
@@ -49,7 +51,11 @@ public:
     size_t in_flight() const { return queue_.size(); }
     const std::string& name() const { return name_; }
 
-    // Queues a command on a Ready link (false if not ready: done is not called).
+    // With a Leadership, send() refuses (false) while this process does not lead: a deposed
+    // coordinator sends servers nothing, not even a heartbeat.
+    void set_leadership(const Leadership* l) { lead_ = l; }
+    // Queues a command on a Ready link (false if not ready or not leading: done is not
+    // called).
     bool send(std::string wire, Kind kind, int64_t timeout_ms, Done done);
     // Fails the link when its head command or the connect is overdue (the coordinator's tick).
     void check_timeouts(int64_t now_ms);
@@ -88,6 +94,7 @@ private:
     std::deque<Pending> queue_;
     uint64_t generation_ = 0;  // bumped on every close: callbacks check it to stop early
     bool wrong_node_logged_ = false;
+    const Leadership* lead_ = nullptr;
 };
 
 // Whether anything listens at host:port: a non-blocking connect from the loop thread, done

@@ -1,7 +1,10 @@
-// mc-coordinator: the composition root. Parses options, sets up the state store, the
-// coordinator and the admin API on one event loop, and runs it until SIGTERM/SIGINT.
+// mc-coordinator: the composition root. Parses options, sets up the supervisor (the state
+// backend, the election, the coordinator) and the admin API on one event loop, and runs it
+// until SIGTERM/SIGINT.
 #include <event2/event.h>
 #include <signal.h>
+
+#include <curl/curl.h>
 
 #include <cstdio>
 #include <memory>
@@ -11,6 +14,7 @@
 #include "coordinator/log.h"
 #include "coordinator/options.h"
 #include "coordinator/state.h"
+#include "coordinator/supervisor.h"
 
 using namespace mcm::coord;
 
@@ -41,9 +45,8 @@ int run(Options opts) {
     }
     int rc = 0;
     {
-        auto store = std::make_unique<FileStateStore>(opts.state_path);
-        Coordinator coord(base, opts, std::move(store));
-        AdminApi admin(base, &coord, opts.secret);
+        Supervisor sup(base, opts);
+        AdminApi admin(base, &sup, opts.secret);
         std::string err;
         event* sigterm = evsignal_new(base, SIGTERM, on_signal, base);
         event* sigint = evsignal_new(base, SIGINT, on_signal, base);
@@ -55,7 +58,8 @@ int run(Options opts) {
         } else if (!opts.port_file.empty() && !write_port_file(opts.port_file, admin.port())) {
             CLOG_CRIT("cannot write the port file %s", opts.port_file.c_str());
             rc = 1;
-        } else if (!coord.setup()) {
+        } else if (!sup.start(opts.listen_host + ":" + std::to_string(admin.port()), &err)) {
+            if (!err.empty()) CLOG_CRIT("%s", err.c_str());
             rc = 1;
         } else {
             CLOG_INFO("admin API on %s:%u; heartbeat %u ms, dead after %u ms, lease %u ms, "
@@ -63,7 +67,7 @@ int run(Options opts) {
                       opts.dead_after_ms, opts.lease_ms(),
                       static_cast<long long>(opts.quiet_ms()));
             event_base_dispatch(base);
-            rc = coord.exit_code() >= 0 ? coord.exit_code() : 0;
+            rc = sup.exit_code() >= 0 ? sup.exit_code() : 0;
         }
         event_free(sigterm);
         event_free(sigint);
@@ -85,5 +89,8 @@ int main(int argc, char** argv) {
         case ParseResult::Ok: break;
     }
     log_set_verbose(opts.verbose);
-    return run(std::move(opts));
+    curl_global_init(CURL_GLOBAL_DEFAULT);  // before any thread (the etcd backend's)
+    int rc = run(std::move(opts));
+    curl_global_cleanup();
+    return rc;
 }

@@ -451,12 +451,21 @@ void Coordinator::send_handoff(uint64_t id) {
     if (!sent) m->in_flight = false;
 }
 
+namespace {
+struct PollArg {
+    Coordinator* c;
+    std::weak_ptr<int> life;
+    uint64_t id;
+};
+}  // namespace
+
 void Coordinator::poll_cb(evutil_socket_t, short, void* arg) {
-    auto* p = static_cast<std::pair<Coordinator*, uint64_t>*>(arg);
-    Coordinator* c = p->first;
-    uint64_t id = p->second;
+    auto* p = static_cast<PollArg*>(arg);
+    Coordinator* c = p->c;
+    uint64_t id = p->id;
+    bool alive = !p->life.expired();
     delete p;
-    c->poll_applied(id);
+    if (alive) c->poll_applied(id);
 }
 
 // The new active catching up with the old one's last write. Writes to the bucket are parked
@@ -495,7 +504,7 @@ void Coordinator::poll_applied(uint64_t id) {
             }
             timeval tv{0, 1000};
             event_base_once(base_, -1, EV_TIMEOUT, &Coordinator::poll_cb,
-                            new std::pair<Coordinator*, uint64_t>(this, id), &tv);
+                            new PollArg{this, life_, id}, &tv);
         });
     if (!sent) m->in_flight = false;
 }

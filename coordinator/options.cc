@@ -26,7 +26,7 @@ bool number(const std::string& s, T lo, T hi, T* out) {
 enum OptId {
     kSecretFile = 1000, kState, kBuckets, kReplicas, kHeartbeat, kDeadAfter, kListen,
     kPortFile, kNode, kControl, kDeadOnRefused, kTakeover, kTakeoverHook, kTakeoverHookTimeout,
-    kStandby,
+    kStandby, kEtcdLeaseTtl, kId, kAdvertise,
 };
 
 const option kLong[] = {
@@ -45,6 +45,9 @@ const option kLong[] = {
     {"takeover-hook", required_argument, nullptr, kTakeoverHook},
     {"takeover-hook-timeout-ms", required_argument, nullptr, kTakeoverHookTimeout},
     {"standby", required_argument, nullptr, kStandby},
+    {"etcd-lease-ttl", required_argument, nullptr, kEtcdLeaseTtl},
+    {"id", required_argument, nullptr, kId},
+    {"advertise", required_argument, nullptr, kAdvertise},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
     {nullptr, 0, nullptr, 0},
@@ -77,9 +80,23 @@ bool apply(int id, const std::string& v, Options* o, std::string* err) {
     switch (id) {
         case kSecretFile: o->secret_file = v; return true;
         case kState:
-            if (v.empty()) return bad("--state", "a path");
+            if (v.empty()) return bad("--state", "a path or etcd://HOST:PORT[,...]/PREFIX");
             o->state_path = v;
             return true;
+        case kEtcdLeaseTtl:
+            return number<uint32_t>(v, 1, 600, &o->etcd_lease_ttl_s) ||
+                   bad("--etcd-lease-ttl", "1..600 (seconds)");
+        case kId:
+            if (!repl::valid_node_name(v)) return bad("--id", "a name (letters, digits, -_.)");
+            o->id = v;
+            return true;
+        case kAdvertise: {
+            std::string h;
+            uint16_t p = 0;
+            if (!parse_hostport(v, &h, &p, false)) return bad("--advertise", "HOST:PORT");
+            o->advertise = v;
+            return true;
+        }
         case kBuckets:
             return number<uint32_t>(v, 1, 65536, &o->buckets) || bad("--buckets", "1..65536");
         case kReplicas:
@@ -201,6 +218,14 @@ std::string usage() {
     return "usage: mc-coordinator --secret-file PATH [options]\n"
            "  --secret-file PATH   the cluster secret (at least 16 bytes; required)\n"
            "  --state PATH         state file (default ./mc-coordinator.state)\n"
+           "  --state etcd://HOST:PORT[,HOST:PORT...]/PREFIX  the state in etcd under PREFIX;\n"
+           "                         any number of coordinators elect a leader there\n"
+           "  --etcd-lease-ttl S   the leader's etcd lease, seconds (default 2): a dead\n"
+           "                         leader is replaced within about this long\n"
+           "  --id NAME            this coordinator's name among its peers (etcd; default\n"
+           "                         the advertised address)\n"
+           "  --advertise HOST:PORT  where peers and mcctl reach this admin API (etcd;\n"
+           "                         default the --listen address and its bound port)\n"
            "  --buckets N          bucket count of a new cluster (default 1024)\n"
            "  --replicas R         replicas per bucket (default 1)\n"
            "  --heartbeat-ms MS    heartbeat interval (default 100)\n"

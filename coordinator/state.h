@@ -1,5 +1,6 @@
 // What the coordinator must remember across restarts, and where it keeps it. StateStore is
-// the seam for other backends (etcd, a later issue): load() and save() only. No sockets here.
+// the seam between backends (the file here, etcd in coordinator/etcd/store.h): load() and
+// save() only.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +51,8 @@ public:
     virtual Load load(State* out, std::string* err) = 0;
     // Durable when it returns true.
     virtual bool save(const State& s, std::string* err) = 0;
+    // Where the state lives, for messages ("state file PATH").
+    virtual std::string where() const = 0;
 };
 
 // JSON in one file, replaced atomically (temp file in the same directory, fsync, rename,
@@ -59,6 +62,7 @@ public:
     explicit FileStateStore(std::string path) : path_(std::move(path)) {}
     Load load(State* out, std::string* err) override;
     bool save(const State& s, std::string* err) override;
+    std::string where() const override { return "state file " + path_; }
 
     // The JSON text of a state, and back (exposed for tests).
     static std::string to_json(const State& s);
