@@ -195,7 +195,11 @@ void Elector::run() {
                     note_ok();
                     lease_until = t0 + ttl * 1000 - std::max<int64_t>(300, ttl * 1000 / 4);
                     next_keepalive = t0 + ttl * 1000 / 4;
-                    if (lead_until_ms_.load() != 0) lead_until_ms_.store(lease_until);
+                    // Extends a leadership still held; one resigned or lost meanwhile (0)
+                    // stays lost.
+                    int64_t held = lead_until_ms_.load();
+                    while (held != 0 && !lead_until_ms_.compare_exchange_weak(held, lease_until)) {
+                    }
                 }
             }
         }
