@@ -13,6 +13,8 @@ public:
     // True while this process leads, by its own monotonic clock (now_ms: mono_ms()). The
     // answer turns false before etcd can let another coordinator lead.
     virtual bool leading(int64_t now_ms) const = 0;
+    // The mono_ms() at which leading() turns false unless renewed (0: not leading).
+    virtual int64_t lead_until_ms() const = 0;
 };
 
 }  // namespace mcm::coord

@@ -222,6 +222,10 @@ void Elector::run() {
                 t.if_create_revision(lkey, 0).put(lkey, info.dump(), lease).otherwise().get(lkey);
                 if (!etcd.txn(t, &r, &err)) {
                     note_error("campaign: " + err);
+                    if (err.find("lease not found") != std::string::npos) {  // revoked: anew
+                        lease = 0;
+                        lease_.store(0);
+                    }
                 } else if (r.succeeded && mono_ms() < lease_until) {
                     lead_until_ms_.store(lease_until);
                     uint64_t term = ++term_;

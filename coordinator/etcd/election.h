@@ -84,7 +84,7 @@ public:
     uint64_t term() const { return term_.load(); }
     // The lease this process leads with (0 when not leading).
     int64_t lease() const { return leading(mono_now()) ? lease_.load() : 0; }
-    int64_t lead_until_ms() const { return lead_until_ms_.load(); }
+    int64_t lead_until_ms() const override { return lead_until_ms_.load(); }
     // The loop thread's watchdog: when the loop has not called this for half a TTL, the
     // lease is not kept alive (a stuck loop must not keep the leadership).
     void alive(int64_t now_ms) { loop_alive_ms_.store(now_ms); }

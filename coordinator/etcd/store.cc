@@ -11,11 +11,8 @@ namespace {
 constexpr int64_t kWriteTimeoutMs = 1000;
 }
 
-EtcdStateStore::EtcdStateStore(const Url& url, Elector* elector, int64_t lease)
-    : client_(url.endpoints, kWriteTimeoutMs),
-      prefix_(url.prefix),
-      elector_(elector),
-      lease_(lease) {}
+EtcdStateStore::EtcdStateStore(const Url& url, const Leadership* lead, int64_t lease)
+    : client_(url.endpoints, kWriteTimeoutMs), prefix_(url.prefix), lead_(lead), lease_(lease) {}
 
 StateStore::Load EtcdStateStore::load(State* out, std::string* err) {
     std::optional<KeyValue> kv;
@@ -41,7 +38,7 @@ StateStore::Load EtcdStateStore::load(State* out, std::string* err) {
 
 bool EtcdStateStore::save(const State& s, std::string* err) {
     const int64_t now = mono_ms();
-    if (!elector_->leading(now) || elector_->lease() != lease_) {
+    if (!lead_->leading(now)) {
         *err = "not the leader any more: the state is not written";
         fenced_ = true;
         return false;
@@ -53,7 +50,7 @@ bool EtcdStateStore::save(const State& s, std::string* err) {
     }
     // No longer than the leadership lasts by our clock: etcd's comparison fences us anyway,
     // but a write that hangs must not hold the loop past it.
-    client_.set_timeout(std::clamp<int64_t>(elector_->lead_until_ms() - now, 1, kWriteTimeoutMs));
+    client_.set_timeout(std::clamp<int64_t>(lead_->lead_until_ms() - now, 1, kWriteTimeoutMs));
     Txn t;
     t.if_lease(leader_key(prefix_), lease_)
         .if_mod_revision(state_key(prefix_), mod_revision_)

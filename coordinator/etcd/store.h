@@ -16,8 +16,9 @@ namespace mcm::coord::etcd {
 
 class EtcdStateStore : public StateStore {
 public:
-    // Writes with `lease` (the one the elector led with when this store was made).
-    EtcdStateStore(const Url& url, Elector* elector, int64_t lease);
+    // Writes while `lead` says this process leads, and only while `lease` (the one it was
+    // elected with) still owns PREFIX/leader in etcd.
+    EtcdStateStore(const Url& url, const Leadership* lead, int64_t lease);
     Load load(State* out, std::string* err) override;
     bool save(const State& s, std::string* err) override;
     std::string where() const override { return "etcd " + prefix_; }
@@ -30,7 +31,7 @@ public:
 private:
     Client client_;
     std::string prefix_;
-    Elector* elector_;
+    const Leadership* lead_;
     int64_t lease_;
     int64_t mod_revision_ = 0;  // of PREFIX/state as last read or written (0: absent)
     uint64_t epoch_ = 0;        // as last read or written
