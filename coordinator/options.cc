@@ -220,7 +220,7 @@ std::string usage() {
            "  --state PATH         state file (default ./mc-coordinator.state)\n"
            "  --state etcd://HOST:PORT[,HOST:PORT...]/PREFIX  the state in etcd under PREFIX;\n"
            "                         any number of coordinators elect a leader there\n"
-           "  --etcd-lease-ttl S   the leader's etcd lease, seconds (default 2): a dead\n"
+           "  --etcd-lease-ttl S   the leader's etcd lease, seconds (default 3): a dead\n"
            "                         leader is replaced within about this long\n"
            "  --id NAME            this coordinator's name among its peers (etcd; default\n"
            "                         the advertised address)\n"

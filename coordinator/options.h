@@ -19,7 +19,7 @@ struct Options {
     std::string secret_file;
     std::string secret;  // read from secret_file by parse_options
     std::string state_path = "./mc-coordinator.state";  // or etcd://HOST:PORT[,...]/PREFIX
-    uint32_t etcd_lease_ttl_s = 2;
+    uint32_t etcd_lease_ttl_s = 3;
     std::string id;         // among coordinators (etcd); "" -> the advertised address
     std::string advertise;  // the admin API's address for peers; "" -> listen host and port
     uint32_t buckets = 1024;

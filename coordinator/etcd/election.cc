@@ -18,6 +18,13 @@ std::string coordinators_key(const std::string& prefix) { return prefix + "/coor
 
 namespace {
 
+// Renewals come every sixth of the TTL, so a leader rides out an etcd that does not answer
+// for most of the TTL (an etcd leader election takes 1-2 s with etcd's defaults); it stops
+// leading a margin before the lease can expire in etcd: a tenth of the TTL, at least 300 ms,
+// against clock drift between this machine and etcd's.
+int64_t margin_ms(int64_t ttl_ms) { return std::max<int64_t>(300, ttl_ms / 10); }
+int64_t renew_every_ms(int64_t ttl_ms) { return std::max<int64_t>(100, ttl_ms / 6); }
+
 constexpr int64_t kPollMs = 100;        // a follower looks at the leader key this often
 constexpr int64_t kPeersEveryMs = 1000;  // the list of coordinators
 constexpr int64_t kHealthEveryMs = 1000;
@@ -161,9 +168,9 @@ void Elector::run() {
             }
             note_ok();
             ttl_ms = granted * 1000;
-            lease_until = t0 + ttl_ms - std::max<int64_t>(300, ttl_ms / 4);
+            lease_until = t0 + ttl_ms - margin_ms(ttl_ms);
             lease_.store(lease);
-            next_keepalive = t0 + ttl_ms / 4;
+            next_keepalive = t0 + renew_every_ms(ttl_ms);
             {
                 std::lock_guard<std::mutex> g(view_mu_);
                 view_.ttl_s = granted;
@@ -181,7 +188,7 @@ void Elector::run() {
             } else {
                 stalled_logged = false;
                 int64_t t0 = mono_ms(), ttl = 0;
-                etcd.set_timeout(std::clamp<int64_t>(lease_until - t0, 100, ttl_ms / 3));
+                etcd.set_timeout(std::clamp<int64_t>(lease_until - t0, 100, 1000));
                 if (!etcd.lease_keepalive(lease, &ttl, &err)) {
                     note_error("keepalive: " + err);
                     next_keepalive = mono_ms() + kPollMs;
@@ -193,8 +200,8 @@ void Elector::run() {
                     continue;
                 } else {
                     note_ok();
-                    lease_until = t0 + ttl * 1000 - std::max<int64_t>(300, ttl * 1000 / 4);
-                    next_keepalive = t0 + ttl * 1000 / 4;
+                    lease_until = t0 + ttl * 1000 - margin_ms(ttl * 1000);
+                    next_keepalive = t0 + renew_every_ms(ttl * 1000);
                     // Extends a leadership still held; one resigned or lost meanwhile (0)
                     // stays lost.
                     int64_t held = lead_until_ms_.load();

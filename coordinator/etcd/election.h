@@ -3,8 +3,8 @@
 // Each coordinator holds an etcd lease (TTL --etcd-lease-ttl) and registers itself under
 // PREFIX/coordinators/<id> with it. The leader is whoever created PREFIX/leader, a key tied
 // to its lease, through a transaction that succeeds only while the key is absent. The lease
-// is kept alive every quarter TTL; the leader counts itself leader only until
-//   (start of the last keepalive that etcd answered) + TTL - margin,
+// is kept alive every sixth of the TTL; the leader counts itself leader only until
+//   (start of the last keepalive that etcd answered) + TTL - margin (a tenth, >= 300 ms),
 // which always ends before etcd expires the lease and lets another coordinator create the
 // key. A leader cut off from etcd (or paused) thus stops acting before anyone else can start.
 //
@@ -30,7 +30,7 @@ struct ElectionConfig {
     Url url;
     std::string id;     // this coordinator's name among its peers
     std::string admin;  // its admin API address (host:port), where followers redirect writes
-    int64_t ttl_s = 2;
+    int64_t ttl_s = 3;
 };
 
 // Keys under the prefix (doc/coordinator.md).
