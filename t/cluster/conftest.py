@@ -49,6 +49,8 @@ def cluster(make_server, tmp_path, request):
         return servers, c
 
     def restart_coordinator(old, **kw):
+        # the same state: the same file, or (MC_TEST_COORD_STATE=etcd) the same etcd prefix
+        kw.setdefault("state_url", old.state_url)
         c = Coordinator(tmp_path / "coord", secret, [], replicas=kw.pop("replicas", 1),
                         buckets=COORD_BUCKETS, state=old.state, **kw)
         coords.append(c)

@@ -52,6 +52,7 @@ def test_bad_options_exit_64_with_one_line(tmp_path):
     assert len(r.stderr.decode().strip().splitlines()) == 1, r.stderr
 
 
+@pytest.mark.file_state
 def test_state_file_refused_and_untouched(tmp_path):
     secret = tmp_path / "secret"
     secret.write_bytes(SECRET + b"\n")
@@ -75,6 +76,7 @@ def test_state_file_refused_and_untouched(tmp_path):
     assert json.loads(state.read_text()) == other
 
 
+@pytest.mark.file_state
 def test_first_start_needs_every_node(tmp_path):
     """No state file: the coordinator waits (up to 5 s) for every --node, else it names the
     unreachable ones, exits 1 and writes no state."""

@@ -234,6 +234,7 @@ def test_rejoin_then_release_and_no_stale_value(cluster):
     assert "mc_coordinator_takeover_releases_total 1\n" in coord.metrics()
 
 
+@pytest.mark.file_state
 def test_hook_is_called_to_acquire_and_release(cluster, tmp_path):
     calls = tmp_path / "hook-calls"
     hook = tmp_path / "hook.sh"

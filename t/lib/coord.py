@@ -14,18 +14,62 @@ import mc
 COORD_BIN = os.environ.get("MC_TEST_COORD_BIN", os.path.join(mc.TOP, "mc-coordinator"))
 MCCTL = os.path.join(mc.TOP, "mcctl", "mcctl")
 
+# The state backend of every Coordinator the tests start: MC_TEST_COORD_STATE=file (the
+# default) or etcd. With etcd, the session's etcd (t/conftest.py starts it) is in
+# ETCD_ENDPOINTS, set by that conftest, else in $MC_TEST_ETCD_ENDPOINTS
+# ("127.0.0.1:P1,127.0.0.1:P2"), which it sets too (for harnesses that import this module
+# under another name, e.g. chaos.py, or run outside pytest).
+ETCD_ENDPOINTS = None
+
+
+def state_backend():
+    b = os.environ.get("MC_TEST_COORD_STATE", "") or "file"
+    if b not in ("file", "etcd"):
+        raise ValueError(f"MC_TEST_COORD_STATE={b!r}: file or etcd")
+    return b
+
+
+def etcd_endpoints():
+    eps = ETCD_ENDPOINTS or [e for e in os.environ.get("MC_TEST_ETCD_ENDPOINTS", "").split(",")
+                             if e]
+    if not eps:
+        raise RuntimeError("MC_TEST_COORD_STATE=etcd, but no etcd: run under pytest in t/ "
+                           "(its conftest starts one) or set MC_TEST_ETCD_ENDPOINTS")
+    return list(eps)
+
+
+def etcd_prefix(state_path):
+    """t/<12 hex of sha1 of the absolute state path>: a coordinator restarted on the same
+    state path finds the same state; two tests (two tmpdirs) never share a prefix."""
+    return "t/" + hashlib.sha1(os.path.abspath(str(state_path)).encode()).hexdigest()[:12]
+
+
+def state_arg(state_path):
+    """The --state value for a coordinator whose file-backend state is state_path."""
+    if state_backend() == "etcd":
+        return f"etcd://{','.join(etcd_endpoints())}/{etcd_prefix(state_path)}"
+    return str(state_path)
+
 
 class Coordinator:
     """One mc-coordinator process in tmpdir. nodes: [(name, server)] (their map address is
     the server's port); control: {name: port} where the coordinator should reach a server
-    instead (a fault proxy in front of it)."""
+    instead (a fault proxy in front of it).
+
+    state: the state file's path (default tmpdir/coord.state); with MC_TEST_COORD_STATE=etcd
+    the coordinator gets --state etcd://<session etcd>/t/<hash of that path> instead (see
+    state_arg). state_url: an explicit --state value, overriding both (several coordinators
+    on one etcd prefix). self.state is always the file path, self.state_arg what --state
+    got."""
 
     def __init__(self, tmpdir, secret_path, nodes=(), replicas=1, buckets=64, hb_ms=100,
-                 dead_ms=500, state=None, control=None, extra=()):
+                 dead_ms=500, state=None, control=None, extra=(), state_url=None):
         self.tmpdir = str(tmpdir)
         os.makedirs(self.tmpdir, exist_ok=True)
         self.secret = open(secret_path, "rb").read().rstrip(b"\r\n")
-        self.state = state or os.path.join(self.tmpdir, "coord.state")
+        self.state = str(state) if state else os.path.join(self.tmpdir, "coord.state")
+        self.state_url = state_url
+        self.state_arg = state_url or state_arg(self.state)
         self.port_file = os.path.join(self.tmpdir, "coord.port")
         if os.path.exists(self.port_file):
             os.unlink(self.port_file)
@@ -33,7 +77,7 @@ class Coordinator:
         # A restarted coordinator appends to the same log: own_log() is this process's part.
         self.log_start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.killed = False
-        cmd = [COORD_BIN, "--secret-file", str(secret_path), "--state", self.state,
+        cmd = [COORD_BIN, "--secret-file", str(secret_path), "--state", self.state_arg,
                "--buckets", str(buckets), "--replicas", str(replicas),
                "--heartbeat-ms", str(hb_ms), "--dead-after-ms", str(dead_ms),
                "--listen", "127.0.0.1:0", "--port-file", self.port_file, "-v"]
