@@ -614,8 +614,22 @@ View Coordinator::view() const {
 View Coordinator::failover_view(const Server& dead) const {
     View v = view();
     int d = map_.node_index(dead.name);
-    int64_t since = (dead.answered ? dead.last_answer_ms : start_ms_) -
-                    int64_t{opts_.heartbeat_ms} * 3 / 2;
+    int64_t anchor = dead.answered ? dead.last_answer_ms : start_ms_;
+    if (!dead.answered) {
+        // Never heard by this coordinator: it died before this one took over (a new leader,
+        // a restart). It lived at least until its replicas were last in sync with it, as
+        // they report (R lines' "in sync N ms ago").
+        int64_t last = 0;
+        for (const auto& reports : v.reports) {
+            for (uint32_t b = 0; b < reports.size() && b < map_.nbuckets; ++b) {
+                if (map_.active[b] == d && reports[b].reported) {
+                    last = std::max(last, reports[b].in_sync_ms);
+                }
+            }
+        }
+        if (last > 0) anchor = last;
+    }
+    int64_t since = anchor - int64_t{opts_.heartbeat_ms} * 3 / 2;
     for (auto& reports : v.reports) {
         for (uint32_t b = 0; b < reports.size() && b < map_.nbuckets; ++b) {
             ReplicaReport& r = reports[b];

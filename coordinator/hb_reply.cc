@@ -41,7 +41,7 @@ bool parse_hb(const std::vector<std::string>& lines, HbReply* out, std::string* 
     h.boot_id = std::string(w[3]);
     for (size_t i = 1; i < lines.size(); ++i) {
         auto x = repl::split_words(lines[i]);
-        bool ok = x.size() == 4;
+        bool ok = x.size() == 4 || (x.size() == 5 && x[0] == "R");
         if (ok && (x[0] == "A" || x[0] == "H")) {
             HbReply::Active a{};
             a.handoff = x[0] == "H";
@@ -50,6 +50,12 @@ bool parse_hb(const std::vector<std::string>& lines, HbReply* out, std::string* 
         } else if (ok && x[0] == "R") {
             HbReply::Replica r{};
             ok = num(x[1], &r.bucket) && num(x[2], &r.applied) && flag(x[3], &r.in_sync);
+            uint64_t ago = 0;
+            if (ok && x.size() == 5) {
+                // Only beside "not in sync", and within a day (a mono-ms difference).
+                ok = !r.in_sync && num(x[4], &ago) && ago <= 86400000;
+                r.synced_ago_ms = static_cast<int64_t>(ago);
+            }
             if (ok) h.replicas.push_back(r);
         } else {
             ok = false;
@@ -74,7 +80,8 @@ std::vector<std::string> format_hb(const HbReply& h) {
     }
     for (const HbReply::Replica& r : h.replicas) {
         lines.push_back("R " + std::to_string(r.bucket) + " " + std::to_string(r.applied) + " " +
-                        (r.in_sync ? "1" : "0"));
+                        (r.in_sync ? "1" : "0") +
+                        (r.synced_ago_ms >= 0 ? " " + std::to_string(r.synced_ago_ms) : ""));
     }
     return lines;
 }

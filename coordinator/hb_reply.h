@@ -26,6 +26,9 @@ struct HbReply {
         uint32_t bucket;
         uint64_t applied;
         bool in_sync;
+        // Not in sync because its active's stream ended: how long ago it was (the fifth
+        // word of the R line; -1 when absent).
+        int64_t synced_ago_ms = -1;
     };
     std::vector<Active> actives;
     std::vector<Replica> replicas;

@@ -1,5 +1,7 @@
 #include "coordinator/server.h"
 
+#include <algorithm>
+
 namespace mcm::coord {
 
 const char* Server::health(int64_t now_ms, int64_t heartbeat_ms, int64_t start_ms) const {
@@ -36,6 +38,9 @@ void Server::take_report(const HbReply& h, uint32_t nbuckets, int64_t now_ms) {
         int64_t since = r.in_sync ? now_ms
                         : r.bucket < before.size() ? before[r.bucket].in_sync_ms
                                                    : 0;
+        // The server's own word on when it was last in sync: it covers a time this
+        // coordinator did not see (it was not leading, or not running).
+        if (!r.in_sync && r.synced_ago_ms >= 0) since = std::max(since, now_ms - r.synced_ago_ms);
         replicas[r.bucket] = ReplicaReport{r.applied, r.in_sync, true, since};
         replicas_in_sync += r.in_sync;
     }

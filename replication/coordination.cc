@@ -173,9 +173,17 @@ void Replicator::heartbeat_line(uint32_t b, BucketState s, std::string* out) con
         // replication thread has not yet acted on it: say "not in sync" until it has, so the
         // coordinator never counts a replica in sync with a stream it no longer follows.
         const bool current = reconciled_epoch_.load(std::memory_order_acquire) >= cluster_.epoch();
+        const bool in_sync = current && in_sync_in_[b].load(std::memory_order_relaxed);
         *out += "R " + std::to_string(b) + " " +
                 std::to_string(applied_live_[b].load(std::memory_order_relaxed)) + " " +
-                (current && in_sync_in_[b].load(std::memory_order_relaxed) ? "1" : "0") + "\r\n";
+                (in_sync ? "1" : "0");
+        // Not in sync because its active's stream ended: how long ago it was in sync.
+        const uint64_t lost = in_sync_lost_us_[b].load(std::memory_order_relaxed);
+        if (!in_sync && lost != 0) {
+            const uint64_t now = now_us();
+            *out += " " + std::to_string(now > lost ? (now - lost) / 1000 : 0);
+        }
+        *out += "\r\n";
     }
 }
 

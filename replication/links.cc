@@ -74,7 +74,7 @@ void Replicator::close_link(Link* l, const char* why) {
         if (in.link != l) continue;
         if (in.backfilling) in.history = 0;  // an interrupted backfill leaves holes
         in.link = nullptr;
-        set_in_sync(in, false);
+        set_in_sync(in, false, /*stream_lost=*/!in.backfilling);
         in.backfilling = false;
         in.retry_at_us = 0;
     }
@@ -362,7 +362,7 @@ bool Replicator::on_frame(Link* l, uint8_t type, std::string_view p) {
             if (in.link != l) return true;
             if (in.backfilling) in.history = 0;
             in.link = nullptr;
-            set_in_sync(in, false);
+            set_in_sync(in, false, /*stream_lost=*/!in.backfilling);
             in.backfilling = false;
             in.retry_at_us = now_us() + kResubUs;
             return true;

@@ -30,7 +30,15 @@ thread_local Replicator::WriteRef tls_last_write;
 
 }  // namespace
 
-void Replicator::set_in_sync(Inbound& in, bool v) noexcept {
+void Replicator::set_in_sync(Inbound& in, bool v, bool stream_lost) noexcept {
+    std::atomic<uint64_t>& lost = in_sync_lost_us_[in.bucket];
+    if (v) {
+        lost.store(0, std::memory_order_relaxed);
+    } else if (!stream_lost) {
+        lost.store(0, std::memory_order_relaxed);
+    } else if (in.in_sync) {
+        lost.store(now_us(), std::memory_order_relaxed);
+    }  // a stream that ends while not in sync keeps what an earlier loss recorded
     in.in_sync = v;
     in_sync_in_[in.bucket].store(v ? 1 : 0, std::memory_order_relaxed);
 }
@@ -68,6 +76,7 @@ Replicator::Replicator(const ReplConfig& cfg, ClusterView& cluster, store::Clock
       bucket_text_(cfg.nbuckets),
       in_sync_out_(new std::atomic<uint8_t>[cfg.nbuckets]),
       in_sync_in_(new std::atomic<uint8_t>[cfg.nbuckets]),
+      in_sync_lost_us_(new std::atomic<uint64_t>[cfg.nbuckets]),
       applied_live_(new std::atomic<uint64_t>[cfg.nbuckets]) {
     // A power of two, so that each bucket's ring is exactly its budget (a ring wraps at a
     // power of two and touches all of it over time).
@@ -79,6 +88,7 @@ Replicator::Replicator(const ReplConfig& cfg, ClusterView& cluster, store::Clock
         buckets_[b].backlog.set_max_bytes(per_bucket_backlog_);
         in_sync_out_[b].store(0, std::memory_order_relaxed);
         in_sync_in_[b].store(0, std::memory_order_relaxed);
+        in_sync_lost_us_[b].store(0, std::memory_order_relaxed);
         applied_live_[b].store(0, std::memory_order_relaxed);
         in_[b].bucket = b;
     }

@@ -178,7 +178,10 @@ private:
     PeerStats& peer_stats(const std::string& peer);
     void unconfirm(uint32_t b) noexcept;  // one replica fewer in sync for b
     void drop_sub(Link* l, uint32_t b);   // end l's subscription to b, if any
-    void set_in_sync(Inbound& in, bool v) noexcept;
+    // stream_lost: the stream from the bucket's active ended (the link closed, or the peer is
+    // not active for it any more) rather than the bucket starting over (a new source, a
+    // reset, a backfill): the moment it was last in sync is kept for the heartbeat's report.
+    void set_in_sync(Inbound& in, bool v, bool stream_lost = false) noexcept;
 
     const ReplConfig cfg_;
     ClusterView& cluster_;
@@ -261,6 +264,11 @@ private:
     std::atomic<uint64_t> items_dropped_{0};  // items of buckets given away, dropped
     std::unique_ptr<std::atomic<uint8_t>[]> in_sync_out_;  // per bucket: replicas in sync
     std::unique_ptr<std::atomic<uint8_t>[]> in_sync_in_;   // per bucket: in sync here
+    // Per bucket: when (now_us) this replica's stream ended while it was in sync (0: in sync
+    // now, never was, or started over since). Reported as "in sync N ms ago", so that a
+    // coordinator that did not see it (a new leader, a restart) can still tell a warm
+    // replica of a server that died before it took over (doc/coordinator.md).
+    std::unique_ptr<std::atomic<uint64_t>[]> in_sync_lost_us_;
     std::unique_ptr<std::atomic<uint64_t>[]> applied_live_;  // per bucket: applied here
     // The map epoch whose sources reconcile() last put in place. Until it catches up with
     // the installed map, a replica's in-sync flag may describe its former source.

@@ -349,6 +349,31 @@ def test_coordinator_dead_cluster_keeps_serving_then_adopted(cluster):
         assert server_map(s)["epoch"] == epoch
 
 
+def test_server_dead_before_the_coordinator_restarts_fails_over_warm(cluster):
+    """A server that dies while the coordinator is down is failed over by the restarted one
+    (or by a new leader on etcd) onto its warm replicas: they report how long ago they were
+    in sync with it, so buckets come back with their items, not empty."""
+    servers, coord = cluster(n=3, replicas=1)
+    m = parse_map(coord.map_text())
+    victim = "n0"
+    keys = keys_for(m, victim, 30, "warm")
+    c = client(servers["n1"])
+    for k in keys:
+        assert c.set(k, b"kept", noreply=False)
+    wait_settled(coord, 1, sorted(servers))
+    coord.kill()
+    servers[victim].kill9()
+    # Down longer than the servers' leases and "coordinator gone" threshold.
+    gone = time.monotonic()
+    mc.wait_for(lambda: time.monotonic() - gone > 1.0, timeout=5)
+    coord2 = cluster.restart_coordinator(coord)
+    st = wait_settled(coord2, 1, ["n1", "n2"])
+    assert st["failovers"] == 1 and st["cold_buckets"] == 0, st
+    assert "0 of them cold" in coord2.own_log()
+    for k in keys:
+        assert c.get(k) == b"kept", k
+
+
 def test_more_than_half_unreachable_changes_nothing(cluster):
     servers, coord = cluster(n=3, replicas=1)
     epoch = coord.status()["epoch"]

@@ -1,6 +1,7 @@
 // The coordinator's planner (coordinator/planner.h): even spread of the first map, failover
 // promotes the in-sync replica with the highest seqno, no bucket left without an owner, a
 // replica never equals its active, rejoin + trim never drops the last in-sync replica.
+#include "coordinator/hb_reply.h"
 #include "coordinator/planner.h"
 
 #include <gtest/gtest.h>
@@ -514,4 +515,26 @@ TEST(PlanBalance, LargeMapsAreQuick) {
     for (int n : {3, 17, 40, 63}) elig2[n] = false;
     BucketMap t2 = plan_balance(grown, elig2, 2);
     check_balanced(grown, t2, elig2, 2);
+}
+
+// A replica whose active's stream ended says how long ago it was in sync (a fifth word of
+// its R line), so a coordinator that took over after the active died can still promote it
+// warm (doc/coordinator.md, "Server commands").
+TEST(HeartbeatReply, ReplicaSyncedAgo) {
+    HbReply h;
+    std::string err;
+    std::vector<std::string> lines = {"HB n2 7 fedcba9876543209 1 0 0", "R 1 9 0 250", "R 2 4 1",
+                                      "R 3 0 0"};
+    ASSERT_TRUE(parse_hb(lines, &h, &err)) << err;
+    ASSERT_EQ(h.replicas.size(), 3u);
+    EXPECT_EQ(h.replicas[0].synced_ago_ms, 250);
+    EXPECT_EQ(h.replicas[1].synced_ago_ms, -1);
+    EXPECT_EQ(h.replicas[2].synced_ago_ms, -1);
+    EXPECT_EQ(format_hb(h), lines);
+    // Only beside "not in sync", a number, within a day; never on A or H lines.
+    for (const char* bad : {"R 1 9 1 250", "R 1 9 0 x", "R 1 9 0 86400001", "R 1 9 0 -5",
+                            "A 1 9 0 250", "R 1 9 0 250 1"}) {
+        lines = {"HB n2 7 fedcba9876543209 1 0 0", bad};
+        EXPECT_FALSE(parse_hb(lines, &h, &err)) << bad;
+    }
 }
