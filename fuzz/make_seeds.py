@@ -156,6 +156,8 @@ def coord_hb_seeds():
         "HB n1 7 0123456789abcdef 42 2500 0\r\nA 0 17 1\r\nR 1 9 1\r\nH 2 5 0\r\nEND\r\n",
         "HB n2 0 fedcba9876543210 1 0 1\r\nEND\r\n",
         "HB n3 3 00ff00ff00ff00ff 9 100 0\r\nR 0 0 0\r\nR 3 18446744073709551615 1\r\nEND\r\n",
+        # a replica whose active's stream ended 350 ms ago (synced_ago_ms)
+        "HB n4 5 0a0b0c0d0e0f0102 3 400 0\r\nR 0 12 0 350\r\nR 1 3 1\r\nEND\r\n",
         "HANDOFF 3 1200\r\nEND\r\n",
         "APPLIED 3 replica 1200 1 10 4096\r\nEND\r\n",
         "LEASE 77 2900\r\nEND\r\n",
