@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "coordinator/etcd/url.h"
 #include "replication/auth.h"
 #include "replication/bucket_map.h"
 
@@ -81,6 +82,13 @@ bool apply(int id, const std::string& v, Options* o, std::string* err) {
         case kSecretFile: o->secret_file = v; return true;
         case kState:
             if (v.empty()) return bad("--state", "a path or etcd://HOST:PORT[,...]/PREFIX");
+            if (etcd::is_etcd_url(v)) {
+                etcd::Url u;
+                if (!etcd::parse_url(v, &u, err)) {
+                    *err = "--state: " + *err;
+                    return false;
+                }
+            }
             o->state_path = v;
             return true;
         case kEtcdLeaseTtl:

@@ -13,23 +13,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "coordinator/etcd/url.h"
+
 namespace mcm::coord::etcd {
-
-struct Endpoint {
-    std::string host;
-    uint16_t port = 0;
-    std::string str() const { return host + ":" + std::to_string(port); }
-    bool operator==(const Endpoint&) const = default;
-};
-
-// etcd://HOST:PORT[,HOST:PORT...]/PREFIX. The prefix keeps its leading '/', has no trailing
-// one, and is not empty: one cluster per prefix.
-struct Url {
-    std::vector<Endpoint> endpoints;
-    std::string prefix;
-};
-bool is_etcd_url(const std::string& s);
-bool parse_url(const std::string& s, Url* out, std::string* err);
 
 struct KeyValue {
     std::string key, value;

@@ -50,6 +50,13 @@ def test_bad_options_exit_64_with_one_line(tmp_path):
                         "--dead-after-ms", "300")
     assert r.returncode == 64 and b"5x heartbeat" in r.stderr, r.stderr
     assert len(r.stderr.decode().strip().splitlines()) == 1, r.stderr
+    # The etcd backend's URL and options are checked before anything starts.
+    for args in (["--state", "etcd://127.0.0.1/p"], ["--state", "etcd://127.0.0.1:2379"],
+                 ["--state", "etcd://127.0.0.1:2379/"], ["--state", "etcd://a:1,,b:2/p"],
+                 ["--etcd-lease-ttl", "0"], ["--id", "bad:id"], ["--advertise", "nohost"]):
+        r = run_coordinator("--secret-file", str(secret), *args)
+        assert r.returncode == 64, (args, r.stderr)
+        assert len(r.stderr.decode().strip().splitlines()) == 1, (args, r.stderr)
 
 
 @pytest.mark.file_state

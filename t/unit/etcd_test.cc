@@ -54,6 +54,8 @@ TEST(EtcdUrl, Refuses) {
         EXPECT_FALSE(parse_url(bad, &u, &err)) << bad;
         EXPECT_FALSE(err.empty()) << bad;
     }
+    EXPECT_FALSE(parse_url("etcd://a:1/x y", &u, &err));
+    EXPECT_FALSE(parse_url("etcd://a:1/x\xff", &u, &err));
     EXPECT_TRUE(is_etcd_url("etcd://a:1/x"));
     EXPECT_FALSE(is_etcd_url("./etcd://a:1/x"));
 }
