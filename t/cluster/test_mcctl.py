@@ -4,6 +4,7 @@ real mc-coordinator in front of real managed servers (3 servers, 64 buckets, one
 test): status, map, watch, metrics, failover, add-node, remove-node, a wrong secret, an
 unknown node, a coordinator cut off from the majority."""
 
+import http.client
 import http.server
 import importlib.machinery
 import importlib.util
@@ -11,6 +12,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +21,7 @@ import threading
 import pytest
 
 from lib import mc
-from lib.coord import parse_map, server_map, wait_settled
+from lib.coord import Coordinator, parse_map, server_map, wait_settled
 
 MCCTL = os.path.join(mc.TOP, "mcctl", "mcctl")
 SECRET = b"mcctl-test-secret-0123456789abcdef"
@@ -269,7 +271,8 @@ def test_status_shows_the_rebalance():
 class FakeAdmin:
     """An HTTP server answering as the admin API would: /auth, a scripted sequence of
     /status answers (the last one repeats), and `answers` for the mutating calls. `requests`
-    records (method, path, JSON body, signed) of the mutating ones."""
+    records (method, path, JSON body, signed) of the mutating ones. An answer may be a list
+    of (HTTP status, JSON, headers), answered in turn (the last one repeats)."""
 
     def __init__(self, statuses, answers=None):
         self.statuses = list(statuses)
@@ -281,9 +284,11 @@ class FakeAdmin:
             def log_message(self, *a):
                 pass
 
-            def reply(self, obj, code=200):
+            def reply(self, obj, code=200, headers=None):
                 data = json.dumps(obj).encode()
                 self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -300,7 +305,11 @@ class FakeAdmin:
                 body = json.loads(self.rfile.read(n) or b"null")
                 signed = self.headers.get("Authorization", "").startswith("MC-HMAC ")
                 fake.requests.append((self.command, self.path, body, signed))
-                self.reply(fake.answers.get((self.command, self.path), {"ok": True}))
+                a = fake.answers.get((self.command, self.path), {"ok": True})
+                if isinstance(a, list):      # a script: (code, JSON, headers), the last repeats
+                    code, obj, headers = a[0] if len(a) == 1 else a.pop(0)
+                    return self.reply(obj, code, headers)
+                self.reply(a)
 
             do_POST = do_DELETE = mutate
 
@@ -956,3 +965,306 @@ def test_rebalance_with_nothing_to_do_and_cancel(cluster):
     r = c.mcctl("drain", "n9")
     assert r.returncode == 1
     assert "n9" in one_line(r)
+
+
+# ---------------------------------------------------------------- an etcd control plane
+# Two coordinators c0 (leads: started first, the cluster settles under it) and c1 (follows) on
+# one etcd prefix, in front of the same three servers. mcctl against the follower: reads are
+# answered there (status shows the control plane and the leader's view), mutating calls are
+# redirected (307) to the leader and signed again there.
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def etcd_health(client_port):
+    c = http.client.HTTPConnection("127.0.0.1", client_port, timeout=1)
+    try:
+        c.request("GET", "/health")
+        return json.loads(c.getresponse().read()).get("health") == "true"
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
+    finally:
+        c.close()
+
+
+# TODO: use the etcd fixture from t/lib/etcd.py once merged (this private single-node etcd
+# stands in for it until then).
+@pytest.fixture
+def etcd_url(tmp_path):
+    """A single-node etcd on free ports under tmp_path -> 'http://127.0.0.1:PORT'; stopped by
+    PID at the end. Skips when there is no etcd binary."""
+    binary = shutil.which("etcd")
+    if binary is None:
+        pytest.skip("no etcd binary")
+    d = tmp_path / "etcd"
+    d.mkdir()
+    client, peer = free_port(), free_port()
+    log = open(d / "etcd.log", "wb")
+    proc = subprocess.Popen(
+        [binary, "--name", "e0", "--data-dir", str(d / "data"),
+         "--listen-client-urls", f"http://127.0.0.1:{client}",
+         "--advertise-client-urls", f"http://127.0.0.1:{client}",
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"e0=http://127.0.0.1:{peer}"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        def healthy():
+            if proc.poll() is not None:
+                raise RuntimeError(f"etcd exited with {proc.returncode}: "
+                                   f"{(d / 'etcd.log').read_text(errors='replace')[-2000:]}")
+            return etcd_health(client)
+        mc.wait_for(healthy, timeout=20, interval=0.1, what="etcd's /health")
+        yield f"127.0.0.1:{client}"
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        log.close()
+
+
+def role_of(coord):
+    return coord.status()["control_plane"]
+
+
+class EtcdCluster:
+    """A Cluster (above) with its state in etcd: c0 (self.coord, leads) and the followers
+    added by follower(); mcctl(*args, at=coordinator) runs mcctl against one of them."""
+
+    def __init__(self, cluster, etcd, tmp_path, followers):
+        self.url = f"etcd://{etcd}/mcctl-test"
+        # Settled only once it leads (it follows until it has won the election).
+        base = cluster(settle=False,
+                       extra=["--state", self.url, "--id", "c0", "--etcd-lease-ttl", "2"])
+        self.servers, self.coord, self.secret_file = base.servers, base.coord, base.secret_file
+        self.map = base.map
+        # (The top-level role: control_plane.role says leader as soon as the election is
+        # won, while the state is still being loaded and calls are answered as a follower.)
+        mc.wait_for(lambda: self.coord.status()["role"] == "leader", timeout=10,
+                    what="c0 leading")
+        wait_settled(self.coord, 1, NAMES)
+        self.tmp_path = tmp_path
+        self.followers = followers          # stopped by the fixture, by PID
+
+    def follower(self, name):
+        c = Coordinator(self.tmp_path / name, self.secret_file, sorted(self.servers.items()),
+                        buckets=BUCKETS, extra=["--state", self.url, "--id", name,
+                                                "--etcd-lease-ttl", "2"])
+        self.followers.append(c)
+        mc.wait_for(lambda: role_of(c)["role"] == "follower"
+                    and (role_of(c)["leader"] or {}).get("id") == "c0", timeout=10,
+                    what=f"{name} following c0")
+        # ... and the leader knows it (its coordinators list).
+        mc.wait_for(lambda: name in [x["id"] for x in role_of(self.coord)["coordinators"]],
+                    timeout=10, what=f"c0 listing {name}")
+        return c
+
+    def mcctl(self, *args, at=None, **kw):
+        addr = f"127.0.0.1:{(at or self.coord).port}"
+        return run("--coordinator", addr, "--secret-file", self.secret_file, *args, **kw)
+
+
+@pytest.fixture
+def etcd_cluster(etcd_url, cluster, tmp_path):
+    """etcd_cluster() -> EtcdCluster: three servers, c0 leading on etcd. (etcd first: it is
+    stopped last, after every coordinator.)"""
+    followers = []
+    yield lambda: EtcdCluster(cluster, etcd_url, tmp_path, followers)
+    for c in followers:
+        rc = c.stop()
+        assert rc == 0 or c.killed, c.own_log()[-3000:]
+
+
+def test_etcd_status_leader_and_follower(etcd_cluster):
+    c = etcd_cluster()
+    c1 = c.follower("c1")
+    leader = f"127.0.0.1:{c.coord.port}"
+    follower = f"127.0.0.1:{c1.port}"
+    etcd = c.url.split("/")[2]
+    # Against the leader: the control plane on top, then the cluster as before.
+    r = c.mcctl("status")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    lines = r.stdout.splitlines()
+    print(r.stdout)
+    assert lines[0] == (f"control plane: etcd /mcctl-test, leader c0 ({leader}), "
+                        f"followers c1 ({follower})")
+    assert lines[1].startswith(f"etcd: {etcd} ok v3.") and "raft leader" in lines[1]
+    assert lines[2] == "this coordinator: c0 (leader)"
+    assert lines[3] == ""
+    assert lines[4].startswith(f"epoch {c.coord.status()['epoch']}  buckets {BUCKETS}  ")
+    got = rows(r.stdout)
+    assert sorted(got) == NAMES and all(w[2] == "up" for w in got.values())
+    # Against the follower: the same control plane, the cluster as the leader sees it.
+    r = c.mcctl("status", at=c1)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    print(r.stdout)
+    lines = r.stdout.splitlines()
+    assert lines[0] == (f"control plane: etcd /mcctl-test, leader c0 ({leader}), "
+                        f"followers c1 ({follower})")
+    assert lines[1].startswith(f"etcd: {etcd} ok v3.")
+    assert lines[2] == "this coordinator: c1 (follower)"
+    assert lines[4] == f"the cluster as the leader c0 at {leader} sees it:"
+    assert "failovers 0" in lines[5]
+    got = rows(r.stdout)
+    assert sorted(got) == NAMES and all(w[2] == "up" for w in got.values())
+    # --json: the follower's own answer, as it is.
+    r = c.mcctl("status", "--json", at=c1)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["role"] == "follower" and j["control_plane"]["id"] == "c1"
+    assert [s["health"] for s in j["servers"]] == ["unknown"] * 3
+
+
+def test_etcd_follower_status_when_the_leader_cannot_be_asked(etcd_cluster):
+    c = etcd_cluster()
+    c1 = c.follower("c1")
+    leader = f"127.0.0.1:{c.coord.port}"
+    # SIGSTOP, not a kill: c0's lease holds for up to its TTL (2 s), so c1 still names c0
+    # the leader, and mcctl (--timeout 0.5) cannot get an answer from it.
+    os.kill(c.coord.proc.pid, signal.SIGSTOP)
+    try:
+        r = c.mcctl("status", "--timeout", "0.5", at=c1)
+    finally:
+        os.kill(c.coord.proc.pid, signal.SIGCONT)
+    assert r.returncode == 0, r.stderr
+    print(r.stdout)
+    lines = r.stdout.splitlines()
+    assert lines[2] == "this coordinator: c1 (follower)"
+    want = [line for line in lines if "the servers as stored in etcd, health unknown" in line]
+    assert len(want) == 1, r.stdout
+    assert want[0].startswith(f"the leader c0 at {leader} cannot be asked") or \
+        want[0].startswith("no coordinator leads")
+    got = rows(r.stdout)
+    assert sorted(got) == NAMES and all(w[2] == "unknown" for w in got.values())
+
+
+def test_etcd_failover_against_a_follower_goes_to_the_leader(etcd_cluster):
+    c = etcd_cluster()
+    c1 = c.follower("c1")
+    leader = f"127.0.0.1:{c.coord.port}"
+    before = c.coord.status()
+    assert "n1" in c.map()["active"]
+    r = c.mcctl("failover", "n1", at=c1)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == (f"mcctl: 127.0.0.1:{c1.port} follows; the call went to the leader c0 "
+                        f"at {leader}\n")
+    assert r.stdout.startswith("failed n1 over: map epoch now ")
+    epoch = int(r.stdout.split()[-1])
+    assert epoch > before["epoch"]
+    # The leader did it: its map and its failover count.
+    st = c.coord.status()
+    assert st["failovers"] == 1 and st["last_failover"]["node"] == "n1"
+    assert "n1" not in c.map()["active"]
+    # The follower sees the new epoch in etcd.
+    mc.wait_for(lambda: c1.status()["epoch"] >= epoch, timeout=5, what="c1 seeing the epoch")
+
+
+def test_etcd_rebalance_against_a_follower_waits_at_the_leader(etcd_cluster):
+    c = etcd_cluster()
+    c1 = c.follower("c1")
+    leader = f"127.0.0.1:{c.coord.port}"
+    # Unbalance it first (n2's actives fail over), let n2 rejoin, then rebalance via c1.
+    r = c.mcctl("failover", "n2")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    wait_settled(c.coord, 1, NAMES)
+    r = c.mcctl("rebalance", at=c1)
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.splitlines()
+    assert err[0] == (f"mcctl: 127.0.0.1:{c1.port} follows; the call went to the leader c0 "
+                      f"at {leader}")
+    assert err[1].startswith("rebalance started: ")
+    assert r.stdout.startswith("rebalance done: ")
+    assert c.coord.status()["rebalance"]["state"] == "done"
+    assert "n2" in c.map()["active"]
+
+
+def test_etcd_mutating_call_waits_for_a_leader(etcd_cluster):
+    """c0 is killed: until its lease expires c1 still redirects to it (unreachable), then
+    answers 503 until it wins the election; mcctl keeps trying and c1, now the leader, does
+    the call. (Giving up: test_no_leader_for_too_long_exits_3, against a fake.)"""
+    c = etcd_cluster()
+    c1 = c.follower("c1")
+    c.coord.kill()
+    r = c.mcctl("--json", "failover", "n1", at=c1, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ok"] is True
+    assert role_of(c1)["role"] == "leader"
+    assert "n1" not in parse_map(c1.map_text())["active"]
+
+
+def test_control_plane_lines():
+    cp = {"backend": "etcd", "prefix": "/p", "id": "c1", "admin": "h1:2", "role": "follower",
+          "leader": None, "last_error": "etcd: timed out", "etcd_ok_ms_ago": 4000,
+          "coordinators": [{"id": "c1", "admin": "h1:2", "role": "follower"}],
+          "etcd": [{"endpoint": "e0:2379", "ok": True, "version": "3.4.23",
+                    "raft_leader": True, "raft_term": 5},
+                   {"endpoint": "e1:2379", "ok": False, "error": "connection refused"}]}
+    assert mcctl.render_control_plane({"control_plane": cp}) == [
+        "control plane: etcd /p, no leader (an election is under way, or etcd is "
+        "unreachable), followers c1 (h1:2)",
+        "etcd: e0:2379 ok v3.4.23 raft leader (term 5), e1:2379 DOWN (connection refused)",
+        "this coordinator: c1 (follower); last etcd error: etcd: timed out (etcd last answered "
+        "4000 ms ago)"]
+    # The file backend: nothing, status as it always was.
+    file_cp = {"backend": "file", "state": "/x", "role": "leader"}
+    assert mcctl.render_control_plane({"control_plane": file_cp}) == []
+    assert mcctl.render_control_plane({}) == []
+
+
+NO_LEADER = (503, {"error": "no coordinator leads right now (an election is under way, or "
+                           "etcd is unreachable); try again"}, None)
+
+
+def redirect_to(fake, leader_id="c0"):
+    return (307, {"error": f"this coordinator follows; {leader_id} at {fake.addr} leads",
+                  "leader": {"id": leader_id, "admin": fake.addr}},
+            {"Location": f"http://{fake.addr}/failover/n1"})
+
+
+def test_redirect_is_signed_again_at_the_leader(fake_admin, secret_file):
+    lead = fake_admin([{}], {("POST", "/failover/n1"): {"ok": True, "epoch": 9}})
+    fol = fake_admin([{}], {("POST", "/failover/n1"): [redirect_to(lead)]})
+    r = run("--coordinator", fol.addr, "--secret-file", secret_file, "failover", "n1")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == f"mcctl: {fol.addr} follows; the call went to the leader c0 at {lead.addr}\n"
+    assert r.stdout == "failed n1 over: map epoch now 9\n"
+    assert fol.requests == [("POST", "/failover/n1", None, True)]
+    assert lead.requests == [("POST", "/failover/n1", None, True)]
+
+
+def test_redirects_stop_after_three_hops(fake_admin, secret_file):
+    a = fake_admin([{}])
+    b = fake_admin([{}], {("POST", "/failover/n1"): [redirect_to(a, "ca")]})
+    a.answers[("POST", "/failover/n1")] = [redirect_to(b, "cb")]
+    r = run("--coordinator", a.addr, "--secret-file", secret_file, "failover", "n1")
+    assert r.returncode == 3
+    assert "redirected more than 3 times" in one_line(r)
+    assert len(a.requests) + len(b.requests) == 4
+
+
+def test_no_leader_is_waited_for(fake_admin, secret_file):
+    f = fake_admin([{}], {("POST", "/failover/n1"): [NO_LEADER, NO_LEADER,
+                                                     (200, {"ok": True, "epoch": 4}, None)]})
+    r = run("--coordinator", f.addr, "--secret-file", secret_file, "failover", "n1")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and r.stdout == "failed n1 over: map epoch now 4\n"
+    assert len(f.requests) == 3 and all(q[3] for q in f.requests)
+
+
+def test_no_leader_for_too_long_exits_3(fake_admin, secret_file):
+    f = fake_admin([{}], {("POST", "/failover/n1"): [NO_LEADER]})
+    r = run("--coordinator", f.addr, "--secret-file", secret_file, "failover", "n1")
+    assert r.returncode == 3
+    line = one_line(r)
+    assert line.startswith(f"mcctl: no coordinator leads (the one at {f.addr} says: ")
+    assert line.endswith("; gave up after 10 s, try again")
+    assert len(f.requests) > 10                 # every 0.2 s for 10 s
