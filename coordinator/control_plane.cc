@@ -48,7 +48,10 @@ json control_plane_json(const Supervisor& sup) {
     j["prefix"] = e->config().url.prefix;
     j["id"] = v.id;
     j["admin"] = v.admin;
-    j["role"] = v.leading ? "leader" : "follower";
+    // Leading means a coordinator built and answering: just after an election is won, while
+    // the supervisor has not yet built it, calls are still answered as a follower's.
+    const bool leads = sup.leader() != nullptr;
+    j["role"] = leads ? "leader" : "follower";
     if (v.leader_id.empty()) {
         j["leader"] = nullptr;
     } else {
@@ -60,7 +63,9 @@ json control_plane_json(const Supervisor& sup) {
     for (const etcd::PeerInfo& p : v.coordinators) {
         j["coordinators"].push_back({{"id", p.id},
                                      {"admin", p.admin},
-                                     {"role", p.id == v.leader_id ? "leader" : "follower"},
+                                     {"role", p.id == v.leader_id && (leads || p.id != v.id)
+                                                  ? "leader"
+                                                  : "follower"},
                                      {"since_unix_ms", p.since_unix_ms}});
     }
     j["lease_ttl_s"] = v.ttl_s;

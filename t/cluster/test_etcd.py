@@ -14,7 +14,7 @@ import pytest
 
 from lib import mc
 from lib.cluster import SECRET
-from lib.coord import COORD_BIN, Coordinator, keys_on, parse_map, server_map, settled
+from lib.coord import COORD_BIN, Coordinator, keys_on, parse_map, settled
 
 import etcd as etcd_lib
 

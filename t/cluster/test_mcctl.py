@@ -12,7 +12,6 @@ import json
 import os
 import pty
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -529,6 +528,16 @@ def cluster(cluster):
     return lambda **coord_kw: Cluster(cluster, **coord_kw)
 
 
+def cluster_lines(stdout):
+    """`mcctl status` lines without the control plane's block (on etcd: "control plane:",
+    "etcd:", "this coordinator:" and a blank line), so the same checks hold on both
+    backends."""
+    lines = stdout.splitlines()
+    if lines and lines[0].startswith("control plane:"):
+        lines = lines[lines.index("") + 1:]
+    return lines
+
+
 def rows(stdout):
     """`mcctl status` -> {name: row split on blanks}: NAME ADDR HEALTH ACTIVES REPLICAS
     IN-SYNC MAX-LAG FENCED, then the LAST HEARTBEAT words."""
@@ -553,7 +562,7 @@ def test_status_table(cluster):
     r = c.mcctl("status")
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
-    lines = r.stdout.splitlines()
+    lines = cluster_lines(r.stdout)
     assert lines[0] == (f"epoch {st['epoch']}  buckets {BUCKETS}  replicas 1  failovers 0  "
                         "cold buckets 0")
     assert st["epoch"] >= 1
@@ -583,10 +592,16 @@ def test_status_json_is_the_coordinators_answer(cluster):
         r = c.mcctl(*args)
         assert r.returncode == 0, r.stderr
         got, want = json.loads(r.stdout), c.status()
-        # Everything but the clocks (the time since the last heartbeat, the lease left).
+        # Everything but the clocks (the time since the last heartbeat, the lease left; on
+        # etcd, the time since etcd last answered and its members' changing figures).
         for j in (got, want):
             for s in j["servers"]:
                 del s["last_heartbeat_ms"], s["lease_left_ms"]
+            cp = j["control_plane"]
+            cp.pop("etcd_ok_ms_ago", None)
+            for e in cp.get("etcd", []):
+                e.pop("db_size", None)
+                e.pop("raft_term", None)
         assert got == want
         assert [s["name"] for s in got["servers"]] == NAMES
         assert got["cut_off"] is False and got["last_failover"] is None
@@ -645,7 +660,7 @@ def test_failover_moves_the_nodes_actives(cluster):
     wait_settled(c.coord, 1, NAMES)
     r = c.mcctl("status")
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
+    lines = cluster_lines(r.stdout)
     assert lines[0].startswith(f"epoch {c.epoch()}  buckets {BUCKETS}  replicas 1  failovers 1  ")
     assert lines[1].startswith("last failover: n1 at ")
     assert f", {had} buckets moved" in lines[1]
@@ -669,8 +684,8 @@ def test_killed_server_is_dead_then_removed(cluster):
     assert r.returncode == 0, r.stderr
     n2 = rows(r.stdout)["n2"]
     assert n2[2] == "dead" and n2[3] == "0"
-    assert " failovers 1 " in r.stdout.splitlines()[0]
-    assert r.stdout.splitlines()[1].startswith("last failover: n2 at ")
+    assert " failovers 1 " in cluster_lines(r.stdout)[0]
+    assert cluster_lines(r.stdout)[1].startswith("last failover: n2 at ")
     # It is failed over already: the coordinator refuses (409), mcctl says so and exits 1.
     epoch = c.epoch()
     r = c.mcctl("failover", "n2")
@@ -784,8 +799,8 @@ def test_cut_off_is_loud_and_refuses(cluster):
         mc.wait_for(lambda: c.status()["cut_off"], timeout=5, what="cut_off reported")
         r = c.mcctl("status")
         assert r.returncode == 0, r.stderr
-        assert r.stdout.splitlines()[0].startswith("!!! CUT OFF")
-        assert r.stdout.splitlines()[1].startswith(f"epoch {epoch}  ")
+        assert cluster_lines(r.stdout)[0].startswith("!!! CUT OFF")
+        assert cluster_lines(r.stdout)[1].startswith(f"epoch {epoch}  ")
         r = c.mcctl("failover", "n0")
         assert r.returncode == 1
         assert one_line(r) == ("mcctl: the coordinator refused: the coordinator is cut off "
@@ -810,7 +825,7 @@ def test_watch_count(cluster):
     frames = r.stdout.split("--- ")
     assert frames[0] == "" and len(frames) == 3
     for f in frames[1:]:
-        lines = f.splitlines()
+        lines = f.splitlines()[:1] + cluster_lines("\n".join(f.splitlines()[1:]))
         assert lines[1] == (f"epoch {epoch}  buckets {BUCKETS}  replicas 1  failovers 0  "
                             "cold buckets 0")
         assert sorted(rows(f)) == NAMES
@@ -973,63 +988,11 @@ def test_rebalance_with_nothing_to_do_and_cancel(cluster):
 # answered there (status shows the control plane and the leader's view), mutating calls are
 # redirected (307) to the leader and signed again there.
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def etcd_health(client_port):
-    c = http.client.HTTPConnection("127.0.0.1", client_port, timeout=1)
-    try:
-        c.request("GET", "/health")
-        return json.loads(c.getresponse().read()).get("health") == "true"
-    except (OSError, ValueError, http.client.HTTPException):
-        return False
-    finally:
-        c.close()
-
-
-# TODO: use the etcd fixture from t/lib/etcd.py once merged (this private single-node etcd
-# stands in for it until then).
 @pytest.fixture
-def etcd_url(tmp_path):
-    """A single-node etcd on free ports under tmp_path -> 'http://127.0.0.1:PORT'; stopped by
-    PID at the end. Skips when there is no etcd binary."""
-    binary = shutil.which("etcd")
-    if binary is None:
-        pytest.skip("no etcd binary")
-    d = tmp_path / "etcd"
-    d.mkdir()
-    client, peer = free_port(), free_port()
-    log = open(d / "etcd.log", "wb")
-    proc = subprocess.Popen(
-        [binary, "--name", "e0", "--data-dir", str(d / "data"),
-         "--listen-client-urls", f"http://127.0.0.1:{client}",
-         "--advertise-client-urls", f"http://127.0.0.1:{client}",
-         "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-cluster", f"e0=http://127.0.0.1:{peer}"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        def healthy():
-            if proc.poll() is not None:
-                raise RuntimeError(f"etcd exited with {proc.returncode}: "
-                                   f"{(d / 'etcd.log').read_text(errors='replace')[-2000:]}")
-            return etcd_health(client)
-        mc.wait_for(healthy, timeout=20, interval=0.1, what="etcd's /health")
-        yield f"127.0.0.1:{client}"
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        log.close()
+def etcd_url(etcd):
+    """The session's single-member etcd (t/conftest.py): '127.0.0.1:PORT'. Each test keeps to
+    a prefix of its own."""
+    return etcd.endpoints[0]
 
 
 def role_of(coord):
@@ -1041,10 +1004,11 @@ class EtcdCluster:
     added by follower(); mcctl(*args, at=coordinator) runs mcctl against one of them."""
 
     def __init__(self, cluster, etcd, tmp_path, followers):
-        self.url = f"etcd://{etcd}/mcctl-test"
+        self.prefix = "/mcctl-test/" + tmp_path.name
+        self.url = f"etcd://{etcd}{self.prefix}"
         # Settled only once it leads (it follows until it has won the election).
-        base = cluster(settle=False,
-                       extra=["--state", self.url, "--id", "c0", "--etcd-lease-ttl", "2"])
+        base = cluster(settle=False, state_url=self.url,
+                       extra=["--id", "c0", "--etcd-lease-ttl", "2"])
         self.servers, self.coord, self.secret_file = base.servers, base.coord, base.secret_file
         self.map = base.map
         # (The top-level role: control_plane.role says leader as soon as the election is
@@ -1057,8 +1021,8 @@ class EtcdCluster:
 
     def follower(self, name):
         c = Coordinator(self.tmp_path / name, self.secret_file, sorted(self.servers.items()),
-                        buckets=BUCKETS, extra=["--state", self.url, "--id", name,
-                                                "--etcd-lease-ttl", "2"])
+                        buckets=BUCKETS, state_url=self.url,
+                        extra=["--id", name, "--etcd-lease-ttl", "2"])
         self.followers.append(c)
         mc.wait_for(lambda: role_of(c)["role"] == "follower"
                     and (role_of(c)["leader"] or {}).get("id") == "c0", timeout=10,
@@ -1095,7 +1059,7 @@ def test_etcd_status_leader_and_follower(etcd_cluster):
     assert r.returncode == 0 and r.stderr == "", r.stderr
     lines = r.stdout.splitlines()
     print(r.stdout)
-    assert lines[0] == (f"control plane: etcd /mcctl-test, leader c0 ({leader}), "
+    assert lines[0] == (f"control plane: etcd {c.prefix}, leader c0 ({leader}), "
                         f"followers c1 ({follower})")
     assert lines[1].startswith(f"etcd: {etcd} ok v3.") and "raft leader" in lines[1]
     assert lines[2] == "this coordinator: c0 (leader)"
@@ -1108,7 +1072,7 @@ def test_etcd_status_leader_and_follower(etcd_cluster):
     assert r.returncode == 0 and r.stderr == "", r.stderr
     print(r.stdout)
     lines = r.stdout.splitlines()
-    assert lines[0] == (f"control plane: etcd /mcctl-test, leader c0 ({leader}), "
+    assert lines[0] == (f"control plane: etcd {c.prefix}, leader c0 ({leader}), "
                         f"followers c1 ({follower})")
     assert lines[1].startswith(f"etcd: {etcd} ok v3.")
     assert lines[2] == "this coordinator: c1 (follower)"
