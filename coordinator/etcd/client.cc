@@ -159,6 +159,7 @@ Client::Post Client::post(const Endpoint& ep, const std::string& path, const std
                      static_cast<long>(std::max<int64_t>(timeout_ms, 1)));
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for timeouts
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(c, CURLOPT_PROXY, "");  // never through $http_proxy: etcd is direct
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, reply);
     curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");

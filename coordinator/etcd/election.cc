@@ -76,7 +76,11 @@ void Elector::stop() {
 }
 
 void Elector::resign(const std::string& why) {
-    lead_until_ms_.store(0);
+    if (lead_until_ms_.exchange(0) != 0) {
+        CLOG_CRIT("no longer the leader: %s", why.c_str());
+        std::lock_guard<std::mutex> g(view_mu_);
+        ++view_.leadership_lost;
+    }
     {
         std::lock_guard<std::mutex> g(mu_);
         resign_ = true;
@@ -154,6 +158,9 @@ void Elector::run() {
         int64_t now = mono_ms();
         if (lease != 0 && now >= lease_until) {
             lose("the lease was not renewed in time");
+            // Best effort: if etcd answers now, followers need not wait for the expiry.
+            etcd.set_timeout(200);
+            if (etcd.lease_revoke(lease, &err)) note_ok();
             lease = 0;
             lease_.store(0);
         }
