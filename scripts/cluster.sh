@@ -161,7 +161,8 @@ wait_etcd() {
                 echo "cluster.sh: etcd member e$i (pid $pid) exited" >&2
                 return 1
             fi
-            if curl -s -m 1 "http://127.0.0.1:$c/health" 2>/dev/null | grep -q '"health":"true"'; then
+            if curl -s -m 1 "http://127.0.0.1:$c/health" 2>/dev/null |
+                    grep -q '"health":"true"'; then
                 ok=$((ok + 1))
             fi
         done
@@ -211,7 +212,8 @@ if [ $etcd = 1 ]; then
         if wait_etcd; then
             break
         fi
-        if [ $try -lt 3 ] && grep -q "address already in use" "$dir/e1.log" "$dir/e2.log" "$dir/e3.log"; then
+        if [ $try -lt 3 ] &&
+                grep -q "address already in use" "$dir/e1.log" "$dir/e2.log" "$dir/e3.log"; then
             echo "cluster.sh: an etcd port was taken meanwhile; again on other ports" >&2
             stop_pids "$epids"
             epids=""
@@ -281,7 +283,8 @@ if [ $etcd = 1 ]; then
                 cat "$dir/c$k.log" >&2
                 exit 1
             fi
-            st=$("$top/mcctl/mcctl" --coordinator "$a" --timeout 1 --json status 2>/dev/null || true)
+            st=$("$top/mcctl/mcctl" --coordinator "$a" --timeout 1 --json status 2>/dev/null ||
+                true)
             if printf '%s\n' "$st" | grep -q '^  "role": "leader"' &&
                     printf '%s\n' "$st" | grep -q '^  "epoch": [1-9]'; then
                 lead=$k
@@ -316,7 +319,8 @@ if [ $etcd = 1 ]; then
     for k in 1 2 3; do
         role=follower
         [ "$k" = "$lead" ] && role=leader
-        eval "echo \"  c$k  admin API on http://127.0.0.1:\$cport_$k/   pid \$cpid_$k   log $dir/c$k.log   ($role)\""
+        eval "a=127.0.0.1:\$cport_$k pid=\$cpid_$k"
+        echo "  c$k  admin API on http://$a/   pid $pid   log $dir/c$k.log   ($role)"
     done
     echo "servers:"
     i=1
