@@ -306,7 +306,7 @@ if [ $etcd = 1 ]; then
     eval "leader=127.0.0.1:\$cport_$lead lpid=\$cpid_$lead follower=127.0.0.1:\$cport_$f"
 
     mcctl="$top/mcctl/mcctl --coordinator $leader --secret-file $dir/secret"
-    fmcctl="$top/mcctl/mcctl --coordinator $follower"
+    fmcctl="$top/mcctl/mcctl --coordinator $follower --secret-file $dir/secret"
     echo
     echo "A local cluster of $n servers, three coordinators and a three-member etcd cluster"
     echo "(Ctrl-C stops it all and removes $dir):"
@@ -331,12 +331,11 @@ if [ $etcd = 1 ]; then
     echo "  secret: $dir/secret"
     echo
     echo "Try:"
-    echo "  $fmcctl status      # c$f, a follower (it reads the map from etcd)"
-    echo "  $fmcctl --json status      # its control_plane: the leader, followers, etcd's health"
+    echo "  $fmcctl status      # c$f, a follower: the leader, the others, etcd's health"
     echo "  $mcctl status      # c$lead, the leader"
     echo "  $mcctl watch"
     echo "  $mcctl map --summary"
-    echo "  $mcctl failover n1      # changes go to the leader"
+    echo "  $fmcctl failover n1      # sent to a follower, redirected to the leader"
     echo
     echo "Kill the leading coordinator; another leads within about 3 s (the lease TTL):"
     echo "  kill -9 $lpid      # c$lead"
