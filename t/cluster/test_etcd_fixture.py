@@ -103,7 +103,8 @@ def fake_coordinator(tmp_path, mod, **kw):
     orig = mod.COORD_BIN
     mod.COORD_BIN = str(fake)
     try:
-        return mod.Coordinator(tmp_path / "coord", secret, **kw)
+        # (a stand-in never leads: do not wait for its election)
+        return mod.Coordinator(tmp_path / "coord", secret, wait_elected=False, **kw)
     finally:
         mod.COORD_BIN = orig
 

@@ -394,7 +394,9 @@ def test_promoted_replica_continues_history_and_other_replica_resumes(node):
         mc.wait_for(lambda: drained(ns[0], ns[1], b) and drained(ns[0], ns[2], b), timeout=5,
                     what="drained")
     seq = {b: int(stats(ns[0], "buckets").get(f"bucket:{b}:seqno", 0)) for b in range(BUCKETS)}
-    before = stats(ns[2], "replication")
+    # (stats replication is published every other tick: wait for a copy that has the link)
+    before = mc.wait_for(lambda: (lambda st: st if "link:n0:backfills_in" in st else None)(
+        stats(ns[2], "replication")), timeout=3, what="n2's stats of its link to n0")
     ns[0].stop()
     install(ns[1:], map_text(2, nodes, [(0, 15, "n1", ["n2"])]))
     c1 = ns[1].connect()

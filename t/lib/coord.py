@@ -60,10 +60,12 @@ class Coordinator:
     the coordinator gets --state etcd://<session etcd>/t/<hash of that path> instead (see
     state_arg). state_url: an explicit --state value, overriding both (several coordinators
     on one etcd prefix). self.state is always the file path, self.state_arg what --state
-    got."""
+    got. On etcd without state_url the constructor waits until the coordinator leads
+    (wait_elected=False: not, e.g. for a stand-in binary)."""
 
     def __init__(self, tmpdir, secret_path, nodes=(), replicas=1, buckets=64, hb_ms=100,
-                 dead_ms=500, state=None, control=None, extra=(), state_url=None):
+                 dead_ms=500, state=None, control=None, extra=(), state_url=None,
+                 wait_elected=True):
         self.tmpdir = str(tmpdir)
         os.makedirs(self.tmpdir, exist_ok=True)
         self.secret = open(secret_path, "rb").read().rstrip(b"\r\n")
@@ -95,7 +97,7 @@ class Coordinator:
         # prefix, or when a killed predecessor's lease runs out (3 s). Tests written for the
         # file backend expect the coordinator in charge as soon as it listens. A first start
         # that fails (exit 1) is the test's to see.
-        if self.state_arg.startswith("etcd://") and state_url is None:
+        if self.state_arg.startswith("etcd://") and state_url is None and wait_elected:
             mc.wait_for(self._leading_or_gone, timeout=15, what="coordinator elected")
 
     def _leading_or_gone(self):
