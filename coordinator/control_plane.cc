@@ -15,8 +15,7 @@ constexpr int64_t kFollowerReadMs = 500;
 
 // The stored state, read from etcd now (a follower's reads).
 bool stored_state(const Supervisor& sup, State* st, std::string* err) {
-    etcd::Url url;
-    if (!etcd::parse_url(sup.options().state_path, &url, err)) return false;
+    const etcd::Url& url = sup.elector()->config().url;  // parsed once, at the start
     etcd::Client client(url.endpoints, kFollowerReadMs);
     std::optional<etcd::KeyValue> kv;
     if (!client.get(etcd::state_key(url.prefix), &kv, err)) return false;

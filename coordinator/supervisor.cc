@@ -87,10 +87,8 @@ void Supervisor::check() {
     const int64_t lease = elector_->lease();
     if (lease == 0) return;
     term_ = elector_->term();
-    etcd::Url url;
-    std::string err;
-    etcd::parse_url(opts_.state_path, &url, &err);
-    auto store = std::make_unique<etcd::EtcdStateStore>(url, elector_.get(), lease);
+    auto store =
+        std::make_unique<etcd::EtcdStateStore>(elector_->config().url, elector_.get(), lease);
     store_ = store.get();
     CLOG_INFO("leading (term %llu): loading the state from etcd",
               static_cast<unsigned long long>(term_));
