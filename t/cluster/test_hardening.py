@@ -195,6 +195,9 @@ def test_no_control_command_changes_anything_without_authentication(node, how):
     c.close()
     mc.wait_for(lambda: stats(n0, "replication").get("link:n1:state") == "up", timeout=10,
                 what="the link up")
+    # n1 replicates the keys it owns to n0 asynchronously: the snapshot waits for all 40, or
+    # a copy arriving between the two snapshots would look like a change.
+    mc.wait_for(lambda: stats(n0, "")["curr_items"] == "40", timeout=10, what="n1's keys on n0")
     before = snapshot(n0)
     free_port = closed_port()
     # A proof that was good once, on another connection.
