@@ -16,10 +16,21 @@
 #include <algorithm>
 #include <set>
 
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+
 #include "coordinator/clock.h"
 #include "coordinator/log.h"
+#include "tls/io.h"
+#include "tls/peer.h"
 
 namespace mcm::coord {
+
+namespace {
+const tls::PeerTls* g_peer_tls = nullptr;
+}
+
+void set_peer_tls(const tls::PeerTls* t) { g_peer_tls = t; }
 
 ServerLink::ServerLink(event_base* base, std::string name, std::string host, uint16_t port,
                        std::string secret, Events ev)
@@ -57,7 +68,24 @@ void ServerLink::connect() {
         close_and_fail("cannot resolve " + host_, true);
         return;
     }
-    bev_ = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (g_peer_tls != nullptr) {
+        // The handshake runs inside the connect: "connected" means verified both ways.
+        SSL* ssl = g_peer_tls->dial(-1);
+        if (ssl != nullptr) {
+            bev_ = bufferevent_openssl_socket_new(base_, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                  BEV_OPT_CLOSE_ON_FREE);
+        }
+        if (bev_ == nullptr) {
+            if (ssl != nullptr) SSL_free(ssl);
+            evutil_freeaddrinfo(res);
+            state_ = State::Connecting;
+            close_and_fail("TLS: " + tls::last_error(), true);
+            return;
+        }
+        bufferevent_openssl_set_allow_dirty_shutdown(bev_, 1);
+    } else {
+        bev_ = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     bufferevent_setcb(bev_, read_cb, nullptr, event_cb, this);
     state_ = State::Connecting;
     connect_deadline_ms_ = mono_ms() + kConnectTimeoutMs;
@@ -217,6 +245,15 @@ void ServerLink::event_cb(bufferevent* bev, short what, void* arg) {
         int err = EVUTIL_SOCKET_ERROR();
         bool eof = (what & BEV_EVENT_EOF) != 0;
         std::string why = eof ? "closed by server" : evutil_socket_error_to_string(err);
+        if (g_peer_tls != nullptr && !eof) {
+            unsigned long e = bufferevent_get_openssl_error(bev);
+            if (e != 0) {
+                char buf[256];
+                ERR_error_string_n(e, buf, sizeof(buf));
+                why = std::string("TLS: ") + buf;
+                err = 0;
+            }
+        }
         self->close_and_fail(why, true, eof || err == ECONNRESET);
     }
 }
@@ -230,6 +267,7 @@ namespace {
 
 struct Probe {
     int fd = -1;
+    SSL* ssl = nullptr;  // peer TLS, once connected and asked who it is
     event* ev = nullptr;
     std::function<void(ProbeResult)> done;
     std::string expect;  // the node that should answer (empty: connecting is enough)
@@ -245,6 +283,7 @@ std::set<Probe*>& probes() {
 void probe_free(Probe* p) {
     probes().erase(p);
     if (p->ev != nullptr) event_free(p->ev);
+    tls::finish(p->ssl);
     if (p->fd >= 0) ::close(p->fd);
     delete p;
 }
@@ -264,7 +303,7 @@ void probe_read_cb(evutil_socket_t fd, short what, void* arg) {
     auto* p = static_cast<Probe*>(arg);
     if (!(what & EV_READ)) return probe_finish(p, ProbeResult::Other);  // no answer in time
     char buf[4096];
-    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    ssize_t n = tls::recv(fd, p->ssl, buf, sizeof(buf));
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         return probe_finish(p, ProbeResult::Other);
@@ -284,18 +323,42 @@ void probe_read_cb(evutil_socket_t fd, short what, void* arg) {
     }
 }
 
-// Connected: without a name to check that is the answer; with one, ask who this is.
-void probe_connected(event_base* base, Probe* p) {
-    if (p->expect.empty()) return probe_finish(p, ProbeResult::Accepted);
-    static const char kAsk[] = "stats cluster\r\n";
-    if (::send(p->fd, kAsk, sizeof(kAsk) - 1, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(kAsk) - 1)) {
-        return probe_finish(p, ProbeResult::Other);
-    }
+void probe_wait(event_base* base, Probe* p, short what, event_callback_fn cb) {
     if (p->ev != nullptr) event_free(p->ev);
-    p->ev = event_new(base, p->fd, EV_READ | EV_PERSIST, probe_read_cb, p);
+    p->ev = event_new(base, p->fd, what, cb, p);
     int64_t left = std::max<int64_t>(1, p->deadline_ms - mono_ms());
     timeval tv{static_cast<time_t>(left / 1000), static_cast<suseconds_t>((left % 1000) * 1000)};
     event_add(p->ev, &tv);
+}
+
+void probe_ask(event_base* base, Probe* p) {
+    static const char kAsk[] = "stats cluster\r\n";
+    if (tls::send(p->fd, p->ssl, kAsk, sizeof(kAsk) - 1) != static_cast<ssize_t>(sizeof(kAsk) - 1)) {
+        return probe_finish(p, ProbeResult::Other);
+    }
+    probe_wait(base, p, EV_READ | EV_PERSIST, probe_read_cb);
+}
+
+// Peer TLS: the handshake before the question. A server that fails it is not the node.
+void probe_handshake_cb(evutil_socket_t, short what, void* arg) {
+    auto* p = static_cast<Probe*>(arg);
+    if (!(what & (EV_READ | EV_WRITE))) return probe_finish(p, ProbeResult::Other);  // timed out
+    event_base* base = event_get_base(p->ev);
+    switch (tls::handshake(p->ssl)) {
+        case tls::Hs::Done: return probe_ask(base, p);
+        case tls::Hs::WantRead: return probe_wait(base, p, EV_READ, probe_handshake_cb);
+        case tls::Hs::WantWrite: return probe_wait(base, p, EV_WRITE, probe_handshake_cb);
+        case tls::Hs::Failed: ERR_clear_error(); return probe_finish(p, ProbeResult::Other);
+    }
+}
+
+// Connected: without a name to check that is the answer; with one, ask who this is.
+void probe_connected(event_base* base, Probe* p) {
+    if (p->expect.empty()) return probe_finish(p, ProbeResult::Accepted);
+    if (g_peer_tls == nullptr) return probe_ask(base, p);
+    p->ssl = g_peer_tls->dial(p->fd);
+    if (p->ssl == nullptr) return probe_finish(p, ProbeResult::Other);
+    probe_wait(base, p, EV_WRITE, probe_handshake_cb);
 }
 
 void probe_cb(evutil_socket_t fd, short what, void* arg) {

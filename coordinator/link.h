@@ -15,7 +15,15 @@
 
 #include "coordinator/leadership.h"
 
+namespace mcm::tls {
+class PeerTls;
+}
+
 namespace mcm::coord {
+
+// Peer TLS (--peer-tls-*): every link and every probe that asks a server who it is then runs
+// over TLS with this. Set once at startup, before any link; null (the default) for plain TCP.
+void set_peer_tls(const tls::PeerTls* t);
 
 class ServerLink {
 public:

@@ -15,8 +15,11 @@
 #include "coordinator/options.h"
 #include "coordinator/state.h"
 #include "coordinator/supervisor.h"
+#include "coordinator/link.h"
+#include "tls/peer.h"
 
 using namespace mcm::coord;
+namespace tls = mcm::tls;
 
 namespace {
 
@@ -89,8 +92,19 @@ int main(int argc, char** argv) {
         case ParseResult::Ok: break;
     }
     log_set_verbose(opts.verbose);
+    std::unique_ptr<tls::PeerTls> peer_tls;
+    if (!opts.peer_tls_cert.empty()) {
+        peer_tls = tls::PeerTls::create(
+            tls::PeerTlsConfig{opts.peer_tls_ca, opts.peer_tls_cert, opts.peer_tls_key}, &err);
+        if (!peer_tls) {
+            fprintf(stderr, "mc-coordinator: peer TLS: %s\n", err.c_str());
+            return kExitUsage;
+        }
+        set_peer_tls(peer_tls.get());
+    }
     curl_global_init(CURL_GLOBAL_DEFAULT);  // before any thread (the etcd backend's)
     int rc = run(std::move(opts));
     curl_global_cleanup();
+    set_peer_tls(nullptr);
     return rc;
 }

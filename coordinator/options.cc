@@ -27,7 +27,7 @@ bool number(const std::string& s, T lo, T hi, T* out) {
 enum OptId {
     kSecretFile = 1000, kState, kBuckets, kReplicas, kHeartbeat, kDeadAfter, kListen,
     kPortFile, kNode, kControl, kDeadOnRefused, kTakeover, kTakeoverHook, kTakeoverHookTimeout,
-    kStandby, kEtcdLeaseTtl, kId, kAdvertise,
+    kStandby, kEtcdLeaseTtl, kId, kAdvertise, kPeerTlsCert, kPeerTlsKey, kPeerTlsCa,
 };
 
 const option kLong[] = {
@@ -49,6 +49,9 @@ const option kLong[] = {
     {"etcd-lease-ttl", required_argument, nullptr, kEtcdLeaseTtl},
     {"id", required_argument, nullptr, kId},
     {"advertise", required_argument, nullptr, kAdvertise},
+    {"peer-tls-cert", required_argument, nullptr, kPeerTlsCert},
+    {"peer-tls-key", required_argument, nullptr, kPeerTlsKey},
+    {"peer-tls-ca", required_argument, nullptr, kPeerTlsCa},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
     {nullptr, 0, nullptr, 0},
@@ -80,6 +83,9 @@ bool apply(int id, const std::string& v, Options* o, std::string* err) {
     };
     switch (id) {
         case kSecretFile: o->secret_file = v; return true;
+        case kPeerTlsCert: o->peer_tls_cert = v; return true;
+        case kPeerTlsKey: o->peer_tls_key = v; return true;
+        case kPeerTlsCa: o->peer_tls_ca = v; return true;
         case kState:
             if (v.empty()) return bad("--state", "a path or etcd://HOST:PORT[,...]/PREFIX");
             if (etcd::is_etcd_url(v)) {
@@ -215,6 +221,11 @@ ParseResult parse_options(int argc, char** argv, Options* o, std::string* err) {
     }
     if (!repl::read_secret_file(o->secret_file, &o->secret, err)) return ParseResult::Error;
     if (!check_timing(*o, err)) return ParseResult::Error;
+    int tls_files = !o->peer_tls_cert.empty() + !o->peer_tls_key.empty() + !o->peer_tls_ca.empty();
+    if (tls_files != 0 && tls_files != 3) {
+        *err = "peer TLS needs all of --peer-tls-cert, --peer-tls-key and --peer-tls-ca";
+        return ParseResult::Error;
+    }
     if (o->takeover == Options::Takeover::Hook && o->takeover_hook.empty()) {
         *err = "--takeover hook needs --takeover-hook PATH";
         return ParseResult::Error;
@@ -253,6 +264,9 @@ std::string usage() {
            "  --standby on|off     listen mode: a survivor listens behind each live server's\n"
            "                         address in advance, so it answers there the moment the\n"
            "                         server dies (default on)\n"
+           "  --peer-tls-cert PATH, --peer-tls-key PATH, --peer-tls-ca PATH  reach the servers\n"
+           "                         over TLS with this certificate, verifying theirs against\n"
+           "                         the CA (their -o peer_tls_*; all three or none)\n"
            "  -v, --verbose        log every decision input\n"
            "  -h, --help           this text\n";
 }

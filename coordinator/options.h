@@ -44,6 +44,9 @@ struct Options {
     enum class Takeover { Auto, Off, Listen, Hook };
     Takeover takeover = Takeover::Auto;
     std::string takeover_hook;
+    // --peer-tls-cert/--peer-tls-key/--peer-tls-ca: reach servers over TLS, verified both ways
+    // (the servers' -o peer_tls_*; doc/managed.md, Peer TLS).
+    std::string peer_tls_cert, peer_tls_key, peer_tls_ca;
     uint32_t takeover_hook_timeout_ms = 5000;
 
     // The lease a renewal grants, from a token the server issued one round trip earlier:

@@ -13,6 +13,10 @@
 
 #include "replication/bucket_map.h"
 
+namespace mcm::tls {
+class PeerTls;
+}
+
 namespace mcm::repl {
 
 // -o repl_ack: which writes wait for a replica's acknowledgement.
@@ -32,6 +36,8 @@ struct ReplConfig {
     // The longest frame a peer may send (a record of the largest item, with room to spare);
     // a longer length closes the link before its bytes are buffered.
     uint32_t max_frame = 4u << 20;
+    // Peer TLS (tls/peer.h): links dial with it, null for plain TCP. Outlives the replicator.
+    const tls::PeerTls* peer_tls = nullptr;
 };
 
 // The coordinator as this server last heard it (fencing, doc/coordinator.md).

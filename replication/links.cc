@@ -16,6 +16,7 @@
 #include "replication/replicator_impl.h"
 #include "replication/stream.h"
 #include "server/log.h"
+#include "tls/peer.h"
 
 namespace mcm::repl {
 // ---------------------------------------------------------------------------------------
@@ -49,6 +50,15 @@ void Replicator::dial(const std::string& peer, const std::string& host, uint16_t
     auto l = std::make_unique<Link>(this);
     l->peer = peer;
     l->fd = fd;
+    if (cfg_.peer_tls != nullptr) {
+        l->ssl = cfg_.peer_tls->dial(fd);
+        if (l->ssl == nullptr) {
+            ps_.last_error = "TLS: " + tls::last_error();
+            l->fd = -1;
+            ::close(fd);
+            return;
+        }
+    }
     l->dialer = true;
     l->st = Link::St::Connecting;
     l->nonce = random_hex32();
@@ -67,6 +77,8 @@ void Replicator::close_link(Link* l, const char* why) {
     if (l->st == Link::St::Up) l->stats->disconnects++;
     l->stats->last_error = why;
     event_del(l->ev);
+    tls::finish(l->ssl);
+    l->ssl = nullptr;
     ::close(l->fd);
     l->fd = -1;
     for (uint32_t b = 0; b < nbuckets_; ++b) {
@@ -89,7 +101,7 @@ void Replicator::on_link_io(evutil_socket_t, short what, void* arg) {
 
 bool Replicator::flush(Link* l) {
     while (l->pending() > 0) {
-        ssize_t n = ::send(l->fd, l->wbuf.data() + l->wpos, l->pending(), MSG_NOSIGNAL);
+        ssize_t n = tls::send(l->fd, l->ssl, l->wbuf.data() + l->wpos, l->pending());
         if (n > 0) {
             l->wpos += static_cast<size_t>(n);
             l->stats->bytes_out += static_cast<uint64_t>(n);
@@ -109,6 +121,7 @@ bool Replicator::flush(Link* l) {
     short want = EV_READ | EV_PERSIST;
     if (l->pending() > 0 || l->st == Link::St::Connecting) want |= EV_WRITE;
     if (l->st == Link::St::Connecting) want = EV_WRITE | EV_PERSIST;
+    if (l->st == Link::St::Handshake) want = l->hs_want;
     if (want != l->ev_flags) {
         event_del(l->ev);
         event_assign(l->ev, base_, l->fd, want, &Replicator::on_link_io, l);
@@ -126,19 +139,33 @@ void Replicator::handle_io(Link* l, short what) {
         socklen_t len = sizeof(err);
         getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err != 0) return close_link(l, strerror(err));
+        l->st = l->ssl != nullptr ? Link::St::Handshake : Link::St::Challenge;
+        if (l->ssl == nullptr) l->wbuf = "cluster auth\r\n";
+        l->last_rx_us = now_us();
+    }
+    if (l->st == Link::St::Handshake) {
+        tls::Hs h = tls::handshake(l->ssl);
+        if (h == tls::Hs::Failed) {
+            return close_link(l, ("TLS handshake: " + tls::last_error()).c_str());
+        }
+        if (h != tls::Hs::Done) {
+            l->hs_want = static_cast<short>((h == tls::Hs::WantRead ? EV_READ : EV_WRITE) | EV_PERSIST);
+            (void)flush(l);  // only sets the events
+            return;
+        }
         l->st = Link::St::Challenge;
         l->wbuf = "cluster auth\r\n";
-        l->last_rx_us = now_us();
+        what = static_cast<short>(what | EV_READ);  // the TLS layer may hold bytes already
     }
     if (what & EV_READ) {
         char buf[65536];
         for (int i = 0; i < 64; ++i) {
-            ssize_t n = ::recv(l->fd, buf, sizeof buf, 0);
+            ssize_t n = tls::recv(l->fd, l->ssl, buf, sizeof buf);
             if (n > 0) {
                 l->rbuf.append(buf, static_cast<size_t>(n));
                 l->stats->bytes_in += static_cast<uint64_t>(n);
                 l->last_rx_us = now_us();
-                if (static_cast<size_t>(n) < sizeof buf) break;
+                if (static_cast<size_t>(n) < sizeof buf && l->ssl == nullptr) break;
                 continue;
             }
             if (n == 0) return close_link(l, "connection closed by peer");

@@ -99,7 +99,10 @@ Replicator::~Replicator() {
     stop();
     links_.clear();
     dead_links_.clear();
-    for (Adopted& a : adopted_) ::close(a.fd);
+    for (Adopted& a : adopted_) {
+        tls::finish(a.ssl);
+        ::close(a.fd);
+    }
     if (wake_ev_ != nullptr) event_free(wake_ev_);
     if (tick_ev_ != nullptr) event_free(tick_ev_);
     if (rearm_ev_ != nullptr) event_free(rearm_ev_);
@@ -247,10 +250,12 @@ void Replicator::on_rearm(evutil_socket_t, short, void* arg) {
 
 void Replicator::on_tick(evutil_socket_t, short, void* arg) { static_cast<Replicator*>(arg)->tick(); }
 
-void Replicator::adopt(int fd, std::string node, std::string nonce, std::string buffered) {
+void Replicator::adopt(int fd, SSL* ssl, std::string node, std::string nonce,
+                       std::string buffered) {
     {
         std::lock_guard<std::mutex> g(adopt_mu_);
-        adopted_.push_back(Adopted{fd, std::move(node), std::move(nonce), std::move(buffered)});
+        adopted_.push_back(
+            Adopted{fd, ssl, std::move(node), std::move(nonce), std::move(buffered)});
     }
     wake();
 }
@@ -269,6 +274,7 @@ void Replicator::take_adopted() {
         auto l = std::make_unique<Link>(this);
         l->peer = a.node;
         l->fd = a.fd;
+        l->ssl = a.ssl;
         l->dialer = false;
         l->st = Link::St::Up;
         l->stats = &peer_stats(a.node);

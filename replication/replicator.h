@@ -18,6 +18,7 @@
 // the secret in its Hello frame. Heartbeats every 200 ms; a link silent for 3 s is cut.
 #pragma once
 
+#include <openssl/ssl.h>
 #include <event2/event.h>
 
 #include <atomic>
@@ -58,7 +59,8 @@ public:
 
     // A worker thread hands over an authenticated connection whose peer said
     // "cluster repl <node> <nonce>"; buffered: bytes already read past that line.
-    void adopt(int fd, std::string node, std::string nonce, std::string buffered);
+    // ssl: the connection's TLS session (peer TLS), which comes along; null for plain TCP.
+    void adopt(int fd, SSL* ssl, std::string node, std::string nonce, std::string buffered);
 
     // `stats replication` lines (any thread; figures at most 50 ms old).
     std::string stats_text() const;
@@ -215,6 +217,7 @@ private:
     std::mutex adopt_mu_;
     struct Adopted {
         int fd;
+        SSL* ssl;
         std::string node, nonce, buffered;
     };
     std::vector<Adopted> adopted_;  // guarded by adopt_mu_

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tls/io.h"
 #include "replication/replicator.h"
 
 namespace mcm::repl {
@@ -194,9 +195,12 @@ struct Replicator::Link {
     Replicator* r;
     std::string peer;
     int fd = -1;
+    SSL* ssl = nullptr;  // peer TLS: the session on fd (null: plain TCP)
     event* ev = nullptr;
     short ev_flags = 0;
-    enum class St : uint8_t { Connecting, Challenge, AuthReply, Hello, Up } st = St::Connecting;
+    short hs_want = 0;  // Handshake: the events the TLS layer waits for
+    enum class St : uint8_t { Connecting, Handshake, Challenge, AuthReply, Hello, Up } st =
+        St::Connecting;
     bool dialer = false;
     std::string nonce;  // dialer: what the acceptor's Hello must prove
     std::string rbuf;
@@ -225,6 +229,7 @@ struct Replicator::Link {
     size_t pending() const noexcept { return wbuf.size() - wpos; }
     ~Link() {
         if (ev != nullptr) event_free(ev);
+        tls::finish(ssl);
         if (fd >= 0) ::close(fd);
     }
 };

@@ -510,7 +510,7 @@ void Conn::handoff() {
     int fd = fd_;
     keep_fd_ = true;
     close();
-    ctx_.replicator->adopt(fd, std::move(pending_.repl_node), std::move(pending_.repl_nonce),
+    ctx_.replicator->adopt(fd, nullptr, std::move(pending_.repl_node), std::move(pending_.repl_nonce),
                            std::move(rest));
 }
 

@@ -21,6 +21,10 @@ namespace mcm::repl {
 class Replicator;
 }
 
+namespace mcm::tls {
+class PeerTls;
+}
+
 namespace mcm::server {
 
 class Worker;
@@ -76,6 +80,7 @@ struct ServerContext {
     Cluster* cluster = nullptr;  // managed mode only
     repl::Replicator* replicator = nullptr;  // managed mode only
     Listener* listener = nullptr;  // set while the main loop runs (address takeover)
+    const tls::PeerTls* peer_tls = nullptr;  // -o peer_tls_*: peer links over TLS
 };
 
 }  // namespace mcm::server

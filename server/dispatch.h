@@ -51,6 +51,7 @@ struct PendingStore {
     // Per-connection session state (this struct lives as long as the connection).
     std::string cluster_nonce;  // the challenge this connection was given
     bool cluster_auth = false;  // proved the cluster secret
+    bool peer_tls = false;      // came over peer TLS with a certificate the cluster's CA signed
     bool cluster_peer = false;  // a peer's link: never forward what comes on it
     bool no_park = false;       // UDP: a request cannot wait parked (managed mode)
     bool switch_binary = false;  // `cluster peer binary`: the rest of the stream is binary

@@ -32,6 +32,7 @@
 #include "server/store/store.h"
 #include "server/watch.h"
 #include "server/worker.h"
+#include "tls/peer.h"
 
 namespace mcm::server {
 namespace {
@@ -102,6 +103,16 @@ int run(int argc, char** argv) {
     log_set_level(settings.verbose);
     signal(SIGPIPE, SIG_IGN);
 
+    // Peer TLS's files are read before privileges are dropped (they may be root's only).
+    std::unique_ptr<tls::PeerTls> peer_tls;
+    if (settings.peer_tls.enabled()) {
+        std::string err;
+        peer_tls = tls::PeerTls::create(settings.peer_tls, &err);
+        if (!peer_tls) {
+            fprintf(stderr, "peer TLS: %s\n", err.c_str());
+            return 64;  // EX_USAGE, as a bad option
+        }
+    }
     if (!raise_limits(settings)) return 71;     // EX_OSERR
     if (!drop_privileges(settings)) return 64;  // EX_USAGE
     if (!daemonize(settings)) return 71;
@@ -136,6 +147,7 @@ int run(int argc, char** argv) {
         rc.ack_timeout_ms = settings.repl_ack_timeout_ms;
         rc.hint_rate = settings.repl_hint_rate;
         rc.hint_ms = settings.repl_hint_ms;
+        rc.peer_tls = peer_tls.get();
         // Twice the largest item (a peer started with a larger -I still gets through, up to
         // a point), never less than 4 MB, never more than the stream's own limit.
         rc.max_frame = static_cast<uint32_t>(std::min<size_t>(
@@ -156,6 +168,7 @@ int run(int argc, char** argv) {
     ctx.started_unix = now;
     ctx.cluster = cluster.get();
     ctx.replicator = replicator.get();
+    ctx.peer_tls = peer_tls.get();
     ctx.verbose.store(settings.verbose);
     ctx.prefix_stats.set_delimiter(settings.prefix_delimiter);
     ctx.prefix_stats.set_enabled(settings.detail_enabled);

@@ -437,6 +437,18 @@ void sub_cluster_secret_file(ParseState& st, const char* value) {
     st.s.cluster_secret_file = need(value, "Missing cluster_secret_file path");
 }
 
+void sub_peer_tls_cert(ParseState& st, const char* value) {
+    st.s.peer_tls.cert_file = need(value, "Missing peer_tls_cert path");
+}
+
+void sub_peer_tls_key(ParseState& st, const char* value) {
+    st.s.peer_tls.key_file = need(value, "Missing peer_tls_key path");
+}
+
+void sub_peer_tls_ca(ParseState& st, const char* value) {
+    st.s.peer_tls.ca_file = need(value, "Missing peer_tls_ca path");
+}
+
 void sub_buckets(ParseState& st, const char* value) {
     int v = read_int("buckets", need(value, "Missing numeric argument for buckets"));
     if (v < 1 || v > 65536) refuse("buckets must be from 1 to 65536: %d", v);
@@ -608,6 +620,14 @@ const SuboptionSpec kSuboptions[] = {
      sub_node_id, nullptr},
     {"cluster_secret_file", "managed mode: file holding the secret that control commands\nprove",
      sub_cluster_secret_file, nullptr},
+    {"peer_tls_cert",
+     "managed mode: this server's certificate (PEM); with peer_tls_key and\npeer_tls_ca, peer "
+     "links run over TLS, verified both ways",
+     sub_peer_tls_cert, nullptr},
+    {"peer_tls_key", "managed mode: the private key of peer_tls_cert (PEM)", sub_peer_tls_key,
+     nullptr},
+    {"peer_tls_ca", "managed mode: the cluster's CA (PEM) every peer's certificate must\nchain to",
+     sub_peer_tls_ca, nullptr},
     {"buckets", "managed mode: number of buckets (default: 1024)", sub_buckets, nullptr},
     {"bucket_forward",
      "managed mode: 1 forwards a request for another server's bucket\n(default), 0 answers "
@@ -776,6 +796,13 @@ void check_together(ParseState& st) {
 // path fails at startup, not at the first control command.
 void check_managed(ParseState& st) {
     Settings& s = st.s;
+    const auto& pt = s.peer_tls;
+    if (!pt.cert_file.empty() || !pt.key_file.empty() || !pt.ca_file.empty()) {
+        if (s.node_id.empty()) refuse("peer_tls_cert, peer_tls_key and peer_tls_ca need node_id (managed mode)");
+        if (pt.cert_file.empty() || pt.key_file.empty() || pt.ca_file.empty()) {
+            refuse("peer TLS needs all of peer_tls_cert, peer_tls_key and peer_tls_ca");
+        }
+    }
     if (s.node_id.empty() && s.cluster_secret_file.empty()) return;
     if (s.node_id.empty()) refuse("cluster_secret_file needs node_id (managed mode)");
     if (s.cluster_secret_file.empty()) refuse("node_id needs cluster_secret_file (managed mode)");

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tls/peer.h"
 #include "replication/cluster_view.h"  // repl::AckMode
 
 namespace mcm::server {
@@ -82,6 +83,7 @@ struct Settings {
     std::string node_id;              // -o node_id=NAME
     std::string cluster_secret_file;  // -o cluster_secret_file=PATH
     std::string cluster_secret;       // its contents (read at startup, trailing newline cut)
+    tls::PeerTlsConfig peer_tls;      // -o peer_tls_cert/_key/_ca: peer links over TLS
     unsigned buckets = 1024;          // -o buckets=N
     bool bucket_forward = true;       // -o bucket_forward=0 answers NOT_MY_BUCKET instead
     unsigned forward_park_ms = 200;  // -o forward_park_ms: how long a request whose owner

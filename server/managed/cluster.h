@@ -121,6 +121,8 @@ public:
     std::atomic<uint64_t> handoffs_begun{0};
     std::atomic<uint64_t> handoffs_cancelled{0};
     std::atomic<uint64_t> auth_failures{0};
+    // Peer TLS on: cluster auth asked on a connection without a verified peer certificate.
+    std::atomic<uint64_t> peer_tls_refused{0};
     // `cluster repl` from a name that is not a peer in the current map (refused).
     std::atomic<uint64_t> repl_refused{0};
     std::atomic<uint64_t> heartbeats{0};

@@ -77,6 +77,14 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
         }
         return Next::Continue;
     }
+    // Peer TLS (-o peer_tls_*): only a connection that showed a certificate from the cluster's
+    // CA may even try the secret; on any other, the control commands do not exist.
+    if ((c.kind == Kind::AuthChallenge || c.kind == Kind::AuthProof) && ctx_.peer_tls != nullptr &&
+        !p->peer_tls) {
+        cl->peer_tls_refused.fetch_add(1, std::memory_order_relaxed);
+        out.append("CLIENT_ERROR cluster auth needs a peer TLS connection\r\n");
+        return Next::Continue;
+    }
     if (c.kind == Kind::AuthChallenge) {
         p->cluster_nonce = repl::random_hex32();
         out.append("CHALLENGE " + p->cluster_nonce + "\r\n");
@@ -386,6 +394,8 @@ void write_cluster_stats(ServerContext& ctx, OutBuf& out) {
     line("handoffs", std::to_string(cl.handoffs_begun.load()));
     line("handoffs_cancelled", std::to_string(cl.handoffs_cancelled.load()));
     line("auth_failures", std::to_string(cl.auth_failures.load()));
+    line("peer_tls", ctx.peer_tls != nullptr ? "yes" : "no");
+    line("peer_tls_refused", std::to_string(cl.peer_tls_refused.load()));
     line("repl_links_refused", std::to_string(cl.repl_refused.load()));
     std::vector<std::string> tk;
     if (ctx.listener != nullptr) tk = ctx.listener->takeover_addrs();

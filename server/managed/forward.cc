@@ -23,6 +23,8 @@
 #include "server/managed/cluster.h"
 #include "server/conn.h"
 #include "server/worker.h"
+#include "tls/io.h"
+#include "tls/peer.h"
 
 namespace mcm::server {
 
@@ -35,10 +37,11 @@ struct PeerLinks::Link {
     std::string host;
     uint16_t port = 0;
     int fd = -1;
+    SSL* ssl = nullptr;  // peer TLS: the session on fd
     event* ev = nullptr;
     short events = 0;
     bool dirty = false;  // in owner->dirty_: wbuf has requests to send this iteration
-    enum class St : uint8_t { Idle, Connecting, Challenge, Auth, Ready } st = St::Idle;
+    enum class St : uint8_t { Idle, Connecting, Handshake, Challenge, Auth, Ready } st = St::Idle;
     int ok_lines = 0;   // "OK" replies still due for the handshake
     std::string held;   // requests waiting for the handshake
     std::string wbuf;   // bytes to write
@@ -75,6 +78,7 @@ PeerLinks::PeerLinks(Worker* worker, const std::string& secret) noexcept
 PeerLinks::~PeerLinks() {
     for (auto& [name, l] : links_) {
         if (l->ev != nullptr) event_free(l->ev);
+        tls::finish(l->ssl);
         if (l->fd >= 0) ::close(l->fd);
     }
     if (timer_ != nullptr) event_free(timer_);
@@ -197,6 +201,10 @@ void PeerLinks::send(Link* l, ForwardJob* job, std::string_view bytes, bool bina
         return fail_link(l, why);
     }
     l->fd = fd;
+    if (const tls::PeerTls* t = worker_->ctx().peer_tls; t != nullptr) {
+        l->ssl = t->dial(fd);
+        if (l->ssl == nullptr) return fail_link(l, "TLS: " + tls::last_error());
+    }
     l->st = Link::St::Connecting;
     l->events = EV_READ | EV_WRITE | EV_PERSIST;
     l->ev = event_new(worker_->base(), fd, l->events, &PeerLinks::on_io, l);
@@ -254,11 +262,28 @@ void PeerLinks::handle_io(Link* l, short what) {
         socklen_t len = sizeof(err);
         getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err != 0) return fail_link(l, strerror(err));
+        l->st = l->ssl != nullptr ? Link::St::Handshake : Link::St::Challenge;
+        if (l->ssl == nullptr) l->wbuf = "cluster auth\r\n";
+    }
+    if (l->st == Link::St::Handshake) {
+        tls::Hs h = tls::handshake(l->ssl);
+        if (h == tls::Hs::Failed) return fail_link(l, "TLS handshake: " + tls::last_error());
+        if (h != tls::Hs::Done) {
+            short want = static_cast<short>((h == tls::Hs::WantRead ? EV_READ : EV_WRITE) | EV_PERSIST);
+            if (want != l->events && l->ev != nullptr) {
+                event_del(l->ev);
+                event_assign(l->ev, worker_->base(), l->fd, want, &PeerLinks::on_io, l);
+                event_add(l->ev, nullptr);
+                l->events = want;
+            }
+            return;
+        }
         l->st = Link::St::Challenge;
         l->wbuf = "cluster auth\r\n";
+        what = static_cast<short>(what | EV_READ);  // the TLS layer may hold bytes already
     }
     if (!l->wbuf.empty()) {
-        ssize_t n = ::send(l->fd, l->wbuf.data(), l->wbuf.size(), MSG_NOSIGNAL);
+        ssize_t n = tls::send(l->fd, l->ssl, l->wbuf.data(), l->wbuf.size());
         if (n > 0) {
             l->wbuf.erase(0, static_cast<size_t>(n));
         } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -268,10 +293,10 @@ void PeerLinks::handle_io(Link* l, short what) {
     if (what & EV_READ) {
         char buf[16384];
         for (;;) {
-            ssize_t n = ::recv(l->fd, buf, sizeof(buf), 0);
+            ssize_t n = tls::recv(l->fd, l->ssl, buf, sizeof(buf));
             if (n > 0) {
                 l->rbuf.append(buf, static_cast<size_t>(n));
-                if (static_cast<size_t>(n) < sizeof(buf)) break;
+                if (static_cast<size_t>(n) < sizeof(buf) && l->ssl == nullptr) break;
                 continue;
             }
             if (n == 0) return fail_link(l, "connection closed");
@@ -581,6 +606,8 @@ void PeerLinks::fail_link(Link* l, const std::string& why) {
         event_free(l->ev);
         l->ev = nullptr;
     }
+    tls::finish(l->ssl);
+    l->ssl = nullptr;
     if (l->fd >= 0) ::close(l->fd);
     l->fd = -1;
     l->events = 0;
