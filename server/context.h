@@ -80,7 +80,7 @@ struct ServerContext {
     Cluster* cluster = nullptr;  // managed mode only
     repl::Replicator* replicator = nullptr;  // managed mode only
     Listener* listener = nullptr;  // set while the main loop runs (address takeover)
-    const tls::PeerTls* peer_tls = nullptr;  // -o peer_tls_*: peer links over TLS
+    tls::PeerTls* peer_tls = nullptr;  // -o peer_tls_*: peer links over TLS (refresh_certs reloads)
 };
 
 }  // namespace mcm::server
