@@ -616,8 +616,8 @@ const SuboptionSpec kSuboptions[] = {
     {"idle_timeout", "close connections idle this many seconds, 0 for never (default: 0)",
      sub_idle_timeout, nullptr},
     {"io_engine",
-     "the workers' network loop: epoll (libevent, default) or uring\n(io_uring; falls back to epoll "
-     "where the kernel refuses it)",
+     "the workers' network loop: uring (io_uring, default; falls back to\nepoll where the kernel "
+     "refuses it) or epoll (libevent)",
      sub_io_engine, nullptr},
     {"node_id", "managed mode: this server's name in the cluster map (doc/managed.md)",
      sub_node_id, nullptr},

@@ -52,6 +52,18 @@ def test_uring_engine_serves(ours_binary, make_server):
     assert ring_fds(s) == 2  # one ring per worker
 
 
+def test_uring_is_the_default(ours_binary, make_server):
+    s = make_server("-t", "3")
+    c = s.connect()
+    st = c.stats("settings")
+    if "io_uring unavailable" in s.read_log():
+        assert st["io_engine"] == "epoll"
+        pytest.skip("this kernel refuses io_uring")
+    engine = os.environ.get("MC_TEST_IO_ENGINE", "uring")
+    assert st["io_engine"] == engine
+    assert ring_fds(s) == (3 if engine == "uring" else 0)
+
+
 def test_epoll_engine_has_no_ring(ours_binary, make_server):
     s = make_server("-t", "2", "-o", "io_engine=epoll")
     serves(s)
@@ -65,6 +77,7 @@ def test_uring_setup_failure_falls_back_to_epoll(ours_binary, make_server):
     assert log.count("io_uring unavailable") == 1, log
     assert "using epoll" in log
     assert ring_fds(s) == 0
+    assert s.connect().stats("settings")["io_engine"] == "epoll"
 
 
 def test_bad_engine_refused(ours_binary, tmp_path):
