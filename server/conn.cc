@@ -72,6 +72,7 @@ Conn::~Conn() {
         ctx_.gstats.curr_conns.fetch_sub(1, std::memory_order_relaxed);
     }
     if (ev_ != nullptr) event_free(ev_);
+    if (ring_ && closed_ && !keep_fd_) ::close(fd_);  // kept open until the ring let go of it
     if (rbuf_ != nullptr) {
         if (rcap_ == Worker::kReadBufSize) {
             worker_->release_rbuf(rbuf_);
@@ -82,6 +83,7 @@ Conn::~Conn() {
 }
 
 bool Conn::start() {
+    if (worker_->ring() != nullptr) return ring_start();
     ev_ = event_new(worker_->base(), fd_, EV_READ | EV_PERSIST, &Conn::on_event, this);
     if (ev_ == nullptr) return false;
     ev_flags_ = EV_READ | EV_PERSIST;
@@ -112,7 +114,8 @@ void Conn::ensure_rbuf() {
 // worker's housekeeping timer, not after every request: a busy connection keeps its buffer.
 void Conn::release_idle_rbuf(uint32_t now) {
     uint32_t last = info_.last_cmd_time.load(std::memory_order_relaxed);
-    if (rbuf_ != nullptr && rstart_ == rend_ && state_ == ConnState::Parse && now > last) {
+    if (rbuf_ != nullptr && rstart_ == rend_ && state_ == ConnState::Parse && now > last &&
+        !recv_direct_) {
         if (rcap_ == Worker::kReadBufSize) {
             worker_->release_rbuf(rbuf_);
         } else {
@@ -439,6 +442,7 @@ void Conn::forward_done(ForwardJob* job) {
             break;
         }
     }
+    if (ring_) return ring_wake(state_ == ConnState::WaitForward || rstart_ != rend_);
     if (state_ != ConnState::WaitForward && rstart_ == rend_) {
         // Nothing waits to be parsed: only the replies now unblocked go out, once this loop
         // iteration's other replies for this connection are in (see handle()).
@@ -457,6 +461,7 @@ void Conn::forward_parked(bool on) {
         return;
     }
     if (--parked_ == 0 && !closed_) {  // parsing may go on
+        if (ring_) return ring_wake(true);
         set_events(EV_READ | EV_PERSIST);
         event_active(ev_, EV_READ, 0);
     }
@@ -525,13 +530,17 @@ void Conn::close() {
     fwds_.clear();
     state_ = ConnState::Closing;
     closed_ = true;
-    if (ev_ != nullptr) {
-        event_del(ev_);
+    if (ring_) {
+        ring_close();  // the socket is closed when the ring has let go of it (~Conn)
+    } else {
+        if (ev_ != nullptr) {
+            event_del(ev_);
+        }
+        out_.clear();
+        pending_.item.reset();
     }
-    out_.clear();
-    pending_.item.reset();
     ctx_.conns.remove(fd_);
-    if (!keep_fd_) ::close(fd_);
+    if (!keep_fd_ && !ring_) ::close(fd_);
     ctx_.gstats.curr_conns.fetch_sub(1, std::memory_order_relaxed);
     worker_->conn_closed(this);
 }

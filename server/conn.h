@@ -6,12 +6,18 @@
 
 #include <event2/event.h>
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "server/context.h"
 #include "server/dispatch.h"
 #include "server/outbuf.h"
+
+struct io_uring_sqe;
 
 namespace mcm::server {
 
@@ -47,6 +53,13 @@ public:
     // Managed mode: one of this connection's requests starts (true) or stops (false) waiting
     // for a new map. While one waits, no later command is parsed, so none can overtake it.
     void forward_parked(bool on);
+
+    // io_uring path (server/conn_uring.cc), called by the worker's ring loop: completions of
+    // this connection's receive and send, and a turn it asked for (ring_schedule).
+    void on_recv(int res, unsigned flags);
+    void on_send(int res);
+    void ring_ready();
+    bool ring_idle() const noexcept { return !recv_inflight_ && !send_inflight_ && !queued_; }
 
 private:
     enum class Step : uint8_t { NeedRead, Yield, OutputFull, Close, Wait, Handoff };
@@ -107,6 +120,40 @@ private:
 
     OutBuf out_;
     ConnInfo info_;
+
+    // io_uring path (server/conn_uring.cc). The same process() runs on what a receive
+    // brought; sends go out as sendmsg requests with out_'s iovecs. A receive is armed only
+    // when the epoll path would be reading (linked behind the send of the replies before it),
+    // so back-pressure, -R yields and EOF behave the same.
+    bool ring_ = false;
+    bool recv_inflight_ = false;
+    bool recv_direct_ = false;       // the receive in flight writes into rbuf_ or the item
+    bool recv_direct_item_ = false;  // ... into the item being filled
+    bool recv_cancelled_ = false;
+    bool send_inflight_ = false;
+    bool queued_ = false;       // on the worker's ready list
+    bool run_queued_ = false;   // ... to run process() (else only to send)
+    bool want_recv_ = false;    // process() needs more input
+    bool out_full_ = false;     // output over kMaxPendingOutput: resume when a send completes
+    bool eof_ = false;          // the peer closed (or the socket failed) after the input staged
+    bool no_bufs_ = false;      // the provided buffers ran out: next receive goes to rbuf_
+    bool handoff_wait_ = false;  // a handoff waits for the ring to let go of the socket
+    int in_bid_ = -1;           // the provided buffer staged input comes from
+    const char* in_ptr_ = nullptr;
+    size_t in_len_ = 0;
+    std::vector<struct iovec> iov_;
+    struct msghdr msg_ {};
+    bool ring_start();
+    void ring_run();
+    void ring_sync();
+    void ring_close();
+    void ring_wake(bool run);
+    void ring_take_input();
+    void ring_consume(size_t n);
+    bool ring_make_room();
+    ::io_uring_sqe* ring_send(bool last);
+    void ring_recv();
+    void ring_try_handoff();
 };
 
 }  // namespace mcm::server

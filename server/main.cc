@@ -29,6 +29,7 @@
 #include "server/listener.h"
 #include "server/log.h"
 #include "server/settings.h"
+#include "server/uring.h"
 #include "server/store/store.h"
 #include "server/watch.h"
 #include "server/worker.h"
@@ -176,6 +177,16 @@ int run(int argc, char** argv) {
         fprintf(stderr, "warning: -k invalid, mlockall() failed: %s\n", strerror(errno));
     }
 
+    if (settings.io_engine == Settings::IoEngine::Uring) {
+        // -o io_engine=uring: where the kernel (or the configuration) refuses io_uring, every
+        // worker runs the epoll loop instead, with this one line in the log.
+        std::string why = Ring::refused_by(settings);
+        if (why.empty()) (void)Ring::probe(&why);
+        if (!why.empty()) {
+            LOG(LogLevel::Warn, "io_uring unavailable (%s): using epoll", why.c_str());
+            settings.io_engine = Settings::IoEngine::Epoll;
+        }
+    }
     std::vector<std::unique_ptr<Worker>> workers;
     for (int i = 0; i < settings.num_threads; ++i) {
         workers.push_back(std::make_unique<Worker>(ctx, i));

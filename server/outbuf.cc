@@ -19,13 +19,25 @@ constexpr size_t kInitialText = 2048;
 }  // namespace
 
 OutBuf::~OutBuf() {
+    pinned_ = false;  // the send it was pinned for is over (or cancelled with the ring)
     clear();
     std::free(wbuf_);
+    for (char* p : retired_) std::free(p);
 }
 
 void OutBuf::grow(size_t need) {
     size_t cap = wbuf_cap_ ? wbuf_cap_ : kInitialText;
     while (cap < wbuf_len_ + need) cap *= 2;
+    if (pinned_ && wbuf_ != nullptr) {
+        // A send in flight points into the old buffer: copy, and keep the old one until then.
+        char* p = static_cast<char*>(std::malloc(cap));
+        if (p == nullptr) throw std::bad_alloc();
+        std::memcpy(p, wbuf_, wbuf_len_);
+        retired_.push_back(wbuf_);
+        wbuf_ = p;
+        wbuf_cap_ = cap;
+        return;
+    }
     char* p = static_cast<char*>(std::realloc(wbuf_, cap));
     if (p == nullptr) throw std::bad_alloc();
     wbuf_ = p;
@@ -104,6 +116,11 @@ void OutBuf::drain_to(std::string* to) {
 }
 
 void OutBuf::clear() noexcept {
+    if (pinned_) {  // a send in flight still reads these bytes and values: drop them after it
+        clear_pending_ = true;
+        return;
+    }
+    clear_pending_ = false;
     for (size_t i = head_; i < segs_.size(); ++i) {
         if (segs_[i].item != nullptr) store_->release(segs_[i].item);
     }
@@ -112,7 +129,7 @@ void OutBuf::clear() noexcept {
     wbuf_len_ = 0;
     pending_ = 0;
     holes_ = 0;
-    if (wbuf_cap_ > 64 * 1024) {  // do not keep a huge buffer for an idle connection
+    if (wbuf_cap_ > 64 * 1024 && !pinned_) {  // do not keep a huge buffer for an idle connection
         std::free(wbuf_);
         wbuf_ = nullptr;
         wbuf_cap_ = 0;
@@ -167,6 +184,55 @@ IoStatus OutBuf::flush(int fd, size_t* sent) noexcept {
     head_ = head_off_ = 0;
     wbuf_len_ = 0;
     return IoStatus::Done;
+}
+
+size_t OutBuf::gather(struct iovec* iov, size_t max) noexcept {
+    if (head_ >= segs_.size()) return 0;
+    size_t end = segs_.size();
+    if (holes_ != 0) {
+        if (segs_[head_].hole) return 0;
+        end = head_;
+        while (end < segs_.size() && !segs_[end].hole) ++end;
+    }
+    size_t n = 0;
+    for (size_t i = head_; i < end && n < max; ++i, ++n) {
+        const Seg& s = segs_[i];
+        const char* base = s.item ? s.ptr : wbuf_ + s.off;
+        size_t skip = (i == head_) ? head_off_ : 0;
+        iov[n].iov_base = const_cast<char*>(base + skip);
+        iov[n].iov_len = s.len - skip;
+    }
+    pinned_ = n > 0;
+    return n;
+}
+
+size_t OutBuf::unsent_segments() const noexcept {
+    return segs_.size() - head_;
+}
+
+void OutBuf::advance(size_t n) noexcept {
+    pinned_ = false;
+    for (char* p : retired_) std::free(p);
+    retired_.clear();
+    if (clear_pending_) {
+        clear();
+        return;
+    }
+    size_t left = n;
+    pending_ -= left;
+    while (head_ < segs_.size() && !segs_[head_].hole && left >= segs_[head_].len - head_off_) {
+        Seg& s = segs_[head_];
+        left -= s.len - head_off_;
+        if (s.item != nullptr) store_->release(s.item);
+        ++head_;
+        head_off_ = 0;
+    }
+    head_off_ += left;
+    if (head_ == segs_.size()) {
+        segs_.clear();
+        head_ = head_off_ = 0;
+        wbuf_len_ = 0;
+    }
 }
 
 }  // namespace mcm::server

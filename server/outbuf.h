@@ -80,6 +80,14 @@ public:
     // *sent receives the bytes written.
     IoStatus flush(int fd, size_t* sent) noexcept;
 
+    // The io_uring path's two halves of flush(): gather describes the unsent bytes up to the
+    // first open hole in at most max iovecs (0: nothing can go) and pins the buffer, so that
+    // what those iovecs point at stays put and unchanged until advance(n) reports that n of
+    // those bytes went out (0 after an error) and unpins it. Appending meanwhile is allowed.
+    size_t gather(struct iovec* iov, size_t max) noexcept;
+    void advance(size_t n) noexcept;
+    size_t unsent_segments() const noexcept;
+
     void clear() noexcept;  // drop everything unsent (connection closing)
 
     // A place in the reply order for a reply that will come later (managed mode's forwarded
@@ -100,6 +108,9 @@ private:
     };
     size_t holes_ = 0;  // unfilled holes
     void grow(size_t need);
+    bool pinned_ = false;          // a gather()ed send is in flight (io_uring)
+    bool clear_pending_ = false;   // clear() came while pinned: done by advance()
+    std::vector<char*> retired_;   // text buffers replaced while pinned, freed by advance()
 
     store::Store* store_;
     std::vector<Seg> segs_;

@@ -461,6 +461,17 @@ void sub_bucket_forward(ParseState& st, const char* value) {
     st.s.bucket_forward = v == 1;
 }
 
+void sub_io_engine(ParseState& st, const char* value) {
+    std::string_view v = need(value, "Missing argument for io_engine");
+    if (v == "epoll") {
+        st.s.io_engine = Settings::IoEngine::Epoll;
+    } else if (v == "uring" || v == "io_uring") {
+        st.s.io_engine = Settings::IoEngine::Uring;
+    } else {
+        refuse("io_engine must be epoll or uring: %s", value);
+    }
+}
+
 void sub_forward_park_ms(ParseState& st, const char* value) {
     int v = read_int("forward_park_ms", need(value, "Missing forward_park_ms value"));
     if (v < 0 || v > 60000) refuse("forward_park_ms must be from 0 to 60000: %d", v);
@@ -616,6 +627,10 @@ const SuboptionSpec kSuboptions[] = {
      [](ParseState& st, const char*) { st.s.lru_maintainer = false; }, nullptr},
     {"idle_timeout", "close connections idle this many seconds, 0 for never (default: 0)",
      sub_idle_timeout, nullptr},
+    {"io_engine",
+     "the workers' network loop: uring (io_uring, default; falls back to\nepoll where the kernel "
+     "refuses it) or epoll (libevent)",
+     sub_io_engine, nullptr},
     {"node_id", "managed mode: this server's name in the cluster map (doc/managed.md)",
      sub_node_id, nullptr},
     {"cluster_secret_file", "managed mode: file holding the secret that control commands\nprove",

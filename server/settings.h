@@ -52,6 +52,11 @@ struct Settings {
     unsigned hashpower_init = 0;    // -o hashpower=N (0 = default)
     bool lru_crawler = true;        // -o no_lru_crawler turns off
     unsigned idle_timeout = 0;      // -o idle_timeout=N
+    // -o io_engine=uring|epoll: the workers' network loop (doc/performance.md, io_uring).
+    // uring (the default: it measures better) falls back to epoll, with one log line, where
+    // the kernel refuses io_uring.
+    enum class IoEngine : uint8_t { Epoll, Uring };
+    IoEngine io_engine = IoEngine::Uring;
     size_t read_buf_mem_limit = 0;  // -o read_buf_mem_limit (given in MB, kept in bytes;
                                     // accepted and shown, not enforced)
     unsigned tail_repair_time = 0;

@@ -237,6 +237,8 @@ void write_settings_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "temporary_ttl", s.temporary_ttl);
     u64(out, "idle_timeout", s.idle_timeout);
     u64(out, "read_buf_mem_limit", s.read_buf_mem_limit);
+    // Not in memcached: the workers' network loop in effect (epoll after a fallback).
+    stat(out, "io_engine %s", s.io_engine == Settings::IoEngine::Uring ? "uring" : "epoll");
     stat(out, "inline_ascii_response %s", "no");
     stat(out, "memory_file %s", "(null)");  // -e is refused
     out.append("END\r\n");

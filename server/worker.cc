@@ -11,6 +11,7 @@
 
 #include "server/conn.h"
 #include "server/log.h"
+#include "server/uring.h"
 
 namespace mcm::server {
 
@@ -69,6 +70,7 @@ void Worker::housekeeping() {
 }
 
 Worker::~Worker() {
+    ring_.reset();  // ring_loop cancelled its requests; the connections go after it
     for (Conn* c : dead_) delete c;
     dead_.clear();
     for (Conn* c : conns_) delete c;
@@ -97,6 +99,15 @@ void Worker::start() {
     thread_ = std::thread([this] {
         pthread_setname_np(pthread_self(), "mc-worker");  // for top -H, perf and the benchmarks
         tls_worker = this;
+        if (ctx_.settings.io_engine == Settings::IoEngine::Uring) {
+            std::string why;
+            if (ring_setup(&why)) {
+                ring_loop();
+                return;
+            }
+            LOG(LogLevel::Warn, "worker %d: io_uring unavailable (%s), using epoll", id_,
+                why.c_str());
+        }
         event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY);
     });
 }
@@ -233,7 +244,7 @@ void Worker::conn_closed(Conn* c) {
         }
     }
     dead_.push_back(c);
-    event_active(reap_ev_, 0, 0);
+    if (ring_ == nullptr) event_active(reap_ev_, 0, 0);  // the ring loop reaps on its own
 }
 
 }  // namespace mcm::server

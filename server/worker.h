@@ -22,6 +22,7 @@
 namespace mcm::server {
 
 class Conn;
+class Ring;
 
 struct NewConn {
     int fd;
@@ -57,6 +58,11 @@ public:
 
     void conn_closed(Conn* c);  // a connection finished; free it after the callback returns
 
+    // -o io_engine=uring (server/uring.cc): the ring this worker's connections use, or null
+    // on the epoll path. ring_schedule queues a connection to run on the next loop turn.
+    Ring* ring() noexcept { return ring_.get(); }
+    void ring_schedule(Conn* c) { ready_.push_back(c); }
+
     // Quiescence (a planned handover, doc/coordinator.md "Moving a bucket"): once passes()
     // moved past a value read after a bucket became pending, every request this worker was
     // running at that moment has finished. poke() makes the loop pass at once. The worker
@@ -78,6 +84,12 @@ private:
     void serve_datagram(int fd, const char* buf, size_t n, const void* from, unsigned fromlen);
     void accept_queued();
     void housekeeping();
+    // io_uring path (server/uring.cc)
+    bool ring_setup(std::string* why);
+    void ring_loop();
+    void ring_teardown();
+    void ring_reap();
+    uint64_t ring_next_timer_us();
 
     ServerContext& ctx_;
     int id_;
@@ -108,6 +120,11 @@ private:
     };
     std::vector<Udp> udp_;  // UDP sockets this worker reads (-U)
     std::unique_ptr<PeerLinks> peers_;  // managed mode: links to the other servers
+    std::unique_ptr<Ring> ring_;        // io_uring path only
+    std::vector<Conn*> ready_;          // connections to run on the next ring loop turn
+    int ev_epfd_ = -1;                  // libevent's epoll fd, polled through the ring
+    bool ev_poll_armed_ = false;
+    bool ev_ready_ = false;
 };
 
 }  // namespace mcm::server

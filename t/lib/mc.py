@@ -38,6 +38,16 @@ def root_args():
     return ["-u", "root"] if os.geteuid() == 0 else []
 
 
+def io_engine_args(binary):
+    """$MC_TEST_IO_ENGINE (epoll or uring) runs our servers on that network loop (-o
+    io_engine=...; t/run-pytest runs the suites once more on the other one). Stock memcached
+    does not have the option."""
+    engine = os.environ.get("MC_TEST_IO_ENGINE", "")
+    if not engine or not os.path.abspath(binary).startswith(TOP + os.sep):
+        return []
+    return ["-o", f"io_engine={engine}"]
+
+
 class Server:
     """One server process. args are extra command-line flags (e.g. ["-m", "1"])."""
 
@@ -50,7 +60,7 @@ class Server:
         self.udp_port = None
         self.log_path = os.path.join(self.tmpdir, "server.log")
         self.port_file = os.path.join(self.tmpdir, "ports")
-        cmd = [self.binary] + root_args()
+        cmd = [self.binary] + root_args() + io_engine_args(self.binary)
         if tcp:
             cmd += ["-l", "127.0.0.1", "-p", "-1"]
         cmd += self.args

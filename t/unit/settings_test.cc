@@ -587,3 +587,17 @@ TEST(Settings, BinaryProtocolBinding) {
 
 }  // namespace
 }  // namespace mcm::server
+
+namespace mcm::server {
+
+TEST(Settings, IoEngine) {
+    EXPECT_EQ(parsed({}).io_engine, Settings::IoEngine::Uring);  // the default
+    EXPECT_EQ(parsed({"-o", "io_engine=epoll"}).io_engine, Settings::IoEngine::Epoll);
+    EXPECT_EQ(parsed({"-o", "io_engine=uring"}).io_engine, Settings::IoEngine::Uring);
+    Settings t;
+    Result r = parse({"-o", "io_engine=kqueue"}, &t);
+    EXPECT_EQ(r.outcome, ParseOutcome::ExitError);
+    EXPECT_NE(r.err.find("io_engine"), std::string::npos) << r.err;
+}
+
+}  // namespace mcm::server
