@@ -80,6 +80,12 @@ public:
     // *sent receives the bytes written.
     IoStatus flush(int fd, size_t* sent) noexcept;
 
+    // TLS: copy up to cap bytes from the head (up to the first open hole) into dst, leaving
+    // them queued; consume(n) then retires the first n of them once written. The bytes
+    // gathered again after a failed write start the same (an SSL_write retry's rule).
+    size_t gather(char* dst, size_t cap) const noexcept;
+    void consume(size_t n) noexcept;
+
     void clear() noexcept;  // drop everything unsent (connection closing)
 
     // A place in the reply order for a reply that will come later (managed mode's forwarded
