@@ -618,7 +618,7 @@ void Conn::handoff() {
         int fd = fd_;
         keep_fd_ = true;
         close();
-        watch::adopt(fd, pending_.watch_flags, "OK\r\n");
+        watch::adopt(fd, nullptr, pending_.watch_flags, "OK\r\n");
         return;
     }
     pending_.repl_handoff = false;

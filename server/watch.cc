@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "tls/io.h"
+
 namespace mcm::server::watch {
 
 std::atomic<uint32_t> g_mask{0};
@@ -21,6 +23,7 @@ namespace {
 
 struct Watcher {
     int fd = -1;
+    SSL* ssl = nullptr;  // a -Z connection's session, which came along
     uint32_t flags = 0;
     std::string buf;  // lines not yet written
     uint64_t skipped = 0;
@@ -68,7 +71,7 @@ struct Hub {
                     w->dead = true;
                 } else if (re & POLLIN) {
                     char junk[512];  // a watcher's further input is read and ignored
-                    ssize_t n = ::recv(w->fd, junk, sizeof junk, MSG_DONTWAIT);
+                    ssize_t n = tls::recv(w->fd, w->ssl, junk, sizeof junk);
                     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) w->dead = true;
                 }
                 if (!w->dead) {
@@ -78,8 +81,7 @@ struct Hub {
                     }
                     size_t off = 0;
                     while (off < chunk.size()) {
-                        ssize_t n = ::send(w->fd, chunk.data() + off, chunk.size() - off,
-                                           MSG_DONTWAIT | MSG_NOSIGNAL);
+                        ssize_t n = tls::send(w->fd, w->ssl, chunk.data() + off, chunk.size() - off);
                         if (n > 0) {
                             off += static_cast<size_t>(n);
                         } else if (n < 0 && errno == EINTR) {
@@ -108,6 +110,7 @@ struct Hub {
                 std::lock_guard<std::mutex> g(mu);
                 for (size_t i = 0; i < ws.size();) {
                     if (ws[i]->dead) {
+                        tls::finish(ws[i]->ssl);
                         ::close(ws[i]->fd);
                         delete ws[i];
                         ws[i] = ws.back();
@@ -200,10 +203,14 @@ void emit(uint32_t flag, std::string_view body) noexcept {
     }
 }
 
-void adopt(int fd, uint32_t flags, std::string_view first) {
+void adopt(int fd, SSL* ssl, uint32_t flags, std::string_view first) {
     Hub& h = hub();
     auto* w = new Watcher;
     w->fd = fd;
+    w->ssl = ssl;
+    // What a send could not take goes back to the front of buf and is sent again from a
+    // string that may have moved and grown.
+    if (ssl != nullptr) SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     w->flags = flags;
     w->buf.assign(first);
     std::lock_guard<std::mutex> g(h.mu);

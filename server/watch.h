@@ -8,6 +8,7 @@
 // anything; with no watcher the mask is 0.
 #pragma once
 
+#include <openssl/ssl.h>
 #include <atomic>
 #include <cstdint>
 #include <string_view>
@@ -48,7 +49,7 @@ void emit(uint32_t flag, std::string_view body) noexcept;
 
 // Take over a connected socket: it is sent first (the "OK"), then the lines of flags until
 // it closes. Registered before first is sent, so no event after the client's OK is lost.
-void adopt(int fd, uint32_t flags, std::string_view first);
+void adopt(int fd, SSL* ssl, uint32_t flags, std::string_view first);
 
 // memcached's URI-encoding of keys in log lines (and in lru_crawler metadump): bytes other
 // than letters, digits, '-', '.', '_' and '~' become %XX.

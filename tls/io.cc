@@ -33,14 +33,14 @@ ssize_t failed(SSL* ssl, int rc) noexcept {
 }  // namespace
 
 ssize_t recv(int fd, SSL* ssl, void* buf, size_t n) noexcept {
-    if (ssl == nullptr) return ::recv(fd, buf, n, 0);
+    if (ssl == nullptr) return ::recv(fd, buf, n, MSG_DONTWAIT);
     errno = 0;
     int rc = SSL_read(ssl, buf, static_cast<int>(n > INT_MAX ? INT_MAX : n));
     return rc > 0 ? rc : failed(ssl, rc);
 }
 
 ssize_t send(int fd, SSL* ssl, const void* buf, size_t n) noexcept {
-    if (ssl == nullptr) return ::send(fd, buf, n, MSG_NOSIGNAL);
+    if (ssl == nullptr) return ::send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == 0) return 0;
     errno = 0;
     int rc = SSL_write(ssl, buf, static_cast<int>(n > INT_MAX ? INT_MAX : n));

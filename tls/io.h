@@ -1,4 +1,4 @@
-// Reading and writing a non-blocking peer link that may or may not be TLS: the same results as
+// Reading and writing a peer link (or a handed-off connection) that may or may not be TLS, never blocking: the same results as
 // recv(2)/send(2) (>0 bytes, 0 end of stream, -1 with errno; EAGAIN when it would block), so a
 // link's code is the same either way. With ssl null these are the system calls.
 #pragma once
