@@ -208,7 +208,10 @@ void write_settings_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "maxconns", static_cast<uint64_t>(s.max_conns));
     u64(out, "tcpport", static_cast<uint64_t>(s.port < 0 ? 0 : s.port));
     u64(out, "udpport", static_cast<uint64_t>(s.udp_port));
-    stat(out, "inter %s", s.listen.empty() ? "NULL" : s.listen.front().c_str());
+    // memcached keeps every -l given, joined with commas ("notls:" prefixes included).
+    std::string inter;
+    for (const std::string& l : s.listen) inter += (inter.empty() ? "" : ",") + l;
+    stat(out, "inter %s", s.listen.empty() ? "NULL" : inter.c_str());
     u64(out, "verbosity", static_cast<uint64_t>(ctx.verbose.load()));
     u64(out, "oldest", 0);
     stat(out, "evictions %s", s.evict_to_free ? "on" : "off");

@@ -104,7 +104,7 @@ class Server:
     """One server process. args are extra command-line flags (e.g. ["-m", "1"])."""
 
     def __init__(self, tmpdir, args=(), binary=None, tcp=True, env=None,
-                 start_timeout=10.0):
+                 start_timeout=10.0, tls=None):
         self.binary = binary or server_binary()
         self.tmpdir = str(tmpdir)
         self.args = list(args)
@@ -115,8 +115,12 @@ class Server:
         cmd = [self.binary] + root_args()
         if tcp:
             cmd += ["-l", "127.0.0.1", "-p", "-1"]
-            if TLS:
+            # tls: None follows MC_TEST_TLS; False never adds -Z; True always does.
+            self.tls = TLS if tls is None else tls
+            if self.tls:
                 cmd += tls_server_args()
+        else:
+            self.tls = False
         cmd += self.args
         self.cmd = cmd
         e = dict(os.environ)
@@ -158,7 +162,7 @@ class Server:
             return ""
 
     def connect(self, timeout=5.0):
-        return Conn(("127.0.0.1", self.port), timeout=timeout)
+        return Conn(("127.0.0.1", self.port), timeout=timeout, tls=self.tls)
 
     def alive(self):
         return self.proc.poll() is None
