@@ -99,6 +99,10 @@ def pytest_collection_modifyitems(config, items):
         if stock and item.get_closest_marker("documented"):
             item.add_marker(pytest.mark.xfail(strict=True,
                                               reason="memcached 1.6.18 differs from its docs"))
+        if stock and mc.TLS and item.get_closest_marker("stock_tls_stall"):
+            item.add_marker(pytest.mark.skip(
+                reason="MC_TEST_TLS: memcached 1.6.18 stalls on pipelined values of hundreds "
+                       "of KB over TLS (the read times out); this server passes them"))
         no_tls = item.get_closest_marker("no_tls")
         if mc.TLS and no_tls:
             item.add_marker(pytest.mark.skip(

@@ -45,6 +45,7 @@ def test_gets_cas(client):
     assert client.get("k") == b"v2"
 
 
+@pytest.mark.stock_tls_stall
 def test_many_and_large(client):
     data = {f"key{i}": str(i).encode() * 10 for i in range(500)}
     assert client.set_many(data) == []
