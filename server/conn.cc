@@ -115,14 +115,17 @@ bool Conn::tls_ready() {
         set_events(EV_READ | EV_PERSIST);
         return true;  // a request may have come right behind the handshake: read on
     }
-    switch (SSL_get_error(ssl_, rc)) {
+    int err = SSL_get_error(ssl_, rc);
+    switch (err) {
         case SSL_ERROR_WANT_READ: set_events(EV_READ | EV_PERSIST); return false;
         case SSL_ERROR_WANT_WRITE: set_events(EV_WRITE | EV_PERSIST); return false;
         default: break;
     }
     // A client that is not TLS, a certificate that did not verify, a version or cipher not
     // offered, a hang-up mid-handshake: counted (stats ssl_handshake_errors), then closed.
-    if (ctx_.server_tls != nullptr) {
+    // A connection closed before it sent a byte (a port probe) is no handshake: not counted.
+    bool silent = BIO_number_read(SSL_get_rbio(ssl_)) == 0;
+    if (ctx_.server_tls != nullptr && !silent) {
         ctx_.server_tls->handshake_errors.fetch_add(1, std::memory_order_relaxed);
     }
     if (log_enabled(LogLevel::Info)) {

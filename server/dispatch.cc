@@ -2,6 +2,7 @@
 // Replies obey noreply exactly where memcached's out_string does: the parser records noreply
 // before any argument error, so "set k x 0 1 noreply" stays silent, like memcached.
 #include "server/dispatch.h"
+#include "tls/peer.h"
 #include "tls/server.h"
 
 #include <csignal>
@@ -213,17 +214,24 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
         case Cmd::RefreshCerts: {
             // -Z: read the certificate, key and CA files again; new handshakes use them.
             // memcached's replies: OK, or its error message as the line.
-            if (ctx_.server_tls == nullptr) {
+            // Peer TLS's files (-o peer_tls_*) are read again too.
+            if (ctx_.server_tls == nullptr && ctx_.peer_tls == nullptr) {
                 out.append("Error TLS not enabled\r\n");
                 return Next::Continue;
             }
             std::string err;
-            if (ctx_.server_tls->refresh(&err)) {
+            if (ctx_.server_tls != nullptr) {
+                if (!ctx_.server_tls->refresh(&err)) {
+                    out.append(err + "\r\n");
+                    return Next::Continue;
+                }
                 ctx_.server_tls->last_refresh.store(ctx_.clock.now(), std::memory_order_relaxed);
-                out.append("OK\r\n");
-            } else {
-                out.append(err + "\r\n");
             }
+            if (ctx_.peer_tls != nullptr && !ctx_.peer_tls->reload(&err)) {
+                out.append("Error reloading peer TLS: " + err + "\r\n");
+                return Next::Continue;
+            }
+            out.append("OK\r\n");
             return Next::Continue;
         }
         case Cmd::Debug: debug(req, out); return Next::Continue;

@@ -112,8 +112,8 @@ SSL_CTX* ServerTls::build(std::string* err) {
         return fail("Error loading the key: " + cfg_.key + " : " + e);
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        std::string e = take_errors();
-        return fail("Error validating the certificate: " + e);
+        ERR_print_errors_fp(stderr);
+        return fail("Error validating the certificate");
     }
     if (!cfg_.ca_cert.empty()) {
         if (SSL_CTX_load_verify_locations(ctx, cfg_.ca_cert.c_str(), nullptr) != 1) {

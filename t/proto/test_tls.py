@@ -358,6 +358,17 @@ def test_stalled_handshake_dropped_by_idle_timeout(tls, make_server):
     still_serves(tls, s)
 
 
+def test_port_probe_is_not_a_handshake_error(tls, make_server):
+    tls_server = make_server(*tls.args(), "-t", "1", tls=False)  # one loop: events in order
+    if stock(tls_server):
+        pytest.skip("this server's counting (memcached counts fewer still)")
+    plain(tls_server.port).close()  # connects and hangs up without a byte
+    still_serves(tls, tls_server)
+    c = tls.connect(tls_server.port)
+    assert c.cmd("version").startswith(b"VERSION ")  # after the probe's close was seen
+    assert c.stats()["ssl_handshake_errors"] == "0"
+
+
 def test_client_hangs_up_mid_handshake(tls, tls_server):
     half = plain(tls_server.port)
     half.send(client_hello()[:30])
