@@ -72,8 +72,8 @@ private:
     SSL_CTX* ctx_ = nullptr;
 };
 
-// The connection's handshake step and I/O results, for a non-blocking socket.
-// Hands out a session for an accepted socket from ctx (any context); null on failure.
+// A server-side session (accept state) on an accepted socket, from ctx (any server context);
+// null on failure. The caller drives the handshake (SSL_do_handshake, tls::handshake).
 SSL* new_server_session(SSL_CTX* ctx, int fd);
 // The first queued OpenSSL error as memcached words it ("error:0A00007C:SSL routines::..."),
 // the queue cleared.
