@@ -71,6 +71,10 @@ void reset_stats(ServerContext& ctx) {
     ctx.gstats.total_conns.store(0);
     ctx.gstats.rejected_conns.store(0);
     ctx.gstats.listen_disabled_num.store(0);
+    if (ctx.server_tls != nullptr) {  // memcached zeroes them too
+        ctx.server_tls->handshake_errors.store(0, std::memory_order_relaxed);
+        ctx.server_tls->new_sessions.store(0, std::memory_order_relaxed);
+    }
 }
 
 void write_general_stats(ServerContext& ctx, OutBuf& out) {

@@ -166,6 +166,20 @@ def test_session_cache_counts_new_sessions(tls, make_server):
     assert int(c.stats()["ssl_new_sessions"]) >= 1
 
 
+def test_stats_reset_zeroes_the_tls_counters(tls, make_server):
+    s = make_server(*tls.args("ssl_session_cache"), "-t", "1", tls=False)
+    bad = plain(s.port)
+    bad.send("version\r\n")
+    assert bad.expect_closed(timeout=5)
+    c = tls.connect(s.port)
+    c.cmd("version")
+    wait_errors(tls, s, 1)
+    assert int(c.stats()["ssl_new_sessions"]) >= 1
+    assert c.cmd("stats reset") == b"RESET\r\n"
+    st = c.stats()
+    assert st["ssl_handshake_errors"] == "0" and st["ssl_new_sessions"] == "0"
+
+
 def test_stats_settings(tls, make_server):
     s = make_server(*tls.args("ssl_verify_mode=1,ssl_ca_cert=" + tls.pki.ca +
                               ",ssl_ciphers=HIGH,ssl_wbuf_size=32,ssl_min_version=3"),
