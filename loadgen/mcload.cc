@@ -9,6 +9,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -133,6 +135,7 @@ struct Options {
     bool prefill_only = false;
     bool meta = false;
     bool json = false;
+    bool tls = false;  // --tls: every connection is TLS (the server's certificate not checked)
     std::string key_prefix = "key:";
     int key_width = 10;
     double warmup = 0;
@@ -147,6 +150,7 @@ enum class Kind : uint8_t { Get, Set };
 
 struct Conn {
     int fd = -1;
+    SSL* ssl = nullptr;  // --tls
     std::string out;
     size_t out_off = 0;
     std::string in;
@@ -220,7 +224,49 @@ bool filter_keys(const std::string& spec, Options* o) {
     exit(1);
 }
 
-int connect_to(const Options& o) {
+SSL_CTX* g_tls = nullptr;  // --tls: one client context for every connection
+
+// --tls: a blocking handshake on a fresh socket (before it becomes non-blocking).
+SSL* tls_wrap(int fd) {
+    SSL* ssl = SSL_new(g_tls);
+    if (ssl == nullptr || SSL_set_fd(ssl, fd) != 1 || SSL_connect(ssl) != 1) {
+        ERR_print_errors_fp(stderr);
+        fprintf(stderr, "mcload: TLS handshake failed\n");
+        exit(1);
+    }
+    return ssl;
+}
+
+// read(2)/write(2), or SSL_read/SSL_write on a --tls connection, with the same results
+// (EAGAIN when the socket would block).
+ssize_t io_read(Conn& c, void* buf, size_t n) {
+    if (c.ssl == nullptr) return ::read(c.fd, buf, n);
+    int r = SSL_read(c.ssl, buf, static_cast<int>(n));
+    if (r > 0) return r;
+    int e = SSL_get_error(c.ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) return 0;
+    errno = EPROTO;
+    return -1;
+}
+
+ssize_t io_write(Conn& c, const void* buf, size_t n) {
+    if (c.ssl == nullptr) return ::write(c.fd, buf, n);
+    int r = SSL_write(c.ssl, buf, static_cast<int>(n));
+    if (r > 0) return r;
+    int e = SSL_get_error(c.ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    errno = EPROTO;
+    return -1;
+}
+
+int connect_to(const Options& o, SSL** ssl) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -233,6 +279,7 @@ int connect_to(const Options& o) {
     freeaddrinfo(ai);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    *ssl = o.tls ? tls_wrap(fd) : nullptr;
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     return fd;
 }
@@ -252,7 +299,7 @@ public:
     void prefill(uint64_t from, uint64_t to) {
         // One connection, sets pipelined in batches, every reply awaited.
         Conn c;
-        c.fd = connect_to(o_);
+        c.fd = connect_to(o_, &c.ssl);
         const uint64_t batch = 256;
         for (uint64_t k = from; k < to; k += batch) {
             uint64_t end = std::min(to, k + batch);
@@ -260,6 +307,7 @@ public:
             write_all(c);
             for (uint64_t i = k; i < end; ++i) read_line_blocking(c);
         }
+        if (c.ssl != nullptr) SSL_free(c.ssl);
         close(c.fd);
     }
 
@@ -268,7 +316,7 @@ public:
         ep_ = ep;
         conns_.resize(static_cast<size_t>(o_.conns));
         for (size_t i = 0; i < conns_.size(); ++i) {
-            conns_[i].fd = connect_to(o_);
+            conns_[i].fd = connect_to(o_, &conns_[i].ssl);
             epoll_event ev{};
             ev.events = EPOLLIN;
             ev.data.u64 = i;
@@ -383,7 +431,7 @@ private:
     // sending us replies and not reading: never spin on a full socket here).
     void flush(Conn& c) {
         while (c.out_off < c.out.size()) {
-            ssize_t w = ::write(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off);
+            ssize_t w = io_write(c, c.out.data() + c.out_off, c.out.size() - c.out_off);
             if (w < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN) break;
@@ -407,7 +455,7 @@ private:
 
     void write_all(Conn& c) {
         while (c.out_off < c.out.size()) {
-            ssize_t w = ::write(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off);
+            ssize_t w = io_write(c, c.out.data() + c.out_off, c.out.size() - c.out_off);
             if (w < 0) {
                 if (errno == EAGAIN || errno == EINTR) continue;  // spin: the peer reads
                 die("write");
@@ -430,7 +478,7 @@ private:
                 return;
             }
             char buf[65536];
-            ssize_t n = ::read(c.fd, buf, sizeof(buf));
+            ssize_t n = io_read(c, buf, sizeof(buf));
             if (n > 0) {
                 c.in.append(buf, static_cast<size_t>(n));
             } else if (n == 0) {
@@ -446,10 +494,12 @@ private:
     bool read_some(Conn& c, ThreadResult* r) {
         char buf[65536];
         for (;;) {
-            ssize_t n = ::read(c.fd, buf, sizeof(buf));
+            ssize_t n = io_read(c, buf, sizeof(buf));
             if (n > 0) {
                 c.in.append(buf, static_cast<size_t>(n));
-                if (static_cast<size_t>(n) < sizeof(buf)) break;
+                // A short read emptied the socket; over TLS, read on until it would block
+                // (a record's worth at a time, and epoll cannot see what OpenSSL holds).
+                if (c.ssl == nullptr && static_cast<size_t>(n) < sizeof(buf)) break;
             } else if (n == 0) {
                 return false;
             } else if (errno == EAGAIN || errno == EINTR) {
@@ -577,7 +627,8 @@ void usage() {
         "  -W, --key-width=N          zero-padded digits after the prefix (default 10)\n"
         "  -b, --buckets=B:LIST       only keys whose bucket (CRC-32 %% B, managed mode) is in\n"
         "                             LIST (first-last,...): a map-aware client's share\n"
-        "  -j, --json                 print one JSON object\n");
+        "  -j, --json                 print one JSON object\n"
+        "  -T, --tls                  connect with TLS (the certificate is not checked)\n");
 }
 
 bool parse_options(int argc, char** argv, Options* o) {
@@ -593,11 +644,11 @@ bool parse_options(int argc, char** argv, Options* o) {
         {"prefill-only", no_argument, nullptr, 'F'},
         {"meta", no_argument, nullptr, 'm'},         {"key-prefix", required_argument, nullptr, 'P'},
         {"key-width", required_argument, nullptr, 'W'}, {"json", no_argument, nullptr, 'j'},
-        {"buckets", required_argument, nullptr, 'b'},
+        {"buckets", required_argument, nullptr, 'b'}, {"tls", no_argument, nullptr, 'T'},
         {"help", no_argument, nullptr, 'h'},         {nullptr, 0, nullptr, 0}};
     int ch;
     std::string buckets;
-    while ((ch = getopt_long(argc, argv, "s:t:c:d:r:k:z:v:D:R:n:w:pFmP:W:jb:h", longopts, nullptr)) !=
+    while ((ch = getopt_long(argc, argv, "s:t:c:d:r:k:z:v:D:R:n:w:pFmP:W:jb:Th", longopts, nullptr)) !=
            -1) {
         switch (ch) {
             case 's': {
@@ -632,6 +683,7 @@ bool parse_options(int argc, char** argv, Options* o) {
             case 'W': o->key_width = atoi(optarg); break;
             case 'j': o->json = true; break;
             case 'b': buckets = optarg; break;
+            case 'T': o->tls = true; break;
             case 'h': usage(); exit(0);
             default: return false;
         }
@@ -654,6 +706,12 @@ int main(int argc, char** argv) {
     if (!parse_options(argc, argv, &o)) {
         usage();
         return 2;
+    }
+    if (o.tls) {
+        g_tls = SSL_CTX_new(TLS_client_method());
+        if (g_tls == nullptr) return 1;
+        SSL_CTX_set_verify(g_tls, SSL_VERIFY_NONE, nullptr);
+        SSL_CTX_set_mode(g_tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     }
     std::atomic<bool> stop{false};
     std::vector<std::unique_ptr<Worker>> workers;

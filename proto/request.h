@@ -43,7 +43,8 @@ namespace mcm::proto {
     X(MetaDebug, "me", 0)                 \
     X(LruCrawler, "lru_crawler", 0)       \
     X(Watch, "watch", 0)                  \
-    X(Slabs, "slabs", 0)
+    X(Slabs, "slabs", 0)                  \
+    X(RefreshCerts, "refresh_certs", 0)
 
 enum class Cmd : uint8_t {
 #define MCM_X(e, name, flags) e,

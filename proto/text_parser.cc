@@ -469,6 +469,10 @@ void parse_line(std::string_view line, Request* req) noexcept {
             break;
         case 'r':
             if (c == "replace") return parse_store(t, Cmd::Replace, req);
+            if (c == "refresh_certs") {  // memcached ignores anything after it
+                req->cmd = Cmd::RefreshCerts;
+                return;
+            }
             break;
         case 'p':
             if (c == "prepend") return parse_store(t, Cmd::Prepend, req);

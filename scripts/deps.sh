@@ -3,7 +3,7 @@
 set -e
 pkgs="build-essential autoconf automake autoconf-archive pkg-config libevent-dev \
 libjemalloc-dev libssl-dev nlohmann-json3-dev liburing-dev zlib1g-dev libxxhash-dev libfmt-dev \
-googletest libgtest-dev python3 python3-pytest python3-pytest-timeout python3-pymemcache \
+googletest libgtest-dev python3 python3-pytest python3-pytest-timeout python3-pytest-xdist python3-pymemcache \
 python3-matplotlib valgrind strace clang libclang-rt-14-dev \
 memcached etcd-server etcd-client libcurl4-openssl-dev"
 missing=""

@@ -9,14 +9,22 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
+
+#include <openssl/err.h>
 
 #include "proto/text_parser.h"
 #include "replication/replicator.h"
 #include "server/log.h"
 #include "server/sys.h"
 #include "server/worker.h"
+#include "tls/io.h"
+#include "tls/peer.h"
+#include "tls/server.h"
 
 namespace mcm::server {
 
@@ -65,6 +73,7 @@ Conn::Conn(Worker* worker, int fd, bool is_unix, const std::string& listen_addr)
 }
 
 Conn::~Conn() {
+    if (ssl_ != nullptr) SSL_free(ssl_);  // torn down at exit: no goodbye
     if (!closed_) {
         // Torn down with its worker at exit, not closed on its own.
         ctx_.conns.remove(fd_);
@@ -80,6 +89,112 @@ Conn::~Conn() {
             std::free(rbuf_);
         }
     }
+}
+
+bool Conn::start_tls(SSL_CTX* ctx) {
+    if (ssl_ != nullptr || ctx == nullptr) return false;
+    ssl_ = tls::new_server_session(ctx, fd_);
+    if (ssl_ == nullptr) return false;
+    tls_handshaking_ = true;
+    info_.tls = true;
+    pending_.tls = true;
+    return true;
+}
+
+bool Conn::tls_ready() {
+    if (tls_want_write_) {  // an SSL_read waited for the socket to drain: read again
+        tls_want_write_ = false;
+        if (!want_write_) set_events(EV_READ | EV_PERSIST);
+    }
+    if (!tls_handshaking_) [[likely]] return true;
+    ERR_clear_error();
+    int rc = SSL_do_handshake(ssl_);
+    if (rc == 1) {
+        tls_handshaking_ = false;
+        info_.tls_peer_verified.store(tls::peer_verified(ssl_), std::memory_order_relaxed);
+        info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
+        set_events(EV_READ | EV_PERSIST);
+        return true;  // a request may have come right behind the handshake: read on
+    }
+    int err = SSL_get_error(ssl_, rc);
+    switch (err) {
+        case SSL_ERROR_WANT_READ: set_events(EV_READ | EV_PERSIST); return false;
+        case SSL_ERROR_WANT_WRITE: set_events(EV_WRITE | EV_PERSIST); return false;
+        default: break;
+    }
+    // A client that is not TLS, a certificate that did not verify, a version or cipher not
+    // offered, a hang-up mid-handshake: counted (stats ssl_handshake_errors), then closed.
+    // A connection closed before it sent a byte (a port probe) is no handshake: not counted.
+    bool silent = BIO_number_read(SSL_get_rbio(ssl_)) == 0;
+    if (ctx_.server_tls != nullptr && !silent) {
+        ctx_.server_tls->handshake_errors.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (log_enabled(LogLevel::Info)) {
+        std::string why = tls::first_error();
+        LOG(LogLevel::Info, "%d: SSL handshake failed: %s", fd_, why.empty() ? "connection closed" : why.c_str());
+    }
+    ERR_clear_error();
+    close();
+    return false;
+}
+
+ssize_t Conn::sys_read_fd(void* buf, size_t n) { return sys_read(fd_, buf, n); }
+
+ssize_t Conn::tls_read(void* buf, size_t n) {
+    ERR_clear_error();
+    int rc = SSL_read(ssl_, buf, static_cast<int>(n > INT32_MAX ? INT32_MAX : n));
+    if (rc > 0) return rc;
+    switch (SSL_get_error(ssl_, rc)) {
+        case SSL_ERROR_WANT_READ: errno = EAGAIN; return -1;
+        case SSL_ERROR_WANT_WRITE:
+            // The session must write first (a key update's reply): wait for the socket to
+            // drain, then read again (tls_ready switches back to reading).
+            tls_want_write_ = true;
+            set_events(EV_WRITE | EV_PERSIST);
+            errno = EAGAIN;
+            return -1;
+        case SSL_ERROR_ZERO_RETURN: return 0;  // the client's close_notify
+        case SSL_ERROR_SYSCALL:
+            ERR_clear_error();
+            if (rc == 0 || errno == 0) return 0;  // end of stream without close_notify
+            return -1;
+        default:
+            ERR_clear_error();
+            errno = EPROTO;
+            return -1;
+    }
+}
+
+// Replies go out through a buffer of ssl_wbuf_size bytes (one per worker thread), as
+// memcached's: the queued text and values are copied into it, then written with SSL_write.
+// After a write that would block, the next try copies the same bytes again (more, perhaps,
+// never fewer), which is what SSL_write asks of a retry.
+IoStatus Conn::tls_flush(size_t* sent) {
+    thread_local std::vector<char> wbuf;
+    size_t cap = ctx_.settings.ssl_wbuf_size;
+    if (wbuf.size() < cap) wbuf.resize(cap);
+    *sent = 0;
+    while (!out_.empty()) {
+        size_t n = out_.gather(wbuf.data(), cap);
+        if (n == 0) {
+            out_.consume(0);  // empty segments (filled holes with no reply) at the head
+            if (out_.empty()) break;
+            return IoStatus::Blocked;  // the next reply is still being made elsewhere
+        }
+        ERR_clear_error();
+        int w = SSL_write(ssl_, wbuf.data(), static_cast<int>(n));
+        if (w > 0) {
+            out_.consume(static_cast<size_t>(w));
+            *sent += static_cast<size_t>(w);
+            continue;
+        }
+        switch (SSL_get_error(ssl_, w)) {
+            case SSL_ERROR_WANT_WRITE:
+            case SSL_ERROR_WANT_READ: return IoStatus::Retry;
+            default: ERR_clear_error(); return IoStatus::Fatal;
+        }
+    }
+    return IoStatus::Done;
 }
 
 bool Conn::start() {
@@ -130,7 +245,7 @@ ssize_t Conn::read_some(bool* drained) {
     // A value being read goes straight into the item once the buffer holds none of it.
     if (state_ == ConnState::ReadValue && rstart_ == rend_) {
         size_t need = pending_.wire_len - value_filled_;
-        ssize_t n = sys_read(fd_, pending_.dest() + value_filled_, need);
+        ssize_t n = sock_read(pending_.dest() + value_filled_, need);
         if (n > 0) {
             value_filled_ += static_cast<size_t>(n);
             worker_->stats().bytes_read.add(static_cast<uint64_t>(n));
@@ -164,7 +279,7 @@ ssize_t Conn::read_some(bool* drained) {
         }
     }
     size_t room = rcap_ - rend_;
-    ssize_t n = sys_read(fd_, rbuf_ + rend_, room);
+    ssize_t n = sock_read(rbuf_ + rend_, room);
     if (n > 0) {
         rend_ += static_cast<size_t>(n);
         worker_->stats().bytes_read.add(static_cast<uint64_t>(n));
@@ -333,7 +448,7 @@ bool Conn::flush_output() {
         return true;
     }
     size_t sent = 0;
-    IoStatus s = out_.flush(fd_, &sent);
+    IoStatus s = ssl_ == nullptr ? out_.flush(fd_, &sent) : tls_flush(&sent);
     worker_->stats().bytes_written.add(sent);
     if (s == IoStatus::Fatal) return false;
     want_write_ = (s == IoStatus::Retry);
@@ -341,6 +456,7 @@ bool Conn::flush_output() {
 }
 
 void Conn::handle(short what) {
+    if (ssl_ != nullptr && !tls_ready()) return;
     if (relay_only_) {
         relay_only_ = false;
         if (what == EV_WRITE) {
@@ -499,6 +615,10 @@ void Conn::wait_ack(OutBuf::Mark m) {
 // `cluster repl`: the socket becomes a replication link, served by the replication thread
 // from here on. What is still buffered (the peer's first frames) goes with it.
 void Conn::handoff() {
+    if (ssl_ != nullptr) {  // refused before it gets here (dispatch); never hand a TLS socket
+        pending_.watch_handoff = pending_.repl_handoff = false;
+        return close();
+    }
     if (pending_.watch_handoff) {
         // `watch`: once "OK" is out, the socket belongs to the watch thread.
         pending_.watch_handoff = false;
@@ -540,6 +660,10 @@ void Conn::close() {
         pending_.item.reset();
     }
     ctx_.conns.remove(fd_);
+    if (ssl_ != nullptr) {
+        tls::finish(ssl_);  // close_notify if the handshake had completed, then freed
+        ssl_ = nullptr;
+    }
     if (!keep_fd_ && !ring_) ::close(fd_);
     ctx_.gstats.curr_conns.fetch_sub(1, std::memory_order_relaxed);
     worker_->conn_closed(this);

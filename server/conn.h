@@ -5,6 +5,7 @@
 #pragma once
 
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -40,6 +41,20 @@ public:
     Conn& operator=(const Conn&) = delete;
 
     bool start();  // register with the worker's loop; false if libevent refused
+    // TLS: this connection becomes the server end of a TLS session made from ctx (any server
+    // context: the clients' -Z one, or another, e.g. the cluster's peer context; the session
+    // takes its own reference). Call it before start(), or at least before any byte of the
+    // socket was read; false if OpenSSL could not make the session. The handshake then runs
+    // on the worker's loop, non-blocking; commands are read once it completed. Whether the
+    // client presented a certificate that verified is in ConnInfo::tls_peer_verified (and
+    // tls_peer_verified()) once the handshake is done.
+    bool start_tls(SSL_CTX* ctx);
+    bool is_tls() const noexcept { return ssl_ != nullptr; }
+    bool tls_handshake_done() const noexcept { return ssl_ != nullptr && !tls_handshaking_; }
+    bool tls_peer_verified() const noexcept {
+        return info_.tls_peer_verified.load(std::memory_order_relaxed);
+    }
+    SSL* tls_session() const noexcept { return ssl_; }
     int fd() const noexcept { return fd_; }
     // -o idle_timeout: true if no command arrived for secs and nothing is being sent or read.
     bool idle_for(uint32_t now, unsigned secs) const noexcept;
@@ -80,6 +95,18 @@ private:
     // 0 would block, -1 EOF or error.
     ssize_t read_some(bool* drained);
     bool flush_output();  // false on a fatal socket error; sets want_write_ when blocked
+    // One read from the socket: the system call, or SSL_read on a TLS connection (the same
+    // results: >0 bytes, 0 end of stream, -1 with errno, EAGAIN when it would block).
+    ssize_t sock_read(void* buf, size_t n) {
+        if (ssl_ != nullptr) [[unlikely]] return tls_read(buf, n);
+        return sys_read_fd(buf, n);
+    }
+    ssize_t sys_read_fd(void* buf, size_t n);
+    ssize_t tls_read(void* buf, size_t n);
+    IoStatus tls_flush(size_t* sent);
+    // Before each event of a TLS connection: runs the handshake; false while it is not done
+    // (or failed: the connection is then closed).
+    bool tls_ready();
     void set_events(short what);
     void ensure_rbuf();
 
@@ -154,6 +181,9 @@ private:
     ::io_uring_sqe* ring_send(bool last);
     void ring_recv();
     void ring_try_handoff();
+    SSL* ssl_ = nullptr;             // TLS session (start_tls); null on a plain connection
+    bool tls_handshaking_ = false;   // the handshake has not completed yet
+    bool tls_want_write_ = false;    // SSL_read needs the socket writable first
 };
 
 }  // namespace mcm::server

@@ -23,6 +23,7 @@ class Replicator;
 
 namespace mcm::tls {
 class PeerTls;
+class ServerTls;
 }
 
 namespace mcm::server {
@@ -40,6 +41,10 @@ struct ConnInfo {
     std::atomic<uint32_t> last_cmd_time{0};
     bool is_listener = false;
     bool is_udp = false;  // a worker's UDP socket: listed as memcached lists them
+    // TLS (Conn::start_tls): the connection is TLS, and (once the handshake is done) the
+    // client presented a certificate that verified (against the context's CA).
+    bool tls = false;
+    std::atomic<bool> tls_peer_verified{false};
 };
 
 class ConnRegistry {
@@ -81,6 +86,7 @@ struct ServerContext {
     repl::Replicator* replicator = nullptr;  // managed mode only
     Listener* listener = nullptr;  // set while the main loop runs (address takeover)
     tls::PeerTls* peer_tls = nullptr;  // -o peer_tls_*: peer links over TLS (refresh_certs reloads)
+    tls::ServerTls* server_tls = nullptr;    // -Z: the clients' TLS context and its counters
 };
 
 }  // namespace mcm::server

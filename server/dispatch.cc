@@ -2,6 +2,8 @@
 // Replies obey noreply exactly where memcached's out_string does: the parser records noreply
 // before any argument error, so "set k x 0 1 noreply" stays silent, like memcached.
 #include "server/dispatch.h"
+#include "tls/peer.h"
+#include "tls/server.h"
 
 #include <csignal>
 #include <cstdio>
@@ -209,6 +211,29 @@ Next Dispatcher::execute(const Request& req, OutBuf& out, PendingStore* pending,
             }
             return Next::Continue;
         case Cmd::Stats: stats(req, out); return Next::Continue;
+        case Cmd::RefreshCerts: {
+            // -Z: read the certificate, key and CA files again; new handshakes use them.
+            // memcached's replies: OK, or its error message as the line.
+            // Peer TLS's files (-o peer_tls_*) are read again too.
+            if (ctx_.server_tls == nullptr && ctx_.peer_tls == nullptr) {
+                out.append("Error TLS not enabled\r\n");
+                return Next::Continue;
+            }
+            std::string err;
+            if (ctx_.server_tls != nullptr) {
+                if (!ctx_.server_tls->refresh(&err)) {
+                    out.append(err + "\r\n");
+                    return Next::Continue;
+                }
+                ctx_.server_tls->last_refresh.store(ctx_.clock.now(), std::memory_order_relaxed);
+            }
+            if (ctx_.peer_tls != nullptr && !ctx_.peer_tls->reload(&err)) {
+                out.append("Error reloading peer TLS: " + err + "\r\n");
+                return Next::Continue;
+            }
+            out.append("OK\r\n");
+            return Next::Continue;
+        }
         case Cmd::Debug: debug(req, out); return Next::Continue;
         case Cmd::Cluster: return cluster(req, out, pending, swallow);
         case Cmd::LruCrawler: lru_crawler(req, out); return Next::Continue;

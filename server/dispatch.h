@@ -53,6 +53,7 @@ struct PendingStore {
     bool cluster_auth = false;  // proved the cluster secret
     bool peer_tls = false;      // came over peer TLS with a certificate the cluster's CA signed
     bool cluster_peer = false;  // a peer's link: never forward what comes on it
+    bool tls = false;           // the connection is TLS (Conn::start_tls): no socket handoff
     bool no_park = false;       // UDP: a request cannot wait parked (managed mode)
     bool switch_binary = false;  // `cluster peer binary`: the rest of the stream is binary
     // `cluster repl <node> <nonce>`: hand this socket to the replication thread.

@@ -46,11 +46,13 @@ Listener::~Listener() {
     }
 }
 
-bool Listener::add_socket(int fd, bool is_unix, std::string name, const std::string& takeover) {
+bool Listener::add_socket(int fd, bool is_unix, std::string name, const std::string& takeover,
+                          bool tls) {
     auto s = std::make_unique<Sock>();
     s->owner = this;
     s->fd = fd;
     s->is_unix = is_unix;
+    s->tls = tls;
     s->name = std::move(name);
     s->takeover = takeover;
     s->info.addr = (is_unix ? "unix:" : "tcp:") + s->name;
@@ -142,7 +144,7 @@ bool Listener::bind_all(const char* host, int port, int socktype,
 }
 
 bool Listener::listen_tcp(const char* host, int port, FILE* portfile,
-                          const std::string& takeover) {
+                          const std::string& takeover, bool tls) {
     std::string why;
     bool ok = bind_all(host, port, SOCK_STREAM,
                     [&](int fd, int family, const std::string& addr, int bound_port) {
@@ -173,7 +175,7 @@ bool Listener::listen_tcp(const char* host, int port, FILE* portfile,
                                     bound_port);
                         }
                         if (takeover.empty()) ports_.push_back(bound_port);
-                        if (!add_socket(fd, false, addr, takeover)) {
+                        if (!add_socket(fd, false, addr, takeover, tls)) {
                             ::close(fd);
                             return false;
                         }
@@ -271,12 +273,17 @@ bool Listener::setup() {
     }
     bool ok = true;
     if (s.listen.empty()) {
-        if (s.port != 0) ok = listen_tcp(nullptr, s.port, pf);
+        if (s.port != 0) ok = listen_tcp(nullptr, s.port, pf, "", s.ssl_enabled);
         if (ok && s.udp_port != 0) ok = listen_udp(nullptr, s.udp_port, pf);
     } else {
         for (const std::string& l : s.listen) {
-            // "host", "host:port", "[v6]:port"
+            // "host", "host:port", "[v6]:port"; "notls:" before it: plain TCP under -Z
             std::string host = l;
+            bool tls = s.ssl_enabled;
+            if (host.rfind("notls:", 0) == 0) {
+                host.erase(0, 6);
+                tls = false;
+            }
             int port = s.port;
             if (!host.empty() && host[0] == '[') {
                 size_t rb = host.find(']');
@@ -293,7 +300,7 @@ bool Listener::setup() {
                     host = host.substr(0, colon);
                 }
             }
-            if ((s.port != 0 && !listen_tcp(host.c_str(), port, pf)) ||
+            if ((s.port != 0 && !listen_tcp(host.c_str(), port, pf, "", tls)) ||
                 (s.udp_port != 0 && !listen_udp(host.c_str(), s.udp_port, pf))) {
                 ok = false;
                 break;
@@ -431,7 +438,7 @@ std::string Listener::do_listen(const std::string& addr) {
         }
     }
     last_takeover_error_.clear();
-    if (!listen_tcp(host.c_str(), port, nullptr, addr)) {
+    if (!listen_tcp(host.c_str(), port, nullptr, addr, ctx_.settings.ssl_enabled)) {
         return "SERVER_ERROR cannot listen on " + addr + ": " + last_takeover_error_;
     }
     LOG(LogLevel::Info, "takeover: listening on %s", addr.c_str());
@@ -516,7 +523,9 @@ void Listener::accept_one(Sock* s) {
         ctx_.gstats.curr_conns.fetch_add(1, std::memory_order_relaxed);
         ctx_.gstats.conn_structures.fetch_add(1, std::memory_order_relaxed);
         Worker* w = ctx_.workers[next_worker_++ % ctx_.workers.size()];
-        w->hand_over(NewConn{fd, s->is_unix, s->info.addr});
+        NewConn nc{fd, s->is_unix, s->info.addr};
+        nc.tls = s->tls;
+        w->hand_over(std::move(nc));
     }
 }
 

@@ -57,6 +57,7 @@ private:
         Listener* owner;
         int fd;
         bool is_unix;
+        bool tls = false;  // -Z and not "notls:": accepted connections start TLS
         std::string name;  // "127.0.0.1:11211" or the unix path
         event* ev;
         ConnInfo info;
@@ -68,7 +69,8 @@ private:
         bool done = false;
         std::string result;
     };
-    bool listen_tcp(const char* host, int port, FILE* portfile, const std::string& takeover = "");
+    bool listen_tcp(const char* host, int port, FILE* portfile, const std::string& takeover = "",
+                    bool tls = false);
     std::string run_request(Request::Op op, const std::string& addr);
     static void on_request(evutil_socket_t fd, short what, void* arg);
     void serve_requests();
@@ -76,7 +78,8 @@ private:
     std::string do_unlisten(const std::string& addr, bool all);
     std::string do_steer();
     bool listen_unix(const std::string& path, int mask);
-    bool add_socket(int fd, bool is_unix, std::string name, const std::string& takeover = "");
+    bool add_socket(int fd, bool is_unix, std::string name, const std::string& takeover = "",
+                    bool tls = false);
     static void on_accept(evutil_socket_t fd, short what, void* arg);
     void accept_one(Sock* s);
     bool listen_udp(const char* host, int port, FILE* portfile);

@@ -27,6 +27,7 @@
 #include "server/dispatch.h"
 #include "server/opstate.h"
 #include "server/listener.h"
+#include "tls/server.h"
 #include "server/log.h"
 #include "server/settings.h"
 #include "server/uring.h"
@@ -114,6 +115,17 @@ int run(int argc, char** argv) {
             return 64;  // EX_USAGE, as a bad option
         }
     }
+    // -Z: the clients' TLS context, likewise before privileges are dropped. A bad file or
+    // option exits as memcached's (its message, EX_USAGE).
+    std::unique_ptr<tls::ServerTls> server_tls;
+    if (settings.ssl_enabled) {
+        std::string err;
+        server_tls = tls::ServerTls::create(settings.ssl, &err);
+        if (!server_tls) {
+            fprintf(stderr, "%s\n", err.c_str());
+            return 64;  // EX_USAGE
+        }
+    }
     if (!raise_limits(settings)) return 71;     // EX_OSERR
     if (!drop_privileges(settings)) return 64;  // EX_USAGE
     if (!daemonize(settings)) return 71;
@@ -170,6 +182,7 @@ int run(int argc, char** argv) {
     ctx.cluster = cluster.get();
     ctx.replicator = replicator.get();
     ctx.peer_tls = peer_tls.get();
+    ctx.server_tls = server_tls.get();
     ctx.verbose.store(settings.verbose);
     ctx.prefix_stats.set_delimiter(settings.prefix_delimiter);
     ctx.prefix_stats.set_enabled(settings.detail_enabled);

@@ -136,6 +136,44 @@ void OutBuf::clear() noexcept {
     }
 }
 
+size_t OutBuf::gather(char* dst, size_t cap) const noexcept {
+    size_t n = 0;
+    for (size_t i = head_; i < segs_.size() && n < cap; ++i) {
+        const Seg& s = segs_[i];
+        if (s.hole) break;  // open holes only: a filled one is no longer marked
+        const char* base = s.item ? s.ptr : wbuf_ + s.off;
+        size_t skip = (i == head_) ? head_off_ : 0;
+        size_t len = s.len - skip;
+        if (len > cap - n) len = cap - n;
+        std::memcpy(dst + n, base + skip, len);
+        n += len;
+    }
+    return n;
+}
+
+void OutBuf::consume(size_t left) noexcept {
+    pending_ -= left;
+    while (head_ < segs_.size() && !segs_[head_].hole && left >= segs_[head_].len - head_off_) {
+        Seg& s = segs_[head_];
+        left -= s.len - head_off_;
+        if (s.item != nullptr) store_->release(s.item);
+        ++head_;
+        head_off_ = 0;
+    }
+    head_off_ += left;
+    // Empty segments (filled holes without a reply) behind the last byte sent go too.
+    while (head_ < segs_.size() && !segs_[head_].hole && segs_[head_].len == head_off_) {
+        if (segs_[head_].item != nullptr) store_->release(segs_[head_].item);
+        ++head_;
+        head_off_ = 0;
+    }
+    if (head_ == segs_.size()) {
+        segs_.clear();
+        head_ = head_off_ = 0;
+        wbuf_len_ = 0;
+    }
+}
+
 IoStatus OutBuf::flush(int fd, size_t* sent) noexcept {
     *sent = 0;
     while (head_ < segs_.size()) {

@@ -87,6 +87,11 @@ public:
     size_t gather(struct iovec* iov, size_t max) noexcept;
     void advance(size_t n) noexcept;
     size_t unsent_segments() const noexcept;
+    // TLS: copy up to cap bytes from the head (up to the first open hole) into dst, leaving
+    // them queued; consume(n) then retires the first n of them once written. The bytes
+    // gathered again after a failed write start the same (an SSL_write retry's rule).
+    size_t gather(char* dst, size_t cap) const noexcept;
+    void consume(size_t n) noexcept;
 
     void clear() noexcept;  // drop everything unsent (connection closing)
 

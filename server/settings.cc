@@ -120,9 +120,6 @@ void set_listen(ParseState& st, const char* arg) {
         all = comma == std::string_view::npos ? std::string_view() : all.substr(comma + 1);
         if (one.empty()) continue;
         any = true;
-        if (one.substr(0, 6) == "notls:") {
-            refuse("'notls' option is valid only when SSL is enabled");
-        }
         bool seen = false;
         for (const std::string& l : st.s.listen) seen = seen || l == one;
         if (!seen) st.s.listen.emplace_back(one);
@@ -256,8 +253,9 @@ const OptionSpec kOptions[] = {
     {'A', "enable-shutdown", Arg::None, "-A, --enable-shutdown",
      "allow the ascii \"shutdown\" command",
      [](ParseState& st, const char*) { st.s.shutdown_enabled = true; }, nullptr},
-    {'Z', "enable-ssl", Arg::None, nullptr, nullptr, nullptr,
-     "TLS is not supported by this server yet"},
+    {'Z', "enable-ssl", Arg::None, "-Z, --enable-ssl",
+     "enable TLS/SSL on the TCP listeners (-o ssl_*); \"-l notls:<addr>\"\nkeeps one plain",
+     [](ParseState& st, const char*) { st.s.ssl_enabled = true; }, nullptr},
     {'l', "listen", Arg::Required, "-l, --listen=<addr>",
      "address to listen on (default: INADDR_ANY, every interface);\nrepeat -l or separate "
      "addresses with commas; <addr>:<port> works too",
@@ -567,6 +565,46 @@ void sub_temporary_ttl(ParseState& st, const char* value) {
     st.s.temp_lru = true;
 }
 
+// ---- TLS (memcached's -o ssl_* words and checks) ----
+
+void sub_ssl_path(const char* value, const char* name, std::string* to) {
+    *to = need(value, (std::string("Missing ") + name + " argument").c_str());
+}
+
+// memcached's safe_strtoul: the whole value an unsigned number.
+unsigned long ssl_number(const char* value, const char* name) {
+    const char* v = need(value, (std::string("Missing ") + name + " argument").c_str());
+    long long n = 0;
+    if (!read_strict(v, false, 0, UINT32_MAX, &n)) refuse("could not parse argument to %s", name);
+    return static_cast<unsigned long>(n);
+}
+
+void sub_ssl_verify_mode(ParseState& st, const char* value) {
+    unsigned long v = ssl_number(value, "ssl_verify_mode");
+    if (v > static_cast<unsigned long>(tls::kVerifyModeMax)) {
+        refuse("Invalid ssl_verify_mode. Use help to see valid options.");
+    }
+    st.s.ssl.verify_mode = static_cast<int>(v);
+}
+
+void sub_ssl_min_version(ParseState& st, const char* value) {
+    unsigned long v = ssl_number(value, "ssl_min_version");
+    if (v > static_cast<unsigned long>(tls::kMinVersionMax)) {
+        refuse("Invalid ssl_min_version. Use help to see valid options.");
+    }
+    st.s.ssl.min_version = static_cast<int>(v);
+}
+
+void sub_ssl_keyformat(ParseState& st, const char* value) {
+    st.s.ssl.keyformat = static_cast<int>(ssl_number(value, "ssl_keyformat"));
+}
+
+void sub_ssl_wbuf_size(ParseState& st, const char* value) {
+    unsigned long kb = ssl_number(value, "ssl_wbuf_size");
+    if (kb == 0 || kb > 1024 * 1024) refuse("could not parse argument to ssl_wbuf_size");
+    st.s.ssl_wbuf_size = kb * 1024;
+}
+
 // memcached's 1.4-era defaults.
 void sub_no_modern(ParseState& st, const char*) {
     if (!st.chunk_max_given) st.chunk_max = kSlabPageSize;
@@ -682,6 +720,31 @@ const SuboptionSpec kSuboptions[] = {
      [](ParseState& st, const char*) { st.s.modern = true; }, nullptr},
     {"no_modern", "1.4-era defaults: no reclaimer, no maxconns_fast, jenkins", sub_no_modern,
      nullptr},
+    {"ssl_chain_cert", "certificate chain file in PEM format",
+     [](ParseState& st, const char* v) { sub_ssl_path(v, "ssl_chain_cert", &st.s.ssl.chain_cert); },
+     nullptr},
+    {"ssl_key", "private key, if not part of the -ssl_chain_cert",
+     [](ParseState& st, const char* v) { sub_ssl_path(v, "ssl_key", &st.s.ssl.key); }, nullptr},
+    {"ssl_keyformat", "private key format (1 PEM, 2 DER) (default: 1, PEM)", sub_ssl_keyformat,
+     nullptr},
+    {"ssl_verify_mode",
+     "client certificate verification: 0 none (default), 1 request,\n2 require, 3 once",
+     sub_ssl_verify_mode, nullptr},
+    {"ssl_ciphers", "cipher list (OpenSSL's syntax, TLS 1.2 and below)",
+     [](ParseState& st, const char* v) { sub_ssl_path(v, "ssl_ciphers", &st.s.ssl.ciphers); },
+     nullptr},
+    {"ssl_ca_cert", "PEM file of the CAs client certificates are checked against",
+     [](ParseState& st, const char* v) { sub_ssl_path(v, "ssl_ca_cert", &st.s.ssl.ca_cert); },
+     nullptr},
+    {"ssl_wbuf_size", "kilobytes of each TLS connection's write buffer (default: 16)",
+     sub_ssl_wbuf_size, nullptr},
+    {"ssl_session_cache", "server-side TLS session cache (resumption)",
+     [](ParseState& st, const char*) { st.s.ssl.session_cache = true; }, nullptr},
+    {"ssl_kernel_tls", "kernel TLS offload where OpenSSL and the kernel offer it",
+     [](ParseState& st, const char*) { st.s.ssl.kernel_tls = true; }, nullptr},
+    {"ssl_min_version",
+     "oldest protocol accepted: 0 TLSv1.0, 1 TLSv1.1, 2 TLSv1.2 (default),\n3 TLSv1.3",
+     sub_ssl_min_version, nullptr},
     {"inline_ascii_resp", nullptr, [](ParseState&, const char*) {}, nullptr},  // no-op in 1.6
     {"no_inline_ascii_resp", nullptr, [](ParseState&, const char*) {}, nullptr},
     {"resp_obj_mem_limit", nullptr,
@@ -721,7 +784,6 @@ struct RefusedFamily {
 
 const RefusedFamily kRefusedFamilies[] = {
     {"ext_", "extstore is not supported by this server"},
-    {"ssl_", "TLS is not supported by this server yet"},
     {"proxy_", "the proxy is not supported by this server"},
 };
 
@@ -803,6 +865,13 @@ void check_together(ParseState& st) {
                    s.hashpower_init, lock_power);
         }
     }
+    // TLS: memcached's checks, in its words.
+    for (const std::string& l : s.listen) {
+        if (!s.ssl_enabled && l.rfind("notls:", 0) == 0) {
+            refuse("'notls' option is valid only when SSL is enabled");
+        }
+    }
+    if (s.ssl_enabled && s.port == 0) refuse("ERROR: You cannot enable SSL without a TCP port.");
     // memcached refuses ports above 65535; below -1 its listener fails later, so say it now.
     if (s.port > kPortMax || s.port < -1) refuse("ERROR: Invalid port number %d.", s.port);
 }
@@ -895,9 +964,9 @@ std::string usage_text() {
         }
     }
     out +=
-        "\nmemcached options this server refuses at startup, with a message: SASL (-S), TLS "
-        "(-Z),\nauthentication files (-Y), memory files (-e), NAPI ids (-N), the license text "
-        "(-i),\nand the extstore, TLS, "
+        "\nmemcached options this server refuses at startup, with a message: SASL (-S),\n"
+        "authentication files (-Y), memory files (-e), NAPI ids (-N), the license text "
+        "(-i),\nand the extstore, "
         "proxy,\nsegmented LRU and slab tuning suboptions, large pages (-L), and the tail_repair_time,\nlru_crawler_sleep, lru_crawler_tocrawl and read_buf_mem_limit suboptions.\n";
     return out;
 }

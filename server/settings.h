@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tls/peer.h"
+#include "tls/server.h"
 #include "replication/cluster_view.h"  // repl::AckMode
 
 namespace mcm::server {
@@ -101,6 +102,11 @@ struct Settings {
     size_t repl_backlog = 64 * 1024 * 1024;  // -o repl_backlog_mb: all buckets' backlogs
     unsigned repl_hint_rate = 20000;  // -o repl_hint_rate: read hints a second per link (0: off)
     unsigned repl_hint_ms = 200;      // -o repl_hint_ms: how often they are shipped
+
+    // TLS for clients (-Z and -o ssl_*, as memcached 1.6; doc/protocol.md, TLS).
+    bool ssl_enabled = false;              // -Z: TCP listeners speak TLS (not those "notls:")
+    tls::ServerTlsConfig ssl;              // -o ssl_chain_cert, ssl_key, ... (the context)
+    size_t ssl_wbuf_size = 16 * 1024;      // -o ssl_wbuf_size (KB on the command line)
 
     // Debug build only: enables the `debug` command (time travel, fault points).
     bool debug_commands = false;

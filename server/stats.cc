@@ -2,6 +2,7 @@
 // memcached 1.6's key names and order (monitoring tools parse them by name).
 #include "server/opstate.h"
 #include "server/stats.h"
+#include "tls/server.h"
 
 #include <event2/event.h>
 #include <sys/resource.h>
@@ -70,6 +71,10 @@ void reset_stats(ServerContext& ctx) {
     ctx.gstats.total_conns.store(0);
     ctx.gstats.rejected_conns.store(0);
     ctx.gstats.listen_disabled_num.store(0);
+    if (ctx.server_tls != nullptr) {  // memcached zeroes them too
+        ctx.server_tls->handshake_errors.store(0, std::memory_order_relaxed);
+        ctx.server_tls->new_sessions.store(0, std::memory_order_relaxed);
+    }
 }
 
 void write_general_stats(ServerContext& ctx, OutBuf& out) {
@@ -167,6 +172,15 @@ void write_general_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "log_watcher_skipped", 0);
     u64(out, "log_watcher_sent", 0);
     u64(out, "log_watchers", 0);
+    if (ctx.server_tls != nullptr) {  // -Z only, where memcached has them
+        const tls::ServerTls& st = *ctx.server_tls;
+        if (s.ssl.session_cache) {
+            u64(out, "ssl_new_sessions", st.new_sessions.load(std::memory_order_relaxed));
+        }
+        u64(out, "ssl_handshake_errors", st.handshake_errors.load(std::memory_order_relaxed));
+        int64_t since = ctx.clock.now() - st.last_refresh.load(std::memory_order_relaxed);
+        u64(out, "time_since_server_cert_refresh", static_cast<uint64_t>(since < 0 ? 0 : since));
+    }
     u64(out, "unexpected_napi_ids", 0);
     u64(out, "round_robin_fallback", 0);
     u64(out, "bytes", ss.bytes);
@@ -198,7 +212,10 @@ void write_settings_stats(ServerContext& ctx, OutBuf& out) {
     u64(out, "maxconns", static_cast<uint64_t>(s.max_conns));
     u64(out, "tcpport", static_cast<uint64_t>(s.port < 0 ? 0 : s.port));
     u64(out, "udpport", static_cast<uint64_t>(s.udp_port));
-    stat(out, "inter %s", s.listen.empty() ? "NULL" : s.listen.front().c_str());
+    // memcached keeps every -l given, joined with commas ("notls:" prefixes included).
+    std::string inter;
+    for (const std::string& l : s.listen) inter += (inter.empty() ? "" : ",") + l;
+    stat(out, "inter %s", s.listen.empty() ? "NULL" : inter.c_str());
     u64(out, "verbosity", static_cast<uint64_t>(ctx.verbose.load()));
     u64(out, "oldest", 0);
     stat(out, "evictions %s", s.evict_to_free ? "on" : "off");
@@ -240,6 +257,19 @@ void write_settings_stats(ServerContext& ctx, OutBuf& out) {
     // Not in memcached: the workers' network loop in effect (epoll after a fallback).
     stat(out, "io_engine %s", s.io_engine == Settings::IoEngine::Uring ? "uring" : "epoll");
     stat(out, "inline_ascii_response %s", "no");
+    // TLS, shown whether -Z is on or not (memcached built with TLS does the same), in its
+    // words: a file not given is "(null)", a cipher list or CA not given "NULL".
+    stat(out, "ssl_enabled %s", yes_no(s.ssl_enabled));
+    stat(out, "ssl_chain_cert %s", s.ssl.chain_cert.empty() ? "(null)" : s.ssl.chain_cert.c_str());
+    stat(out, "ssl_key %s", s.ssl.key.empty() ? "(null)" : s.ssl.key.c_str());
+    u64(out, "ssl_verify_mode", static_cast<uint64_t>(s.ssl.verify_mode));
+    u64(out, "ssl_keyformat", static_cast<uint64_t>(s.ssl.keyformat));
+    stat(out, "ssl_ciphers %s", s.ssl.ciphers.empty() ? "NULL" : s.ssl.ciphers.c_str());
+    stat(out, "ssl_ca_cert %s", s.ssl.ca_cert.empty() ? "NULL" : s.ssl.ca_cert.c_str());
+    u64(out, "ssl_wbuf_size", s.ssl_wbuf_size);
+    stat(out, "ssl_session_cache %s", yes_no(s.ssl.session_cache));
+    stat(out, "ssl_kernel_tls %s", yes_no(s.ssl.kernel_tls));
+    stat(out, "ssl_min_version %s", tls::min_version_name(s.ssl.min_version));
     stat(out, "memory_file %s", "(null)");  // -e is refused
     out.append("END\r\n");
 }

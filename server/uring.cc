@@ -43,9 +43,11 @@ int setup_ring(io_uring* r) {
 
 }  // namespace
 
-std::string Ring::refused_by(const Settings&) {
-    // TLS connections are served by the epoll path only: once TLS is configured, return why
-    // here and every worker stays on epoll.
+std::string Ring::refused_by(const Settings& s) {
+    // TLS connections are served by the epoll path only: once TLS is configured, every worker
+    // stays on epoll.
+    if (s.ssl_enabled) return "TLS (-Z) is served by the epoll loop";
+    if (s.peer_tls.enabled()) return "peer TLS (-o peer_tls_cert) is served by the epoll loop";
     return {};
 }
 

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "server/conn.h"
+#include "tls/server.h"
 #include "server/log.h"
 #include "server/uring.h"
 
@@ -198,7 +199,13 @@ void Worker::accept_queued() {
             continue;
         }
         auto* c = new Conn(this, nc.fd, nc.is_unix, nc.listen_addr);
-        if (!c->start()) {
+        bool tls_ok = true;
+        if (nc.tls) {
+            SSL_CTX* tctx = ctx_.server_tls != nullptr ? ctx_.server_tls->acquire() : nullptr;
+            tls_ok = c->start_tls(tctx);
+            if (tctx != nullptr) SSL_CTX_free(tctx);
+        }
+        if (!tls_ok || !c->start()) {
             LOG(LogLevel::Warn, "failed to register connection %d", nc.fd);
             delete c;
             ::close(nc.fd);

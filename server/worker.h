@@ -29,6 +29,7 @@ struct NewConn {
     bool is_unix;
     std::string listen_addr;
     bool udp = false;  // a UDP socket (this worker's own dup) to serve datagrams from
+    bool tls = false;  // accepted on a -Z listener: the connection starts with a handshake
 };
 
 class Worker {

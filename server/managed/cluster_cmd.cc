@@ -163,6 +163,12 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
                            "\r\n");
                 return Next::Continue;
             }
+            if (p->tls) {
+                // The replication thread takes the socket over: not a TLS session (yet).
+                cl->repl_refused.fetch_add(1, std::memory_order_relaxed);
+                out.append("CLIENT_ERROR replication links not allowed over TLS\r\n");
+                return Next::Continue;
+            }
             p->repl_handoff = true;
             p->repl_node.assign(c.word);
             p->repl_nonce.assign(c.nonce);

@@ -5,15 +5,77 @@ port through MEMCACHED_PORT_FILENAME (the same mechanism stock memcached offers)
 temporary directory, and is stopped by its PID.
 """
 
+import atexit
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
+import tempfile
 import time
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_BIN = os.path.join(TOP, "memcached-debug")
+
+
+# MC_TEST_TLS=1: every server the harness starts with TCP listens with TLS (-Z, a certificate
+# for 127.0.0.1 from a CA made for the session), and every connection the harness and the
+# suites make to it (Conn, tcp_connect, pymemcache_tls) is TLS. The replies must be the same.
+TLS = os.environ.get("MC_TEST_TLS", "") not in ("", "0")
+_pki = None
+
+
+def test_pki():
+    """The session's CA and server certificate (made on first use with the openssl command in
+    a temporary directory, removed at exit): (CA path, cert path, key path). Shared through
+    the environment, as this module is imported under two names (mc and lib.mc)."""
+    global _pki
+    if _pki is None:
+        known = os.environ.get("MC_TEST_TLS_PKI")
+        if known:
+            _pki = tuple(known.split("|"))
+        else:
+            try:
+                import certs  # t/lib/certs.py
+            except ImportError:
+                from lib import certs
+            d = tempfile.mkdtemp(prefix="mc-tls-")
+            atexit.register(shutil.rmtree, d, True)
+            pki = certs.Pki(d, name="suite-ca")
+            cert, key = pki.issue("server")
+            _pki = (pki.ca, cert, key)
+            os.environ["MC_TEST_TLS_PKI"] = "|".join(_pki)
+    return _pki
+
+
+def tls_server_args():
+    """The flags that turn TLS on with the session's certificate."""
+    _, cert, key = test_pki()
+    return ["-Z", "-o", f"ssl_chain_cert={cert},ssl_key={key}"]
+
+
+def client_context(cafile=None, cert=None, key=None):
+    """A client TLS context that trusts the session's CA (or cafile) and checks the server's
+    name (127.0.0.1); cert/key: a client certificate to present."""
+    ctx = ssl.create_default_context(cafile=cafile or test_pki()[0])
+    if cert is not None:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def tcp_connect(port, timeout=5.0, host="127.0.0.1"):
+    """A connected socket to the server's port: TLS-wrapped (handshake done) under
+    MC_TEST_TLS, plain otherwise."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    if TLS:
+        s = client_context().wrap_socket(s, server_hostname=host)
+    return s
+
+
+def pymemcache_tls():
+    """Keyword arguments for pymemcache's clients: tls_context under MC_TEST_TLS."""
+    return {"tls_context": client_context()} if TLS else {}
 
 
 def server_binary():
@@ -52,7 +114,7 @@ class Server:
     """One server process. args are extra command-line flags (e.g. ["-m", "1"])."""
 
     def __init__(self, tmpdir, args=(), binary=None, tcp=True, env=None,
-                 start_timeout=10.0):
+                 start_timeout=10.0, tls=None):
         self.binary = binary or server_binary()
         self.tmpdir = str(tmpdir)
         self.args = list(args)
@@ -63,6 +125,12 @@ class Server:
         cmd = [self.binary] + root_args() + io_engine_args(self.binary)
         if tcp:
             cmd += ["-l", "127.0.0.1", "-p", "-1"]
+            # tls: None follows MC_TEST_TLS; False never adds -Z; True always does.
+            self.tls = TLS if tls is None else tls
+            if self.tls:
+                cmd += tls_server_args()
+        else:
+            self.tls = False
         cmd += self.args
         self.cmd = cmd
         e = dict(os.environ)
@@ -104,7 +172,7 @@ class Server:
             return ""
 
     def connect(self, timeout=5.0):
-        return Conn(("127.0.0.1", self.port), timeout=timeout)
+        return Conn(("127.0.0.1", self.port), timeout=timeout, tls=self.tls)
 
     def alive(self):
         return self.proc.poll() is None
@@ -166,10 +234,14 @@ class Server:
 class Conn:
     """A raw protocol connection with exact-byte helpers."""
 
-    def __init__(self, addr, timeout=5.0, family=socket.AF_INET):
+    def __init__(self, addr, timeout=5.0, family=socket.AF_INET, tls=None):
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(addr)
+        if tls is None:
+            tls = TLS and family != socket.AF_UNIX
+        if tls:
+            self.sock = client_context().wrap_socket(self.sock, server_hostname=addr[0])
         self.buf = b""
 
     def close(self):
@@ -181,7 +253,10 @@ class Conn:
         self.sock.sendall(data)
 
     def _fill(self):
-        chunk = self.sock.recv(65536)
+        try:
+            chunk = self.sock.recv(65536)
+        except ssl.SSLError as e:  # e.g. the session ended without its close_notify
+            raise ConnectionError(f"TLS: {e}") from e
         if not chunk:
             raise ConnectionError("connection closed by server")
         self.buf += chunk
@@ -253,6 +328,8 @@ class Conn:
             return True
         except socket.timeout:
             return False
+        except ssl.SSLError:  # the TLS session ended without its close_notify
+            return True
 
 
 def is_ours(server):

@@ -87,6 +87,7 @@ def test_unix_socket(tmp_path):
         p.wait()
 
 
+@pytest.mark.no_tls("starts its own plain server process")
 def test_daemon_and_pidfile(tmp_path):
     pidfile = str(tmp_path / "mc.pid")
     portfile = str(tmp_path / "ports")
@@ -152,6 +153,7 @@ def test_threads_and_reqs_per_event(make_server):
     assert int(st["conn_yields"]) > 0
 
 
+@pytest.mark.no_tls("the refusal is written in plain text before any handshake")
 def test_connection_limit(make_server):
     s = make_server("-c", "50")
     conns = []

@@ -14,6 +14,7 @@ from lib import mc
 MIB = 1024
 
 
+@pytest.mark.no_tls("raw-socket buffering: TLS records change what is held where")
 def test_a_client_that_never_reads_is_held_to_bounded_memory(make_server):
     s = make_server("-m", "64")
     c = s.connect()
@@ -76,6 +77,7 @@ def test_a_value_over_the_item_limit_is_swallowed(server):
     assert c.cmd("get k") == b"END\r\n"
 
 
+@pytest.mark.no_tls("raw sockets")
 def test_values_declared_and_never_sent(make_server):
     s = make_server("-m", "64")
     c = s.connect()
@@ -99,6 +101,7 @@ def test_values_declared_and_never_sent(make_server):
     c.close()
 
 
+@pytest.mark.no_tls("raw sockets, ten thousand handshakes")
 def test_ten_thousand_idle_connections(make_server):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 10300:

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.skipif(not os.access(MCLOAD, os.X_OK), reason="mcload n
 
 
 def run(server, *args):
-    r = subprocess.run([MCLOAD, "-s", f"127.0.0.1:{server.port}", "-j"] + list(args),
+    tls = ["--tls"] if server.tls else []  # MC_TEST_TLS
+    r = subprocess.run([MCLOAD, "-s", f"127.0.0.1:{server.port}", "-j"] + tls + list(args),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])

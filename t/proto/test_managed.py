@@ -13,6 +13,10 @@ import pytest
 from lib import cluster as cl
 from lib import mc
 from lib.cluster import SECRET, auth, setmap
+
+# Forwarding dials the other servers' client ports in plain TCP: over -Z ports that is the
+# peer TLS work (doc/managed.md, Peer TLS), not the clients' TLS.
+pytestmark = pytest.mark.no_tls("managed mode's forwarding links are plain TCP")
 BUCKETS = 16
 
 

@@ -38,6 +38,7 @@ def keys(conn, arg=""):
         out.append(line.split(b" ")[1].decode())
 
 
+@pytest.mark.no_tls("the plain key list; -Z adds ssl_* (test_tls.py checks them)")
 def test_stats_keys_exactly_as_memcached(make_server):
     s = make_server("-o", "no_lru_crawler,no_lru_maintainer")
     c = s.connect()
@@ -159,7 +160,7 @@ def test_port_rules(make_server, args, tcp_same_as_udp, tcp, udp):
     assert ("TCP INET" in ports) == tcp
     assert ("UDP INET" in ports) == udp
     if tcp_same_as_udp:  # -1 picks a port for each, as memcached's issue_67.t expects
-        c = mc.Conn(("127.0.0.1", ports["TCP INET"]))
+        c = mc.Conn(("127.0.0.1", ports["TCP INET"]), tls=False)
         assert c.cmd("version").startswith(b"VERSION ")
         c.close()
 

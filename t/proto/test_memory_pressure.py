@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.stock_tls_stall
+
 MB = 1024 * 1024
 OOM = b"SERVER_ERROR out of memory storing object\r\n"
 # memcached's answer when an item larger than slab_chunk_max cannot get its next chunk.

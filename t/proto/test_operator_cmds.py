@@ -129,7 +129,7 @@ def test_pymemcache_cachedump(server):
     pymemcache = pytest.importorskip("pymemcache")
     from pymemcache.client.base import Client
 
-    c = Client(("127.0.0.1", server.port), connect_timeout=5, timeout=5)
+    c = Client(("127.0.0.1", server.port), connect_timeout=5, timeout=5, **mc.pymemcache_tls())
     try:
         c.set("pk", b"v")
         c.set("pq", b"vw")
@@ -239,6 +239,7 @@ def test_lru_crawler_started_disabled(make_server):
     assert [l.split()[0] for l in read_metadump(c, "all")] == ["key=a"]
 
 
+@pytest.mark.no_tls("memcached-tool speaks plain TCP")
 def test_memcached_tool_dump(server):
     tool = "/usr/share/memcached/scripts/memcached-tool"
     if not os.path.exists(tool) or shutil.which("perl") is None:
@@ -329,6 +330,7 @@ def test_slabs_replies(conn, line, expected):
         ("watch fetchers foo", b"ERROR\r\n"),
     ],
 )
+@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watch_flags(server, line, expected):
     c = server.connect()
     assert c.cmd(line) == expected
@@ -349,6 +351,7 @@ def watch_lines(w, n, timeout=5.0):
 PREFIX = r"ts=\d+\.\d+ gid=\d+ "
 
 
+@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watch_fetchers_and_mutations(server):
     w = server.connect()
     assert w.cmd("watch fetchers mutations") == b"OK\r\n"
@@ -376,6 +379,7 @@ def test_watch_fetchers_and_mutations(server):
     assert gids == sorted(gids) and len(set(gids)) == 6
 
 
+@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watch_only_its_flags(server):
     w = server.connect()
     assert w.cmd("watch mutations") == b"OK\r\n"
@@ -386,6 +390,7 @@ def test_watch_only_its_flags(server):
     assert " type=item_store key=a status=stored cmd=set " in line
 
 
+@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watch_evictions(make_server):
     s = make_server("-m", "2", "-I", "512k")
     w = s.connect()
@@ -404,6 +409,7 @@ def test_watch_disabled_by_W(make_server):
     assert c.cmd("watch") == b"CLIENT_ERROR watch commands not allowed\r\n"
 
 
+@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watcher_close_is_harmless(server):
     w = server.connect()
     assert w.cmd("watch") == b"OK\r\n"
@@ -414,6 +420,7 @@ def test_watcher_close_is_harmless(server):
     assert c.cmd("version").startswith(b"VERSION ")
 
 
+@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_slow_watcher_skips_lines(ours):
     """A watcher that does not read loses lines (the server does not wait for it) and is
     told how many once it reads again."""
@@ -449,6 +456,7 @@ def test_slabs_reassign_disabled(make_server):
     assert c.cmd("slabs automove 1") == b"OK\r\n"
 
 
+@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watch_meta_delete_incr(server):
     """Lookups that memcached logs as item_get: mg, ms, delete, incr (found or not)."""
     w = server.connect()
@@ -474,6 +482,7 @@ def test_watch_meta_delete_incr(server):
     ]
 
 
+@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watcher_logbuf_size_option(make_server):
     """memcached's -o watcher_logbuf_size (KB) and worker_logbuf_size: accepted, checked as
     memcached checks them, and watch works with a small buffer."""

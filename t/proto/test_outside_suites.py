@@ -10,6 +10,7 @@ import pytest
 pymemcache = pytest.importorskip("pymemcache")
 
 
+@pytest.mark.no_tls("pymemcache's own suite connects in plain TCP")
 def test_pymemcache_integration_suite(server, tmp_path):
     tests = os.path.join(os.path.dirname(pymemcache.__file__), "test", "test_integration.py")
     if not os.path.exists(tests):

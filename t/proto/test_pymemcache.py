@@ -6,10 +6,13 @@ pymemcache = pytest.importorskip("pymemcache")
 from pymemcache.client.base import Client  # noqa: E402
 from pymemcache.client.hash import HashClient  # noqa: E402
 
+import mc  # noqa: E402
+
 
 @pytest.fixture
 def client(server):
-    c = Client(("127.0.0.1", server.port), connect_timeout=5, timeout=5, default_noreply=False)
+    c = Client(("127.0.0.1", server.port), connect_timeout=5, timeout=5, default_noreply=False,
+               **mc.pymemcache_tls())
     yield c
     c.close()
 
@@ -42,6 +45,7 @@ def test_gets_cas(client):
     assert client.get("k") == b"v2"
 
 
+@pytest.mark.stock_tls_stall
 def test_many_and_large(client):
     data = {f"key{i}": str(i).encode() * 10 for i in range(500)}
     assert client.set_many(data) == []
@@ -68,7 +72,8 @@ def test_stats_and_version(client):
 def test_hash_client_over_two_servers(make_server):
     a, b = make_server(), make_server()
     hc = HashClient([("127.0.0.1", a.port), ("127.0.0.1", b.port)], connect_timeout=5,
-                    timeout=5, default_noreply=False)
+                    timeout=5, default_noreply=False,
+               **mc.pymemcache_tls())
     for i in range(200):
         assert hc.set(f"k{i}", str(i).encode())
     for i in range(200):

@@ -55,6 +55,7 @@ def exchange(server, payload):
         s.close()
 
 
+@pytest.mark.no_tls("half-closes the raw socket after each request")
 @pytest.mark.parametrize("kind", ["meta", "binary"])
 def test_mutated_requests_leave_the_server_intact(server, kind):
     c = server.connect()
