@@ -275,6 +275,10 @@ void Replicator::take_adopted() {
         l->peer = a.node;
         l->fd = a.fd;
         l->ssl = a.ssl;
+        // Writes resume from a buffer that may have moved and grown, as the dialer's do.
+        if (l->ssl != nullptr) {
+            SSL_set_mode(l->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        }
         l->dialer = false;
         l->st = Link::St::Up;
         l->stats = &peer_stats(a.node);
@@ -296,6 +300,8 @@ void Replicator::take_adopted() {
             continue;
         }
         (void)flush(raw);
+        // A TLS session may hold decrypted bytes the socket will never signal again.
+        if (raw->ssl != nullptr && raw->fd >= 0 && SSL_pending(raw->ssl) > 0) handle_io(raw, EV_READ);
     }
 }
 

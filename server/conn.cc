@@ -22,6 +22,7 @@
 #include "server/log.h"
 #include "server/sys.h"
 #include "server/worker.h"
+#include "server/managed/cluster.h"
 #include "tls/io.h"
 #include "tls/peer.h"
 #include "tls/server.h"
@@ -112,6 +113,9 @@ bool Conn::tls_ready() {
     if (rc == 1) {
         tls_handshaking_ = false;
         info_.tls_peer_verified.store(tls::peer_verified(ssl_), std::memory_order_relaxed);
+        // Peer TLS: a certificate of the cluster's CA, through the peer context (the only one
+        // that agrees to ALPN mcm-peer), opens `cluster auth` to this connection.
+        pending_.peer_tls = ctx_.peer_tls != nullptr && tls::is_peer_session(ssl_);
         info_.last_cmd_time.store(ctx_.clock.now(), std::memory_order_relaxed);
         set_events(EV_READ | EV_PERSIST);
         return true;  // a request may have come right behind the handshake: read on
@@ -128,6 +132,9 @@ bool Conn::tls_ready() {
     bool silent = BIO_number_read(SSL_get_rbio(ssl_)) == 0;
     if (ctx_.server_tls != nullptr && !silent) {
         ctx_.server_tls->handshake_errors.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (peer_sniffed_ && ctx_.cluster != nullptr) {
+        ctx_.cluster->peer_tls_handshake_errors.fetch_add(1, std::memory_order_relaxed);
     }
     if (log_enabled(LogLevel::Info)) {
         std::string why = tls::first_error();
@@ -455,7 +462,29 @@ bool Conn::flush_output() {
     return true;
 }
 
+// Peer TLS on a plain port: a first byte that opens a TLS record (a handshake, 0x16; no
+// memcached command starts with it) makes this a peer's connection, served by the cluster's
+// TLS context. Looked at once, without taking the byte. False while nothing has come yet.
+bool Conn::sniff_peer() {
+    unsigned char b = 0;
+    ssize_t n = ::recv(fd_, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
+    sniff_peer_ = false;
+    if (n == 1 && b == 0x16) {
+        SSL_CTX* pc = ctx_.peer_tls->acquire_server_ctx();
+        bool ok = start_tls(pc);
+        SSL_CTX_free(pc);
+        if (!ok) {
+            close();
+            return false;
+        }
+        peer_sniffed_ = true;
+    }
+    return true;  // a plain client (or EOF, or an error the read will see)
+}
+
 void Conn::handle(short what) {
+    if (sniff_peer_ && !sniff_peer()) [[unlikely]] return;
     if (ssl_ != nullptr && !tls_ready()) return;
     if (relay_only_) {
         relay_only_ = false;
@@ -614,28 +643,27 @@ void Conn::wait_ack(OutBuf::Mark m) {
 
 // `cluster repl`: the socket becomes a replication link, served by the replication thread
 // from here on. What is still buffered (the peer's first frames) goes with it.
+// A TLS connection's session goes along (the handshake is done: commands were read).
 void Conn::handoff() {
-    if (ssl_ != nullptr) {  // refused before it gets here (dispatch); never hand a TLS socket
-        pending_.watch_handoff = pending_.repl_handoff = false;
-        return close();
-    }
     if (pending_.watch_handoff) {
         // `watch`: once "OK" is out, the socket belongs to the watch thread.
         pending_.watch_handoff = false;
         if (!flush_output() || want_write_ || !fwds_.empty()) return close();
         int fd = fd_;
+        SSL* ssl = std::exchange(ssl_, nullptr);
         keep_fd_ = true;
         close();
-        watch::adopt(fd, nullptr, pending_.watch_flags, "OK\r\n");
+        watch::adopt(fd, ssl, pending_.watch_flags, "OK\r\n");
         return;
     }
     pending_.repl_handoff = false;
     if (!flush_output() || want_write_ || !fwds_.empty()) return close();
     std::string rest(rbuf_ + rstart_, rend_ - rstart_);
     int fd = fd_;
+    SSL* ssl = std::exchange(ssl_, nullptr);
     keep_fd_ = true;
     close();
-    ctx_.replicator->adopt(fd, nullptr, std::move(pending_.repl_node), std::move(pending_.repl_nonce),
+    ctx_.replicator->adopt(fd, ssl, std::move(pending_.repl_node), std::move(pending_.repl_nonce),
                            std::move(rest));
 }
 

@@ -49,6 +49,9 @@ public:
     // client presented a certificate that verified is in ConnInfo::tls_peer_verified (and
     // tls_peer_verified()) once the handshake is done.
     bool start_tls(SSL_CTX* ctx);
+    // Peer TLS (-o peer_tls_*) on a plain listener: the first byte decides whether this is a
+    // peer's TLS connection (sniff_peer). Call before start().
+    void expect_peer_tls() noexcept { sniff_peer_ = true; }
     bool is_tls() const noexcept { return ssl_ != nullptr; }
     bool tls_handshake_done() const noexcept { return ssl_ != nullptr && !tls_handshaking_; }
     bool tls_peer_verified() const noexcept {
@@ -107,6 +110,7 @@ private:
     // Before each event of a TLS connection: runs the handshake; false while it is not done
     // (or failed: the connection is then closed).
     bool tls_ready();
+    bool sniff_peer();
     void set_events(short what);
     void ensure_rbuf();
 
@@ -184,6 +188,8 @@ private:
     SSL* ssl_ = nullptr;             // TLS session (start_tls); null on a plain connection
     bool tls_handshaking_ = false;   // the handshake has not completed yet
     bool tls_want_write_ = false;    // SSL_read needs the socket writable first
+    bool sniff_peer_ = false;        // peer TLS: the first byte is still to be looked at
+    bool peer_sniffed_ = false;      // ... and it opened a TLS record
 };
 
 }  // namespace mcm::server

@@ -125,6 +125,13 @@ int run(int argc, char** argv) {
             fprintf(stderr, "%s\n", err.c_str());
             return 64;  // EX_USAGE
         }
+        // Peer TLS on a -Z port: a hello offering ALPN mcm-peer moves to the cluster's
+        // context (doc/managed.md, Peer TLS), also after refresh_certs rebuilds this one.
+        if (peer_tls) {
+            const tls::PeerTls* pt = peer_tls.get();
+            server_tls->set_context_hook(
+                [pt](SSL_CTX* c) { SSL_CTX_set_client_hello_cb(c, tls::peer_hello_cb, const_cast<tls::PeerTls*>(pt)); });
+        }
     }
     if (!raise_limits(settings)) return 71;     // EX_OSERR
     if (!drop_privileges(settings)) return 64;  // EX_USAGE

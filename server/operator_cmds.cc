@@ -324,12 +324,6 @@ Next Dispatcher::watch(const proto::Request& req, OutBuf& out, PendingStore* pen
         out.append("CLIENT_ERROR watch commands not allowed\r\n");
         return Next::Continue;
     }
-    if (pending->tls) {
-        // The watch thread writes to the socket itself: not through this connection's TLS
-        // session. Refused until the watch thread can write TLS.
-        out.append("CLIENT_ERROR watch commands not allowed over TLS\r\n");
-        return Next::Continue;
-    }
     uint32_t flags = 0;
     if (!watch::parse_flags(req.args, &flags)) {
         out.append("ERROR\r\n");

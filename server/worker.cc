@@ -204,6 +204,8 @@ void Worker::accept_queued() {
             SSL_CTX* tctx = ctx_.server_tls != nullptr ? ctx_.server_tls->acquire() : nullptr;
             tls_ok = c->start_tls(tctx);
             if (tctx != nullptr) SSL_CTX_free(tctx);
+        } else if (ctx_.peer_tls != nullptr && !nc.is_unix) {
+            c->expect_peer_tls();
         }
         if (!tls_ok || !c->start()) {
             LOG(LogLevel::Warn, "failed to register connection %d", nc.fd);

@@ -179,6 +179,19 @@ bool hello_offers_peer_alpn(SSL* ssl) {
     return false;
 }
 
+bool is_peer_session(const SSL* ssl) {
+    const unsigned char* p = nullptr;
+    unsigned int len = 0;
+    SSL_get0_alpn_selected(ssl, &p, &len);
+    return peer_verified(ssl) && len + 1 == sizeof(kPeerAlpn) &&
+           std::memcmp(p, kPeerAlpn + 1, len) == 0;
+}
+
+int peer_hello_cb(SSL* ssl, int*, void* arg) {
+    static_cast<const PeerTls*>(arg)->adopt_if_peer(ssl);
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 bool peer_verified(const SSL* ssl) {
     return ssl != nullptr && SSL_get0_peer_certificate(ssl) != nullptr &&
            SSL_get_verify_result(ssl) == X509_V_OK;

@@ -45,6 +45,9 @@ public:
     // "mcm-peer", moves the session to the peer context (certificate, CA, verification) and
     // returns true.
     bool adopt_if_peer(SSL* ssl) const;
+    // The accepting side's context (a new reference: SSL_CTX_free it), for a connection that
+    // opened with a TLS record on a plain port.
+    SSL_CTX* acquire_server_ctx() const { return server_ctx(); }
     // Reads the files again (refresh_certs); the sessions already open keep their context.
     bool reload(std::string* err);
 
@@ -66,6 +69,12 @@ bool hello_offers_peer_alpn(SSL* ssl);
 // True if the connection verified a certificate from the other end (a peer's session after
 // its handshake).
 bool peer_verified(const SSL* ssl);
+// True if a completed session is a peer's: ALPN "mcm-peer" agreed (only the peer context
+// agrees to it) and a verified certificate.
+bool is_peer_session(const SSL* ssl);
+// A client-hello callback for a -Z port's context (SSL_CTX_set_client_hello_cb, arg: the
+// PeerTls): moves a peer's hello to the peer context.
+int peer_hello_cb(SSL* ssl, int* alert, void* arg);
 // The first queued OpenSSL error as text, and the queue cleared ("" if none).
 std::string last_error();
 

@@ -123,6 +123,9 @@ public:
     std::atomic<uint64_t> auth_failures{0};
     // Peer TLS on: cluster auth asked on a connection without a verified peer certificate.
     std::atomic<uint64_t> peer_tls_refused{0};
+    // Peer TLS: handshakes of connections that opened with a TLS record on a plain port and
+    // failed (a certificate the cluster's CA did not sign, none, a hang-up).
+    std::atomic<uint64_t> peer_tls_handshake_errors{0};
     // `cluster repl` from a name that is not a peer in the current map (refused).
     std::atomic<uint64_t> repl_refused{0};
     std::atomic<uint64_t> heartbeats{0};

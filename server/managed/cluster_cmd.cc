@@ -163,12 +163,6 @@ Next Dispatcher::cluster(const proto::Request& req, OutBuf& out, PendingStore* p
                            "\r\n");
                 return Next::Continue;
             }
-            if (p->tls) {
-                // The replication thread takes the socket over: not a TLS session (yet).
-                cl->repl_refused.fetch_add(1, std::memory_order_relaxed);
-                out.append("CLIENT_ERROR replication links not allowed over TLS\r\n");
-                return Next::Continue;
-            }
             p->repl_handoff = true;
             p->repl_node.assign(c.word);
             p->repl_nonce.assign(c.nonce);
@@ -402,6 +396,7 @@ void write_cluster_stats(ServerContext& ctx, OutBuf& out) {
     line("auth_failures", std::to_string(cl.auth_failures.load()));
     line("peer_tls", ctx.peer_tls != nullptr ? "yes" : "no");
     line("peer_tls_refused", std::to_string(cl.peer_tls_refused.load()));
+    line("peer_tls_handshake_errors", std::to_string(cl.peer_tls_handshake_errors.load()));
     line("repl_links_refused", std::to_string(cl.repl_refused.load()));
     std::vector<std::string> tk;
     if (ctx.listener != nullptr) tk = ctx.listener->takeover_addrs();
