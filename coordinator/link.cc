@@ -100,6 +100,14 @@ void ServerLink::connect() {
 
 void ServerLink::close_and_fail(const std::string& why, bool reconnect, bool peer_closed) {
     bool was_ready = state_ == State::Ready;
+    // A link that never gets up says why, once per reason (it retries every 100 ms): a
+    // refused secret or TLS handshake must not look like silence.
+    if (!was_ready && state_ != State::Idle && state_ != State::Backoff && why != setup_failure_ &&
+        why.rfind("connect", 0) != 0 && why != "stopped") {
+        CLOG_INFO("link to %s (%s:%u) not set up: %s", name_.c_str(), host_.c_str(), port_,
+                  why.c_str());
+        setup_failure_ = why;
+    }
     ++generation_;
     if (bev_ != nullptr) {
         bufferevent_free(bev_);
@@ -176,6 +184,7 @@ void ServerLink::check_identity() {
                   return;
               }
               wrong_node_logged_ = false;
+              setup_failure_.clear();
               state_ = State::Ready;
               if (ev_.on_ready) ev_.on_ready();
           });

@@ -102,6 +102,7 @@ private:
     std::deque<Pending> queue_;
     uint64_t generation_ = 0;  // bumped on every close: callbacks check it to stop early
     bool wrong_node_logged_ = false;
+    std::string setup_failure_;  // the last reason logged for a link that did not get up
     const Leadership* lead_ = nullptr;
 };
 
