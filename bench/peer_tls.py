@@ -9,8 +9,9 @@
 
 Each workload runs plain then TLS, in turn (A B, A B, ...). Servers on CPU 0, mcload on CPU 1
 (the replica on CPU 1 too, as bench/replication.py). Certificates are made in a temporary
-directory with the openssl command. Standard library only; re-run: bench/peer_tls.py
-[--reps N] [--duration S]."""
+directory with the openssl command. TLS keeps a server's workers on the epoll loop, so the plain
+runs use it too (--plain-engine uring compares with the default loop instead). Standard library
+only; re-run: bench/peer_tls.py [--reps N] [--duration S] [--plain-engine epoll|uring]."""
 
 import argparse
 import hashlib
@@ -76,8 +77,9 @@ def control(port, text, pki):
     s.close()
 
 
-def setup(scenario, tls, secret_path, pki):
-    opts = f"cluster_secret_file={secret_path},no_lru_crawler"
+def setup(scenario, tls, secret_path, pki, engine):
+    # TLS keeps the workers on epoll: the plain run uses the same loop unless told otherwise
+    opts = f"cluster_secret_file={secret_path},no_lru_crawler,io_engine={engine}"
     if tls:
         opts += f",peer_tls_cert={pki['cert']},peer_tls_key={pki['key']},peer_tls_ca={pki['ca']}"
     a = compare.Server("ours", extra=["-o", "node_id=a," + opts])
@@ -98,9 +100,9 @@ def setup(scenario, tls, secret_path, pki):
     return a, b
 
 
-def run(kind, name, duration, secret_path, pki):
+def run(kind, name, duration, secret_path, pki, engine):
     scenario, args = WORKLOADS[name]
-    a, b = setup(scenario, kind == "tls", secret_path, pki)
+    a, b = setup(scenario, kind == "tls", secret_path, pki, engine)
     try:
         compare.mcload(a.port, ["-F", "-k", str(compare.KEYS), "-v", "100"])
         cpu0 = a.cpu_seconds() + b.cpu_seconds()
@@ -124,11 +126,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=float, default=3.0)
+    ap.add_argument("--plain-engine", default="epoll", choices=["epoll", "uring"],
+                    help="the plain runs' loop (TLS always runs on epoll; default epoll, so the "
+                         "ratio is TLS's own cost)")
     a = ap.parse_args()
     secret_path = secret_file("mcm-peer-tls")
     pki = make_pki()
     runs = alternate(["plain", "tls"], WORKLOADS, a.reps,
-                     lambda k, w: run(k, w, a.duration, secret_path, pki),
+                     lambda k, w: run(k, w, a.duration, secret_path, pki,
+                                      a.plain_engine if k == "plain" else "epoll"),
                      lambda r: f"{r['ops_per_sec']:>12,.0f} ops/s  "
                                f"p50 {r['latency_us']['p50']:.0f} "
                                f"p99 {r['latency_us']['p99']:.0f} us  "
