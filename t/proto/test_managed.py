@@ -16,7 +16,7 @@ from lib.cluster import SECRET, auth, setmap
 
 # Forwarding dials the other servers' client ports in plain TCP: over -Z ports that is the
 # peer TLS work (doc/managed.md, Peer TLS), not the clients' TLS.
-pytestmark = pytest.mark.no_tls("managed mode's forwarding links are plain TCP")
+pytestmark = pytest.mark.no_tls("forwarding to a -Z port takes peer TLS (cluster/test_peer_tls.py)")
 BUCKETS = 16
 
 

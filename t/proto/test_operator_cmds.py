@@ -330,7 +330,6 @@ def test_slabs_replies(conn, line, expected):
         ("watch fetchers foo", b"ERROR\r\n"),
     ],
 )
-@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watch_flags(server, line, expected):
     c = server.connect()
     assert c.cmd(line) == expected
@@ -351,7 +350,6 @@ def watch_lines(w, n, timeout=5.0):
 PREFIX = r"ts=\d+\.\d+ gid=\d+ "
 
 
-@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watch_fetchers_and_mutations(server):
     w = server.connect()
     assert w.cmd("watch fetchers mutations") == b"OK\r\n"
@@ -379,7 +377,6 @@ def test_watch_fetchers_and_mutations(server):
     assert gids == sorted(gids) and len(set(gids)) == 6
 
 
-@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watch_only_its_flags(server):
     w = server.connect()
     assert w.cmd("watch mutations") == b"OK\r\n"
@@ -390,7 +387,6 @@ def test_watch_only_its_flags(server):
     assert " type=item_store key=a status=stored cmd=set " in line
 
 
-@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watch_evictions(make_server):
     s = make_server("-m", "2", "-I", "512k")
     w = s.connect()
@@ -409,7 +405,6 @@ def test_watch_disabled_by_W(make_server):
     assert c.cmd("watch") == b"CLIENT_ERROR watch commands not allowed\r\n"
 
 
-@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watcher_close_is_harmless(server):
     w = server.connect()
     assert w.cmd("watch") == b"OK\r\n"
@@ -420,7 +415,7 @@ def test_watcher_close_is_harmless(server):
     assert c.cmd("version").startswith(b"VERSION ")
 
 
-@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
+@pytest.mark.no_tls("a raw socket with a small receive window")
 def test_slow_watcher_skips_lines(ours):
     """A watcher that does not read loses lines (the server does not wait for it) and is
     told how many once it reads again."""
@@ -456,7 +451,6 @@ def test_slabs_reassign_disabled(make_server):
     assert c.cmd("slabs automove 1") == b"OK\r\n"
 
 
-@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watch_meta_delete_incr(server):
     """Lookups that memcached logs as item_get: mg, ms, delete, incr (found or not)."""
     w = server.connect()
@@ -482,7 +476,6 @@ def test_watch_meta_delete_incr(server):
     ]
 
 
-@pytest.mark.no_tls("watch is refused over TLS (doc/protocol.md, TLS)")
 def test_watcher_logbuf_size_option(make_server):
     """memcached's -o watcher_logbuf_size (KB) and worker_logbuf_size: accepted, checked as
     memcached checks them, and watch works with a small buffer."""

@@ -391,14 +391,20 @@ def test_client_hangs_up_mid_handshake(tls, tls_server):
     still_serves(tls, tls_server)
 
 
-# ---- what is not offered over TLS ----
+# ---- watch: the watch thread writes through the connection's TLS session ----
 
-def test_watch_refused_over_tls(tls, tls_server):
-    if stock(tls_server):
-        pytest.skip("this server's refusal")
+def test_watch_over_tls(tls, tls_server):
     c = tls.connect(tls_server.port)
-    assert c.cmd("watch") == b"CLIENT_ERROR watch commands not allowed over TLS\r\n"
-    assert c.cmd("version").startswith(b"VERSION ")
+    assert c.cmd("watch mutations") == b"OK\r\n"
+    w = tls.connect(tls_server.port)
+    assert w.cmd("set wkey 0 0 1\r\nx") == b"STORED\r\n"
+    deadline = time.monotonic() + 5  # log lines end with "\n" alone
+    while b"wkey" not in c.buf:
+        assert time.monotonic() < deadline, c.buf
+        c._fill()
+    w.close()
+    c.close()
+    still_serves(tls, tls_server)
 
 
 def test_unix_socket_under_Z_is_plain(tls, tmp_path, make_server):
