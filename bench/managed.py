@@ -30,8 +30,12 @@ WORKLOADS = {
 }
 
 
-def control(port, lines):
+def control(port, lines, tls_context=None):
+    """Authenticates and installs each map text; over peer TLS with tls_context (a client
+    context with the cluster's certificate, offering ALPN mcm-peer)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    if tls_context is not None:
+        s = tls_context.wrap_socket(s)
     f = s.makefile("rb")
     s.sendall(b"cluster auth\r\n")
     nonce = f.readline().split()[1]

@@ -14,10 +14,7 @@ runs use it too (--plain-engine uring compares with the default loop instead). S
 only; re-run: bench/peer_tls.py [--reps N] [--duration S] [--plain-engine epoll|uring]."""
 
 import argparse
-import hashlib
-import hmac
 import os
-import socket
 import ssl
 import statistics
 import subprocess
@@ -26,7 +23,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare  # noqa: E402
-from managed import SECRET, alternate, secret_file  # noqa: E402
+from managed import alternate, control, secret_file  # noqa: E402
 from replication import stats  # noqa: E402
 
 WORKLOADS = {
@@ -56,25 +53,14 @@ def make_pki():
                                                  ("key", "peer.key"))}
 
 
-def control(port, text, pki):
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    if pki is not None:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.load_verify_locations(pki["ca"])
-        ctx.load_cert_chain(pki["cert"], pki["key"])
-        ctx.set_alpn_protocols(["mcm-peer"])
-        s = ctx.wrap_socket(s)
-    f = s.makefile("rb")
-    s.sendall(b"cluster auth\r\n")
-    nonce = f.readline().split()[1]
-    s.sendall(b"cluster auth " + hmac.new(SECRET, nonce, hashlib.sha256).hexdigest().encode() +
-              b"\r\n")
-    assert f.readline() == b"OK\r\n"
-    s.sendall(b"cluster setmap %d\r\n" % len(text) + text.encode() + b"\r\n")
-    line = f.readline()
-    assert line == b"OK\r\n", line
-    s.close()
+def peer_context(pki):
+    """What a peer dials with: the cluster's certificate, ALPN mcm-peer, the CA checked."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(pki["ca"])
+    ctx.load_cert_chain(pki["cert"], pki["key"])
+    ctx.set_alpn_protocols(["mcm-peer"])
+    return ctx
 
 
 def setup(scenario, tls, secret_path, pki, engine):
@@ -93,7 +79,7 @@ def setup(scenario, tls, secret_path, pki, engine):
     text = (f"MAP 1 1024\r\nNODE a 127.0.0.1:{a.port}\r\nNODE b 127.0.0.1:{b.port}\r\n"
             f"{ranges}\r\nEND\r\n")
     for s in (a, b):
-        control(s.port, text, pki if tls else None)
+        control(s.port, [text], peer_context(pki) if tls else None)
     if scenario == "replication":
         compare.wait_for(lambda: stats(a.port, "replication").get("link:b:buckets_out_in_sync") ==
                          "1024", timeout=30, what="replica in sync")

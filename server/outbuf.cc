@@ -151,7 +151,11 @@ size_t OutBuf::gather(char* dst, size_t cap) const noexcept {
     return n;
 }
 
-void OutBuf::consume(size_t left) noexcept {
+void OutBuf::consume(size_t n) noexcept { retire(n); }
+
+// n bytes from the head went out: release every segment they covered, and the empty ones
+// (filled holes without a reply) right behind, up to the first one sent only in part.
+void OutBuf::retire(size_t left) noexcept {
     pending_ -= left;
     while (head_ < segs_.size() && !segs_[head_].hole && left >= segs_[head_].len - head_off_) {
         Seg& s = segs_[head_];
@@ -161,7 +165,6 @@ void OutBuf::consume(size_t left) noexcept {
         head_off_ = 0;
     }
     head_off_ += left;
-    // Empty segments (filled holes without a reply) behind the last byte sent go too.
     while (head_ < segs_.size() && !segs_[head_].hole && segs_[head_].len == head_off_) {
         if (segs_[head_].item != nullptr) store_->release(segs_[head_].item);
         ++head_;
@@ -174,26 +177,27 @@ void OutBuf::consume(size_t left) noexcept {
     }
 }
 
+// The unsent bytes up to the first open hole, as at most max iovecs (0: nothing can go).
+size_t OutBuf::describe(struct iovec* iov, size_t max) const noexcept {
+    size_t n = 0;
+    for (size_t i = head_; i < segs_.size() && !segs_[i].hole && n < max; ++i, ++n) {
+        const Seg& s = segs_[i];
+        const char* base = s.item ? s.ptr : wbuf_ + s.off;
+        size_t skip = (i == head_) ? head_off_ : 0;
+        iov[n].iov_base = const_cast<char*>(base + skip);
+        iov[n].iov_len = s.len - skip;
+    }
+    return n;
+}
+
 IoStatus OutBuf::flush(int fd, size_t* sent) noexcept {
     *sent = 0;
     while (head_ < segs_.size()) {
         // Managed mode's forwarded replies: send only up to the first hole still open. (A
         // filled hole may be empty; an empty iovec costs nothing.)
-        size_t end = segs_.size();
-        if (holes_ != 0) {
-            if (segs_[head_].hole) return IoStatus::Blocked;
-            end = head_;
-            while (end < segs_.size() && !segs_[end].hole) ++end;
-        }
         struct iovec iov[kIovMax];
-        size_t n = 0;
-        for (size_t i = head_; i < end && n < kIovMax; ++i, ++n) {
-            const Seg& s = segs_[i];
-            const char* base = s.item ? s.ptr : wbuf_ + s.off;
-            size_t skip = (i == head_) ? head_off_ : 0;
-            iov[n].iov_base = const_cast<char*>(base + skip);
-            iov[n].iov_len = s.len - skip;
-        }
+        size_t n = describe(iov, kIovMax);
+        if (n == 0) return IoStatus::Blocked;  // the head is an open hole
         struct msghdr msg {};
         msg.msg_iov = iov;
         msg.msg_iovlen = n;
@@ -203,43 +207,15 @@ IoStatus OutBuf::flush(int fd, size_t* sent) noexcept {
             if (errno == EAGAIN || errno == EWOULDBLOCK) return IoStatus::Retry;
             return IoStatus::Fatal;
         }
-        size_t left = static_cast<size_t>(w);
-        *sent += left;
-        pending_ -= left;
-        // Retire every segment the write covered, empty ones (filled holes without a reply)
-        // included, up to the first one sent only in part.
-        while (head_ < end && left >= segs_[head_].len - head_off_) {
-            Seg& s = segs_[head_];
-            left -= s.len - head_off_;
-            if (s.item != nullptr) store_->release(s.item);
-            ++head_;
-            head_off_ = 0;
-        }
-        head_off_ += left;
-        if (head_ < end && w == 0) return IoStatus::Retry;
+        *sent += static_cast<size_t>(w);
+        retire(static_cast<size_t>(w));
+        if (w == 0 && head_ < segs_.size() && !segs_[head_].hole) return IoStatus::Retry;
     }
-    segs_.clear();
-    head_ = head_off_ = 0;
-    wbuf_len_ = 0;
     return IoStatus::Done;
 }
 
 size_t OutBuf::gather(struct iovec* iov, size_t max) noexcept {
-    if (head_ >= segs_.size()) return 0;
-    size_t end = segs_.size();
-    if (holes_ != 0) {
-        if (segs_[head_].hole) return 0;
-        end = head_;
-        while (end < segs_.size() && !segs_[end].hole) ++end;
-    }
-    size_t n = 0;
-    for (size_t i = head_; i < end && n < max; ++i, ++n) {
-        const Seg& s = segs_[i];
-        const char* base = s.item ? s.ptr : wbuf_ + s.off;
-        size_t skip = (i == head_) ? head_off_ : 0;
-        iov[n].iov_base = const_cast<char*>(base + skip);
-        iov[n].iov_len = s.len - skip;
-    }
+    size_t n = describe(iov, max);
     pinned_ = n > 0;
     return n;
 }
@@ -256,21 +232,7 @@ void OutBuf::advance(size_t n) noexcept {
         clear();
         return;
     }
-    size_t left = n;
-    pending_ -= left;
-    while (head_ < segs_.size() && !segs_[head_].hole && left >= segs_[head_].len - head_off_) {
-        Seg& s = segs_[head_];
-        left -= s.len - head_off_;
-        if (s.item != nullptr) store_->release(s.item);
-        ++head_;
-        head_off_ = 0;
-    }
-    head_off_ += left;
-    if (head_ == segs_.size()) {
-        segs_.clear();
-        head_ = head_off_ = 0;
-        wbuf_len_ = 0;
-    }
+    retire(n);
 }
 
 }  // namespace mcm::server

@@ -104,6 +104,8 @@ public:
     void drain_to(std::string* to);
 
 private:
+    void retire(size_t n) noexcept;  // n bytes from the head were sent
+    size_t describe(struct iovec* iov, size_t max) const noexcept;
     struct Seg {
         const char* ptr;  // for item segments; null for text (offset into wbuf_)
         size_t off;       // text offset into wbuf_

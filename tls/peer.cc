@@ -121,8 +121,10 @@ SSL_CTX* PeerTls::server_ctx() const {
     return server_;
 }
 
-SSL* PeerTls::dial(int fd) const {
-    SSL_CTX* ctx = client_ctx();
+namespace {
+
+// A session of ctx (whose reference it consumes) on fd (none yet if fd < 0).
+SSL* new_session(SSL_CTX* ctx, int fd, bool connect) {
     SSL* ssl = SSL_new(ctx);
     SSL_CTX_free(ctx);
     if (ssl == nullptr) return nullptr;
@@ -130,22 +132,19 @@ SSL* PeerTls::dial(int fd) const {
         SSL_free(ssl);
         return nullptr;
     }
-    SSL_set_connect_state(ssl);
+    if (connect) {
+        SSL_set_connect_state(ssl);
+    } else {
+        SSL_set_accept_state(ssl);
+    }
     return ssl;
 }
 
-SSL* PeerTls::accept(int fd) const {
-    SSL_CTX* ctx = server_ctx();
-    SSL* ssl = SSL_new(ctx);
-    SSL_CTX_free(ctx);
-    if (ssl == nullptr) return nullptr;
-    if (SSL_set_fd(ssl, fd) != 1) {
-        SSL_free(ssl);
-        return nullptr;
-    }
-    SSL_set_accept_state(ssl);
-    return ssl;
-}
+}  // namespace
+
+SSL* PeerTls::dial(int fd) const { return new_session(client_ctx(), fd, true); }
+
+SSL* PeerTls::accept(int fd) const { return new_session(server_ctx(), fd, false); }
 
 bool PeerTls::adopt_if_peer(SSL* ssl) const {
     if (!hello_offers_peer_alpn(ssl)) return false;
