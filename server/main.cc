@@ -201,8 +201,10 @@ int run(int argc, char** argv) {
         // -o io_engine=uring: where the kernel (or the configuration) refuses io_uring, every
         // worker runs the epoll loop instead, with this one line in the log.
         std::string why = Ring::refused_by(settings);
-        if (why.empty()) (void)Ring::probe(&why);
-        if (!why.empty()) {
+        if (!why.empty()) {  // a choice of the configuration (TLS), not a failure
+            LOG(LogLevel::Info, "io_uring not used (%s): using epoll", why.c_str());
+            settings.io_engine = Settings::IoEngine::Epoll;
+        } else if (!Ring::probe(&why)) {
             LOG(LogLevel::Warn, "io_uring unavailable (%s): using epoll", why.c_str());
             settings.io_engine = Settings::IoEngine::Epoll;
         }
