@@ -16,7 +16,7 @@ constexpr int64_t kFollowerReadMs = 500;
 // The stored state, read from etcd now (a follower's reads).
 bool stored_state(const Supervisor& sup, State* st, std::string* err) {
     const etcd::Url& url = sup.elector()->config().url;  // parsed once, at the start
-    etcd::Client client(url.endpoints, kFollowerReadMs);
+    etcd::Client client(url.endpoints, kFollowerReadMs, url.tls);
     std::optional<etcd::KeyValue> kv;
     if (!client.get(etcd::state_key(url.prefix), &kv, err)) return false;
     if (!kv) {

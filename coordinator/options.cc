@@ -1,6 +1,9 @@
 #include "coordinator/options.h"
 
 #include <getopt.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <cctype>
 #include <charconv>
@@ -28,6 +31,7 @@ enum OptId {
     kSecretFile = 1000, kState, kBuckets, kReplicas, kHeartbeat, kDeadAfter, kListen,
     kPortFile, kNode, kControl, kDeadOnRefused, kTakeover, kTakeoverHook, kTakeoverHookTimeout,
     kStandby, kEtcdLeaseTtl, kId, kAdvertise, kPeerTlsCert, kPeerTlsKey, kPeerTlsCa,
+    kEtcdCacert, kEtcdCert, kEtcdKey,
 };
 
 const option kLong[] = {
@@ -52,6 +56,9 @@ const option kLong[] = {
     {"peer-tls-cert", required_argument, nullptr, kPeerTlsCert},
     {"peer-tls-key", required_argument, nullptr, kPeerTlsKey},
     {"peer-tls-ca", required_argument, nullptr, kPeerTlsCa},
+    {"etcd-cacert", required_argument, nullptr, kEtcdCacert},
+    {"etcd-cert", required_argument, nullptr, kEtcdCert},
+    {"etcd-key", required_argument, nullptr, kEtcdKey},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
     {nullptr, 0, nullptr, 0},
@@ -86,6 +93,9 @@ bool apply(int id, const std::string& v, Options* o, std::string* err) {
         case kPeerTlsCert: o->peer_tls_cert = v; return true;
         case kPeerTlsKey: o->peer_tls_key = v; return true;
         case kPeerTlsCa: o->peer_tls_ca = v; return true;
+        case kEtcdCacert: o->etcd_cacert = v; return true;
+        case kEtcdCert: o->etcd_cert = v; return true;
+        case kEtcdKey: o->etcd_key = v; return true;
         case kState:
             if (v.empty()) return bad("--state", "a path or etcd://HOST:PORT[,...]/PREFIX");
             if (etcd::is_etcd_url(v)) {
@@ -226,6 +236,24 @@ ParseResult parse_options(int argc, char** argv, Options* o, std::string* err) {
         *err = "peer TLS needs all of --peer-tls-cert, --peer-tls-key and --peer-tls-ca";
         return ParseResult::Error;
     }
+    if (o->etcd_cert.empty() != o->etcd_key.empty()) {
+        *err = "--etcd-cert and --etcd-key go together";
+        return ParseResult::Error;
+    }
+    if (!o->etcd_cert.empty() && o->etcd_cacert.empty()) {
+        *err = "--etcd-cert needs --etcd-cacert (the CA etcd's certificate is checked against)";
+        return ParseResult::Error;
+    }
+    if (!o->etcd_cacert.empty() && !etcd::is_etcd_url(o->state_path)) {
+        *err = "--etcd-cacert needs --state etcd://...";
+        return ParseResult::Error;
+    }
+    for (const std::string* f : {&o->etcd_cacert, &o->etcd_cert, &o->etcd_key}) {
+        if (!f->empty() && access(f->c_str(), R_OK) != 0) {
+            *err = "cannot read " + *f + ": " + strerror(errno);
+            return ParseResult::Error;
+        }
+    }
     if (o->takeover == Options::Takeover::Hook && o->takeover_hook.empty()) {
         *err = "--takeover hook needs --takeover-hook PATH";
         return ParseResult::Error;
@@ -267,6 +295,10 @@ std::string usage() {
            "  --peer-tls-cert PATH, --peer-tls-key PATH, --peer-tls-ca PATH  reach the servers\n"
            "                         over TLS with this certificate, verifying theirs against\n"
            "                         the CA (their -o peer_tls_*; all three or none)\n"
+           "  --etcd-cacert PATH   reach etcd over https, its certificate checked against\n"
+           "                         this CA (PEM)\n"
+           "  --etcd-cert PATH, --etcd-key PATH  this coordinator's client certificate for\n"
+           "                         etcd (its --client-cert-auth)\n"
            "  -v, --verbose        log every decision input\n"
            "  -h, --help           this text\n";
 }

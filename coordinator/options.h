@@ -47,6 +47,8 @@ struct Options {
     // --peer-tls-cert/--peer-tls-key/--peer-tls-ca: reach servers over TLS, verified both ways
     // (the servers' -o peer_tls_*; doc/managed.md, Peer TLS).
     std::string peer_tls_cert, peer_tls_key, peer_tls_ca;
+    // --etcd-cacert/--etcd-cert/--etcd-key: etcd over https (etcd::TlsFiles).
+    std::string etcd_cacert, etcd_cert, etcd_key;
     uint32_t takeover_hook_timeout_ms = 5000;
 
     // The lease a renewal grants, from a token the server issued one round trip earlier:

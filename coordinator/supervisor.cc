@@ -30,6 +30,7 @@ bool Supervisor::start(const std::string& admin_addr, std::string* err) {
     }
     etcd::ElectionConfig c;
     if (!etcd::parse_url(opts_.state_path, &c.url, err)) return false;
+    c.url.tls = etcd::TlsFiles{opts_.etcd_cacert, opts_.etcd_cert, opts_.etcd_key};
     c.admin = opts_.advertise.empty() ? admin_addr : opts_.advertise;
     c.id = opts_.id;
     if (c.id.empty()) {

@@ -60,7 +60,7 @@ struct MemberStatus {
 
 class Client {
 public:
-    Client(std::vector<Endpoint> endpoints, int64_t timeout_ms);
+    Client(std::vector<Endpoint> endpoints, int64_t timeout_ms, TlsFiles tls = {});
     ~Client();
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
@@ -94,6 +94,7 @@ private:
               int64_t timeout_ms, std::string* reply, std::string* err);
 
     std::vector<Endpoint> endpoints_;
+    TlsFiles tls_;
     size_t current_ = 0;
     int64_t timeout_ms_;
     void* curl_ = nullptr;  // CURL*

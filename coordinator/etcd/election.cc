@@ -131,7 +131,7 @@ ElectionView Elector::view() const {
 
 // The campaign and keepalive thread.
 void Elector::run() {
-    Client etcd(cfg_.url.endpoints, 1000);
+    Client etcd(cfg_.url.endpoints, 1000, cfg_.url.tls);
     const std::string lkey = leader_key(cfg_.url.prefix);
     const std::string me_key = coordinators_key(cfg_.url.prefix) + cfg_.id;
     const json me{{"id", cfg_.id}, {"admin", cfg_.admin}, {"since_unix_ms", unix_ms()}};
@@ -301,7 +301,7 @@ void Elector::run() {
 
 // Each member's own status, for `mcctl status`.
 void Elector::run_health() {
-    Client etcd(cfg_.url.endpoints, 500);
+    Client etcd(cfg_.url.endpoints, 500, cfg_.url.tls);
     std::string err;
     do {
         std::vector<MemberHealth> out;

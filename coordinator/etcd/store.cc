@@ -12,7 +12,7 @@ constexpr int64_t kWriteTimeoutMs = 1000;
 }
 
 EtcdStateStore::EtcdStateStore(const Url& url, const Leadership* lead, int64_t lease)
-    : client_(url.endpoints, kWriteTimeoutMs), prefix_(url.prefix), lead_(lead), lease_(lease) {}
+    : client_(url.endpoints, kWriteTimeoutMs, url.tls), prefix_(url.prefix), lead_(lead), lease_(lease) {}
 
 StateStore::Load EtcdStateStore::load(State* out, std::string* err) {
     std::optional<KeyValue> kv;

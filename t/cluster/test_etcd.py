@@ -40,8 +40,10 @@ def client(server, timeout=1.0):
 class HA:
     """n servers and k coordinators on one etcd prefix."""
 
-    def __init__(self, make_server, tmp_path, etcd, n=3, k=3, replicas=1, prefix="ha"):
+    def __init__(self, make_server, tmp_path, etcd, n=3, k=3, replicas=1, prefix="ha",
+                 coord_extra=()):
         self.tmp = tmp_path
+        self.coord_extra = list(coord_extra)
         self.secret = tmp_path / "secret"
         self.secret.write_bytes(SECRET + b"\n")
         self.etcd = etcd
@@ -60,7 +62,8 @@ class HA:
     def start_coordinator(self, cid):
         nodes = sorted(self.servers.items())
         c = Coordinator(self.tmp / cid, self.secret, nodes, replicas=self.replicas,
-                        buckets=BUCKETS, state_url=self.url, extra=["--id", cid])
+                        buckets=BUCKETS, state_url=self.url,
+                        extra=["--id", cid] + self.coord_extra)
         self.coords[cid] = c
         return c
 
@@ -393,3 +396,36 @@ def test_follower_answers_reads_and_redirects_writes(etcd, ha):
     took = time.monotonic() - t0
     assert took < 1.5, took
     h.settle(timeout=20)
+
+
+def test_etcd_over_tls(make_server, tmp_path, ha):
+    """etcd with https and client certificates (--client-cert-auth): coordinators given
+    --etcd-cacert/--etcd-cert/--etcd-key elect a leader, settle the cluster and hand over when
+    it dies; one without them never reaches etcd, and says so."""
+    from lib.certs import Pki
+    pki = Pki(tmp_path / "etcd-pki", "etcd-ca")
+    server_cert, server_key = pki.issue("etcd")
+    client_cert, client_key = pki.issue("coordinator")
+    e = etcd_lib.EtcdCluster(tmp_path / "etcd-tls", tls=(pki.ca, server_cert, server_key))
+    try:
+        tls_args = ["--etcd-cacert", pki.ca, "--etcd-cert", client_cert, "--etcd-key", client_key]
+        h = ha(e, k=2, coord_extra=tls_args)
+        first = h.leader()
+        h.settle()
+        assert e.get(h.prefix + "/state") is not None  # the state is in etcd
+        first.kill()
+        second = h.leader(timeout=TTL + 10)
+        assert second is not first
+        h.settle(timeout=TTL + 15)
+        # without the certificates: no answer from etcd, never a leader
+        plain = Coordinator(tmp_path / "plain", h.secret, [], replicas=1, buckets=BUCKETS,
+                            state_url=h.url, extra=["--id", "plain"], wait_elected=False)
+        try:
+            def refused():
+                st = plain.status()
+                return st["role"] != "leader" and st["control_plane"].get("last_error")
+            mc.wait_for(refused, timeout=10, what="the plain coordinator's etcd error")
+        finally:
+            plain.stop()
+    finally:
+        e.stop_all()

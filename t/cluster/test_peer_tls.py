@@ -217,9 +217,20 @@ def test_bad_peer_tls_options_refused_at_start(make_server, tmp_path, pki):
                            capture_output=True, timeout=10)
         assert r.returncode != 0, opts
         assert msg in r.stderr, (opts, r.stderr)
-    r = subprocess.run([COORD_BIN, "--secret-file", str(secret), "--peer-tls-cert", cert],
-                       capture_output=True, timeout=10)
-    assert r.returncode == 64 and b"all of --peer-tls-cert" in r.stderr
+    for args, msg in (
+        (["--peer-tls-cert", cert], b"all of --peer-tls-cert"),
+        (["--peer-tls-cert", cert, "--peer-tls-key", key, "--peer-tls-ca", "/nonexistent"],
+         b"peer_tls_ca /nonexistent"),
+        (["--state", "etcd://127.0.0.1:2379/x", "--etcd-cert", cert], b"go together"),
+        (["--state", "etcd://127.0.0.1:2379/x", "--etcd-cert", cert, "--etcd-key", key],
+         b"--etcd-cert needs --etcd-cacert"),
+        (["--etcd-cacert", pki.ca], b"--etcd-cacert needs --state etcd://"),
+        (["--state", "etcd://127.0.0.1:2379/x", "--etcd-cacert", "/nonexistent"],
+         b"cannot read /nonexistent"),
+    ):
+        r = subprocess.run([COORD_BIN, "--secret-file", str(secret), *args],
+                           capture_output=True, timeout=10)
+        assert r.returncode == 64 and msg in r.stderr, (args, r.stderr)
 
 
 def test_peers_and_tls_clients_share_a_Z_port(node, pki):

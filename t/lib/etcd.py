@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import uuid
 
@@ -89,7 +90,12 @@ class EtcdCluster:
     coordinator's --state value for them. kill/stop/start/pause/resume(i) act on member i by
     its PID. get/get_kv/put/delete/range_prefix talk to any live, unpaused member."""
 
-    def __init__(self, tmpdir, members=1, extra_args=(), start_timeout=30.0, attempts=3):
+    def __init__(self, tmpdir, members=1, extra_args=(), start_timeout=30.0, attempts=3,
+                 tls=None):
+        """tls: (CA, certificate, key) for the client URLs (https, and --client-cert-auth: a
+        client needs a certificate of that CA); the harness's own calls present the same
+        certificate. None: plain http."""
+        self.tls = tls
         self.tmpdir = str(tmpdir)
         os.makedirs(self.tmpdir, exist_ok=True)
         self.n = members
@@ -144,15 +150,21 @@ class EtcdCluster:
     # -- processes
     def _spawn(self, i, cluster_state, banner):
         c, p = self.client_ports[i], self.peer_ports[i]
+        scheme = "https" if self.tls else "http"
+        tls_args = []
+        if self.tls:
+            ca, cert, key = self.tls
+            tls_args = ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
+                        "--client-cert-auth"]
         cmd = [ETCD_BIN, "--name", f"e{i}", "--data-dir", self.data_dirs[i],
-               "--listen-client-urls", f"http://127.0.0.1:{c}",
-               "--advertise-client-urls", f"http://127.0.0.1:{c}",
+               "--listen-client-urls", f"{scheme}://127.0.0.1:{c}",
+               "--advertise-client-urls", f"{scheme}://127.0.0.1:{c}",
                "--listen-peer-urls", f"http://127.0.0.1:{p}",
                "--initial-advertise-peer-urls", f"http://127.0.0.1:{p}",
                "--initial-cluster", self._initial_cluster(),
                "--initial-cluster-token", self.token,
                "--initial-cluster-state", cluster_state,
-               "--logger", "zap", "--log-outputs", "stderr"] + self.extra_args
+               "--logger", "zap", "--log-outputs", "stderr"] + tls_args + self.extra_args
         self.cmds[i] = cmd
         log = open(self.log_paths[i], "ab")
         log.write(f"{banner}\n{' '.join(cmd)}\n".encode())
@@ -251,7 +263,14 @@ class EtcdCluster:
     def _post(self, i, path, body, timeout):
         """(HTTP status, parsed JSON) from member i; raises OSError on a connection failure
         or a timeout."""
-        c = http.client.HTTPConnection("127.0.0.1", self.client_ports[i], timeout=timeout)
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=self.tls[0])
+            ctx.check_hostname = False
+            ctx.load_cert_chain(self.tls[1], self.tls[2])
+            c = http.client.HTTPSConnection("127.0.0.1", self.client_ports[i], timeout=timeout,
+                                            context=ctx)
+        else:
+            c = http.client.HTTPConnection("127.0.0.1", self.client_ports[i], timeout=timeout)
         try:
             if body is None:
                 c.request("GET", path)
