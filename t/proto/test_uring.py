@@ -44,6 +44,7 @@ def ours_binary(server):
         pytest.skip("this project's option")
 
 
+@pytest.mark.no_tls("TLS keeps every worker on epoll (test_tls_keeps_epoll)")
 def test_uring_engine_serves(ours_binary, make_server):
     s = make_server("-t", "2", "-o", "io_engine=uring")
     serves(s)
@@ -52,6 +53,7 @@ def test_uring_engine_serves(ours_binary, make_server):
     assert ring_fds(s) == 2  # one ring per worker
 
 
+@pytest.mark.no_tls("TLS keeps every worker on epoll (test_tls_keeps_epoll)")
 def test_uring_is_the_default(ours_binary, make_server):
     s = make_server("-t", "3")
     c = s.connect()
@@ -70,6 +72,7 @@ def test_epoll_engine_has_no_ring(ours_binary, make_server):
     assert ring_fds(s) == 0
 
 
+@pytest.mark.no_tls("TLS keeps every worker on epoll (test_tls_keeps_epoll)")
 def test_uring_setup_failure_falls_back_to_epoll(ours_binary, make_server):
     s = make_server("-t", "2", "-o", "io_engine=uring", env={"MC_URING_FORCE_FAIL": "1"})
     serves(s)
@@ -86,3 +89,18 @@ def test_bad_engine_refused(ours_binary, tmp_path):
                        capture_output=True, timeout=10)
     assert p.returncode != 0
     assert b"io_engine" in p.stderr
+
+
+def test_tls_keeps_epoll(ours_binary, make_server):
+    """-Z asks for io_uring in vain: every worker serves through epoll, said at -v as a choice
+    (not as io_uring failing), and TLS clients are served."""
+    s = make_server("-Z", "-o", "ssl_chain_cert={},ssl_key={}".format(*mc.test_pki()[1:]),
+                    "-o", "io_engine=uring", "-v", tls=True)
+    c = s.connect()
+    assert c.stats("settings")["io_engine"] == "epoll"
+    assert c.cmd("version").startswith(b"VERSION")
+    c.close()
+    assert ring_fds(s) == 0
+    log = s.read_log()
+    assert "io_uring not used (TLS (-Z) is served by the epoll loop): using epoll" in log, log
+    assert "io_uring unavailable" not in log
