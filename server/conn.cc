@@ -147,6 +147,33 @@ bool Conn::tls_ready() {
 
 ssize_t Conn::sys_read_fd(void* buf, size_t n) { return sys_read(fd_, buf, n); }
 
+// Room at the end of the read buffer (both loops): the unread bytes moved to the front, or,
+// for a line longer than the buffer (only a multi-get gets this far), a buffer twice as
+// large. False if that allocation failed.
+bool Conn::make_room() {
+    ensure_rbuf();
+    if (rstart_ == rend_) rstart_ = rend_ = 0;
+    if (rend_ < rcap_) return true;
+    if (rstart_ > 0) {
+        std::memmove(rbuf_, rbuf_ + rstart_, rend_ - rstart_);
+        rend_ -= rstart_;
+        rstart_ = 0;
+        return true;
+    }
+    size_t ncap = rcap_ * 2;
+    char* nb = static_cast<char*>(std::malloc(ncap));
+    if (nb == nullptr) return false;
+    std::memcpy(nb, rbuf_, rend_);
+    if (rcap_ == Worker::kReadBufSize) {
+        worker_->release_rbuf(rbuf_);
+    } else {
+        std::free(rbuf_);
+    }
+    rbuf_ = nb;
+    rcap_ = ncap;
+    return true;
+}
+
 ssize_t Conn::tls_read(void* buf, size_t n) {
     ERR_clear_error();
     int rc = SSL_read(ssl_, buf, static_cast<int>(n > INT32_MAX ? INT32_MAX : n));
@@ -263,28 +290,7 @@ ssize_t Conn::read_some(bool* drained) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
         return -1;
     }
-    ensure_rbuf();
-    if (rstart_ == rend_) rstart_ = rend_ = 0;
-    if (rend_ == rcap_) {
-        if (rstart_ > 0) {
-            std::memmove(rbuf_, rbuf_ + rstart_, rend_ - rstart_);
-            rend_ -= rstart_;
-            rstart_ = 0;
-        } else {
-            // A line longer than the buffer (only a multi-get gets this far): grow.
-            size_t ncap = rcap_ * 2;
-            char* nb = static_cast<char*>(std::malloc(ncap));
-            if (nb == nullptr) return -1;
-            std::memcpy(nb, rbuf_, rend_);
-            if (rcap_ == Worker::kReadBufSize) {
-                worker_->release_rbuf(rbuf_);
-            } else {
-                std::free(rbuf_);
-            }
-            rbuf_ = nb;
-            rcap_ = ncap;
-        }
-    }
+    if (!make_room()) return -1;
     size_t room = rcap_ - rend_;
     ssize_t n = sock_read(rbuf_ + rend_, room);
     if (n > 0) {

@@ -181,7 +181,7 @@ private:
     void ring_wake(bool run);
     void ring_take_input();
     void ring_consume(size_t n);
-    bool ring_make_room();
+    bool make_room();  // room at the end of the read buffer (conn.cc)
     ::io_uring_sqe* ring_send(bool last);
     void ring_recv();
     void ring_try_handoff();

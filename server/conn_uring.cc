@@ -148,7 +148,7 @@ void Conn::ring_recv() {
         io_uring_prep_recv(s, fd_, pending_.dest() + value_filled_,
                            pending_.wire_len - value_filled_, 0);
         recv_direct_ = recv_direct_item_ = true;
-    } else if (no_bufs_ && ring_make_room()) {
+    } else if (no_bufs_ && make_room()) {
         no_bufs_ = false;
         io_uring_prep_recv(s, fd_, rbuf_ + rend_, rcap_ - rend_, 0);
         recv_direct_ = true;
@@ -238,7 +238,7 @@ void Conn::ring_take_input() {
         ring_consume(n);
         return;
     }
-    if (!ring_make_room()) {  // out of memory: as a failed read
+    if (!make_room()) {  // out of memory: as a failed read
         ring_consume(in_len_);
         eof_ = true;
         return;
@@ -258,31 +258,6 @@ void Conn::ring_consume(size_t n) {
         in_bid_ = -1;
         in_ptr_ = nullptr;
     }
-}
-
-// Room at the end of the read buffer: as read_some makes it.
-bool Conn::ring_make_room() {
-    ensure_rbuf();
-    if (rstart_ == rend_) rstart_ = rend_ = 0;
-    if (rend_ < rcap_) return true;
-    if (rstart_ > 0) {
-        std::memmove(rbuf_, rbuf_ + rstart_, rend_ - rstart_);
-        rend_ -= rstart_;
-        rstart_ = 0;
-        return true;
-    }
-    size_t ncap = rcap_ * 2;  // a line longer than the buffer: grow
-    char* nb = static_cast<char*>(std::malloc(ncap));
-    if (nb == nullptr) return false;
-    std::memcpy(nb, rbuf_, rend_);
-    if (rcap_ == Worker::kReadBufSize) {
-        worker_->release_rbuf(rbuf_);
-    } else {
-        std::free(rbuf_);
-    }
-    rbuf_ = nb;
-    rcap_ = ncap;
-    return true;
 }
 
 // `cluster repl` and `watch` hand the socket to another thread: first the replies before the
